@@ -1,0 +1,539 @@
+/**
+ * The typed stack configuration: the single source of truth for what a Phoenix
+ * machine is. Every top-level export below is one `phoenix:<key>` in the stack
+ * file. Structural rules live here; rules that relate fields to each other live
+ * in validate.ts.
+ */
+import { z } from "zod";
+import { CIDR_RE, IPV4_RE } from "./net";
+
+/** What Pulumi passes for values not yet known during preview. */
+export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+
+// Named formats as PVE defines them (pve-common JSONSchema.pm), so a config that
+// passes here is not rejected later by the API.
+const DNS_LABEL = "[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?";
+const NODE_RE = /^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?$/;
+// JSON Schema has no regex flags: spell case-insensitivity out in the classes.
+const STORAGE_ID_RE = /^[A-Za-z][A-Za-z0-9\-_.]*[A-Za-z0-9]$/;
+const MAC_RE = /^[a-fA-F0-9][02468aceACE](?::[a-fA-F0-9]{2}){5}$/;
+const BRIDGE_RE = /^[-_.\w\d]+$/;
+const TAG_RE = /^[A-Za-z0-9_][A-Za-z0-9_\-+.]*$/;
+const PCI_RE = /^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$/;
+const ZFS_COMPONENT_RE = /^[A-Za-z0-9][A-Za-z0-9_.:-]*$/;
+const VERSION_RE = /^\d+(\.\d+)*([-+.][A-Za-z0-9.]+)?$/;
+
+export const hostname = z
+  .string()
+  .regex(new RegExp(`^${DNS_LABEL}$`), "must be a valid hostname: letters, digits and '-', 1–63 characters, not starting or ending with '-'");
+export const dnsName = z
+  .string()
+  .regex(new RegExp(`^(${DNS_LABEL}\\.)*${DNS_LABEL}$`), "must be a DNS name such as internal.example.org");
+export const ipv4 = z.string().regex(IPV4_RE, "must be an IPv4 address such as 10.0.0.10");
+export const cidr = z.string().regex(CIDR_RE, "must be an IPv4 address with prefix length, such as 10.0.0.10/24");
+export const vmid = z
+  .number()
+  .int("must be a whole number")
+  .min(100, "must be between 100 and 999999999 (Proxmox reserves ids below 100)")
+  .max(999999999, "must be between 100 and 999999999");
+export const storageId = z.string().min(2).regex(STORAGE_ID_RE, "must be a Proxmox storage id: letters, digits, '-', '_', '.'");
+const version = z.string().regex(VERSION_RE, "must be an exact version such as 580.95.05 (no ranges, no 'latest')");
+const sha256 = z.string().regex(/^[0-9a-fA-F]{64}$/, "must be a SHA-256 hex digest (64 hex characters)");
+
+// --- Proxmox connection ------------------------------------------------------
+
+const sshAccess = z.strictObject({
+  /** Address the node's sshd listens on. */
+  host: z.string().min(1),
+  port: z.number().int().min(1).max(65535).default(22),
+  user: z.string().min(1).default("root"),
+  /** The node's host key as an OpenSSH public key line: an unknown key is refused. */
+  hostKey: z
+    .string()
+    .regex(/^(ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|ssh-rsa) [A-Za-z0-9+/=]+( .*)?$/, "must be an OpenSSH public key line, as in /etc/ssh/ssh_host_ed25519_key.pub"),
+});
+
+export const proxmoxSchema = z.strictObject({
+  /** API base URL, e.g. https://10.0.0.13:8006. */
+  endpoint: z.url({ protocol: /^https$/, error: "must be an https:// URL such as https://10.0.0.13:8006" }),
+  /** The API token's id, USER@REALM!TOKENID; its secret is the Pulumi secret proxmoxTokenSecret. */
+  tokenId: z.string().regex(/^[^\s@!]+@[A-Za-z0-9.\-_]+![A-Za-z][A-Za-z0-9.\-_]+$/, "must be USER@REALM!TOKENID, e.g. phoenix@pve!pulumi"),
+  nodes: z
+    .array(
+      z.strictObject({
+        name: z.string().regex(NODE_RE, "must be a Proxmox node name"),
+        /** SSH to the node for what the API cannot do (raw lxc.* lines, host preparation). */
+        ssh: sshAccess.optional(),
+      }),
+    )
+    .min(1, "declare at least one node"),
+  tls: z
+    .strictObject({
+      /** PEM of the CA that signed the API's certificate (on a PVE node: /etc/pve/pve-root-ca.pem). */
+      caPem: z.string().regex(/-----BEGIN CERTIFICATE-----/, "must be a PEM certificate").optional(),
+      /** Path of that PEM, relative to the project directory. */
+      caFile: z.string().min(1).optional(),
+      /** Skip certificate verification. Only for a first bootstrap: anyone on the path can read the token. */
+      insecure: z.boolean().default(false),
+    })
+    .refine((t) => !(t.caPem && t.caFile), { message: "set caPem or caFile, not both", path: ["caFile"] })
+    .refine((t) => !(t.insecure && (t.caPem || t.caFile)), { message: "insecure skips verification, so a CA would be ignored: remove insecure", path: ["insecure"] })
+    .default({ insecure: false }),
+});
+
+// --- Host -------------------------------------------------------------------
+
+export const gpuModes = ["lxc-shared", "vm-passthrough", "unused"] as const;
+
+const gpuSchema = z.strictObject({
+  /** The id guests use to ask for this GPU. */
+  id: z.number().int().min(0),
+  /** PCI address of the GPU function, e.g. 0000:01:00.0. */
+  pci: z.string().regex(PCI_RE, "must be a full PCI address such as 0000:01:00.0"),
+  model: z.string().min(1),
+  memoryGiB: z.number().positive(),
+  /** lxc-shared: host driver, shared into containers; vm-passthrough: bound to vfio for one VM. */
+  mode: z.enum(gpuModes),
+});
+
+const zfsProperties = z.record(
+  z.string().regex(/^[a-z][a-z0-9_:.]*$/, "ZFS property names are lower case, e.g. recordsize"),
+  z.union([z.string(), z.number(), z.boolean()]),
+);
+
+export const poolTopologies = { single: 1, mirror: 2, raidz1: 3, raidz2: 4 } as const;
+
+const poolSchema = z.strictObject({
+  name: z.string().regex(ZFS_COMPONENT_RE, "must be a ZFS pool name"),
+  topology: z.enum(Object.keys(poolTopologies) as [keyof typeof poolTopologies]),
+  /** Disks by stable id: /dev/disk/by-id/… . */
+  disks: z.array(z.string().regex(/^\/dev\/disk\/by-id\/\S+$/, "must be a /dev/disk/by-id/ path: /dev/sdX names change between boots")).min(1),
+  ashift: z.number().int().min(9).max(16).default(12),
+  properties: zfsProperties.default({}),
+  /** Allow Phoenix to wipe these disks or destroy the pool. Never set this casually. */
+  allowDestroy: z.boolean().default(false),
+});
+
+export const storageContents = ["images", "rootdir", "vztmpl", "iso", "backup", "snippets", "import"] as const;
+
+const datasetSchema = z.strictObject({
+  pool: z.string().min(1),
+  /** Dataset name below the pool, e.g. shared-models or vm-disks/fast. */
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]*(\/[A-Za-z0-9][A-Za-z0-9_.:-]*)*$/, "must be a ZFS dataset path below the pool"),
+  properties: zfsProperties.default({}),
+  /** How Proxmox sees the dataset; omit for a dataset only bind-mounted into guests. */
+  storage: z
+    .strictObject({
+      id: storageId,
+      type: z.enum(["zfspool", "dir"]),
+      content: z.array(z.enum(storageContents)).min(1),
+    })
+    .optional(),
+  /** Holds secrets (e.g. a CA's keys): may be mounted into one guest only. */
+  secret: z.boolean().default(false),
+  /** Owner and mode of the dataset's top directory on the host, as uid/gid seen inside the guests that mount it. */
+  owner: z.strictObject({ uid: z.number().int().min(0).max(65535), gid: z.number().int().min(0).max(65535), mode: z.string().regex(/^0?[0-7]{3}$/).default("0750") }).optional(),
+  allowDestroy: z.boolean().default(false),
+});
+
+const bridgeSchema = z.strictObject({
+  name: z.string().regex(BRIDGE_RE, "must be a Linux bridge name such as vmbr1"),
+  vlan: z.number().int().min(1).max(4094).optional(),
+  subnet: cidr,
+  gateway: ipv4.optional(),
+});
+
+export const hostSchema = z.strictObject({
+  /** The Proxmox node this host is; defaults to the first declared node. */
+  node: z.string().regex(NODE_RE).optional(),
+  managementBridge: z.string().regex(BRIDGE_RE).default("vmbr0"),
+  /** The host's own address on the management bridge, with prefix. */
+  address: cidr,
+  gateway: ipv4,
+  dnsServers: z.array(ipv4).min(1),
+  /** Internal DNS domain; service hosts are <name>.<domain>. */
+  domain: dnsName,
+  timezone: z.string().default("Etc/UTC"),
+  /** Networks allowed to reach SSH (22) and the web UI (8006) when the node firewall drops inbound. */
+  adminNetworks: z.array(cidr).default([]),
+  /** Other bridges (or VLANs) guests attach to, with their subnet. */
+  bridges: z.array(bridgeSchema).default([]),
+  gpus: z.array(gpuSchema).default([]),
+  nvidiaDriver: z.strictObject({ version }).optional(),
+  zfs: z
+    .strictObject({
+      /** ZFS ARC ceiling in GiB, persisted and applied at runtime. */
+      arcMaxGiB: z.number().positive().optional(),
+      pools: z.array(poolSchema).default([]),
+      datasets: z.array(datasetSchema).default([]),
+    })
+    .default({ pools: [], datasets: [] }),
+  /** Storages that exist on the node without Phoenix managing them (e.g. local). */
+  existingStorages: z
+    .array(z.strictObject({ id: storageId, content: z.array(z.enum(storageContents)).min(1) }))
+    .default([{ id: "local", content: ["vztmpl", "iso", "backup", "snippets", "import"] }]),
+});
+
+// --- Firewall ---------------------------------------------------------------
+
+const PORT_SPEC_RE = /^\d{1,5}(:\d{1,5})?(,\d{1,5}(:\d{1,5})?)*$/;
+export const firewallProtocols = ["tcp", "udp", "icmp", "icmpv6", "ipv6-icmp", "sctp", "gre", "esp", "ah", "udplite"] as const;
+
+const portSpec = z
+  .union([z.number(), z.string()])
+  .transform((v) => String(v))
+  .refine((v) => PORT_SPEC_RE.test(v) && v.split(/[,:]/).every((p) => Number(p) >= 1 && Number(p) <= 65535), {
+    message: "must be a port 1–65535, a range 8000:8010, or a comma list of these",
+  });
+
+const ADDRESS_ITEM = `(${IPV4_RE.source.slice(1, -1)}(\\/(3[0-2]|[12]?\\d))?|${IPV4_RE.source.slice(1, -1)}-${IPV4_RE.source.slice(1, -1)})`;
+const fwAddress = z
+  .string()
+  .refine(
+    (v) => new RegExp(`^!?${ADDRESS_ITEM}(,${ADDRESS_ITEM})*$`).test(v) || /^\+(dc\/|guest\/)?[A-Za-z][A-Za-z0-9_-]+$/.test(v) || /^(dc\/|guest\/)?[A-Za-z][A-Za-z0-9_-]+$/.test(v),
+    { message: "must be an IPv4 address, CIDR, range a-b, comma list of these, an alias name, or an ipset +name" },
+  );
+
+export const firewallRuleSchema = z
+  .strictObject({
+    type: z.enum(["in", "out"]),
+    action: z.enum(["ACCEPT", "DROP", "REJECT"]),
+    /** A PVE macro such as SSH or HTTPS, instead of proto/ports. */
+    macro: z.string().regex(/^[A-Za-z0-9]+$/).optional(),
+    proto: z.union([z.enum(firewallProtocols), z.number().int().min(0).max(255)], { error: `must be one of ${firewallProtocols.join(", ")} or an IP protocol number` }).optional(),
+    source: fwAddress.optional(),
+    dest: fwAddress.optional(),
+    dport: portSpec.optional(),
+    sport: portSpec.optional(),
+    iface: z.string().regex(/^[a-z][a-z0-9_]{1,20}$/).optional(),
+    comment: z.string().max(200).optional(),
+    enabled: z.boolean().default(true),
+  })
+  .refine((r) => !(r.dport || r.sport) || r.proto === "tcp" || r.proto === "udp" || r.proto === "sctp" || r.proto === "udplite", {
+    message: "ports need proto tcp, udp, sctp or udplite",
+    path: ["proto"],
+  });
+
+const policy = z.enum(["ACCEPT", "DROP", "REJECT"]);
+
+const guestFirewallSchema = z
+  .strictObject({
+    enabled: z.boolean().default(true),
+    policyIn: policy.default("DROP"),
+    policyOut: policy.default("ACCEPT"),
+    rules: z.array(firewallRuleSchema).default([]),
+    /** Security groups (declared under phoenix:firewall) applied to this guest. */
+    groups: z.array(z.string()).default([]),
+  })
+  .default({ enabled: true, policyIn: "DROP", policyOut: "ACCEPT", rules: [], groups: [] });
+
+export const firewallSchema = z
+  .strictObject({
+    enabled: z.boolean().default(true),
+    policyIn: policy.default("DROP"),
+    policyOut: policy.default("ACCEPT"),
+    rules: z.array(firewallRuleSchema).default([]),
+    groups: z
+      .array(
+        z.strictObject({
+          name: z.string().regex(/^[A-Za-z][A-Za-z0-9_-]{1,17}$/, "must be 2–18 characters: letters, digits, '-', '_', starting with a letter"),
+          comment: z.string().optional(),
+          rules: z.array(firewallRuleSchema).min(1),
+        }),
+      )
+      .default([]),
+    /** The node's own firewall: inbound policy and extra rules. */
+    node: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        policyIn: policy.default("DROP"),
+        rules: z.array(firewallRuleSchema).default([]),
+      })
+      .default({ enabled: true, policyIn: "DROP", rules: [] }),
+  })
+  .default({ enabled: true, policyIn: "DROP", policyOut: "ACCEPT", rules: [], groups: [], node: { enabled: true, policyIn: "DROP", rules: [] } });
+
+// --- Templates and guests -----------------------------------------------------
+
+const networkSchema = z.strictObject({
+  bridge: z.string().regex(BRIDGE_RE).optional(),
+  /** IPv4 address with prefix, or dhcp. */
+  ip: z.union([z.literal("dhcp"), cidr], { error: "must be an IPv4 address with prefix (10.0.0.10/24) or 'dhcp'" }),
+  /** Defaults to the bridge's gateway. */
+  gateway: ipv4.optional(),
+  mac: z.string().regex(MAC_RE, "must be a unicast MAC address such as BC:24:11:00:00:01").optional(),
+  vlan: z.number().int().min(1).max(4094).optional(),
+});
+
+const startupSchema = z.strictObject({
+  onBoot: z.boolean().default(true),
+  order: z.number().int().min(0).optional(),
+  upDelay: z.number().int().min(0).optional(),
+  downDelay: z.number().int().min(0).optional(),
+});
+
+const featuresSchema = z.strictObject({
+  nesting: z.boolean().default(false),
+  keyctl: z.boolean().default(false),
+  fuse: z.boolean().default(false),
+});
+
+const mountSchema = z.strictObject({
+  /** The dataset to mount, as pool/name from host.zfs.datasets. */
+  volume: z.string().min(1),
+  /** Absolute path inside the guest. */
+  path: z.string().min(1),
+  /** Owner inside the guest. */
+  uid: z.number().int().min(0).max(65535).default(0),
+  gid: z.number().int().min(0).max(65535).default(0),
+  readOnly: z.boolean().default(false),
+});
+
+/** Settings shared by templates and guests: what a Proxmox guest is, regardless of its role. */
+const machineFields = {
+  vmid,
+  name: hostname,
+  /** Node the guest lives on; defaults to the host's node. */
+  node: z.string().regex(NODE_RE).optional(),
+  cores: z.number().int().min(1).max(512).default(2),
+  memoryMiB: z.number().int().min(16).default(2048),
+  swapMiB: z.number().int().min(0).default(512),
+  diskGiB: z.number().int().min(1).default(16),
+  /** Storage of the root disk. */
+  storage: storageId,
+  tags: z.array(z.string().regex(TAG_RE, "tags are letters, digits, '_', '-', '+', '.'")).default([]),
+  description: z.string().optional(),
+  // Accepted so that a template asking for them gets a precise error, not "unknown key".
+  gpus: z.array(z.number().int().min(0)).default([]),
+  startup: startupSchema.optional(),
+};
+
+export const templateLayers = ["base", "cuda", "vllm"] as const;
+
+const lxcTemplateSource = z.union([
+  z.strictObject({
+    /** An OS template from the Proxmox catalogue (pveam available), e.g. ubuntu-24.04-standard_24.04-2_amd64.tar.zst. */
+    catalogue: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.+-]*\.tar\.(gz|xz|zst)$/, "must be a catalogue file name such as ubuntu-24.04-standard_24.04-2_amd64.tar.zst"),
+    /** Storage holding vztmpl content. */
+    storage: storageId,
+  }),
+  z.strictObject({ /** Another template to clone (linked). */ clone: vmid }),
+]);
+
+export const templateSchema = z.discriminatedUnion("kind", [
+  z.strictObject({
+    kind: z.literal("lxc"),
+    ...machineFields,
+    source: lxcTemplateSource,
+    /** What the template's setup scripts install on top of its source. */
+    layer: z.enum(templateLayers),
+    unprivileged: z.boolean().default(true),
+    features: featuresSchema.default({ nesting: false, keyctl: false, fuse: false }),
+    /** Pinned versions of what the layer installs (e.g. cuda: 12.8, vllm: 0.11.0). */
+    versions: z.record(z.string(), version).default({}),
+  }),
+  z.strictObject({
+    kind: z.literal("vm"),
+    ...machineFields,
+    source: z
+      .strictObject({
+        /** Cloud image URL (a dated release, so the checksum stays valid). */
+        url: z.url({ protocol: /^https$/, error: "must be an https:// URL" }),
+        /** SHA-256 of the image, verified on download. */
+        sha256: sha256.optional(),
+        /** Or: the publisher's SHA256SUMS file, fetched over HTTPS at apply time to verify against. */
+        sha256SumsUrl: z.url({ protocol: /^https$/, error: "must be an https:// URL" }).optional(),
+        /** Storage the image is downloaded to (import content). */
+        storage: storageId,
+      })
+      .refine((s) => (s.sha256 === undefined) !== (s.sha256SumsUrl === undefined), { message: "set exactly one of sha256 or sha256SumsUrl: an image is never used unverified", path: ["sha256"] }),
+  }),
+]);
+
+const vllmSchema = z.strictObject({
+  engine: z.literal("vllm"),
+  version: version.optional(),
+  model: z.string().min(1),
+  servedModelName: z.string().min(1),
+  task: z.enum(["generate", "embed"]).default("generate"),
+  maxModelLen: z.number().int().positive().optional(),
+  dtype: z.enum(["auto", "half", "float16", "bfloat16", "float", "float32"]).default("auto"),
+  quantization: z.string().regex(/^[a-z0-9_-]+$/).optional(),
+  gpuMemoryUtilization: z.number().gt(0).max(1).default(0.9),
+  tensorParallelSize: z.number().int().min(1).default(1),
+  trustRemoteCode: z.boolean().default(false),
+  /** Where weights are downloaded; should be on a mounted model volume. */
+  downloadDir: z.string().default("/models"),
+  port: z.number().int().min(1).max(65535).default(8000),
+  /** Require the API key held in the Pulumi secret modelApiKey. */
+  requireApiKey: z.boolean().default(false),
+});
+
+const ollamaSchema = z.strictObject({
+  engine: z.literal("ollama"),
+  version,
+  port: z.number().int().min(1).max(65535).default(11434),
+  modelsDir: z.string().default("/models/ollama"),
+  models: z
+    .array(
+      z.strictObject({
+        name: z.string().min(1),
+        kind: z.enum(["chat", "embedding"]).default("chat"),
+        /** VRAM the model takes when loaded, counted against the server's GPUs. */
+        vramGiB: z.number().positive(),
+      }),
+    )
+    .min(1),
+});
+
+const llamacppSchema = z.strictObject({
+  engine: z.literal("llamacpp"),
+  /** llama.cpp release tag, e.g. b6500. */
+  version: z.string().regex(/^b\d+$/, "must be a llama.cpp release tag such as b6500"),
+  /** GGUF file, absolute path inside the guest (on a mounted volume). */
+  model: z.string().regex(/^\/.*\.gguf$/, "must be an absolute path to a .gguf file"),
+  servedModelName: z.string().min(1),
+  kind: z.enum(["chat", "embedding"]).default("chat"),
+  contextSize: z.number().int().positive().default(8192),
+  gpuLayers: z.number().int().min(-1).default(999),
+  port: z.number().int().min(1).max(65535).default(8080),
+  vramGiB: z.number().positive(),
+});
+
+export const roleSchema = z.discriminatedUnion("type", [
+  z.strictObject({
+    type: z.literal("step-ca"),
+    version: version.default("0.28.4"),
+    cliVersion: version.default("0.28.7"),
+    rootName: z.string().default("Phoenix Root CA"),
+    intermediateName: z.string().default("Phoenix Intermediate CA"),
+    /** Names the CA answers on; defaults to ca.<domain>. */
+    dnsNames: z.array(dnsName).default([]),
+    provisioner: z.string().default("admin"),
+    port: z.number().int().min(1).max(65535).default(9000),
+  }),
+  z.strictObject({
+    type: z.literal("traefik"),
+    version: version.default("3.5.3"),
+    /** Serve the dashboard on the internal entry point (never with api.insecure). */
+    dashboard: z.boolean().default(true),
+  }),
+  z.strictObject({
+    type: z.literal("nginx-gateway"),
+    maxBodyMiB: z.number().int().min(1).default(64),
+    readTimeoutSeconds: z.number().int().min(1).default(600),
+  }),
+  z.strictObject({ type: z.literal("model-server"), server: z.discriminatedUnion("engine", [vllmSchema, ollamaSchema, llamacppSchema]) }),
+  z.strictObject({
+    type: z.literal("portainer-server"),
+    version: version.default("2.33.2"),
+    adminUser: z.string().min(1).default("admin"),
+    port: z.number().int().min(1).max(65535).default(9443),
+  }),
+  z.strictObject({
+    type: z.literal("portainer-agent"),
+    version: version.default("2.33.2"),
+    /** vmid of the Portainer server this agent registers with. */
+    server: vmid,
+    /** Environment name shown in Portainer. */
+    environment: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$/, "must be 1–64 characters: letters, digits, space, '_', '.', '-'"),
+    port: z.number().int().min(1).max(65535).default(9001),
+  }),
+]);
+
+const dockerStackSchema = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, "must be lower case letters, digits, '-', '_' (a compose project name)"),
+  /** Compose file path, relative to the project root. */
+  compose: z.string().min(1),
+  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string()).default({}),
+  /** Environment variables whose values are Pulumi secrets: VAR → secret config key. */
+  secretEnv: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string().regex(/^[A-Za-z][A-Za-z0-9_-]*$/)).default({}),
+});
+
+const guestFields = {
+  ...machineFields,
+  /** vmid of the template this guest is a linked clone of. */
+  clone: vmid,
+  network: networkSchema,
+  /** DNS servers and search domain; default to the host's. */
+  dns: z.strictObject({ servers: z.array(ipv4).min(1).optional(), searchDomain: dnsName.optional() }).optional(),
+  firewall: guestFirewallSchema,
+  /** Guests (by vmid) that must be up before this one, where no data flows to say so. */
+  dependsOn: z.array(vmid).default([]),
+  role: roleSchema.optional(),
+};
+
+export const guestSchema = z.discriminatedUnion("kind", [
+  z.strictObject({
+    kind: z.literal("lxc"),
+    ...guestFields,
+    unprivileged: z.boolean().default(true),
+    features: featuresSchema.default({ nesting: false, keyctl: false, fuse: false }),
+    mounts: z.array(mountSchema).default([]),
+  }),
+  z.strictObject({
+    kind: z.literal("vm"),
+    ...guestFields,
+    cloudInit: z
+      .strictObject({
+        user: z.string().regex(/^[a-z_][a-z0-9_-]*$/).default("phoenix"),
+        /** Public keys only; never private keys. */
+        sshKeys: z.array(z.string().regex(/^(ssh-ed25519|ecdsa-sha2-\S+|ssh-rsa) /, "must be an OpenSSH public key line")).default([]),
+      })
+      .default({ user: "phoenix", sshKeys: [] }),
+    dockerStacks: z.array(dockerStackSchema).default([]),
+  }),
+]);
+
+// --- Services and routes ---------------------------------------------------------
+
+export const serviceSchema = z.strictObject({
+  name: z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, "must be lower case letters, digits and '-', starting with a letter"),
+  /** vmid of the guest serving it. */
+  guest: vmid,
+  port: z.number().int().min(1).max(65535),
+  /** What the backend speaks on that port. */
+  scheme: z.enum(["http", "https"]).default("http"),
+  /** Path that answers 2xx when healthy. */
+  healthPath: z.string().regex(/^\//, "must start with '/'").default("/"),
+});
+
+export const routeSchema = z
+  .strictObject({
+    /** Host name the route matches; defaults to the gateway's host. */
+    host: dnsName.optional(),
+    /** Path prefix the route matches, e.g. /qdrant/. */
+    path: z.string().regex(/^\//, "must start with '/'").default("/"),
+    /** Service that receives the request. */
+    service: z.string().optional(),
+    /** Route by the request body's "model" to the model server serving it (OpenAI-compatible paths). */
+    byModel: z.boolean().default(false),
+    stripPrefix: z.boolean().default(false),
+    websocket: z.boolean().default(false),
+  })
+  .refine((r) => (r.service === undefined) === r.byModel, { message: "a route needs either service or byModel: true, not both", path: ["service"] });
+
+export type Role = z.infer<typeof roleSchema>;
+export type Template = z.infer<typeof templateSchema>;
+export type Guest = z.infer<typeof guestSchema>;
+export type LxcGuest = Extract<Guest, { kind: "lxc" }>;
+export type VmGuest = Extract<Guest, { kind: "vm" }>;
+export type Service = z.infer<typeof serviceSchema>;
+export type Route = z.infer<typeof routeSchema>;
+export type FirewallRule = z.infer<typeof firewallRuleSchema>;
+export type Host = z.infer<typeof hostSchema>;
+export type Gpu = Host["gpus"][number];
+
+/** The stack file's `phoenix:*` keys, without the namespace. */
+export const stackSchema = z.strictObject({
+  proxmox: proxmoxSchema,
+  host: hostSchema,
+  templates: z.array(templateSchema).default([]),
+  guests: z.array(guestSchema).default([]),
+  services: z.array(serviceSchema).default([]),
+  routes: z.array(routeSchema).default([]),
+  firewall: firewallSchema,
+});
+
+export type StackConfig = z.infer<typeof stackSchema>;
+export type StackConfigInput = z.input<typeof stackSchema>;

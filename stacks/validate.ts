@@ -1,0 +1,485 @@
+/**
+ * Rules that relate one part of the configuration to another. Each rule adds
+ * issues naming the config path and what to do; all rules run, so a user sees
+ * every problem at once.
+ */
+import { inSubnet, isNetworkOrBroadcast, parseCidr, subnetOf, type Cidr } from "./net";
+import { gpuAllocation } from "./plan";
+import { poolTopologies, UNKNOWN, type Guest, type StackConfig, type Template, type FirewallRule } from "./schema";
+
+export interface ConfigIssue {
+  /** Path inside the phoenix namespace, e.g. guests[3].network.ip. */
+  path: string;
+  message: string;
+}
+
+type Report = (path: string, message: string) => void;
+
+const known = (v: unknown): boolean => v !== UNKNOWN;
+
+export function guestLabel(g: { vmid: number; name: string; kind: string }): string {
+  return `${g.kind === "vm" ? "VM" : "CT"} ${g.vmid} ${g.name}`;
+}
+
+/**
+ * Entries left out of a partial check because they did not parse: references to
+ * them are not reported as missing, since they are declared, only broken.
+ */
+export interface Unchecked {
+  templates: ReadonlySet<number>;
+  guests: ReadonlySet<number>;
+  services: ReadonlySet<string>;
+}
+
+const NOTHING_UNCHECKED: Unchecked = { templates: new Set(), guests: new Set(), services: new Set() };
+
+export function crossValidate(config: StackConfig, unchecked: Unchecked = NOTHING_UNCHECKED): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const report: Report = (path, message) => issues.push({ path, message });
+  const ctx = new Context(config, unchecked);
+  checkIds(ctx, report);
+  checkNodes(ctx, report);
+  checkNetwork(ctx, report);
+  checkStorageAndZfs(ctx, report);
+  checkTemplates(ctx, report);
+  checkClonesAndDependencies(ctx, report);
+  checkGpus(ctx, report);
+  checkMounts(ctx, report);
+  checkRoles(ctx, report);
+  checkServicesAndRoutes(ctx, report);
+  checkFirewall(ctx, report);
+  return issues;
+}
+
+/** Lookups every rule needs, computed once. */
+class Context {
+  readonly templates = new Map<number, { t: Template; i: number }>();
+  readonly guests = new Map<number, { g: Guest; i: number }>();
+  readonly datasets = new Map<string, number>();
+  readonly storages = new Map<string, readonly string[]>();
+  readonly hostNode: string;
+  readonly hostCidr: Cidr | undefined;
+
+  constructor(
+    readonly config: StackConfig,
+    readonly unchecked: Unchecked,
+  ) {
+    config.templates.forEach((t, i) => this.templates.has(t.vmid) || this.templates.set(t.vmid, { t, i }));
+    config.guests.forEach((g, i) => this.guests.has(g.vmid) || this.guests.set(g.vmid, { g, i }));
+    config.host.zfs.datasets.forEach((d, i) => this.datasets.set(`${d.pool}/${d.name}`, i));
+    for (const s of config.host.existingStorages) this.storages.set(s.id, s.content);
+    for (const d of config.host.zfs.datasets) if (d.storage) this.storages.set(d.storage.id, d.storage.content);
+    this.hostNode = config.host.node ?? config.proxmox.nodes[0]?.name ?? "";
+    this.hostCidr = parseCidr(config.host.address);
+  }
+
+  /** Subnet and gateway of a (bridge, vlan) pair, if declared. */
+  bridgeNet(bridge: string, vlan: number | undefined): { subnet: Cidr; gateway?: string } | undefined {
+    const h = this.config.host;
+    if (bridge === h.managementBridge && vlan === undefined && this.hostCidr) {
+      return { subnet: parseCidr(subnetOf(this.hostCidr))!, gateway: h.gateway };
+    }
+    const b = h.bridges.find((x) => x.name === bridge && x.vlan === vlan);
+    const subnet = b && parseCidr(b.subnet);
+    return subnet ? { subnet, gateway: b.gateway } : undefined;
+  }
+
+  guestIp(g: Guest): string | undefined {
+    const ip = g.network.ip;
+    return ip === "dhcp" || !known(ip) ? undefined : ip.split("/")[0];
+  }
+}
+
+function duplicates<T>(items: { key: T; path: string }[], report: (path: string, first: string, key: T) => void): void {
+  const seen = new Map<T, string>();
+  for (const { key, path } of items) {
+    const first = seen.get(key);
+    if (first !== undefined) report(path, first, key);
+    else seen.set(key, path);
+  }
+}
+
+function checkIds(ctx: Context, report: Report): void {
+  const { templates, guests } = ctx.config;
+  const ids = [...templates.map((t, i) => ({ key: t.vmid, path: `templates[${i}].vmid` })), ...guests.map((g, i) => ({ key: g.vmid, path: `guests[${i}].vmid` }))];
+  duplicates(ids, (path, first, id) => report(path, `vmid ${id} is already used by ${first}: give every template and guest its own vmid`));
+  const names = [...templates.map((t, i) => ({ key: t.name.toLowerCase(), path: `templates[${i}].name` })), ...guests.map((g, i) => ({ key: g.name.toLowerCase(), path: `guests[${i}].name` }))];
+  duplicates(names, (path, first, name) => report(path, `name '${name}' is already used by ${first}: hostnames must be unique`));
+}
+
+function checkNodes(ctx: Context, report: Report): void {
+  const nodes = new Set(ctx.config.proxmox.nodes.map((n) => n.name));
+  duplicates(ctx.config.proxmox.nodes.map((n, i) => ({ key: n.name, path: `proxmox.nodes[${i}].name` })), (path, first) => report(path, `node declared twice (first at ${first})`));
+  if (ctx.config.host.node && !nodes.has(ctx.config.host.node)) {
+    report("host.node", `node '${ctx.config.host.node}' is not in proxmox.nodes: declare it there or fix the name`);
+  }
+  const check = (node: string | undefined, path: string) => {
+    if (node !== undefined && known(node) && !nodes.has(node)) report(path, `node '${node}' is not in proxmox.nodes (${[...nodes].join(", ")})`);
+  };
+  ctx.config.templates.forEach((t, i) => check(t.node, `templates[${i}].node`));
+  ctx.config.guests.forEach((g, i) => check(g.node, `guests[${i}].node`));
+}
+
+function checkNetwork(ctx: Context, report: Report): void {
+  const { host, guests } = ctx.config;
+  if (ctx.hostCidr && isNetworkOrBroadcast(ctx.hostCidr)) report("host.address", `${host.address} is the network or broadcast address of its subnet`);
+  if (ctx.hostCidr && known(host.gateway) && !inSubnet(host.gateway, ctx.hostCidr)) {
+    report("host.gateway", `gateway ${host.gateway} is outside the host's subnet ${subnetOf(ctx.hostCidr)}`);
+  }
+  const ips: { key: string; path: string }[] = [];
+  if (ctx.hostCidr) ips.push({ key: ctx.hostCidr.address, path: "host.address" });
+  const macs: { key: string; path: string }[] = [];
+  guests.forEach((g, i) => {
+    const base = `guests[${i}].network`;
+    const bridge = g.network.bridge ?? host.managementBridge;
+    const net = ctx.bridgeNet(bridge, g.network.vlan);
+    if (g.network.mac && known(g.network.mac)) macs.push({ key: g.network.mac.toLowerCase(), path: `${base}.mac` });
+    if (!net) {
+      report(`${base}.bridge`, `${guestLabel(g)}: no subnet is declared for bridge ${bridge}${g.network.vlan ? ` VLAN ${g.network.vlan}` : ""}: add it to host.bridges`);
+      return;
+    }
+    const ip = g.network.ip;
+    if (ip === "dhcp" || !known(ip)) return;
+    const cidr = parseCidr(ip)!;
+    ips.push({ key: cidr.address, path: `${base}.ip` });
+    if (!inSubnet(cidr.address, net.subnet) || cidr.prefix !== net.subnet.prefix) {
+      report(`${base}.ip`, `${guestLabel(g)}: ${ip} is not in ${bridge}'s subnet ${subnetOf(net.subnet)}: use an address in that subnet with the same prefix`);
+    } else if (isNetworkOrBroadcast(cidr)) {
+      report(`${base}.ip`, `${guestLabel(g)}: ${ip} is the network or broadcast address`);
+    }
+    const gw = g.network.gateway ?? net.gateway;
+    if (gw && known(gw) && !inSubnet(gw, net.subnet)) {
+      report(`${base}.gateway`, `${guestLabel(g)}: gateway ${gw} is outside ${bridge}'s subnet ${subnetOf(net.subnet)}`);
+    }
+  });
+  duplicates(ips, (path, first, ip) => report(path, `IP ${ip} is already used by ${first}: every guest needs its own address`));
+  duplicates(macs, (path, first, mac) => report(path, `MAC ${mac} is already used by ${first}: remove it to let Proxmox generate one, or pick another`));
+}
+
+function checkStorageAndZfs(ctx: Context, report: Report): void {
+  const { zfs } = ctx.config.host;
+  const pools = new Set(zfs.pools.map((p) => p.name));
+  duplicates(zfs.pools.map((p, i) => ({ key: p.name, path: `host.zfs.pools[${i}].name` })), (path, first) => report(path, `pool declared twice (first at ${first})`));
+  const disks: { key: string; path: string }[] = [];
+  zfs.pools.forEach((p, i) => {
+    const min = poolTopologies[p.topology];
+    const fits = p.topology === "single" ? p.disks.length === 1 : p.disks.length >= min;
+    if (!fits) {
+      report(`host.zfs.pools[${i}].disks`, `pool ${p.name}: ${p.topology} needs ${p.topology === "single" ? "exactly 1 disk" : `at least ${min} disks`}, ${p.disks.length} declared`);
+    }
+    p.disks.forEach((d, j) => disks.push({ key: d, path: `host.zfs.pools[${i}].disks[${j}]` }));
+  });
+  duplicates(disks, (path, first, disk) => report(path, `disk ${disk} is already in ${first}: a disk belongs to one pool`));
+  duplicates(zfs.datasets.map((d, i) => ({ key: `${d.pool}/${d.name}`, path: `host.zfs.datasets[${i}]` })), (path, first, ds) => report(path, `dataset ${ds} declared twice (first at ${first})`));
+  zfs.datasets.forEach((d, i) => {
+    if (!pools.has(d.pool)) report(`host.zfs.datasets[${i}].pool`, `dataset ${d.name}: pool '${d.pool}' is not declared in host.zfs.pools`);
+  });
+  const storageIds = [
+    ...ctx.config.host.existingStorages.map((s, i) => ({ key: s.id, path: `host.existingStorages[${i}].id` })),
+    ...zfs.datasets.flatMap((d, i) => (d.storage ? [{ key: d.storage.id, path: `host.zfs.datasets[${i}].storage.id` }] : [])),
+  ];
+  duplicates(storageIds, (path, first, id) => report(path, `storage id ${id} is already used by ${first}`));
+  zfs.datasets.forEach((d, i) => {
+    if (d.storage?.type === "zfspool" && d.storage.content.some((c) => c !== "images" && c !== "rootdir")) {
+      report(`host.zfs.datasets[${i}].storage.content`, `a zfspool storage holds only images and rootdir: register ${d.pool}/${d.name} as type dir for ${d.storage.content.join(", ")}`);
+    }
+  });
+  const wants = (path: string, id: string, content: string, what: string) => {
+    if (!known(id)) return;
+    const has = ctx.storages.get(id);
+    if (!has) report(path, `storage '${id}' is not declared: register a dataset with storage.id ${id} or list it in host.existingStorages`);
+    else if (!has.includes(content)) report(path, `storage '${id}' does not hold ${content} content, needed for ${what}`);
+  };
+  ctx.config.templates.forEach((t, i) => {
+    wants(`templates[${i}].storage`, t.storage, t.kind === "lxc" ? "rootdir" : "images", `the disk of template ${t.vmid}`);
+    if (t.kind === "lxc" && "catalogue" in t.source) wants(`templates[${i}].source.storage`, t.source.storage, "vztmpl", "OS templates");
+    if (t.kind === "vm") wants(`templates[${i}].source.storage`, t.source.storage, "import", "cloud images");
+  });
+  ctx.config.guests.forEach((g, i) => wants(`guests[${i}].storage`, g.storage, g.kind === "lxc" ? "rootdir" : "images", `the disk of ${guestLabel(g)}`));
+}
+
+function checkTemplates(ctx: Context, report: Report): void {
+  ctx.config.templates.forEach((t, i) => {
+    if (t.gpus.length > 0) report(`templates[${i}].gpus`, `template ${t.vmid}: a template cannot hold GPUs (its clones would inherit them): assign GPUs to the guests cloned from it`);
+    if (t.startup?.onBoot) report(`templates[${i}].startup.onBoot`, `template ${t.vmid}: a template is never started: remove startup.onBoot`);
+    if (t.kind === "lxc" && "clone" in t.source) {
+      const src = ctx.templates.get(t.source.clone);
+      if (!src && ctx.unchecked.templates.has(t.source.clone)) return;
+      if (!src) report(`templates[${i}].source.clone`, `template ${t.vmid}: source template ${t.source.clone} is not declared in templates`);
+      else if (src.t.kind !== "lxc") report(`templates[${i}].source.clone`, `template ${t.vmid}: source ${t.source.clone} is a VM template; an LXC template clones an LXC template`);
+    }
+    if (t.kind === "lxc" && t.layer !== "base" && "catalogue" in t.source) {
+      report(`templates[${i}].source`, `template ${t.vmid}: layer ${t.layer} builds on another template: set source.clone to the template it extends`);
+    }
+  });
+}
+
+function checkClonesAndDependencies(ctx: Context, report: Report): void {
+  ctx.config.guests.forEach((g, i) => {
+    const src = ctx.templates.get(g.clone);
+    if (!src && ctx.unchecked.templates.has(g.clone)) {
+      // declared, only broken: reported where it is
+    } else if (!src) {
+      const hint = ctx.guests.has(g.clone) ? `${g.clone} is a guest, not a template: declare it under templates to clone from it` : `declare template ${g.clone} under templates`;
+      report(`guests[${i}].clone`, `${guestLabel(g)}: clone source ${g.clone} is not a template: ${hint}`);
+    } else if (src.t.kind !== g.kind) {
+      report(`guests[${i}].clone`, `${guestLabel(g)}: a ${g.kind === "vm" ? "VM" : "container"} cannot be cloned from ${src.t.kind === "vm" ? "VM" : "LXC"} template ${g.clone}`);
+    }
+    g.dependsOn.forEach((d, j) => {
+      if (d === g.vmid) report(`guests[${i}].dependsOn[${j}]`, `${guestLabel(g)} depends on itself`);
+      else if (!ctx.guests.has(d) && !ctx.unchecked.guests.has(d)) report(`guests[${i}].dependsOn[${j}]`, `${guestLabel(g)} depends on ${d}, which is not a declared guest`);
+    });
+  });
+  // Cycles: among templates (clone chains) and among guests (dependsOn); a guest→template edge cannot close a cycle.
+  const edges = new Map<number, number[]>();
+  for (const t of ctx.config.templates) if (t.kind === "lxc" && "clone" in t.source) edges.set(t.vmid, [t.source.clone]);
+  for (const g of ctx.config.guests) edges.set(g.vmid, [...g.dependsOn, ...implicitDependencies(g)].filter((d) => d !== g.vmid));
+  for (const cycle of findCycles(edges)) {
+    const first = cycle[0]!;
+    const where = ctx.guests.get(first) ? `guests[${ctx.guests.get(first)!.i}].dependsOn` : `templates[${ctx.templates.get(first)?.i ?? 0}].source.clone`;
+    report(where, `dependency cycle: ${[...cycle, first].join(" → ")}: remove one of these dependencies`);
+  }
+}
+
+/** Settings of a guest that only root@pam may make (pve-container's permission checks). */
+export function rootOnlySettings(g: Guest): string[] {
+  if (g.kind !== "lxc") return [];
+  const settings: string[] = [];
+  if (g.gpus.length > 0) settings.push("gpus (device passthrough)");
+  if (g.mounts.length > 0) settings.push("mounts (bind mount points)");
+  if (g.features.keyctl || g.features.fuse) settings.push("features other than nesting");
+  return settings;
+}
+
+/** Dependencies that roles imply: an agent needs its server. */
+export function implicitDependencies(g: Guest): number[] {
+  return g.role?.type === "portainer-agent" ? [g.role.server] : [];
+}
+
+/** Elementary cycles, each reported once, starting at its smallest id. */
+export function findCycles(edges: Map<number, number[]>): number[][] {
+  const cycles: number[][] = [];
+  const seen = new Set<string>();
+  const state = new Map<number, "visiting" | "done">();
+  const stack: number[] = [];
+  const visit = (n: number): void => {
+    state.set(n, "visiting");
+    stack.push(n);
+    for (const m of edges.get(n) ?? []) {
+      if (state.get(m) === "visiting") {
+        const cycle = stack.slice(stack.indexOf(m));
+        const min = Math.min(...cycle);
+        const rotated = [...cycle.slice(cycle.indexOf(min)), ...cycle.slice(0, cycle.indexOf(min))];
+        const key = rotated.join(",");
+        if (!seen.has(key)) {
+          seen.add(key);
+          cycles.push(rotated);
+        }
+      } else if (!state.has(m) && edges.has(m)) {
+        visit(m);
+      }
+    }
+    stack.pop();
+    state.set(n, "done");
+  };
+  for (const n of [...edges.keys()].sort((a, b) => a - b)) if (!state.has(n)) visit(n);
+  return cycles;
+}
+
+function checkGpus(ctx: Context, report: Report): void {
+  const { gpus } = ctx.config.host;
+  duplicates(gpus.map((g, i) => ({ key: g.id, path: `host.gpus[${i}].id` })), (path, first, id) => report(path, `GPU id ${id} is already used by ${first}`));
+  duplicates(gpus.map((g, i) => ({ key: g.pci.toLowerCase(), path: `host.gpus[${i}].pci` })), (path, first, pci) => report(path, `PCI address ${pci} is already declared at ${first}`));
+  if (gpus.some((g) => g.mode === "lxc-shared") && !ctx.config.host.nvidiaDriver) {
+    report("host.nvidiaDriver", "GPUs are declared lxc-shared but no NVIDIA driver version is pinned: set host.nvidiaDriver.version");
+  }
+  const byId = new Map(gpus.map((g) => [g.id, g]));
+  const passthroughOwner = new Map<number, string>();
+  ctx.config.guests.forEach((g, i) => {
+    g.gpus.forEach((id, j) => {
+      const path = `guests[${i}].gpus[${j}]`;
+      const gpu = byId.get(id);
+      if (!gpu) {
+        report(path, `${guestLabel(g)}: GPU ${id} is not declared in host.gpus (declared: ${[...byId.keys()].join(", ") || "none"})`);
+        return;
+      }
+      if (gpu.mode === "unused") report(path, `${guestLabel(g)}: GPU ${id} is declared unused: set its mode to lxc-shared or vm-passthrough`);
+      if (gpu.mode === "vm-passthrough" && g.kind === "lxc") {
+        report(path, `${guestLabel(g)}: GPU ${id} is vm-passthrough (bound to vfio), so a container cannot use it: set its mode to lxc-shared or give it to a VM`);
+      }
+      if (gpu.mode === "lxc-shared" && g.kind === "vm") {
+        report(path, `${guestLabel(g)}: GPU ${id} is lxc-shared (host driver), so a VM cannot take it: set its mode to vm-passthrough`);
+      }
+      if (gpu.mode === "vm-passthrough" && g.kind === "vm") {
+        const owner = passthroughOwner.get(id);
+        if (owner) report(path, `${guestLabel(g)}: GPU ${id} is already passed through to ${owner}: a passthrough GPU belongs to one VM`);
+        else passthroughOwner.set(id, guestLabel(g));
+      }
+    });
+  });
+  for (const alloc of gpuAllocation(ctx.config)) {
+    const gpu = byId.get(alloc.gpu)!;
+    const i = gpus.indexOf(gpu);
+    if (alloc.vllmUtilization > 0.95 + 1e-9) {
+      report(`host.gpus[${i}]`, `GPU ${gpu.id} (${gpu.model}): vLLM gpuMemoryUtilization sums to ${round(alloc.vllmUtilization)} (${alloc.users.filter((u) => u.engine === "vllm").map((u) => `${u.guest} ${u.share}`).join(", ")}): keep the sum at or below 0.95`);
+    }
+    if (alloc.totalGiB > gpu.memoryGiB + 1e-9) {
+      report(`host.gpus[${i}]`, `GPU ${gpu.id} (${gpu.model}): ${round(alloc.totalGiB)} GiB allocated (${alloc.users.map((u) => `${u.guest} ${round(u.memoryGiB)} GiB`).join(", ")}) exceeds its ${gpu.memoryGiB} GiB: lower the models' VRAM or move a server to another GPU`);
+    }
+  }
+}
+
+const round = (n: number): number => Math.round(n * 100) / 100;
+
+function checkMounts(ctx: Context, report: Report): void {
+  const secretMounts = new Map<string, string>();
+  ctx.config.guests.forEach((g, i) => {
+    if (g.kind !== "lxc") return;
+    duplicates(g.mounts.map((m, j) => ({ key: m.path, path: `guests[${i}].mounts[${j}].path` })), (path, first, p) => report(path, `${guestLabel(g)}: ${p} is already a mount point (${first})`));
+    g.mounts.forEach((m, j) => {
+      const path = `guests[${i}].mounts[${j}]`;
+      if (known(m.path) && (!m.path.startsWith("/") || m.path.split("/").includes(".."))) {
+        report(`${path}.path`, `${guestLabel(g)}: mount path '${m.path}' must be absolute (start with /) and contain no '..'`);
+      }
+      if (known(m.path) && m.path === "/") report(`${path}.path`, `${guestLabel(g)}: cannot mount a volume over /`);
+      const ds = ctx.datasets.get(m.volume);
+      if (ds === undefined) {
+        report(`${path}.volume`, `${guestLabel(g)}: volume '${m.volume}' is not a declared dataset (pool/name from host.zfs.datasets)`);
+        return;
+      }
+      if (ctx.config.host.zfs.datasets[ds]!.secret) {
+        const owner = secretMounts.get(m.volume);
+        if (owner && owner !== guestLabel(g)) report(`${path}.volume`, `${guestLabel(g)}: ${m.volume} holds secrets and is already mounted into ${owner}: a secret volume is mounted into one guest only`);
+        else secretMounts.set(m.volume, guestLabel(g));
+      }
+    });
+  });
+}
+
+function checkRoles(ctx: Context, report: Report): void {
+  const models = new Map<string, string>();
+  const roleOwner = new Map<string, string>();
+  ctx.config.guests.forEach((g, i) => {
+    const role = g.role;
+    if (!role) return;
+    const path = `guests[${i}].role`;
+    const single = ["step-ca", "traefik", "nginx-gateway"];
+    if (single.includes(role.type)) {
+      const owner = roleOwner.get(role.type);
+      if (owner) report(`${path}.type`, `${guestLabel(g)}: ${owner} is already the ${role.type}; a machine has one`);
+      else roleOwner.set(role.type, guestLabel(g));
+    }
+    if (role.type === "model-server") {
+      if (g.kind !== "lxc") report(`${path}.type`, `${guestLabel(g)}: model servers run in containers (kind: lxc)`);
+      if (g.gpus.length === 0) report(`guests[${i}].gpus`, `${guestLabel(g)}: a model server needs at least one GPU`);
+      const s = role.server;
+      if (s.engine === "vllm" && s.tensorParallelSize !== g.gpus.length) {
+        report(`${path}.server.tensorParallelSize`, `${guestLabel(g)}: tensorParallelSize ${s.tensorParallelSize} must equal the number of GPUs assigned (${g.gpus.length})`);
+      }
+      const names = s.engine === "ollama" ? s.models.map((m) => m.name) : [s.servedModelName];
+      names.forEach((name) => {
+        const owner = models.get(name);
+        if (owner) report(`${path}.server`, `${guestLabel(g)}: model '${name}' is already served by ${owner}: model names route requests, so each must be unique`);
+        else models.set(name, guestLabel(g));
+      });
+    }
+    if ((role.type === "portainer-server" || role.type === "portainer-agent") && g.kind !== "vm") {
+      report(`${path}.type`, `${guestLabel(g)}: ${role.type} runs Docker and belongs on a VM (kind: vm)`);
+    }
+    if (role.type === "portainer-agent") {
+      const server = ctx.guests.get(role.server);
+      if (!ctx.unchecked.guests.has(role.server) && server?.g.role?.type !== "portainer-server") report(`${path}.server`, `${guestLabel(g)}: ${role.server} is not a guest with role portainer-server`);
+    }
+  });
+  ctx.config.guests.forEach((g, i) => {
+    if (g.kind === "vm" && g.dockerStacks.length > 0 && g.role?.type !== "portainer-agent") {
+      report(`guests[${i}].dockerStacks`, `${guestLabel(g)}: Docker stacks are deployed through Portainer: give this VM role portainer-agent`);
+    }
+  });
+}
+
+function checkServicesAndRoutes(ctx: Context, report: Report): void {
+  const { services, routes, host } = ctx.config;
+  const names = new Set<string>();
+  duplicates(services.map((s, i) => ({ key: s.name, path: `services[${i}].name` })), (path, first, n) => report(path, `service '${n}' is already declared at ${first}`));
+  const listeners: { key: string; path: string }[] = [];
+  services.forEach((s, i) => {
+    names.add(s.name);
+    const guest = ctx.guests.get(s.guest);
+    if (!guest) {
+      if (!ctx.unchecked.guests.has(s.guest)) report(`services[${i}].guest`, `service ${s.name}: guest ${s.guest} is not declared`);
+      return;
+    }
+    const ip = ctx.guestIp(guest.g);
+    if (guest.g.network.ip === "dhcp") report(`services[${i}].guest`, `service ${s.name}: ${guestLabel(guest.g)} uses DHCP; a routed service needs a static address`);
+    if (ip) listeners.push({ key: `${ip}:${s.port}`, path: `services[${i}].port` });
+  });
+  ctx.config.guests.forEach((g, i) => {
+    const ip = ctx.guestIp(g);
+    const port = rolePort(g);
+    // A service declared on the role's own port is the same listener, not a clash.
+    if (ip && port && !services.some((s) => s.guest === g.vmid && s.port === port)) listeners.push({ key: `${ip}:${port}`, path: `guests[${i}].role` });
+  });
+  duplicates(listeners, (path, first, where) => report(path, `port clash: ${where} is already taken by ${first}: choose another port`));
+  const gateway = ctx.config.guests.find((g) => g.role?.type === "nginx-gateway");
+  const hasModelServer = ctx.config.guests.some((g) => g.role?.type === "model-server");
+  const claims: { key: string; path: string }[] = [];
+  routes.forEach((r, i) => {
+    if (r.service !== undefined && !names.has(r.service) && !ctx.unchecked.services.has(r.service)) report(`routes[${i}].service`, `route ${r.host ?? ""}${r.path}: service '${r.service}' is not declared in services`);
+    if (r.byModel && !hasModelServer && ctx.unchecked.guests.size === 0) report(`routes[${i}].byModel`, `route ${r.path} routes by model, but no guest has role model-server`);
+    if (r.service !== undefined && gateway && services.find((s) => s.name === r.service)?.guest === gateway.vmid) {
+      report(`routes[${i}].service`, `route ${r.path}: service '${r.service}' is the gateway itself; a route must not loop back to the gateway`);
+    }
+    if (r.host && known(r.host) && r.host !== host.domain && !r.host.endsWith(`.${host.domain}`)) {
+      report(`routes[${i}].host`, `route host ${r.host} is outside the internal domain ${host.domain}: the CA issues certificates for that domain only`);
+    }
+    claims.push({ key: `${(r.host ?? "").toLowerCase()}${r.path}`, path: `routes[${i}]` });
+  });
+  duplicates(claims, (path, first, claim) => report(path, `route ${claim.startsWith("/") ? `(gateway host)${claim}` : claim} is already claimed by ${first}: each host+path goes to one service`));
+  if (routes.length > 0 && !gateway && ctx.unchecked.guests.size === 0) report("routes", "routes are declared but no guest has role nginx-gateway to serve them");
+}
+
+/** The port a role's main process listens on, if it has one. */
+export function rolePort(g: Guest): number | undefined {
+  const role = g.role;
+  if (!role) return undefined;
+  switch (role.type) {
+    case "model-server":
+      return role.server.port;
+    case "step-ca":
+    case "portainer-server":
+    case "portainer-agent":
+      return role.port;
+    default:
+      return undefined;
+  }
+}
+
+function checkFirewall(ctx: Context, report: Report): void {
+  const fw = ctx.config.firewall;
+  const groups = new Set(fw.groups.map((g) => g.name));
+  duplicates(fw.groups.map((g, i) => ({ key: g.name.toLowerCase(), path: `firewall.groups[${i}].name` })), (path, first, n) => report(path, `security group ${n} is already declared at ${first}`));
+  ctx.config.guests.forEach((g, i) => {
+    g.firewall.groups.forEach((name, j) => {
+      if (!groups.has(name)) report(`guests[${i}].firewall.groups[${j}]`, `${guestLabel(g)}: security group '${name}' is not declared in firewall.groups`);
+    });
+  });
+  if (fw.enabled && fw.node.enabled && fw.node.policyIn !== "ACCEPT") {
+    const admin = ctx.config.host.adminNetworks;
+    const opens = (port: number) => fw.node.rules.some((r) => allowsAdmin(r, port));
+    const missing = [22, 8006].filter((p) => !opens(p));
+    if (admin.length === 0 && missing.length > 0) {
+      report("firewall.node", `the node firewall drops inbound traffic and nothing keeps ports ${missing.join(" and ")} open: declare host.adminNetworks (SSH and the web UI stay open from there) or add ACCEPT rules for them, or you will lock yourself out`);
+    }
+  }
+}
+
+function allowsAdmin(r: FirewallRule, port: number): boolean {
+  if (r.type !== "in" || r.action !== "ACCEPT" || !r.enabled) return false;
+  if (r.macro) return (port === 22 && r.macro.toUpperCase() === "SSH") || false;
+  if (r.proto !== "tcp" || !r.dport) return false;
+  return r.dport.split(",").some((part) => {
+    const [lo, hi] = part.split(":").map(Number) as [number, number | undefined];
+    return port >= lo && port <= (hi ?? lo);
+  });
+}

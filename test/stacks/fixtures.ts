@@ -1,0 +1,28 @@
+/** Shared fixtures for the stack configuration tests: the committed stack files, freshly read. */
+import * as path from "node:path";
+import { readStackFile, validateStack, type LoadResult, type RawStack } from "../../stacks/load";
+import type { ConfigIssue } from "../../stacks/validate";
+
+export const ROOT = path.resolve(__dirname, "..", "..");
+export const PROD_FILE = path.join(ROOT, "Pulumi.prod.yaml");
+export const DEV_FILE = path.join(ROOT, "Pulumi.dev.yaml");
+
+/** Every secret the prod stack needs, present as secrets. */
+export const PROD_SECRETS = ["proxmoxTokenSecret", "sshPrivateKey", "stepCaPassword", "portainerAdminPassword", "qdrantApiKey", "webappSessionSecret"];
+
+/** The prod stack as the engine would see it with all its secrets set. */
+export function prodWithSecrets(): RawStack {
+  const raw = readStackFile(PROD_FILE);
+  const values = structuredClone(raw.values) as Record<string, unknown>;
+  for (const key of PROD_SECRETS) values[key] = `value-of-${key}`;
+  return { values, secretKeys: new Set([...raw.secretKeys, ...PROD_SECRETS]) };
+}
+
+export function issuesOf(result: LoadResult): ConfigIssue[] {
+  if (result.ok === false) return result.issues;
+  return [];
+}
+
+export function validate(raw: RawStack, requireSecrets = true): LoadResult {
+  return validateStack(raw, { requireSecrets });
+}
