@@ -1,0 +1,188 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { faultsFromEnv } from "./faults";
+import { DEBIAN_TEMPLATE, form, rawCall, seedTemplate, settle } from "./http";
+import { startSimulator, type Simulator, type SimulatorOptions } from "./server";
+
+let sim: Simulator | undefined;
+
+async function start(opts: SimulatorOptions = {}): Promise<Simulator> {
+  sim = await startSimulator({ timing: { taskDurationMs: 5 }, ...opts });
+  seedTemplate(sim);
+  return sim;
+}
+
+afterEach(async () => {
+  await sim?.stop();
+  sim = undefined;
+});
+
+async function ok(s: Simulator, method: string, path: string, params: Record<string, string | number | string[]> = {}): Promise<unknown> {
+  const res = await rawCall(s, method, path, method === "GET" || method === "DELETE" ? { query: form(params) } : { form: form(params) });
+  expect(res.status, `${method} ${path}: ${JSON.stringify(res.body)}`).toBe(200);
+  return res.body.data;
+}
+
+async function taskOf(s: Simulator, upid: unknown): Promise<{ status: string; exitstatus?: string; log: string[] }> {
+  await settle(s);
+  const path = `/nodes/pve/tasks/${encodeURIComponent(String(upid))}`;
+  const status = (await ok(s, "GET", `${path}/status`)) as { status: string; exitstatus?: string };
+  const log = ((await ok(s, "GET", `${path}/log`)) as Array<{ t: string }>).map((l) => l.t);
+  return { ...status, log };
+}
+
+async function makeTemplate(s: Simulator, vmid: number): Promise<void> {
+  await ok(s, "POST", "/nodes/pve/lxc", { vmid, ostemplate: DEBIAN_TEMPLATE, rootfs: "local-zfs:8", hostname: "base" });
+  await settle(s);
+  // pve-container answers null here although a vztemplate worker runs (PVE-API.md §2.4).
+  expect(await ok(s, "POST", `/nodes/pve/lxc/${vmid}/template`)).toBeNull();
+  await settle(s);
+}
+
+describe("simulator state and tasks", () => {
+  it("templates a container and makes linked clones of its base volume", async () => {
+    const s = await start();
+    await makeTemplate(s, 900);
+    const tpl = (await ok(s, "GET", "/nodes/pve/lxc/900/config")) as Record<string, unknown>;
+    expect([tpl.template, tpl.rootfs]).toEqual([1, "local-zfs:basevol-900-disk-0,size=8G"]);
+
+    const upid = await ok(s, "POST", "/nodes/pve/lxc/900/clone", { newid: 901, hostname: "ca" });
+    expect(String(upid)).toMatch(/^UPID:pve:[0-9A-F]{8}:[0-9A-F]{8}:[0-9A-F]{8}:vzclone:900:root@pam!phoenix:$/);
+    expect((await taskOf(s, upid)).exitstatus).toBe("OK");
+    const clone = (await ok(s, "GET", "/nodes/pve/lxc/901/config")) as Record<string, unknown>;
+    expect(clone.rootfs).toBe("local-zfs:basevol-900-disk-0/subvol-901-disk-0,size=8G");
+    expect(clone.hostname).toBe("ca");
+    expect(clone.template).toBeUndefined();
+
+    const destroyTemplate = await ok(s, "DELETE", "/nodes/pve/lxc/900");
+    const t = await taskOf(s, destroyTemplate);
+    expect(t.exitstatus).toMatch(/base volume 'local-zfs:basevol-900-disk-0' is still in use by linked cloned/);
+  });
+
+  it("locks a container template for the whole clone, so a concurrent clone fails with CT is locked (disk)", async () => {
+    const s = await start({ timing: { taskDurationMs: 5 } });
+    await makeTemplate(s, 900);
+    // Long enough that the second clone arrives while the first still runs, even on a loaded machine.
+    s.timing.taskDurationMs = 300;
+    const [a, b] = await Promise.all([
+      rawCall(s, "POST", "/nodes/pve/lxc/900/clone", { form: "newid=801" }),
+      rawCall(s, "POST", "/nodes/pve/lxc/900/clone", { form: "newid=802" }),
+    ]);
+    const statuses = [a.status, b.status].sort();
+    expect(statuses).toEqual([200, 500]);
+    const failed = a.status === 500 ? a : b;
+    expect(failed.body.message).toBe("CT is locked (disk)\n");
+    expect(failed.reason).toBe("CT is locked (disk)");
+    await settle(s);
+    expect(s.state.guests.get(900)?.config.lock).toBeUndefined();
+  });
+
+  it("fails allocations that wait longer than the storage lock timeout", async () => {
+    const s = await start({ timing: { taskDurationMs: 1, allocationMs: 200, lockTimeoutMs: 250 } });
+    const upids = await Promise.all(
+      [501, 502, 503, 504, 505, 506].map((vmid) => ok(s, "POST", "/nodes/pve/lxc", { vmid, ostemplate: DEBIAN_TEMPLATE, rootfs: "local-zfs:4" })),
+    );
+    const results = await Promise.all(upids.map((u) => taskOf(s, u)));
+    const failed = results.filter((r) => r.exitstatus !== "OK");
+    expect(failed.length).toBeGreaterThan(0);
+    for (const f of failed) {
+      expect(f.exitstatus).toBe("can't lock file '/var/lock/pve-manager/pve-storage-local-zfs' - got timeout");
+      expect(f.log[f.log.length - 1]).toBe("TASK ERROR: can't lock file '/var/lock/pve-manager/pve-storage-local-zfs' - got timeout");
+    }
+    // A failed create leaves no half-made container behind.
+    for (const [i, r] of results.entries()) expect(s.state.guests.has(501 + i)).toBe(r.exitstatus === "OK");
+  });
+
+  it("answers task status and log like PVE, and 400 for unknown tasks", async () => {
+    const s = await start();
+    const upid = String(await ok(s, "POST", "/nodes/pve/lxc", { vmid: 110, ostemplate: DEBIAN_TEMPLATE, rootfs: "local-zfs:4" }));
+    const running = (await ok(s, "GET", `/nodes/pve/tasks/${encodeURIComponent(upid)}/status`)) as Record<string, unknown>;
+    expect(running).toMatchObject({ status: "running", type: "vzcreate", id: "110", user: "root@pam", tokenid: "phoenix" });
+    expect(running.exitstatus).toBeUndefined();
+    const done = await taskOf(s, upid);
+    expect([done.status, done.exitstatus, done.log[done.log.length - 1]]).toEqual(["stopped", "OK", "TASK OK"]);
+    const missing = await rawCall(s, "GET", `/nodes/pve/tasks/${encodeURIComponent(upid.replace("vzcreate", "vzstart"))}/status`);
+    expect([missing.status, missing.body.errors]).toEqual([400, { upid: "no such task" }]);
+  });
+
+  it("refuses to start a VM with pcie=1 on the default machine type", async () => {
+    const s = await start();
+    await ok(s, "POST", "/cluster/mapping/pci", { id: "gpu-3090", map: "node=pve,path=0000:01:00.0,id=10de:2204,iommugroup=14" });
+    await ok(s, "POST", "/nodes/pve/qemu", { vmid: 1001, scsi0: "local-zfs:32", hostpci0: "mapping=gpu-3090,pcie=1" });
+    await settle(s);
+    const cfg = (await ok(s, "GET", "/nodes/pve/qemu/1001/config")) as Record<string, unknown>;
+    expect(cfg.scsi0).toBe("local-zfs:vm-1001-disk-0,size=32G");
+    const t = await taskOf(s, await ok(s, "POST", "/nodes/pve/qemu/1001/status/start"));
+    expect(t.exitstatus).toBe("q35 machine model is not enabled");
+  });
+
+  it("is seeded like the prod host", async () => {
+    const s = await start();
+    const pci = (await ok(s, "GET", "/nodes/pve/hardware/pci")) as Array<{ id: string; vendor: string; class: string; iommugroup: number }>;
+    const gpus = pci.filter((d) => d.vendor === "0x10de" && d.class === "0x030000");
+    expect(gpus.map((g) => g.id)).toEqual(["0000:01:00.0", "0000:41:00.0"]);
+    expect(new Set(gpus.map((g) => g.iommugroup)).size).toBe(2);
+    // The default class blacklist (05;06;0b) hides bridges.
+    expect(pci.some((d) => d.class.startsWith("0x06"))).toBe(false);
+    const storages = (await ok(s, "GET", "/nodes/pve/storage")) as Array<{ storage: string }>;
+    expect(storages.map((x) => x.storage).sort()).toEqual(["local", "local-zfs"]);
+    const disks = (await ok(s, "GET", "/nodes/pve/disks/list")) as Array<{ devpath: string; type: string }>;
+    expect(disks.filter((d) => d.type === "nvme").length).toBe(3);
+    const apl = (await ok(s, "GET", "/nodes/pve/aplinfo")) as Array<{ template: string }>;
+    expect(apl.some((e) => e.template === "debian-12-standard_12.12-1_amd64.tar.zst")).toBe(true);
+    const unknown = await rawCall(s, "POST", "/nodes/pve/aplinfo", { form: "storage=local&template=debian-99.tar.zst" });
+    expect([unknown.status, unknown.body.errors]).toEqual([400, { template: "no such template" }]);
+  });
+});
+
+describe("simulator faults and request log", () => {
+  it("injects 5xx, lock timeouts, dropped connections and failed tasks where asked", async () => {
+    const s = await start();
+    s.faults.add({ kind: "http5xx", method: "GET", path: "/nodes", count: 2, status: 503 });
+    expect((await rawCall(s, "GET", "/nodes")).status).toBe(503);
+    expect((await rawCall(s, "GET", "/nodes")).status).toBe(503);
+    expect((await rawCall(s, "GET", "/nodes")).status).toBe(200);
+
+    s.faults.add({ kind: "lockTimeout", method: "PUT", path: "/nodes/{node}/lxc/{vmid}/config", count: 1 });
+    const locked = await rawCall(s, "PUT", "/nodes/pve/lxc/120/config", { form: "cores=2" });
+    expect([locked.status, locked.body.message]).toEqual([500, "can't lock file '/run/lock/lxc/pve-config-120.lock' - got timeout\n"]);
+
+    s.faults.add({ kind: "drop", path: /\/version$/, count: 1 });
+    await expect(rawCall(s, "GET", "/version")).rejects.toThrow(/socket hang up|ECONNRESET/);
+    expect((await rawCall(s, "GET", "/version")).status).toBe(200);
+
+    s.faults.add({ kind: "failTask", path: "/nodes/{node}/lxc", method: "POST", count: 1, message: "unable to create CT 130 - disk full" });
+    const t = await taskOf(s, await ok(s, "POST", "/nodes/pve/lxc", { vmid: 130, ostemplate: DEBIAN_TEMPLATE, rootfs: "local-zfs:4" }));
+    expect(t.exitstatus).toBe("unable to create CT 130 - disk full");
+    expect(s.state.guests.has(130)).toBe(false);
+  });
+
+  it("delays requests by the configured latency", async () => {
+    const s = await start({ faults: [{ kind: "latency", method: "GET", latencyMs: 120 }] });
+    const t0 = Date.now();
+    await ok(s, "GET", "/version");
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(110);
+  });
+
+  it("records every request so tests can count mutating calls", async () => {
+    const s = await start();
+    s.log.clear();
+    await ok(s, "GET", "/nodes/pve/lxc");
+    await ok(s, "POST", "/cluster/firewall/groups", { group: "web" });
+    await rawCall(s, "POST", "/cluster/firewall/groups", { form: "group=web" });
+    const mutating = s.log.mutating();
+    expect(mutating.map((e) => [e.method, e.template, e.status])).toEqual([
+      ["POST", "/cluster/firewall/groups", 200],
+      ["POST", "/cluster/firewall/groups", 500],
+    ]);
+    expect(s.log.find("GET", "/nodes/{node}/lxc")[0]?.user).toBe("root@pam!phoenix");
+  });
+
+  it("parses PVE_SIM_FAULTS and PVE_SIM_LATENCY", () => {
+    expect(faultsFromEnv("5xx:0.1,lock:0.05", "POST:200")).toEqual([
+      { kind: "http5xx", probability: 0.1, message: undefined },
+      { kind: "lockTimeout", probability: 0.05, method: "POST", message: undefined },
+      { kind: "latency", latencyMs: 200, method: "POST" },
+    ]);
+    expect(() => faultsFromEnv("explode:2", undefined)).toThrow(/PVE_SIM_FAULTS: cannot parse 'explode:2'/);
+  });
+});

@@ -1,0 +1,617 @@
+import {
+  checkDigest,
+  deleteList,
+  flag,
+  isRoot,
+  permError,
+  req,
+  startTask,
+  str,
+  typed,
+  withStorageLock,
+  type Handler,
+  type HandlerCtx,
+  type Sim,
+} from "./core";
+import type { ParamSchema } from "./schema";
+import { digestOf, type Guest } from "./state";
+import { die, paramError } from "./tasks";
+import { parseWithSchema } from "./validate";
+
+type Kind = "lxc" | "qemu";
+
+const LABEL: Record<Kind, string> = { lxc: "CT", qemu: "VM" };
+
+/** Keys a guest config may hold: those `PUT …/config` accepts, minus its control parameters. */
+function configSchema(sim: Sim, kind: Kind): Record<string, ParamSchema> {
+  const route = sim.schema.find("PUT", `/nodes/{node}/${kind}/{vmid}/config`);
+  if (!route) throw new Error(`pve-sim: schema has no PUT /nodes/{node}/${kind}/{vmid}/config`);
+  const out = { ...route.params };
+  for (const k of ["node", "vmid", "delete", "revert", "digest", "skiplock", "force", "background_delay"]) delete out[k];
+  return out;
+}
+
+function propertyKeys(schema: ParamSchema): Record<string, ParamSchema> | undefined {
+  return typeof schema.format === "object" ? schema.format : undefined;
+}
+
+/** print_property_string: default key unkeyed first, then required keys sorted, then optional keys sorted. */
+function printPropertyString(keys: Record<string, ParamSchema>, parsed: Record<string, string>, skip: string[] = []): string {
+  const names = Object.keys(parsed).filter((k) => !skip.includes(k));
+  const def = names.find((k) => keys[k]?.default_key);
+  const required = names.filter((k) => k !== def && !keys[k]?.optional).sort();
+  const optional = names.filter((k) => k !== def && keys[k]?.optional).sort();
+  return [...(def !== undefined ? [parsed[def] as string] : []), ...[...required, ...optional].map((k) => `${k}=${parsed[k]}`)].join(",");
+}
+
+const NEW_DISK_LXC = /^([^:\s]+):(\d+(\.\d+)?)$/;
+const NEW_DISK_QEMU = /^(?:([^/:\s]+):)?(\d+(\.\d+)?)$/;
+const DISK_KEY: Record<Kind, RegExp> = {
+  lxc: /^(rootfs|mp\d+)$/,
+  qemu: /^(scsi|virtio|sata|ide)\d+$|^(efidisk0|tpmstate0)$/,
+};
+
+function diskField(kind: Kind): string {
+  return kind === "lxc" ? "volume" : "file";
+}
+
+function parseSize(size: string): number {
+  const m = /^(\d+(?:\.\d+)?)([KMGT])?$/.exec(size);
+  if (!m) throw die(`unable to parse size '${size}'`);
+  const f: Record<string, number> = { K: 1 / 1024 ** 2, M: 1 / 1024, G: 1, T: 1024 };
+  return Number(m[1]) * (f[m[2] ?? "G"] ?? 1);
+}
+
+function formatSize(gib: number): string {
+  return Number.isInteger(gib) ? `${gib}G` : `${Math.round(gib * 1024)}M`;
+}
+
+/** The storage-backed volumes of a config (not bind mounts, not cdroms). */
+function volumesOf(kind: Kind, config: Record<string, string>, sim: Sim): Array<{ key: string; volid: string }> {
+  const out: Array<{ key: string; volid: string }> = [];
+  const schema = configSchema(sim, kind);
+  for (const [k, v] of Object.entries(config)) {
+    if (!DISK_KEY[kind].test(k)) continue;
+    const s = schema[k];
+    if (!s) continue;
+    const parsed = parseWithSchema(s, v, k);
+    const volid = parsed[diskField(kind)];
+    if (volid && /^[^/:\s]+:/.test(volid) && !volid.includes("cloudinit") && parsed.media !== "cdrom") out.push({ key: k, volid });
+  }
+  return out;
+}
+
+/**
+ * pve-container check_ct_modify_config_perm and qemu-server's hostpci check:
+ * the settings only `root@pam` may make. Tokens are never `root@pam`.
+ */
+function checkRootOnly(ctx: HandlerCtx, kind: Kind, values: Record<string, string>, schema: Record<string, ParamSchema>): void {
+  if (isRoot(ctx)) return;
+  for (const [k, v] of Object.entries(values)) {
+    if (kind === "lxc") {
+      if (/^dev\d+$/.test(k)) throw permError("configuring device passthrough is only allowed for root@pam");
+      if (/^mp\d+$/.test(k)) {
+        const mp = parseWithSchema(schema[k] as ParamSchema, v, k);
+        if (mp.volume?.startsWith("/")) {
+          throw permError(`mount point type ${mp.volume.startsWith("/dev/") ? "device" : "bind"} is only allowed for root@pam`);
+        }
+      }
+      if (k === "features") {
+        const f = parseWithSchema(schema[k] as ParamSchema, v, k);
+        if (Object.keys(f).some((x) => x !== "nesting")) {
+          throw permError("changing feature flags (except nesting) is only allowed for root@pam");
+        }
+      }
+    }
+    if (k === "hookscript") throw permError("changing the hookscript is only allowed for root@pam");
+    if (kind === "qemu" && /^hostpci\d+$/.test(k)) {
+      const dev = parseWithSchema(schema[k] as ParamSchema, v, k);
+      if (dev.host !== undefined) throw die(`only root can set '${k}' config for real devices`);
+    }
+  }
+}
+
+function checkLock(g: Guest, ctx: HandlerCtx): void {
+  const lock = g.config.lock;
+  if (lock === undefined) return;
+  if (flag(ctx, "skiplock")) return;
+  throw die(`${LABEL[g.kind]} is locked (${lock})`);
+}
+
+function checkSkiplock(ctx: HandlerCtx): void {
+  if (str(ctx, "skiplock") !== undefined && !isRoot(ctx)) throw paramError({ skiplock: "Only root may use this option." });
+}
+
+/** Normalises a property-string value the way PVE writes it back (hwaddr, veth type, booleans, key order). */
+function canonical(sim: Sim, kind: Kind, key: string, value: string): string {
+  const schema = configSchema(sim, kind)[key];
+  if (!schema) return value;
+  const keys = propertyKeys(schema);
+  if (!keys) return value;
+  const parsed = parseWithSchema(schema, value, key);
+  if (kind === "lxc" && /^net\d+$/.test(key)) {
+    parsed.type ??= "veth";
+    parsed.hwaddr ??= sim.state.newMac();
+  }
+  if (kind === "qemu" && /^net\d+$/.test(key)) {
+    const mac = parsed.macaddr ?? sim.state.newMac();
+    const model = parsed.model as string;
+    const rest = printPropertyString(keys, parsed, ["model", "macaddr"]);
+    return rest ? `${model}=${mac},${rest}` : `${model}=${mac}`;
+  }
+  return printPropertyString(keys, parsed);
+}
+
+/** Disk keys whose volume is `STORAGE:SIZE` (a new volume to allocate). */
+function newDisks(kind: Kind, sim: Sim, values: Record<string, string>): Array<{ key: string; storage: string; gib: number }> {
+  const out: Array<{ key: string; storage: string; gib: number }> = [];
+  const schema = configSchema(sim, kind);
+  for (const [k, v] of Object.entries(values)) {
+    if (!DISK_KEY[kind].test(k)) continue;
+    const parsed = parseWithSchema(schema[k] as ParamSchema, v, k);
+    const vol = parsed[diskField(kind)] ?? "";
+    const m = (kind === "lxc" ? NEW_DISK_LXC : NEW_DISK_QEMU).exec(vol);
+    if (m) out.push({ key: k, storage: m[1] ?? "local", gib: Number(m[2]) });
+  }
+  return out;
+}
+
+function setVolume(sim: Sim, kind: Kind, g: Guest, key: string, volid: string, gib: number): void {
+  const schema = configSchema(sim, kind)[key] as ParamSchema;
+  const parsed = parseWithSchema(schema, g.config[key] ?? volid, key);
+  parsed[diskField(kind)] = volid;
+  parsed.size = formatSize(gib);
+  g.config[key] = printPropertyString(propertyKeys(schema) ?? {}, parsed);
+}
+
+function applyConfig(sim: Sim, kind: Kind, g: Guest, values: Record<string, string>): void {
+  for (const [k, v] of Object.entries(values)) g.config[k] = canonical(sim, kind, k, v);
+}
+
+function configValues(ctx: HandlerCtx, kind: Kind): Record<string, string> {
+  const schema = configSchema(ctx.sim, kind);
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(ctx.params)) {
+    if (k in schema && k !== "node" && k !== "vmid" && v !== undefined) out[k] = Array.isArray(v) ? (v[0] ?? "") : v;
+  }
+  return out;
+}
+
+async function allocate(sim: Sim, kind: Kind, g: Guest, disks: Array<{ key: string; storage: string; gib: number }>, sleep: (ms: number) => Promise<void>, log: (l: string) => void): Promise<void> {
+  for (const d of disks) {
+    const vol = await withStorageLock(sim, d.storage, sleep, () =>
+      sim.state.allocDisk(d.storage, g.vmid, d.gib, kind === "lxc" ? "rootdir" : "images"),
+    );
+    log(`allocated ${vol.volid} (${formatSize(d.gib)})`);
+    setVolume(sim, kind, g, d.key, vol.volid, d.gib);
+  }
+}
+
+function makeTemplate(sim: Sim, kind: Kind, g: Guest): void {
+  for (const { key, volid } of volumesOf(kind, g.config, sim)) {
+    const base = sim.state.convertToBase(volid);
+    const schema = configSchema(sim, kind)[key] as ParamSchema;
+    const parsed = parseWithSchema(schema, g.config[key] as string, key);
+    parsed[diskField(kind)] = base;
+    g.config[key] = printPropertyString(propertyKeys(schema) ?? {}, parsed);
+  }
+  g.config.template = "1";
+}
+
+function removeGuest(sim: Sim, g: Guest): void {
+  for (const { volid } of volumesOf(g.kind, g.config, sim)) {
+    if (sim.state.storages.get(volid.split(":")[0] ?? "")?.volumes.has(volid)) sim.state.freeVolume(volid);
+  }
+  sim.state.guests.delete(g.vmid);
+  sim.state.guestFirewall.delete(g.vmid);
+}
+
+function ostypeOf(template: string): string {
+  const name = template.split("/").pop() ?? "";
+  const os = /^(debian|ubuntu|alpine|centos|fedora|archlinux|almalinux|rockylinux|opensuse|devuan|gentoo|nixos)/.exec(name);
+  return os ? (os[1] as string) : "unmanaged";
+}
+
+function create(kind: Kind): Handler {
+  return (ctx) => {
+    const { sim } = ctx;
+    const node = req(ctx, "node");
+    sim.state.node(node);
+    const vmid = Number(req(ctx, "vmid"));
+    const existing = sim.state.guests.get(vmid);
+    if (existing) throw die(`${LABEL[existing.kind]} ${vmid} already exists on node '${existing.node}'`);
+    const schema = configSchema(sim, kind);
+    const values = configValues(ctx, kind);
+    checkRootOnly(ctx, kind, values, schema);
+    if (kind === "lxc") {
+      const ostemplate = req(ctx, "ostemplate");
+      const vol = sim.state.volume(ostemplate);
+      if (vol.content !== "vztmpl" && vol.content !== "backup") throw die(`volume '${ostemplate}' is not a container template`);
+      values.rootfs ??= `${str(ctx, "storage") ?? "local"}:4`;
+      values.unprivileged ??= "1";
+      values.arch ??= "amd64";
+      values.ostype ??= ostypeOf(ostemplate);
+      values.hostname ??= `CT${vmid}`;
+    }
+    for (const [k, v] of Object.entries(values)) {
+      if (DISK_KEY[kind].test(k)) continue;
+      if (/^hostpci\d+$/.test(k)) checkMapping(sim, parseWithSchema(schema[k] as ParamSchema, v, k));
+    }
+    const disks = newDisks(kind, sim, values);
+    const template = values.template === "1";
+    delete values.template;
+    const g: Guest = { kind, vmid, node, config: {}, status: "stopped", snapshots: new Map() };
+    applyConfig(sim, kind, g, values);
+    g.config.lock = "create";
+    sim.state.guests.set(vmid, g);
+    let ok = false;
+    return startTask(
+      ctx,
+      kind === "lxc" ? "vzcreate" : "qmcreate",
+      String(vmid),
+      async ({ log, sleep }) => {
+        await allocate(sim, kind, g, disks, sleep, log);
+        if (kind === "lxc") log(`extracting archive '${str(ctx, "ostemplate")}'`);
+        if (template) makeTemplate(sim, kind, g);
+        ok = true;
+      },
+      () => {
+        if (!ok) {
+          removeGuest(sim, g);
+          return;
+        }
+        delete g.config.lock;
+        if (flag(ctx, "start") && !template) g.status = "running";
+      },
+    );
+  };
+}
+
+function checkMapping(sim: Sim, dev: Record<string, string>): void {
+  if (dev.mapping !== undefined && !sim.state.mappings.has(dev.mapping)) {
+    throw die(`PCI mapping '${dev.mapping}' does not exist`);
+  }
+}
+
+function guestOf(ctx: HandlerCtx, kind: Kind): Guest {
+  const node = req(ctx, "node");
+  ctx.sim.state.node(node);
+  return ctx.sim.state.guest(node, kind, Number(req(ctx, "vmid")));
+}
+
+function getConfig(kind: Kind): Handler {
+  return (ctx) => {
+    const g = guestOf(ctx, kind);
+    const snap = str(ctx, "snapshot");
+    const config = snap ? g.snapshots.get(snap)?.config : g.config;
+    if (!config) throw die(`snapshot '${snap}' does not exist`);
+    return { ...typed(config, configSchema(ctx.sim, kind)), digest: digestOf(config) };
+  };
+}
+
+function putConfig(kind: Kind, async: boolean): Handler {
+  return (ctx) => {
+    const g = guestOf(ctx, kind);
+    checkSkiplock(ctx);
+    checkLock(g, ctx);
+    checkDigest(ctx, digestOf(g.config));
+    const schema = configSchema(ctx.sim, kind);
+    const values = configValues(ctx, kind);
+    checkRootOnly(ctx, kind, values, schema);
+    for (const [k, v] of Object.entries(values)) {
+      if (/^hostpci\d+$/.test(k)) checkMapping(ctx.sim, parseWithSchema(schema[k] as ParamSchema, v, k));
+    }
+    const del = deleteList(ctx);
+    if (kind === "lxc" && !isRoot(ctx) && del.some((k) => /^dev\d+$/.test(k))) {
+      throw permError("configuring device passthrough is only allowed for root@pam");
+    }
+    for (const k of [...del, ...Object.keys(values)]) {
+      if (kind === "lxc" && k === "unprivileged" && (values[k] ?? "") !== (g.config[k] ?? "0")) {
+        throw die("unable to modify read-only option: 'unprivileged'");
+      }
+    }
+    const overlap = del.find((k) => k in values);
+    if (overlap) throw paramError({ delete: `cannot set and delete '${overlap}' at the same time` });
+    for (const k of del) {
+      if (!(k in schema)) throw paramError({ delete: `invalid configuration ID '${k}'` });
+      delete g.config[k];
+    }
+    const disks = newDisks(kind, ctx.sim, values);
+    applyConfig(ctx.sim, kind, g, values);
+    for (const d of disks) {
+      const vol = ctx.sim.state.allocDisk(d.storage, g.vmid, d.gib, kind === "lxc" ? "rootdir" : "images");
+      setVolume(ctx.sim, kind, g, d.key, vol.volid, d.gib);
+    }
+    if (values.template === "1") makeTemplate(ctx.sim, kind, g);
+    return async ? startTask(ctx, "qmconfig", String(g.vmid), () => undefined) : null;
+  };
+}
+
+function clone(kind: Kind): Handler {
+  return (ctx) => {
+    const src = guestOf(ctx, kind);
+    const newid = Number(req(ctx, "newid"));
+    const existing = ctx.sim.state.guests.get(newid);
+    if (existing) throw die(`${LABEL[existing.kind]} ${newid} already exists on node '${existing.node}'`);
+    const isTemplate = src.config.template === "1";
+    const full = flag(ctx, "full") ?? !isTemplate;
+    if (!full && !isTemplate) throw die(`linked clone feature is only available for templates`);
+    const storage = str(ctx, "storage");
+    if (storage !== undefined && !full) throw paramError({ storage: "storage is only allowed for full clones" });
+    checkLock(src, ctx);
+    // pve-container takes the source's `disk` lock before forking and holds it for the whole
+    // clone; qemu-server only takes a shared flock inside the worker.
+    if (kind === "lxc") src.config.lock = "disk";
+    const config: Record<string, string> = {};
+    for (const [k, v] of Object.entries(src.config)) {
+      if (k === "lock" || k === "template" || k === "digest") continue;
+      config[k] = v;
+    }
+    const name = str(ctx, kind === "lxc" ? "hostname" : "name");
+    if (name !== undefined) config[kind === "lxc" ? "hostname" : "name"] = name;
+    const description = str(ctx, "description");
+    if (description !== undefined) config.description = description;
+    for (const k of Object.keys(config)) {
+      if (/^net\d+$/.test(k)) {
+        const schema = configSchema(ctx.sim, kind)[k] as ParamSchema;
+        const parsed = parseWithSchema(schema, config[k] as string, k);
+        delete parsed[kind === "lxc" ? "hwaddr" : "macaddr"];
+        if (kind === "qemu") delete parsed[parsed.model as string];
+        config[k] = printPropertyString(propertyKeys(schema) ?? {}, parsed);
+      }
+    }
+    const g: Guest = { kind, vmid: newid, node: src.node, config: {}, status: "stopped", snapshots: new Map() };
+    for (const [k, v] of Object.entries(config)) g.config[k] = DISK_KEY[kind].test(k) ? v : canonical(ctx.sim, kind, k, v);
+    g.config.lock = kind === "lxc" ? "create" : "clone";
+    ctx.sim.state.guests.set(newid, g);
+    let ok = false;
+    return startTask(
+      ctx,
+      kind === "lxc" ? "vzclone" : "qmclone",
+      String(src.vmid),
+      async ({ log, sleep }) => {
+        for (const { key, volid } of volumesOf(kind, src.config, ctx.sim)) {
+          const base = ctx.sim.state.volume(volid);
+          const gib = base.size / 1024 ** 3;
+          const target = storage ?? base.storage;
+          const vol = await withStorageLock(ctx.sim, target, sleep, () =>
+            full
+              ? ctx.sim.state.allocDisk(target, newid, gib, kind === "lxc" ? "rootdir" : "images")
+              : ctx.sim.state.linkClone(volid, newid),
+          );
+          log(`${full ? "copied" : "linked"} ${volid} to ${vol.volid}`);
+          setVolume(ctx.sim, kind, g, key, vol.volid, gib);
+        }
+        ok = true;
+      },
+      () => {
+        if (kind === "lxc") delete src.config.lock;
+        if (ok) delete g.config.lock;
+        else removeGuest(ctx.sim, g);
+      },
+    );
+  };
+}
+
+function template(kind: Kind): Handler {
+  return (ctx) => {
+    const g = guestOf(ctx, kind);
+    checkLock(g, ctx);
+    const what = kind === "lxc" ? "CT" : "VM";
+    if (g.status === "running") throw die(`you can't convert a ${what} to template if the ${what} is running`);
+    if (g.snapshots.size > 0) throw die(`you can't convert a ${what} to template if the ${what} has snapshots`);
+    if (g.config.template === "1") throw die(`${what} ${g.vmid} is already a template`);
+    const upid = startTask(ctx, kind === "lxc" ? "vztemplate" : "qmtemplate", String(g.vmid), () => makeTemplate(ctx.sim, kind, g));
+    // pve-container's handler forks the worker yet declares `returns: null` (PVE-API.md §2.4).
+    return kind === "lxc" ? null : upid;
+  };
+}
+
+function statusChange(kind: Kind, action: "start" | "stop" | "shutdown" | "reboot" | "suspend" | "resume"): Handler {
+  return (ctx) => {
+    const g = guestOf(ctx, kind);
+    checkSkiplock(ctx);
+    const label = `${LABEL[kind]} ${g.vmid}`;
+    if (action === "start") {
+      if (g.config.template === "1") throw die(`${label} is a template`);
+      if (g.status === "running") throw die(`${label} already running`);
+      checkLock(g, ctx);
+    } else {
+      if (g.status !== "running") throw die(`${label} not running`);
+      if (action !== "stop") checkLock(g, ctx);
+    }
+    const prefix = kind === "lxc" ? "vz" : "qm";
+    return startTask(ctx, `${prefix}${action}`, String(g.vmid), () => {
+      if (action === "start" && kind === "qemu") {
+        for (const [k, v] of Object.entries(g.config)) {
+          if (/^hostpci\d+$/.test(k) && /(^|,)pcie=1/.test(v) && !/q35/.test(g.config.machine ?? "")) {
+            throw die("q35 machine model is not enabled");
+          }
+        }
+      }
+      if (action === "start" || action === "reboot" || action === "resume") {
+        g.status = "running";
+        g.startedAt = ctx.sim.state.now();
+      } else {
+        g.status = "stopped";
+        delete g.startedAt;
+      }
+    });
+  };
+}
+
+function currentStatus(kind: Kind): Handler {
+  return (ctx) => {
+    const g = guestOf(ctx, kind);
+    const uptime = g.startedAt === undefined ? 0 : Math.floor((ctx.sim.state.now() - g.startedAt) / 1000);
+    return {
+      vmid: g.vmid,
+      status: g.status,
+      name: g.config.hostname ?? g.config.name ?? `${LABEL[kind]}${g.vmid}`,
+      cpus: Number(g.config.cores ?? 1),
+      maxmem: Number(g.config.memory ?? 512) * 1024 * 1024,
+      uptime,
+      type: kind,
+      ha: { managed: 0 },
+      ...(g.config.lock !== undefined ? { lock: g.config.lock } : {}),
+      ...(g.config.template === "1" ? { template: 1 } : {}),
+      ...(kind === "qemu" ? { qmpstatus: g.status, agent: g.config.agent?.startsWith("1") ? 1 : 0 } : {}),
+    };
+  };
+}
+
+function destroy(kind: Kind): Handler {
+  return (ctx) => {
+    const g = guestOf(ctx, kind);
+    checkSkiplock(ctx);
+    checkLock(g, ctx);
+    if (g.status === "running") {
+      throw die(kind === "lxc" ? `unable to destroy CT ${g.vmid} - container is running` : `VM ${g.vmid} is running - destroy failed`);
+    }
+    g.config.lock = "destroyed";
+    return startTask(ctx, kind === "lxc" ? "vzdestroy" : "qmdestroy", String(g.vmid), () => removeGuest(ctx.sim, g), () => {
+      if (ctx.sim.state.guests.get(g.vmid) === g) delete g.config.lock;
+    });
+  };
+}
+
+function resize(kind: Kind): Handler {
+  return (ctx) => {
+    const g = guestOf(ctx, kind);
+    checkSkiplock(ctx);
+    checkLock(g, ctx);
+    checkDigest(ctx, digestOf(g.config));
+    const disk = req(ctx, "disk");
+    const value = g.config[disk];
+    if (value === undefined) throw die(`unable to parse volume ID '${disk}'`);
+    const schema = configSchema(ctx.sim, kind)[disk] as ParamSchema;
+    const parsed = parseWithSchema(schema, value, disk);
+    const volid = parsed[diskField(kind)] as string;
+    const current = parseSize(parsed.size ?? "0");
+    const sizeArg = req(ctx, "size");
+    const target = sizeArg.startsWith("+") ? current + parseSize(sizeArg.slice(1)) : parseSize(sizeArg);
+    if (target < current) throw die(`unable to shrink disk size`);
+    return startTask(ctx, "resize", String(g.vmid), () => {
+      ctx.sim.state.volume(volid).size = Math.round(target * 1024 ** 3);
+      setVolume(ctx.sim, kind, g, disk, volid, target);
+    });
+  };
+}
+
+function snapshots(kind: Kind): Record<string, Handler> {
+  const base = `/nodes/{node}/${kind}/{vmid}/snapshot`;
+  const prefix = kind === "lxc" ? "vz" : "qm";
+  return {
+    [`GET ${base}`]: (ctx) => {
+      const g = guestOf(ctx, kind);
+      const list: Array<Record<string, unknown>> = [...g.snapshots.values()].map((s) => ({
+        name: s.name,
+        description: s.description,
+        snaptime: s.snaptime,
+        ...(s.parent ? { parent: s.parent } : {}),
+      }));
+      const last = [...g.snapshots.keys()].pop();
+      list.push({ name: "current", description: "You are here!", ...(last ? { parent: last } : {}) });
+      return list;
+    },
+    [`POST ${base}`]: (ctx) => {
+      const g = guestOf(ctx, kind);
+      checkLock(g, ctx);
+      const name = req(ctx, "snapname");
+      if (name === "current" || name === "vzdump") throw paramError({ snapname: `invalid snapshot name '${name}'` });
+      if (g.snapshots.has(name)) throw die(`snapshot name '${name}' already used`);
+      g.config.lock = "snapshot";
+      return startTask(ctx, `${prefix}snapshot`, String(g.vmid), () => {
+        const config = { ...g.config };
+        delete config.lock;
+        g.snapshots.set(name, {
+          name,
+          description: str(ctx, "description") ?? "",
+          snaptime: Math.floor(ctx.sim.state.now() / 1000),
+          parent: [...g.snapshots.keys()].pop(),
+          config,
+        });
+      }, () => {
+        delete g.config.lock;
+      });
+    },
+    [`DELETE ${base}/{snapname}`]: (ctx) => {
+      const g = guestOf(ctx, kind);
+      const name = req(ctx, "snapname");
+      if (!g.snapshots.has(name)) throw die(`snapshot '${name}' does not exist`);
+      return startTask(ctx, `${prefix}delsnapshot`, String(g.vmid), () => {
+        g.snapshots.delete(name);
+      });
+    },
+    [`POST ${base}/{snapname}/rollback`]: (ctx) => {
+      const g = guestOf(ctx, kind);
+      checkLock(g, ctx);
+      const name = req(ctx, "snapname");
+      const snap = g.snapshots.get(name);
+      if (!snap) throw die(`snapshot '${name}' does not exist`);
+      return startTask(ctx, `${prefix}rollback`, String(g.vmid), () => {
+        g.config = { ...snap.config };
+        g.status = flag(ctx, "start") ? "running" : "stopped";
+      });
+    },
+  };
+}
+
+function list(kind: Kind): Handler {
+  return (ctx) => {
+    const node = req(ctx, "node");
+    ctx.sim.state.node(node);
+    return [...ctx.sim.state.guests.values()]
+      .filter((g) => g.kind === kind && g.node === node)
+      .map((g) => ({
+        vmid: g.vmid,
+        name: g.config.hostname ?? g.config.name,
+        status: g.status,
+        type: kind,
+        maxmem: Number(g.config.memory ?? 512) * 1024 * 1024,
+        cpus: Number(g.config.cores ?? 1),
+        ...(g.config.lock !== undefined ? { lock: g.config.lock } : {}),
+        ...(g.config.template === "1" ? { template: 1 } : {}),
+        ...(g.config.tags !== undefined ? { tags: g.config.tags } : {}),
+      }));
+  };
+}
+
+function interfaces(ctx: HandlerCtx): unknown {
+  const g = guestOf(ctx, "lxc");
+  if (g.status !== "running") throw die(`CT ${g.vmid} not running`);
+  const schema = configSchema(ctx.sim, "lxc");
+  const out: Array<Record<string, string>> = [{ name: "lo", hwaddr: "00:00:00:00:00:00", inet: "127.0.0.1/8", inet6: "::1/128" }];
+  for (const [k, v] of Object.entries(g.config)) {
+    if (!/^net\d+$/.test(k)) continue;
+    const n = parseWithSchema(schema[k] as ParamSchema, v, k);
+    out.push({ name: n.name ?? k, hwaddr: n.hwaddr ?? "", ...(n.ip && n.ip.includes("/") ? { inet: n.ip } : {}) });
+  }
+  return out;
+}
+
+/** Handlers of the container and VM endpoints Phoenix uses, keyed by `METHOD template`. */
+export function guestHandlers(): Record<string, Handler> {
+  const out: Record<string, Handler> = {};
+  for (const kind of ["lxc", "qemu"] as const) {
+    const b = `/nodes/{node}/${kind}`;
+    Object.assign(out, {
+      [`GET ${b}`]: list(kind),
+      [`POST ${b}`]: create(kind),
+      [`GET ${b}/{vmid}/config`]: getConfig(kind),
+      [`PUT ${b}/{vmid}/config`]: putConfig(kind, false),
+      [`POST ${b}/{vmid}/clone`]: clone(kind),
+      [`POST ${b}/{vmid}/template`]: template(kind),
+      [`GET ${b}/{vmid}/status/current`]: currentStatus(kind),
+      [`PUT ${b}/{vmid}/resize`]: resize(kind),
+      [`DELETE ${b}/{vmid}`]: destroy(kind),
+      ...snapshots(kind),
+    });
+    for (const action of ["start", "stop", "shutdown", "reboot", "suspend", "resume"] as const) {
+      out[`POST ${b}/{vmid}/status/${action}`] = statusChange(kind, action);
+    }
+  }
+  out["POST /nodes/{node}/qemu/{vmid}/config"] = putConfig("qemu", true);
+  out["GET /nodes/{node}/lxc/{vmid}/interfaces"] = interfaces;
+  return out;
+}

@@ -1,0 +1,607 @@
+import { checkDigest, deleteList, flag, int, req, startTask, str, typed, withStorageLock, type Handler, type HandlerCtx } from "./core";
+import { splitList } from "./formats";
+import { digestOf, type FirewallRule, type FirewallScope } from "./state";
+import { die, paramError } from "./tasks";
+
+function nodeOf(ctx: HandlerCtx): string {
+  const node = req(ctx, "node");
+  ctx.sim.state.node(node);
+  return node;
+}
+
+function clusterHandlers(): Record<string, Handler> {
+  return {
+    "GET /version": (ctx) =>
+      ctx.sim.schema.version === 9
+        ? { version: "9.1.3", release: "9.1", repoid: "a8736b6e" }
+        : { version: "8.4.2", release: "8.4", repoid: "1f8d0a3c" },
+    "GET /nodes": (ctx) =>
+      [...ctx.sim.state.nodes.keys()].map((node) => ({
+        node,
+        status: "online",
+        type: "node",
+        maxcpu: 64,
+        maxmem: 256 * 1024 ** 3,
+        cpu: 0.02,
+        mem: 16 * 1024 ** 3,
+        uptime: 86400,
+        level: "",
+      })),
+    "GET /nodes/{node}": (ctx) => {
+      nodeOf(ctx);
+      return ["aplinfo", "disks", "firewall", "hardware", "lxc", "qemu", "status", "storage", "tasks"].map((subdir) => ({ subdir }));
+    },
+    "GET /nodes/{node}/status": (ctx) => {
+      nodeOf(ctx);
+      return { uptime: 86400, cpu: 0.02, pveversion: `pve-manager/${ctx.sim.schema.version === 9 ? "9.1.3" : "8.4.2"}`, kversion: "Linux 6.14" };
+    },
+    "GET /cluster/status": (ctx) => [
+      { id: "cluster", name: "phoenix", type: "cluster", nodes: ctx.sim.state.nodes.size, quorate: 1, version: 1 },
+      ...[...ctx.sim.state.nodes.keys()].map((name, i) => ({ id: `node/${name}`, name, type: "node", online: 1, local: i === 0 ? 1 : 0, nodeid: i + 1, ip: "127.0.0.1" })),
+    ],
+    "GET /cluster/nextid": (ctx) => {
+      const vmid = int(ctx, "vmid");
+      if (vmid !== undefined) {
+        if (ctx.sim.state.guests.has(vmid)) throw paramError({ vmid: `VM ${vmid} already exists` });
+        return vmid;
+      }
+      for (let id = 100; ; id++) if (!ctx.sim.state.guests.has(id)) return id;
+    },
+    "GET /cluster/resources": (ctx) => {
+      const type = str(ctx, "type");
+      const out: Array<Record<string, unknown>> = [];
+      if (!type || type === "vm") {
+        for (const g of ctx.sim.state.guests.values()) {
+          out.push({
+            id: `${g.kind}/${g.vmid}`,
+            type: g.kind,
+            vmid: g.vmid,
+            node: g.node,
+            name: g.config.hostname ?? g.config.name,
+            status: g.status,
+            template: g.config.template === "1" ? 1 : 0,
+            ...(g.config.lock !== undefined ? { lock: g.config.lock } : {}),
+          });
+        }
+      }
+      if (!type || type === "storage") {
+        for (const node of ctx.sim.state.nodes.keys()) {
+          for (const s of ctx.sim.state.storages.values()) {
+            out.push({ id: `storage/${node}/${s.id}`, type: "storage", storage: s.id, node, status: "available", plugintype: s.type, content: s.config.content ?? "", maxdisk: s.total, disk: ctx.sim.state.usedBytes(s), shared: 0 });
+          }
+        }
+      }
+      if (!type || type === "node") {
+        for (const node of ctx.sim.state.nodes.keys()) out.push({ id: `node/${node}`, type: "node", node, status: "online" });
+      }
+      return out;
+    },
+  };
+}
+
+function taskHandlers(): Record<string, Handler> {
+  const task = (ctx: HandlerCtx) => {
+    nodeOf(ctx);
+    const upid = req(ctx, "upid");
+    if (!upid.startsWith("UPID:")) throw paramError({ upid: "unable to parse worker upid" });
+    const t = ctx.sim.tasks.tasks.get(upid);
+    if (!t) throw paramError({ upid: "no such task" });
+    return t;
+  };
+  return {
+    "GET /nodes/{node}/tasks/{upid}/status": (ctx) => {
+      const t = task(ctx);
+      return {
+        upid: t.upid,
+        node: t.node,
+        pid: t.pid,
+        pstart: t.pstart,
+        starttime: t.starttime,
+        type: t.type,
+        id: t.id,
+        user: t.user.split("!")[0],
+        ...(t.user.includes("!") ? { tokenid: t.user.split("!")[1] } : {}),
+        status: t.status,
+        ...(t.exitstatus !== undefined ? { exitstatus: t.exitstatus } : {}),
+      };
+    },
+    "GET /nodes/{node}/tasks/{upid}/log": (ctx) => {
+      const t = task(ctx);
+      const start = int(ctx, "start") ?? 0;
+      const limit = int(ctx, "limit") ?? 50;
+      return t.log.slice(start, start + limit).map((line, i) => ({ n: start + i + 1, t: line }));
+    },
+    "DELETE /nodes/{node}/tasks/{upid}": (ctx) => {
+      const t = task(ctx);
+      if (t.status === "running") {
+        t.status = "stopped";
+        t.exitstatus = "unexpected status";
+        t.log.push("received interrupt", "TASK ERROR: interrupted by signal");
+      }
+      return null;
+    },
+    "GET /nodes/{node}/tasks": (ctx) => {
+      const node = nodeOf(ctx);
+      const vmid = str(ctx, "vmid");
+      const typefilter = str(ctx, "typefilter");
+      const source = str(ctx, "source") ?? "archive";
+      return [...ctx.sim.tasks.tasks.values()]
+        .filter((t) => t.node === node)
+        .filter((t) => vmid === undefined || t.id === vmid)
+        .filter((t) => typefilter === undefined || t.type === typefilter)
+        .filter((t) => source === "all" || (source === "active") === (t.status === "running"))
+        .map((t) => ({ upid: t.upid, node: t.node, type: t.type, id: t.id, user: t.user, starttime: t.starttime, pid: t.pid, pstart: t.pstart, ...(t.exitstatus ? { status: t.exitstatus } : {}) }))
+        .reverse();
+    },
+  };
+}
+
+/** Keys each storage type accepts (pve-storage plugin `options()`), for the types Phoenix configures. */
+const STORAGE_KEYS: Record<string, string[]> = {
+  zfspool: ["pool", "blocksize", "sparse", "nodes", "disable", "content", "bwlimit", "mountpoint"],
+  dir: ["path", "content", "content-dirs", "nodes", "shared", "disable", "prune-backups", "max-protected-backups", "format", "mkdir", "create-base-path", "create-subdirs", "is_mountpoint", "bwlimit", "preallocation", "snapshot-as-volume-chain"],
+};
+const STORAGE_FIXED: Record<string, string[]> = { zfspool: ["pool"], dir: ["path"] };
+const CONTENT_ALLOWED: Record<string, string[]> = {
+  zfspool: ["images", "rootdir"],
+  dir: ["images", "rootdir", "vztmpl", "iso", "backup", "snippets", "import", "none"],
+};
+const STORAGE_CONTROL = new Set(["storage", "type", "delete", "digest"]);
+
+function storageValues(ctx: HandlerCtx, type: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const allowed = STORAGE_KEYS[type];
+  for (const [k, v] of Object.entries(ctx.params)) {
+    if (STORAGE_CONTROL.has(k)) continue;
+    if (allowed && !allowed.includes(k)) throw paramError({ [k]: `unexpected property '${k}'` });
+    out[k] = Array.isArray(v) ? v.join(",") : v;
+  }
+  if (out.content !== undefined && CONTENT_ALLOWED[type]) {
+    for (const c of splitList(out.content)) {
+      if (!CONTENT_ALLOWED[type].includes(c)) throw paramError({ content: `storage does not support content type '${c}'` });
+    }
+    out.content = splitList(out.content).join(",");
+  }
+  return out;
+}
+
+function storageHandlers(): Record<string, Handler> {
+  const schemaOf = (ctx: HandlerCtx) => ctx.sim.schema.find("POST", "/storage")?.params ?? {};
+  const show = (ctx: HandlerCtx, id: string) => {
+    const s = ctx.sim.state.storage(id);
+    return { storage: s.id, type: s.type, ...typed(s.config, schemaOf(ctx)), digest: digestOf(s.config) };
+  };
+  const volumeList = (ctx: HandlerCtx, storageId: string) => {
+    const content = str(ctx, "content");
+    const vmid = int(ctx, "vmid");
+    return [...ctx.sim.state.storage(storageId).volumes.values()]
+      .filter((v) => content === undefined || v.content === content)
+      .filter((v) => vmid === undefined || v.vmid === vmid)
+      .map((v) => ({ volid: v.volid, content: v.content, format: v.format, size: v.size, ctime: v.ctime, ...(v.vmid !== undefined ? { vmid: v.vmid } : {}), ...(v.parent ? { parent: v.parent } : {}) }));
+  };
+  const addFile = (ctx: HandlerCtx, type: string, storageId: string, content: string, filename: string) => {
+    const s = ctx.sim.state.storage(storageId);
+    if (!ctx.sim.state.contentOf(s).includes(content)) {
+      throw die(`storage '${storageId}' is not configured for content-type '${content}'`);
+    }
+    const dir = content === "vztmpl" ? "vztmpl" : content === "iso" ? "iso" : content;
+    const volid = `${storageId}:${dir}/${filename}`;
+    return startTask(ctx, type, filename, async ({ log, sleep }) => {
+      log(`downloading ${filename} to ${volid}`);
+      await withStorageLock(ctx.sim, storageId, sleep, () => {
+        s.volumes.set(volid, { volid, storage: storageId, content, format: /\.iso$/.test(filename) ? "iso" : "tzst", size: 200 * 1024 ** 2, ctime: Math.floor(ctx.sim.state.now() / 1000) });
+      });
+    });
+  };
+  return {
+    "GET /storage": (ctx) => [...ctx.sim.state.storages.keys()].map((id) => show(ctx, id)),
+    "POST /storage": (ctx) => {
+      const id = req(ctx, "storage");
+      const type = req(ctx, "type");
+      if (ctx.sim.state.storages.has(id)) throw die(`create storage failed: storage ID '${id}' already defined`);
+      const config = storageValues(ctx, type);
+      for (const k of STORAGE_FIXED[type] ?? []) {
+        if (config[k] === undefined) throw paramError({ [k]: "property is missing and it is not optional" });
+      }
+      ctx.sim.state.addStorage(id, type, config, 1000);
+      return { storage: id, type };
+    },
+    "GET /storage/{storage}": (ctx) => show(ctx, req(ctx, "storage")),
+    "PUT /storage/{storage}": (ctx) => {
+      const s = ctx.sim.state.storage(req(ctx, "storage"));
+      checkDigest(ctx, digestOf(s.config));
+      const values = storageValues(ctx, s.type);
+      for (const k of STORAGE_FIXED[s.type] ?? []) {
+        if (k in values) throw paramError({ [k]: "can't change value of fixed parameter" });
+      }
+      for (const k of deleteList(ctx)) delete s.config[k];
+      Object.assign(s.config, values);
+      return { storage: s.id, type: s.type };
+    },
+    "DELETE /storage/{storage}": (ctx) => {
+      const id = req(ctx, "storage");
+      ctx.sim.state.storage(id);
+      ctx.sim.state.storages.delete(id);
+      return null;
+    },
+    "GET /nodes/{node}/storage": (ctx) => {
+      nodeOf(ctx);
+      const content = str(ctx, "content");
+      return [...ctx.sim.state.storages.values()]
+        .filter((s) => content === undefined || splitList(content).some((c) => ctx.sim.state.contentOf(s).includes(c)))
+        .map((s) => {
+          const used = ctx.sim.state.usedBytes(s);
+          return { storage: s.id, type: s.type, content: s.config.content ?? "", active: 1, enabled: s.config.disable === "1" ? 0 : 1, shared: 0, total: s.total, used, avail: s.total - used, used_fraction: used / s.total };
+        });
+    },
+    "GET /nodes/{node}/storage/{storage}/content": (ctx) => {
+      nodeOf(ctx);
+      return volumeList(ctx, req(ctx, "storage"));
+    },
+    "POST /nodes/{node}/storage/{storage}/content": (ctx) => {
+      nodeOf(ctx);
+      const storage = req(ctx, "storage");
+      const vmid = Number(req(ctx, "vmid"));
+      const size = req(ctx, "size");
+      const gib = Number(/^(\d+)/.exec(size)?.[1] ?? 0) / ({ K: 1024 ** 2, M: 1024, G: 1 }[size.slice(-1)] ?? 1024 ** 2);
+      return ctx.sim.state.allocDisk(storage, vmid, gib, "images").volid;
+    },
+    "GET /nodes/{node}/storage/{storage}/content/{volume}": (ctx) => {
+      nodeOf(ctx);
+      const volume = req(ctx, "volume");
+      const v = ctx.sim.state.volume(volume.includes(":") ? volume : `${req(ctx, "storage")}:${volume}`);
+      return { path: `/dev/null/${v.volid}`, size: v.size, used: v.size, format: v.format };
+    },
+    "DELETE /nodes/{node}/storage/{storage}/content/{volume}": (ctx) => {
+      nodeOf(ctx);
+      const volume = req(ctx, "volume");
+      const volid = volume.includes(":") ? volume : `${req(ctx, "storage")}:${volume}`;
+      ctx.sim.state.volume(volid);
+      return startTask(ctx, "imgdel", volid, () => ctx.sim.state.freeVolume(volid));
+    },
+    "GET /nodes/{node}/aplinfo": (ctx) => {
+      nodeOf(ctx);
+      return ctx.sim.state.aplinfo;
+    },
+    "POST /nodes/{node}/aplinfo": (ctx) => {
+      nodeOf(ctx);
+      const template = req(ctx, "template");
+      if (!ctx.sim.state.aplinfo.some((e) => e.template === template)) throw paramError({ template: "no such template" });
+      return addFile(ctx, "download", req(ctx, "storage"), "vztmpl", template);
+    },
+    "POST /nodes/{node}/storage/{storage}/download-url": (ctx) => {
+      nodeOf(ctx);
+      if (str(ctx, "checksum") !== undefined && str(ctx, "checksum-algorithm") === undefined) {
+        throw paramError({ "checksum-algorithm": "missing property - 'checksum' requires this property" });
+      }
+      return addFile(ctx, "download", req(ctx, "storage"), req(ctx, "content"), req(ctx, "filename"));
+    },
+    "GET /nodes/{node}/disks/list": (ctx) => ctx.sim.state.node(nodeOf(ctx)).disks.map((d) => ({ ...d, devpath: d.devpath, gpt: 1, health: "PASSED", wearout: 99 })),
+    "GET /nodes/{node}/disks/zfs": (ctx) =>
+      [...ctx.sim.state.node(nodeOf(ctx)).zfsPools.values()].map((p) => ({ name: p.name, size: p.size, alloc: 0, free: p.size, frag: 0, dedup: 1, health: "ONLINE" })),
+    "GET /nodes/{node}/disks/zfs/{name}": (ctx) => {
+      const p = ctx.sim.state.node(nodeOf(ctx)).zfsPools.get(req(ctx, "name"));
+      if (!p) throw die(`zpool '${req(ctx, "name")}' does not exist`);
+      return { name: p.name, state: "ONLINE", status: "", action: "", scan: "none requested", errors: "No known data errors", children: p.devices.map((name) => ({ name, state: "ONLINE", read: 0, write: 0, cksum: 0, msg: "" })) };
+    },
+    "POST /nodes/{node}/disks/zfs": (ctx) => {
+      const node = ctx.sim.state.node(nodeOf(ctx));
+      const name = req(ctx, "name");
+      if (node.zfsPools.has(name)) throw die(`pool '${name}' already exists`);
+      const devices = splitList(req(ctx, "devices"));
+      for (const dev of devices) {
+        const disk = node.disks.find((d) => d.devpath === dev);
+        if (!disk) throw die(`unable to get device info for '${dev}'`);
+        if (disk.used) throw die(`${dev} is already in use`);
+      }
+      return startTask(ctx, "zfscreate", name, () => {
+        let size = 0;
+        for (const dev of devices) {
+          const disk = node.disks.find((d) => d.devpath === dev);
+          if (disk) {
+            disk.used = "ZFS";
+            size += disk.size;
+          }
+        }
+        node.zfsPools.set(name, { name, size, devices, raidlevel: req(ctx, "raidlevel") });
+        if (flag(ctx, "add_storage")) ctx.sim.state.addStorage(name, "zfspool", { pool: name, content: "rootdir,images" }, size / 1024 ** 3);
+      });
+    },
+  };
+}
+
+function pciHandlers(): Record<string, Handler> {
+  const mappingOut = (m: { id: string; description?: string; map: string[]; mdev?: string; "live-migration-capable"?: string }) => ({
+    id: m.id,
+    map: m.map,
+    ...(m.description !== undefined ? { description: m.description } : {}),
+    ...(m.mdev !== undefined ? { mdev: Number(m.mdev) } : {}),
+    ...(m["live-migration-capable"] !== undefined ? { "live-migration-capable": Number(m["live-migration-capable"]) } : {}),
+    digest: digestOf(m),
+  });
+  const mapList = (ctx: HandlerCtx): string[] => {
+    const v = ctx.params.map;
+    return v === undefined ? [] : Array.isArray(v) ? v : [v];
+  };
+  const checkNodes = (map: string[]): void => {
+    const nodes = map.map((m) => /(?:^|,)node=([^,]+)/.exec(m)?.[1]);
+    const dup = nodes.find((n, i) => nodes.indexOf(n) !== i);
+    if (dup) throw paramError({ map: `multiple entries for node '${dup}'` });
+  };
+  return {
+    "GET /nodes/{node}/hardware/pci": (ctx) => {
+      const node = ctx.sim.state.node(nodeOf(ctx));
+      const blacklist = splitList(str(ctx, "pci-class-blacklist") ?? "05;06;0b");
+      const verbose = flag(ctx, "verbose") ?? true;
+      return node.pci
+        .filter((d) => !blacklist.some((c) => d.class.slice(2).startsWith(c)))
+        .map((d) =>
+          verbose
+            ? d
+            : { id: d.id, class: d.class, vendor: d.vendor, device: d.device, iommugroup: d.iommugroup, subsystem_vendor: d.subsystem_vendor, subsystem_device: d.subsystem_device },
+        );
+    },
+    "GET /cluster/mapping/pci": (ctx) => {
+      const checkNode = str(ctx, "check-node");
+      return [...ctx.sim.state.mappings.values()].map((m) => {
+        const out: Record<string, unknown> = mappingOut(m);
+        if (checkNode !== undefined) {
+          const node = ctx.sim.state.nodes.get(checkNode);
+          const checks: Array<{ severity: string; message: string }> = [];
+          const entry = m.map.find((e) => e.includes(`node=${checkNode}`));
+          if (!entry) checks.push({ severity: "warning", message: `No mapping for node ${checkNode}` });
+          else {
+            const path = /(?:^|,)path=([^,]+)/.exec(entry)?.[1] ?? "";
+            const dev = node?.pci.find((d) => d.id === path || d.id.startsWith(`${path}.`));
+            if (!dev) checks.push({ severity: "error", message: `Device ${path} does not exist` });
+          }
+          out.checks = checks;
+        }
+        return out;
+      });
+    },
+    "POST /cluster/mapping/pci": (ctx) => {
+      const id = req(ctx, "id");
+      if (ctx.sim.state.mappings.has(id)) throw die(`pci ID '${id}' already defined`);
+      const map = mapList(ctx);
+      checkNodes(map);
+      ctx.sim.state.mappings.set(id, {
+        id,
+        map,
+        ...(str(ctx, "description") !== undefined ? { description: str(ctx, "description") } : {}),
+        ...(str(ctx, "mdev") !== undefined ? { mdev: str(ctx, "mdev") } : {}),
+        ...(str(ctx, "live-migration-capable") !== undefined ? { "live-migration-capable": str(ctx, "live-migration-capable") } : {}),
+      });
+      return null;
+    },
+    "GET /cluster/mapping/pci/{id}": (ctx) => {
+      const m = ctx.sim.state.mappings.get(req(ctx, "id"));
+      if (!m) throw die(`PCI mapping '${req(ctx, "id")}' not found`);
+      return mappingOut(m);
+    },
+    "PUT /cluster/mapping/pci/{id}": (ctx) => {
+      const m = ctx.sim.state.mappings.get(req(ctx, "id"));
+      if (!m) throw die(`PCI mapping '${req(ctx, "id")}' not found`);
+      checkDigest(ctx, digestOf(m));
+      for (const k of deleteList(ctx)) {
+        if (k === "description" || k === "mdev" || k === "live-migration-capable") delete m[k];
+      }
+      if (ctx.params.map !== undefined) {
+        const map = mapList(ctx);
+        checkNodes(map);
+        m.map = map;
+      }
+      for (const k of ["description", "mdev", "live-migration-capable"] as const) {
+        const v = str(ctx, k);
+        if (v !== undefined) m[k] = v;
+      }
+      return null;
+    },
+    "DELETE /cluster/mapping/pci/{id}": (ctx) => {
+      const id = req(ctx, "id");
+      if (!ctx.sim.state.mappings.delete(id)) throw die(`PCI mapping '${id}' not found`);
+      return null;
+    },
+  };
+}
+
+const RULE_CONTROL = new Set(["node", "vmid", "group", "pos", "digest", "delete", "moveto"]);
+
+function firewallHandlers(): Record<string, Handler> {
+  const out: Record<string, Handler> = {};
+  const scopes: Array<[string, (ctx: HandlerCtx) => FirewallScope]> = [
+    ["/cluster/firewall", (ctx) => ctx.sim.state.firewall],
+    ["/nodes/{node}/firewall", (ctx) => ctx.sim.state.node(nodeOf(ctx)).firewall],
+    ["/nodes/{node}/lxc/{vmid}/firewall", (ctx) => ctx.sim.state.guestFw(ctx.sim.state.guest(nodeOf(ctx), "lxc", Number(req(ctx, "vmid"))).vmid)],
+    ["/nodes/{node}/qemu/{vmid}/firewall", (ctx) => ctx.sim.state.guestFw(ctx.sim.state.guest(nodeOf(ctx), "qemu", Number(req(ctx, "vmid"))).vmid)],
+  ];
+  const ruleValues = (ctx: HandlerCtx): FirewallRule => {
+    const r: FirewallRule = {};
+    for (const [k, v] of Object.entries(ctx.params)) if (!RULE_CONTROL.has(k) && typeof v === "string") r[k] = v;
+    return r;
+  };
+  const rulesApi = (base: string, rules: (ctx: HandlerCtx) => FirewallRule[]) => {
+    const ruleOut = (r: FirewallRule, pos: number) => ({ ...r, pos, ...(r.enable !== undefined ? { enable: Number(r.enable) } : {}) });
+    const at = (ctx: HandlerCtx) => {
+      const list = rules(ctx);
+      const pos = Number(req(ctx, "pos"));
+      const rule = list[pos];
+      if (!rule) throw die(`no rule at position ${pos}`);
+      return { list, pos, rule };
+    };
+    out[`GET ${base}`] = (ctx) => rules(ctx).map(ruleOut);
+    out[`POST ${base}`] = (ctx) => {
+      const list = rules(ctx);
+      checkDigest(ctx, digestOf(list));
+      const r = ruleValues(ctx);
+      if (r.type === "group" && !ctx.sim.state.groups.has(r.action ?? "")) throw die(`no such security group '${r.action}'`);
+      list.splice(Math.min(int(ctx, "pos") ?? 0, list.length), 0, r);
+      return null;
+    };
+    out[`GET ${base}/{pos}`] = (ctx) => {
+      const { rule, pos } = at(ctx);
+      return ruleOut(rule, pos);
+    };
+    out[`PUT ${base}/{pos}`] = (ctx) => {
+      const { list, pos, rule } = at(ctx);
+      checkDigest(ctx, digestOf(list));
+      const moveto = int(ctx, "moveto");
+      if (moveto !== undefined) {
+        list.splice(pos, 1);
+        list.splice(Math.min(moveto, list.length), 0, rule);
+        return null;
+      }
+      for (const k of deleteList(ctx)) delete rule[k];
+      Object.assign(rule, ruleValues(ctx));
+      return null;
+    };
+    out[`DELETE ${base}/{pos}`] = (ctx) => {
+      const { list, pos } = at(ctx);
+      checkDigest(ctx, digestOf(list));
+      list.splice(pos, 1);
+      return null;
+    };
+  };
+  for (const [base, scope] of scopes) {
+    out[`GET ${base}/options`] = (ctx) => {
+      const s = scope(ctx);
+      const schema = ctx.sim.schema.find("PUT", `${base}/options`)?.params ?? {};
+      return { ...typed(s.options, schema), digest: digestOf(s.options) };
+    };
+    out[`PUT ${base}/options`] = (ctx) => {
+      const s = scope(ctx);
+      checkDigest(ctx, digestOf(s.options));
+      for (const k of deleteList(ctx)) delete s.options[k];
+      for (const [k, v] of Object.entries(ctx.params)) {
+        if (k !== "node" && k !== "vmid" && k !== "delete" && k !== "digest" && typeof v === "string") s.options[k] = v;
+      }
+      return null;
+    };
+    rulesApi(`${base}/rules`, (ctx) => scope(ctx).rules);
+    const ipset = (ctx: HandlerCtx) => {
+      const name = req(ctx, "name");
+      const set = scope(ctx).ipsets.get(name);
+      if (!set) throw die(`no such IPSet '${name}'`);
+      return set;
+    };
+    out[`GET ${base}/ipset`] = (ctx) =>
+      [...scope(ctx).ipsets.entries()].map(([name, s]) => ({ name, ...(s.comment !== undefined ? { comment: s.comment } : {}), digest: digestOf([...s.entries]) }));
+    out[`POST ${base}/ipset`] = (ctx) => {
+      const s = scope(ctx);
+      const name = req(ctx, "name");
+      const rename = str(ctx, "rename");
+      const comment = str(ctx, "comment");
+      if (rename !== undefined) {
+        const old = s.ipsets.get(rename);
+        if (!old) throw die(`no such IPSet '${rename}'`);
+        if (rename !== name && s.ipsets.has(name)) throw die(`IPSet '${name}' already exists`);
+        s.ipsets.delete(rename);
+        s.ipsets.set(name, { ...old, ...(comment !== undefined ? { comment } : {}) });
+        return null;
+      }
+      if (s.ipsets.has(name)) throw die(`IPSet '${name}' already exists`);
+      s.ipsets.set(name, { entries: new Map(), ...(comment !== undefined ? { comment } : {}) });
+      return null;
+    };
+    out[`GET ${base}/ipset/{name}`] = (ctx) =>
+      [...ipset(ctx).entries.entries()].map(([cidr, e]) => ({ cidr, ...(e.comment !== undefined ? { comment: e.comment } : {}), ...(e.nomatch !== undefined ? { nomatch: Number(e.nomatch) } : {}) }));
+    out[`POST ${base}/ipset/{name}`] = (ctx) => {
+      const set = ipset(ctx);
+      const cidr = req(ctx, "cidr");
+      if (set.entries.has(cidr)) throw die(`address '${cidr}' already exists`);
+      set.entries.set(cidr, { ...(str(ctx, "comment") !== undefined ? { comment: str(ctx, "comment") } : {}), ...(str(ctx, "nomatch") !== undefined ? { nomatch: str(ctx, "nomatch") } : {}) });
+      return null;
+    };
+    out[`DELETE ${base}/ipset/{name}`] = (ctx) => {
+      const set = ipset(ctx);
+      if (set.entries.size > 0 && !flag(ctx, "force")) throw die("IPSet is not empty");
+      scope(ctx).ipsets.delete(req(ctx, "name"));
+      return null;
+    };
+    out[`GET ${base}/ipset/{name}/{cidr}`] = (ctx) => {
+      const e = ipset(ctx).entries.get(req(ctx, "cidr"));
+      if (!e) throw die(`no such IP address '${req(ctx, "cidr")}'`);
+      return { cidr: req(ctx, "cidr"), ...e };
+    };
+    out[`PUT ${base}/ipset/{name}/{cidr}`] = (ctx) => {
+      const e = ipset(ctx).entries.get(req(ctx, "cidr"));
+      if (!e) throw die(`no such IP address '${req(ctx, "cidr")}'`);
+      if (str(ctx, "comment") !== undefined) e.comment = str(ctx, "comment");
+      if (str(ctx, "nomatch") !== undefined) e.nomatch = str(ctx, "nomatch");
+      return null;
+    };
+    out[`DELETE ${base}/ipset/{name}/{cidr}`] = (ctx) => {
+      if (!ipset(ctx).entries.delete(req(ctx, "cidr"))) throw die(`no such IP address '${req(ctx, "cidr")}'`);
+      return null;
+    };
+    const alias = (ctx: HandlerCtx) => {
+      const a = scope(ctx).aliases.get(req(ctx, "name").toLowerCase());
+      if (!a) throw die(`no such alias '${req(ctx, "name")}'`);
+      return a;
+    };
+    out[`GET ${base}/aliases`] = (ctx) =>
+      [...scope(ctx).aliases.entries()].map(([name, a]) => ({ name, ...a, digest: digestOf([...scope(ctx).aliases]) }));
+    out[`POST ${base}/aliases`] = (ctx) => {
+      const s = scope(ctx);
+      const name = req(ctx, "name").toLowerCase();
+      if (s.aliases.has(name)) throw die(`alias '${name}' already exists`);
+      s.aliases.set(name, { cidr: req(ctx, "cidr"), ...(str(ctx, "comment") !== undefined ? { comment: str(ctx, "comment") } : {}) });
+      return null;
+    };
+    out[`GET ${base}/aliases/{name}`] = (ctx) => ({ name: req(ctx, "name").toLowerCase(), ...alias(ctx) });
+    out[`PUT ${base}/aliases/{name}`] = (ctx) => {
+      const a = alias(ctx);
+      checkDigest(ctx, digestOf([...scope(ctx).aliases]));
+      a.cidr = req(ctx, "cidr");
+      if (str(ctx, "comment") !== undefined) a.comment = str(ctx, "comment");
+      const rename = str(ctx, "rename");
+      if (rename !== undefined) {
+        scope(ctx).aliases.delete(req(ctx, "name").toLowerCase());
+        scope(ctx).aliases.set(rename.toLowerCase(), a);
+      }
+      return null;
+    };
+    out[`DELETE ${base}/aliases/{name}`] = (ctx) => {
+      alias(ctx);
+      scope(ctx).aliases.delete(req(ctx, "name").toLowerCase());
+      return null;
+    };
+  }
+  const group = (ctx: HandlerCtx) => {
+    const g = ctx.sim.state.groups.get(req(ctx, "group"));
+    if (!g) throw die(`no such security group '${req(ctx, "group")}'`);
+    return g;
+  };
+  out["GET /cluster/firewall/groups"] = (ctx) =>
+    [...ctx.sim.state.groups.entries()].map(([group, g]) => ({ group, ...(g.comment !== undefined ? { comment: g.comment } : {}), digest: digestOf(g) }));
+  out["POST /cluster/firewall/groups"] = (ctx) => {
+    const name = req(ctx, "group");
+    const rename = str(ctx, "rename");
+    const comment = str(ctx, "comment");
+    const groups = ctx.sim.state.groups;
+    if (rename !== undefined) {
+      const g = groups.get(name);
+      if (!g) throw die(`Security group '${name}' does not exist`);
+      if (rename !== name && groups.has(rename)) throw die(`Security group '${rename}' already exists`);
+      groups.delete(name);
+      groups.set(rename, { ...g, ...(comment !== undefined ? { comment } : {}) });
+      return null;
+    }
+    if (groups.has(name)) throw die(`Security group '${name}' already exists`);
+    groups.set(name, { rules: [], ...(comment !== undefined ? { comment } : {}) });
+    return null;
+  };
+  out["DELETE /cluster/firewall/groups/{group}"] = (ctx) => {
+    const g = group(ctx);
+    if (g.rules.length > 0) throw die(`Security group '${req(ctx, "group")}' is not empty`);
+    ctx.sim.state.groups.delete(req(ctx, "group"));
+    return null;
+  };
+  rulesApi("/cluster/firewall/groups/{group}", (ctx) => group(ctx).rules);
+  return out;
+}
+
+/** Handlers for cluster, tasks, storage, hardware, mapping and firewall endpoints, keyed by `METHOD template`. */
+export function miscHandlers(): Record<string, Handler> {
+  return { ...clusterHandlers(), ...taskHandlers(), ...storageHandlers(), ...pciHandlers(), ...firewallHandlers() };
+}
