@@ -49,3 +49,43 @@ export function gpuAllocation(config: StackConfig): GpuAllocation[] {
   }
   return [...table.values()];
 }
+
+export interface CloneJob {
+  vmid: number;
+  /** The template it is cloned from. */
+  source: number;
+  /** Storage its disk is allocated on. */
+  storage: string;
+}
+
+/**
+ * Orders clones so that PVE's locks never collide: all clones of one template
+ * run one after another (a clone locks its source for the whole task), and at
+ * most `perStorage` clone chains run at once on a storage. Returns, for each
+ * clone, the clone it must wait for.
+ */
+export function planCloneOrder(jobs: readonly CloneJob[], perStorage = 2): Map<number, number> {
+  const chains = new Map<number, CloneJob[]>();
+  for (const job of [...jobs].sort((a, b) => a.vmid - b.vmid)) chains.set(job.source, [...(chains.get(job.source) ?? []), job]);
+  // A chain runs on the storage most of its clones use; ties go to the first clone's.
+  const lanes = new Map<string, CloneJob[][]>();
+  const ordered = [...chains.values()].sort((a, b) => b.length - a.length || a[0]!.source - b[0]!.source);
+  for (const chain of ordered) {
+    const storage = primaryStorage(chain);
+    const storageLanes = lanes.get(storage) ?? [];
+    if (storageLanes.length < perStorage) storageLanes.push([...chain]);
+    else storageLanes.reduce((short, lane) => (lane.length < short.length ? lane : short)).push(...chain);
+    lanes.set(storage, storageLanes);
+  }
+  const after = new Map<number, number>();
+  for (const storageLanes of lanes.values()) {
+    for (const lane of storageLanes) lane.forEach((job, i) => i > 0 && after.set(job.vmid, lane[i - 1]!.vmid));
+  }
+  return after;
+}
+
+function primaryStorage(chain: CloneJob[]): string {
+  const counts = new Map<string, number>();
+  for (const job of chain) counts.set(job.storage, (counts.get(job.storage) ?? 0) + 1);
+  return [...counts.entries()].reduce((best, entry) => (entry[1] > best[1] ? entry : best))[0];
+}

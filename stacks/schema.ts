@@ -42,16 +42,20 @@ const sha256 = z.string().regex(/^[0-9a-fA-F]{64}$/, "must be a SHA-256 hex dige
 
 // --- Proxmox connection ------------------------------------------------------
 
-const sshAccess = z.strictObject({
-  /** Address the node's sshd listens on. */
-  host: z.string().min(1),
-  port: z.number().int().min(1).max(65535).default(22),
-  user: z.string().min(1).default("root"),
-  /** The node's host key as an OpenSSH public key line: an unknown key is refused. */
-  hostKey: z
-    .string()
-    .regex(/^(ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|ssh-rsa) [A-Za-z0-9+/=]+( .*)?$/, "must be an OpenSSH public key line, as in /etc/ssh/ssh_host_ed25519_key.pub"),
-});
+const HOST_KEY_RE = /^(ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|ssh-rsa) [A-Za-z0-9+/=]+( .*)?$/;
+
+const sshAccess = z
+  .strictObject({
+    /** Address the node's sshd listens on. */
+    host: z.string().min(1),
+    port: z.number().int().min(1).max(65535).default(22),
+    user: z.string().min(1).default("root"),
+    /** The node's host key as an OpenSSH public key line: an unknown key is refused. */
+    hostKey: z.string().regex(HOST_KEY_RE, "must be an OpenSSH public key line, as in /etc/ssh/ssh_host_ed25519_key.pub").optional(),
+    /** Or the path of that .pub file, relative to the project directory. */
+    hostKeyFile: z.string().min(1).optional(),
+  })
+  .refine((s) => (s.hostKey === undefined) !== (s.hostKeyFile === undefined), { message: "set exactly one of hostKey or hostKeyFile: Phoenix refuses an unpinned host key", path: ["hostKey"] });
 
 export const proxmoxSchema = z.strictObject({
   /** API base URL, e.g. https://10.0.0.13:8006. */
@@ -230,6 +234,7 @@ const guestFirewallSchema = z
 export const firewallSchema = z
   .strictObject({
     enabled: z.boolean().default(true),
+    /** Inbound policy of the datacenter, which is also the nodes' inbound policy. */
     policyIn: policy.default("DROP"),
     policyOut: policy.default("ACCEPT"),
     rules: z.array(firewallRuleSchema).default([]),
@@ -242,16 +247,15 @@ export const firewallSchema = z
         }),
       )
       .default([]),
-    /** The node's own firewall: inbound policy and extra rules. */
+    /** The nodes' own firewall; their inbound policy is policyIn above, as in PVE. */
     node: z
       .strictObject({
         enabled: z.boolean().default(true),
-        policyIn: policy.default("DROP"),
         rules: z.array(firewallRuleSchema).default([]),
       })
-      .default({ enabled: true, policyIn: "DROP", rules: [] }),
+      .default({ enabled: true, rules: [] }),
   })
-  .default({ enabled: true, policyIn: "DROP", policyOut: "ACCEPT", rules: [], groups: [], node: { enabled: true, policyIn: "DROP", rules: [] } });
+  .default({ enabled: true, policyIn: "DROP", policyOut: "ACCEPT", rules: [], groups: [], node: { enabled: true, rules: [] } });
 
 // --- Templates and guests -----------------------------------------------------
 
@@ -470,6 +474,13 @@ export const guestSchema = z.discriminatedUnion("kind", [
     unprivileged: z.boolean().default(true),
     features: featuresSchema.default({ nesting: false, keyctl: false, fuse: false }),
     mounts: z.array(mountSchema).default([]),
+    /** Ids seen as themselves on the host (e.g. gid 33 to share files with the host's www-data). */
+    idPassthrough: z
+      .strictObject({
+        uids: z.array(z.number().int().min(0).max(65535)).default([]),
+        gids: z.array(z.number().int().min(0).max(65535)).default([]),
+      })
+      .default({ uids: [], gids: [] }),
   }),
   z.strictObject({
     kind: z.literal("vm"),

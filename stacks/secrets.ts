@@ -9,7 +9,7 @@ import { guestLabel, rootOnlySettings } from "./validate";
 
 export const WELL_KNOWN_SECRETS = {
   proxmoxTokenSecret: "the secret of the Proxmox API token (proxmox.tokenId)",
-  proxmoxRootPassword: "the root@pam password, for settings only root@pam may make (GPU devices, bind mounts)",
+  proxmoxRootPassword: "the root@pam password, for settings only root@pam may make through the API (GPU devices, features) on nodes without SSH",
   sshPrivateKey: "the private key Phoenix uses to SSH to the nodes (OpenSSH PEM)",
   stepCaPassword: "the Step-CA admin provisioner password",
   modelApiKey: "the API key the model servers require",
@@ -38,7 +38,7 @@ export function requiredSecrets(config: StackConfig): SecretNeed[] {
   const hostNode = config.host.node ?? config.proxmox.nodes[0]?.name;
   const nodesWithSsh = new Set(config.proxmox.nodes.filter((n) => n.ssh).map((n) => n.name));
   config.guests.forEach((guest, i) => {
-    const rootOnly = rootOnlySettings(guest);
+    const rootOnly = rootOnlySettings(guest).api;
     const node = guest.node ?? hostNode ?? "";
     if (rootOnly.length > 0 && !nodesWithSsh.has(node)) {
       needs.push({

@@ -4,6 +4,7 @@
  * every problem at once.
  */
 import { inSubnet, isNetworkOrBroadcast, parseCidr, subnetOf, type Cidr } from "./net";
+import { hostIdOf } from "./idmap";
 import { gpuAllocation } from "./plan";
 import { poolTopologies, UNKNOWN, type Guest, type StackConfig, type Template, type FirewallRule } from "./schema";
 
@@ -45,6 +46,7 @@ export function crossValidate(config: StackConfig, unchecked: Unchecked = NOTHIN
   checkClonesAndDependencies(ctx, report);
   checkGpus(ctx, report);
   checkMounts(ctx, report);
+  checkSshNeeds(ctx, report);
   checkRoles(ctx, report);
   checkServicesAndRoutes(ctx, report);
   checkFirewall(ctx, report);
@@ -207,6 +209,7 @@ function checkTemplates(ctx: Context, report: Report): void {
       if (!src && ctx.unchecked.templates.has(t.source.clone)) return;
       if (!src) report(`templates[${i}].source.clone`, `template ${t.vmid}: source template ${t.source.clone} is not declared in templates`);
       else if (src.t.kind !== "lxc") report(`templates[${i}].source.clone`, `template ${t.vmid}: source ${t.source.clone} is a VM template; an LXC template clones an LXC template`);
+      else if (src.t.storage !== t.storage) report(`templates[${i}].storage`, `template ${t.vmid}: a linked clone shares its source's disk, so it lives on ${src.t.storage} (template ${t.source.clone}), not ${t.storage}`);
     }
     if (t.kind === "lxc" && t.layer !== "base" && "catalogue" in t.source) {
       report(`templates[${i}].source`, `template ${t.vmid}: layer ${t.layer} builds on another template: set source.clone to the template it extends`);
@@ -224,6 +227,8 @@ function checkClonesAndDependencies(ctx: Context, report: Report): void {
       report(`guests[${i}].clone`, `${guestLabel(g)}: clone source ${g.clone} is not a template: ${hint}`);
     } else if (src.t.kind !== g.kind) {
       report(`guests[${i}].clone`, `${guestLabel(g)}: a ${g.kind === "vm" ? "VM" : "container"} cannot be cloned from ${src.t.kind === "vm" ? "VM" : "LXC"} template ${g.clone}`);
+    } else if (src.t.storage !== g.storage) {
+      report(`guests[${i}].storage`, `${guestLabel(g)}: a linked clone shares its template's disk, so it lives on ${src.t.storage} (template ${g.clone}), not ${g.storage}`);
     }
     g.dependsOn.forEach((d, j) => {
       if (d === g.vmid) report(`guests[${i}].dependsOn[${j}]`, `${guestLabel(g)} depends on itself`);
@@ -241,14 +246,20 @@ function checkClonesAndDependencies(ctx: Context, report: Report): void {
   }
 }
 
-/** Settings of a guest that only root@pam may make (pve-container's permission checks). */
-export function rootOnlySettings(g: Guest): string[] {
-  if (g.kind !== "lxc") return [];
-  const settings: string[] = [];
-  if (g.gpus.length > 0) settings.push("gpus (device passthrough)");
-  if (g.mounts.length > 0) settings.push("mounts (bind mount points)");
-  if (g.features.keyctl || g.features.fuse) settings.push("features other than nesting");
-  return settings;
+/**
+ * Settings of a guest that only root@pam may make (pve-container's permission
+ * checks). The API path works with the root@pam password; the rest also
+ * touches the node's files (host directory owners, lxc.idmap) and needs SSH.
+ */
+export function rootOnlySettings(g: Guest): { api: string[]; sshOnly: string[] } {
+  if (g.kind !== "lxc") return { api: [], sshOnly: [] };
+  const api: string[] = [];
+  const sshOnly: string[] = [];
+  if (g.gpus.length > 0) api.push("gpus (device passthrough)");
+  if (g.features.keyctl || g.features.fuse) api.push("features other than nesting");
+  if (g.mounts.length > 0) sshOnly.push("mounts (bind mounts, owner of their host directory)");
+  if (g.idPassthrough.uids.length + g.idPassthrough.gids.length > 0) sshOnly.push("idPassthrough (lxc.idmap)");
+  return { api, sshOnly };
 }
 
 /** Dependencies that roles imply: an agent needs its server. */
@@ -333,6 +344,7 @@ const round = (n: number): number => Math.round(n * 100) / 100;
 
 function checkMounts(ctx: Context, report: Report): void {
   const secretMounts = new Map<string, string>();
+  const hostOwner = new Map<string, { host: string; where: string }>();
   ctx.config.guests.forEach((g, i) => {
     if (g.kind !== "lxc") return;
     duplicates(g.mounts.map((m, j) => ({ key: m.path, path: `guests[${i}].mounts[${j}].path` })), (path, first, p) => report(path, `${guestLabel(g)}: ${p} is already a mount point (${first})`));
@@ -347,12 +359,36 @@ function checkMounts(ctx: Context, report: Report): void {
         report(`${path}.volume`, `${guestLabel(g)}: volume '${m.volume}' is not a declared dataset (pool/name from host.zfs.datasets)`);
         return;
       }
+      const host = `${hostIdOf(m.uid, g.idPassthrough.uids, g.unprivileged)}:${hostIdOf(m.gid, g.idPassthrough.gids, g.unprivileged)}`;
+      const first = hostOwner.get(m.volume);
+      if (first && first.host !== host) {
+        report(`${path}.uid`, `${guestLabel(g)}: ${m.volume} would be owned on the host by ${host}, but ${first.where} needs ${first.host}: one directory has one owner; align uid/gid (or idPassthrough) across the guests that mount it`);
+      } else if (!first) hostOwner.set(m.volume, { host, where: guestLabel(g) });
       if (ctx.config.host.zfs.datasets[ds]!.secret) {
         const owner = secretMounts.get(m.volume);
         if (owner && owner !== guestLabel(g)) report(`${path}.volume`, `${guestLabel(g)}: ${m.volume} holds secrets and is already mounted into ${owner}: a secret volume is mounted into one guest only`);
         else secretMounts.set(m.volume, guestLabel(g));
       }
     });
+  });
+}
+
+function checkSshNeeds(ctx: Context, report: Report): void {
+  const { host, proxmox } = ctx.config;
+  const hasSsh = (node: string) => proxmox.nodes.some((n) => n.name === node && n.ssh);
+  const nodeIndex = Math.max(0, proxmox.nodes.findIndex((n) => n.name === ctx.hostNode));
+  const hostPrep = [
+    host.zfs.pools.length + host.zfs.datasets.length > 0 && "ZFS pools and datasets",
+    host.zfs.arcMaxGiB !== undefined && "the ZFS ARC limit",
+    host.gpus.some((g) => g.mode !== "unused") && "GPU drivers and vfio",
+  ].filter((x): x is string => typeof x === "string");
+  if (hostPrep.length > 0 && !hasSsh(ctx.hostNode)) {
+    report(`proxmox.nodes[${nodeIndex}].ssh`, `host preparation (${hostPrep.join(", ")}) runs over SSH, which is not configured for node ${ctx.hostNode}: add ssh { host, user, hostKey } and set the secret sshPrivateKey`);
+  }
+  ctx.config.guests.forEach((g, i) => {
+    const node = g.node ?? ctx.hostNode;
+    const { sshOnly } = rootOnlySettings(g);
+    if (sshOnly.length > 0 && !hasSsh(node)) report(`guests[${i}]`, `${guestLabel(g)}: ${sshOnly.join(", ")} need SSH to node ${node} (the API cannot set them): configure proxmox.nodes[].ssh for it`);
   });
 }
 
@@ -464,7 +500,7 @@ function checkFirewall(ctx: Context, report: Report): void {
       if (!groups.has(name)) report(`guests[${i}].firewall.groups[${j}]`, `${guestLabel(g)}: security group '${name}' is not declared in firewall.groups`);
     });
   });
-  if (fw.enabled && fw.node.enabled && fw.node.policyIn !== "ACCEPT") {
+  if (fw.enabled && fw.node.enabled && fw.policyIn !== "ACCEPT") {
     const admin = ctx.config.host.adminNetworks;
     const opens = (port: number) => fw.node.rules.some((r) => allowsAdmin(r, port));
     const missing = [22, 8006].filter((p) => !opens(p));
