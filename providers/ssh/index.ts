@@ -1,0 +1,3 @@
+export * from "./exec";
+export * from "./hostKey";
+export * from "./script";
