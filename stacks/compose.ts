@@ -1,11 +1,23 @@
 /**
  * Composition of the tiers from a validated configuration, and the stack's
- * outputs. Components register here as they are built; until then the outputs
- * are what the configuration alone determines.
+ * outputs. Order comes from the graph: data that flows, plus explicit
+ * dependsOn where none does (clone order, host preparation before guests).
  */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import * as pulumi from "@pulumi/pulumi";
+import { ClusterFirewall } from "../components/firewall";
+import type { GuestContext } from "../components/guest/common";
+import { LxcGuest } from "../components/guest/lxc";
+import { VmGuest } from "../components/guest/vm";
+import { HostPrep } from "../components/host";
+import { proxmoxProvider } from "../components/proxmox";
+import type { RootTransport } from "../providers/guest/lxc-root-config";
+import type { SshConnection } from "../providers/ssh";
 import type { LoadedStack } from "./engine";
-import { gpuAllocation, type GpuAllocation } from "./plan";
+import { bridgeNetwork, gpuAllocation, planCloneOrder, type GpuAllocation } from "./plan";
 import type { Guest, StackConfig } from "./schema";
+import { implicitDependencies } from "./validate";
 
 export interface GuestOutput {
   name: string;
@@ -27,8 +39,80 @@ export interface StackOutputs {
   gpuAllocation: GpuAllocation[];
 }
 
+/** Reads a file the stack names relative to the project directory. */
+function projectFile(file: string, what: string): string {
+  const full = path.resolve(file);
+  if (!fs.existsSync(full)) throw new Error(`${what}: ${file} does not exist (looked in ${path.dirname(full)})`);
+  return fs.readFileSync(full, "utf8").trim();
+}
+
+function sshConnection(stack: LoadedStack, nodeIndex: number): pulumi.Output<SshConnection> | undefined {
+  const node = stack.config.proxmox.nodes[nodeIndex]!;
+  if (!node.ssh) return undefined;
+  const hostKey = node.ssh.hostKey ?? projectFile(node.ssh.hostKeyFile!, `proxmox.nodes[${nodeIndex}].ssh.hostKeyFile`);
+  return stack.secret("sshPrivateKey").apply((privateKey) => ({ host: node.ssh!.host, port: node.ssh!.port, username: node.ssh!.user, privateKey, hostKey }));
+}
+
 export function buildStack(stack: LoadedStack): StackOutputs {
-  return describeStack(stack.config);
+  const { config } = stack;
+  const hostNode = config.host.node ?? config.proxmox.nodes[0]!.name;
+  const provider = proxmoxProvider("pve", { proxmox: config.proxmox, tokenSecret: stack.secret("proxmoxTokenSecret") });
+  // Read only when an API call of Phoenix's own needs it, so a stack that never does needs no CA file.
+  const caPem = () => config.proxmox.tls.caPem ?? (config.proxmox.tls.caFile ? projectFile(config.proxmox.tls.caFile, "proxmox.tls.caFile") : undefined);
+  const connections = new Map(config.proxmox.nodes.map((n, i) => [n.name, sshConnection(stack, i)]));
+
+  const hostConnection = connections.get(hostNode);
+  const api = config.host.gpus.some((g) => g.mode === "vm-passthrough")
+    ? stack.secret("proxmoxTokenSecret").apply((tokenSecret) => ({ endpoint: config.proxmox.endpoint, tokenId: config.proxmox.tokenId, tokenSecret, caPem: caPem(), insecure: config.proxmox.tls.insecure }))
+    : undefined;
+  const host = hostConnection ? new HostPrep("host", { host: config.host, node: hostNode, connection: hostConnection, provider, api }) : undefined;
+  const firewall = new ClusterFirewall("firewall", { firewall: config.firewall, nodes: config.proxmox.nodes.map((n) => n.name), adminNetworks: config.host.adminNetworks }, { providers: [provider] });
+
+  const rootTransport = (node: string): pulumi.Input<RootTransport> | undefined => {
+    const connection = connections.get(node);
+    if (connection) return connection.apply((c): RootTransport => ({ kind: "ssh", connection: c }));
+    if (!stack.hasSecret("proxmoxRootPassword")) return undefined;
+    return stack.secret("proxmoxRootPassword").apply((password): RootTransport => ({ kind: "api", endpoint: config.proxmox.endpoint, password, caPem: caPem(), insecure: config.proxmox.tls.insecure }));
+  };
+
+  const cloneAfter = planCloneOrder(config.guests.map((g) => ({ vmid: g.vmid, source: g.clone, storage: g.storage })));
+  const built = new Map<number, LxcGuest | VmGuest>();
+  const build = (g: Guest): LxcGuest | VmGuest => {
+    const existing = built.get(g.vmid);
+    if (existing) return existing;
+    const previous = cloneAfter.get(g.vmid);
+    const byId = (vmid: number) => build(config.guests.find((x) => x.vmid === vmid)!).ready;
+    // Validation refused cycles, so building what a guest waits for first always ends.
+    const before = [...(previous === undefined ? [] : [previous]), ...g.dependsOn, ...implicitDependencies(g)].map(byId);
+    const node = g.node ?? hostNode;
+    const net = bridgeNetwork(config.host, g.network.bridge ?? config.host.managementBridge, g.network.vlan);
+    const context: GuestContext = { node, bridge: config.host.managementBridge, gateway: net?.gateway, dnsServers: config.host.dnsServers, domain: config.host.domain };
+    const groups = g.firewall.groups.map((name) => firewall.groups[name]!);
+    const storage = host?.storages[g.storage];
+    const dependsOn = [...before, ...groups, ...(storage ? [storage] : [])];
+    const opts = { providers: [provider] };
+    const guest =
+      g.kind === "lxc"
+        ? new LxcGuest(
+            `guest-${g.vmid}`,
+            {
+              guest: g,
+              context,
+              template: g.clone,
+              gpus: config.host.gpus,
+              hostGpus: host?.gpuInfo,
+              datasets: config.host.zfs.datasets,
+              rootTransport: rootTransport(node),
+              dependsOn: [...dependsOn, ...g.mounts.map((m) => host?.datasets[m.volume]).filter((d): d is pulumi.Resource => d !== undefined), ...(g.gpus.length > 0 && host?.nvidia ? [host.nvidia] : [])],
+            },
+            opts,
+          )
+        : new VmGuest(`guest-${g.vmid}`, { guest: g, context, template: g.clone, dependsOn, pciMappings: host?.pciMappings }, opts);
+    built.set(g.vmid, guest);
+    return guest;
+  };
+  config.guests.forEach(build);
+  return describeStack(config);
 }
 
 export function describeStack(config: StackConfig): StackOutputs {

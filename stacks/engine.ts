@@ -7,6 +7,8 @@ export interface LoadedStack {
   config: StackConfig;
   /** A secret's value, kept secret in the graph. */
   secret(key: string): pulumi.Output<string>;
+  /** Whether an optional secret is set. */
+  hasSecret(key: string): boolean;
 }
 
 // isConfigSecret is internal to the SDK's runtime module but is what the engine's
@@ -28,5 +30,5 @@ export function loadFromEngine(): LoadedStack {
     throw new pulumi.RunError(formatIssues(issues));
   }
   const cfg = new pulumi.Config(NAMESPACE);
-  return { config: result.config, secret: (key) => cfg.requireSecret(key) };
+  return { config: result.config, secret: (key) => cfg.requireSecret(key), hasSecret: (key) => result.secretsSet.has(key) };
 }

@@ -1,5 +1,15 @@
 /** Pure planning over a validated configuration: figures other parts report or check. */
-import type { StackConfig } from "./schema";
+import { parseCidr, subnetOf, type Cidr } from "./net";
+import type { Host, StackConfig } from "./schema";
+
+/** Subnet and gateway of a (bridge, VLAN) pair: the host's own for the untagged management bridge, else as declared. */
+export function bridgeNetwork(host: Host, bridge: string, vlan: number | undefined): { subnet: Cidr; gateway?: string } | undefined {
+  const hostCidr = parseCidr(host.address);
+  if (bridge === host.managementBridge && vlan === undefined && hostCidr) return { subnet: parseCidr(subnetOf(hostCidr))!, gateway: host.gateway };
+  const b = host.bridges.find((x) => x.name === bridge && x.vlan === vlan);
+  const subnet = b && parseCidr(b.subnet);
+  return subnet ? { subnet, gateway: b.gateway } : undefined;
+}
 
 export interface GpuUser {
   guest: string;

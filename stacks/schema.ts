@@ -7,8 +7,7 @@
 import { z } from "zod";
 import { CIDR_RE, IPV4_RE } from "./net";
 
-/** What Pulumi passes for values not yet known during preview. */
-export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+export { UNKNOWN } from "../providers/common";
 
 // Named formats as PVE defines them (pve-common JSONSchema.pm), so a config that
 // passes here is not rejected later by the API.

@@ -5,7 +5,7 @@
  */
 import { inSubnet, isNetworkOrBroadcast, parseCidr, subnetOf, type Cidr } from "./net";
 import { hostIdOf } from "./idmap";
-import { gpuAllocation } from "./plan";
+import { bridgeNetwork, gpuAllocation } from "./plan";
 import { poolTopologies, UNKNOWN, type Guest, type StackConfig, type Template, type FirewallRule } from "./schema";
 
 export interface ConfigIssue {
@@ -75,15 +75,8 @@ class Context {
     this.hostCidr = parseCidr(config.host.address);
   }
 
-  /** Subnet and gateway of a (bridge, vlan) pair, if declared. */
   bridgeNet(bridge: string, vlan: number | undefined): { subnet: Cidr; gateway?: string } | undefined {
-    const h = this.config.host;
-    if (bridge === h.managementBridge && vlan === undefined && this.hostCidr) {
-      return { subnet: parseCidr(subnetOf(this.hostCidr))!, gateway: h.gateway };
-    }
-    const b = h.bridges.find((x) => x.name === bridge && x.vlan === vlan);
-    const subnet = b && parseCidr(b.subnet);
-    return subnet ? { subnet, gateway: b.gateway } : undefined;
+    return bridgeNetwork(this.config.host, bridge, vlan);
   }
 
   guestIp(g: Guest): string | undefined {

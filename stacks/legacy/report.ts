@@ -48,16 +48,11 @@ export class ImportLog {
   /** Records where a Phoenix setting came from, without a report line (for whole objects). */
   trace(target: string, source: LegacyRef): void {
     this.provenance.set(target, source);
-    this.handled.push(source);
-  }
-
-  /** Marks a legacy field as dealt with by an entry already made elsewhere. */
-  consume(source: LegacyRef): void {
-    this.handled.push(source);
   }
 
   mapped(source: LegacyRef, target: string, message = ""): void {
     this.trace(target, source);
+    this.handled.push(source);
     this.entries.push({ kind: "mapped", source, target, message });
   }
 
@@ -97,6 +92,11 @@ export class ImportLog {
     return this.handled.some((h) => h.file === source.file && covers(h.path, source.path));
   }
 
+  /** True when some field below `source` was dealt with, so the rest must be looked at one by one. */
+  isPartlyHandled(source: LegacyRef): boolean {
+    return this.handled.some((h) => h.file === source.file && h.path !== source.path && covers(source.path, h.path));
+  }
+
   /** The legacy field a Phoenix path came from: the nearest traced ancestor. */
   legacyOf(target: string): LegacyRef | undefined {
     let path = target;
@@ -111,7 +111,7 @@ export class ImportLog {
 
   /** A validation issue, restated against the legacy files: its path and the Phoenix paths its message names. */
   legacyIssue(issue: ConfigIssue): { source: LegacyRef | undefined; message: string } {
-    const message = issue.message.replace(/\b((?:host|proxmox|templates|guests|services|routes|firewall)(?:\.[A-Za-z]\w*|\[\d+\])+)/g, (path: string) => {
+    const message = issue.message.replace(/\b((?:host|proxmox|templates|guests|services|routes|firewall)(?:\.[A-Za-z]\w*|\[\d+\])+)(?![\w[])/g, (path: string) => {
       const ref = this.legacyOf(path);
       return ref ? `${path} (${formatRef(ref)})` : path;
     });
@@ -119,37 +119,40 @@ export class ImportLog {
   }
 }
 
-/** A legacy field the scripts are known not to read, as documented; `*` matches one key. */
-export interface UnusedRule {
+/** What became of a legacy field no mapping consumed, as documented; `*` matches one key, `[]` any index. */
+export interface FieldNote {
   pattern: string;
+  kind: "unused" | "unsupported";
   reason: string;
+  fix?: string;
+}
+
+export interface FileNotes {
+  notes: FieldNote[];
+  /** Said of any other field left over. */
+  fallback: string;
 }
 
 function matches(pattern: string, path: string): boolean {
   const normalized = path.replace(/\[\d+\]/g, "[]");
-  const re = new RegExp(`^${pattern.replace(/[.[\]]/g, (c) => `\\${c}`).replace(/\*/g, "[^.]+")}$`);
+  const re = new RegExp(`^${pattern.replace(/[.[\]$]/g, (c) => `\\${c}`).replace(/\*/g, "[^.]+")}$`);
   return re.test(normalized);
 }
 
 /**
- * Reports every field of a legacy file that no mapping consumed: as documented
- * unused when a rule names it, otherwise as a field no script reads (often a typo).
+ * Reports every field of a legacy file that no mapping consumed, so nothing is
+ * lost silently: as its note says, or as a field no script reads (often a typo).
  */
-export function reportLeftovers(log: ImportLog, file: LegacyFileName, raw: unknown, rules: readonly UnusedRule[]): void {
+export function reportLeftovers(log: ImportLog, file: LegacyFileName, raw: unknown, notes: FileNotes): void {
   const walk = (value: unknown, path: string): void => {
     const source = { file, path };
     if (path && log.isHandled(source)) return;
-    const rule = path ? rules.find((r) => matches(r.pattern, path)) : undefined;
-    if (rule) {
-      log.unused(source, rule.reason);
-      return;
-    }
-    const children = Array.isArray(value) ? value.map((v, i) => [i, v] as const) : value !== null && typeof value === "object" ? Object.entries(value) : [];
-    if (children.length === 0) {
-      if (path) log.unused(source, "no script of the bash orchestrator reads this field (a typo, or left over from an older version)");
-      return;
-    }
-    for (const [key, child] of children) walk(child, childPath(path, key));
+    const note = path && !log.isPartlyHandled(source) ? notes.notes.find((n) => matches(n.pattern, path)) : undefined;
+    if (note?.kind === "unused") return log.unused(source, note.reason);
+    if (note) return log.unsupported(source, note.reason, note.fix);
+    const children = Array.isArray(value) ? value.map((v, i) => [i, v] as const) : value !== null && typeof value === "object" ? Object.entries(value) : undefined;
+    if (children === undefined) log.unused(source, notes.fallback);
+    else for (const [key, child] of children) walk(child, childPath(path, key));
   };
   walk(raw, "");
 }

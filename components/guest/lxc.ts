@@ -1,0 +1,120 @@
+/**
+ * An LXC guest: a linked clone of its template, unprivileged by default, its
+ * NIC behind the PVE firewall. Settings only root@pam may make (GPU devices,
+ * bind mounts, features beyond nesting, id maps) go through LxcRootConfig, so
+ * the API token never needs root's rights.
+ */
+import * as proxmox from "@muhlba91/pulumi-proxmoxve";
+import * as pulumi from "@pulumi/pulumi";
+import { LxcRootConfig, type RootTransport } from "../../providers/guest/lxc-root-config";
+import { hostIdOf, planIdmap } from "../../stacks/idmap";
+import type { Gpu, Host, LxcGuest as LxcGuestConfig } from "../../stacks/schema";
+import { rootOnlySettings } from "../../stacks/validate";
+import { attachGuestFirewall } from "../firewall";
+import { guestDescription, guestResourceName, guestTags, resolveNetwork, startupOf, type GuestContext } from "./common";
+import { gpuDevices, type HostGpuInfo } from "./gpu";
+
+export interface LxcGuestArgs {
+  /** The guest as declared in the stack configuration. */
+  guest: LxcGuestConfig;
+  /** Host defaults: node, bridge, gateway, DNS. */
+  context: GuestContext;
+  /** vmid of the template this guest is a linked clone of. */
+  template: number;
+  /** The host's declared GPUs, to find the assigned ones by PCI address. */
+  gpus: Gpu[];
+  /** What the host driver reports; required when the guest has GPUs. */
+  hostGpus?: pulumi.Input<HostGpuInfo>;
+  /** The host's ZFS datasets, to resolve mount volumes to host paths. */
+  datasets: Host["zfs"]["datasets"];
+  /** How root-only settings reach the node; required when the guest needs them. */
+  rootTransport?: pulumi.Input<RootTransport>;
+  /** Resources that must exist first: the template, the previous clone of it, host preparation, security groups. */
+  dependsOn?: pulumi.Input<pulumi.Resource>[];
+}
+
+export class LxcGuest extends pulumi.ComponentResource {
+  readonly vmid: number;
+  readonly container: proxmox.ContainerLegacy;
+  /** The resource after which the guest is fully configured (root settings applied). */
+  readonly ready: pulumi.Resource;
+
+  constructor(name: string, args: LxcGuestArgs, opts: pulumi.ComponentResourceOptions = {}) {
+    super("phoenix:guest:LxcGuest", name, {}, opts);
+    const g = args.guest;
+    const label = guestResourceName(g);
+    const net = resolveNetwork(g, args.context);
+    const { onBoot, startup } = startupOf(g);
+    const { api, sshOnly } = rootOnlySettings(g);
+    const rootOnly = api.length + sshOnly.length > 0;
+    // Root-only keys are owned by LxcRootConfig; the token-side resource must neither set nor revert them.
+    const rootKeys = ["devicePassthroughs", "mountPoints", "idmaps", ...(g.features.keyctl || g.features.fuse ? ["features"] : [])];
+
+    this.vmid = g.vmid;
+    this.container = new proxmox.ContainerLegacy(
+      label,
+      {
+        nodeName: args.context.node,
+        vmId: g.vmid,
+        description: guestDescription(g),
+        tags: guestTags(g),
+        clone: { vmId: args.template, full: false },
+        unprivileged: g.unprivileged,
+        cpu: { cores: g.cores },
+        memory: { dedicated: g.memoryMiB, swap: g.swapMiB },
+        disk: { datastoreId: g.storage, size: g.diskGiB },
+        networkInterfaces: [{ name: "eth0", bridge: net.bridge, firewall: true, macAddress: net.mac, vlanId: net.vlan }],
+        initialization: {
+          hostname: g.name,
+          ipConfigs: [{ ipv4: { address: net.address, gateway: net.gateway } }],
+          dns: { domain: net.searchDomain, servers: net.dnsServers },
+        },
+        features: rootKeys.includes("features") ? undefined : { nesting: g.features.nesting },
+        startOnBoot: onBoot,
+        startup,
+        started: true,
+      },
+      { parent: this, dependsOn: args.dependsOn, ignoreChanges: rootOnly ? rootKeys : [] },
+    );
+
+    const firewall = attachGuestFirewall(this, label, { node: args.context.node, vmid: g.vmid, kind: "lxc", firewall: g.firewall }, { dependsOn: [this.container] });
+
+    this.ready = this.container;
+    if (rootOnly) {
+      if (!args.rootTransport) throw new Error(`${label}: needs root@pam settings (${[...api, ...sshOnly].join(", ")}) but no root transport was given`);
+      const idmap = planIdmap(g.unprivileged ? g.idPassthrough : { uids: [], gids: [] });
+      const mounts = g.mounts.map((m) => {
+        const ds = args.datasets.find((d) => `${d.pool}/${d.name}` === m.volume)!;
+        return {
+          hostPath: `/${m.volume}`,
+          path: m.path,
+          readOnly: m.readOnly,
+          owner: { uid: hostIdOf(m.uid, g.idPassthrough.uids, g.unprivileged), gid: hostIdOf(m.gid, g.idPassthrough.gids, g.unprivileged), mode: ds.owner?.mode ?? "0750" },
+        };
+      });
+      const devices =
+        g.gpus.length === 0
+          ? []
+          : pulumi.output(args.hostGpus).apply((host) => {
+              if (!host) throw new Error(`${label}: has GPUs but the host NVIDIA driver's report was not passed in`);
+              return gpuDevices(label, g.gpus, args.gpus, host);
+            });
+      this.ready = new LxcRootConfig(
+        `${label}-root`,
+        {
+          transport: args.rootTransport,
+          node: args.context.node,
+          vmid: g.vmid,
+          devices,
+          mounts,
+          features: { nesting: g.features.nesting, keyctl: g.features.keyctl, fuse: g.features.fuse },
+          idmap: idmap.ranges,
+          subuid: idmap.subuid,
+          subgid: idmap.subgid,
+        },
+        { parent: this, dependsOn: [this.container, ...firewall] },
+      );
+    }
+    this.registerOutputs({ vmid: this.vmid });
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * Host preparation of one node: ZFS pools and datasets with their Proxmox
+ * storage registration, the ARC limit, and the NVIDIA driver for GPUs shared
+ * with containers. Only what is declared is converged; storages and datasets
+ * Phoenix does not name are never touched. A pool or dataset removed from the
+ * configuration is forgotten, not destroyed, unless it allows destruction.
+ */
+import * as proxmox from "@muhlba91/pulumi-proxmoxve";
+import * as pulumi from "@pulumi/pulumi";
+import { GpuFunctions, type ApiAccess } from "../providers/hardware/gpu-functions";
+import { NvidiaDriver } from "../providers/host/nvidia-driver";
+import { VfioHost } from "../providers/host/vfio";
+import { ZfsArcLimit } from "../providers/host/zfs-arc";
+import { ZfsDataset } from "../providers/host/zfs-dataset";
+import { ZfsPool } from "../providers/host/zfs-pool";
+import type { SshConnection } from "../providers/ssh";
+import type { Host } from "../stacks/schema";
+import type { HostGpuInfo } from "./guest/gpu";
+
+export interface HostPrepArgs {
+  /** The validated host section of the stack. */
+  host: Host;
+  /** The node being prepared. */
+  node: string;
+  /** SSH to the node. */
+  connection: pulumi.Input<SshConnection>;
+  /** The bridged provider, for storage registration and PCI mappings. */
+  provider: pulumi.ProviderResource;
+  /** The API with the stack's token, to read the node's PCI listing; needed when a GPU is vm-passthrough. */
+  api?: pulumi.Input<ApiAccess>;
+}
+
+const GIB = 1024 ** 3;
+
+/** ZFS property values as `zfs` prints them back, so a re-run compares equal. */
+export function zfsValue(v: string | number | boolean): string {
+  if (typeof v === "boolean") return v ? "on" : "off";
+  return String(v);
+}
+
+export class HostPrep extends pulumi.ComponentResource {
+  /** Datasets by pool/name, for guests that mount them. */
+  readonly datasets: Record<string, pulumi.Resource> = {};
+  /** Storages by id, for templates and guests allocated on them. */
+  readonly storages: Record<string, pulumi.Resource> = {};
+  /** The NVIDIA driver, when GPUs are shared with containers. */
+  readonly nvidia?: NvidiaDriver;
+  /** What the host driver reports, for GPU containers. */
+  readonly gpuInfo?: pulumi.Output<HostGpuInfo>;
+  /** PCI resource mappings of vm-passthrough GPUs, by GPU id, for VMs' hostpci. */
+  readonly pciMappings: Record<number, proxmox.hardware.mapping.PciLegacy> = {};
+  /** vfio binding and IOMMU kernel arguments, when a GPU is passed through. */
+  readonly vfio?: VfioHost;
+
+  constructor(name: string, args: HostPrepArgs, opts: pulumi.ComponentResourceOptions = {}) {
+    super("phoenix:host:HostPrep", name, {}, opts);
+    const child = { parent: this };
+    const { host, connection } = args;
+    const pools: Record<string, ZfsPool> = {};
+    for (const p of host.zfs.pools) {
+      pools[p.name] = new ZfsPool(
+        `${name}-pool-${p.name}`,
+        {
+          connection,
+          name: p.name,
+          vdevType: p.topology,
+          disks: p.disks,
+          poolOptions: { ashift: String(p.ashift) },
+          filesystemProperties: Object.fromEntries(Object.entries(p.properties).map(([k, v]) => [k, zfsValue(v)])),
+          allowDestroy: p.allowDestroy,
+        },
+        { ...child, retainOnDelete: !p.allowDestroy },
+      );
+    }
+    for (const d of host.zfs.datasets) {
+      const id = `${d.pool}/${d.name}`;
+      const dataset = new ZfsDataset(
+        `${name}-dataset-${id.replace(/\//g, "-")}`,
+        { connection, pool: d.pool, name: d.name, properties: Object.fromEntries(Object.entries(d.properties).map(([k, v]) => [k, zfsValue(v)])), allowDestroy: d.allowDestroy },
+        { ...child, dependsOn: [pools[d.pool]!], retainOnDelete: !d.allowDestroy },
+      );
+      this.datasets[id] = dataset;
+      if (!d.storage) continue;
+      const storageOpts = { ...child, provider: args.provider, dependsOn: [dataset] };
+      this.storages[d.storage.id] =
+        d.storage.type === "zfspool"
+          ? new proxmox.storage.ZfspoolLegacy(`${name}-storage-${d.storage.id}`, { resourceId: d.storage.id, zfsPool: id, contents: d.storage.content, nodes: [args.node] }, storageOpts)
+          : new proxmox.storage.DirectoryLegacy(`${name}-storage-${d.storage.id}`, { resourceId: d.storage.id, path: `/${id}`, contents: d.storage.content, nodes: [args.node] }, storageOpts);
+    }
+    if (host.zfs.arcMaxGiB !== undefined) new ZfsArcLimit(`${name}-zfs-arc`, { connection, maxBytes: Math.round(host.zfs.arcMaxGiB * GIB) }, child);
+    if (host.nvidiaDriver && host.gpus.some((g) => g.mode === "lxc-shared")) {
+      this.nvidia = new NvidiaDriver(`${name}-nvidia`, { connection, version: host.nvidiaDriver.version }, child);
+      this.gpuInfo = pulumi.all([this.nvidia.gpus, this.nvidia.deviceNodes]).apply(([gpus, deviceNodes]) => ({ gpus, deviceNodes }));
+    }
+    const passthrough = host.gpus.filter((g) => g.mode === "vm-passthrough");
+    if (passthrough.length > 0) {
+      if (!args.api) throw new Error(`${name}: vm-passthrough GPUs need API access to read the node's PCI listing`);
+      const used = host.gpus.filter((g) => g.mode !== "unused");
+      const functions = new GpuFunctions(`${name}-gpu-functions`, { api: args.api, node: args.node, addresses: used.map((g) => g.pci) }, child);
+      const card = (pci: string) => functions.cards.apply((cards) => cards.find((c) => c.address === pci.toLowerCase())!);
+      // Every GPU is declared to vfio with its mode, so an lxc-shared card's driver is never blacklisted.
+      this.vfio = new VfioHost(
+        `${name}-vfio`,
+        {
+          connection,
+          gpus: functions.cards.apply((cards) =>
+            used.map((g) => ({
+              name: `gpu-${g.id}`,
+              mode: g.mode as "lxc-shared" | "vm-passthrough",
+              ids: [...new Set(cards.find((c) => c.address === g.pci.toLowerCase())!.functions.map((f) => f.id))],
+            })),
+          ),
+        },
+        child,
+      );
+      for (const g of passthrough) {
+        this.pciMappings[g.id] = new proxmox.hardware.mapping.PciLegacy(
+          `${name}-pci-gpu-${g.id}`,
+          {
+            name: `phoenix-gpu-${g.id}`,
+            comment: `${g.model} (${g.pci}), passed through by Phoenix`,
+            maps: [card(g.pci).apply((c) => ({ node: args.node, path: c.address, id: c.functions[0]!.id, iommuGroup: c.iommuGroup }))],
+          },
+          { ...child, provider: args.provider, dependsOn: [this.vfio] },
+        );
+      }
+    }
+    this.registerOutputs({});
+  }
+}
