@@ -45,7 +45,7 @@ export interface LogEntry {
   params: Record<string, ParamValue>;
   status: number;
   user?: string;
-  /** Anything but GET: what a converged second `pulumi up` must not send. */
+  /** Anything but GET, except logging in: what a converged second `pulumi up` must not send. */
   mutating: boolean;
 }
 
@@ -212,7 +212,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const method = req.method ?? "GET";
     const url = new URL(req.url ?? "/", "https://127.0.0.1");
-    const entry: LogEntry = { seq: ++seq, method, path: url.pathname, params: {}, status: 0, mutating: method !== "GET" };
+    const entry: LogEntry = { seq: ++seq, method, path: url.pathname, params: {}, status: 0, mutating: method !== "GET" && !url.pathname.endsWith("/access/ticket") };
     log.entries.push(entry);
     const reply = (status: number, data: unknown, message?: string, errors?: ParamErrors): void => {
       entry.status = status;
