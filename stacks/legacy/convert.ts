@@ -7,7 +7,7 @@
 import type { z } from "zod";
 import { formatPath } from "../load";
 import { parseCidr, subnetOf } from "../net";
-import { setSecretCommand } from "../secrets";
+import { findPlainTextSecrets as phoenixPlainTextSecrets, setSecretCommand } from "../secrets";
 import {
   hypervisorSchema,
   LEGACY_FILES,
@@ -51,8 +51,11 @@ const VM_TEMPLATE_DISK_GIB = 32; // `qm resize 9000 scsi0 32G`: every VM clone g
 // An ed25519 key line whose key bytes spell what to do: it passes the format check but never matches a node.
 const HOST_KEY_PLACEHOLDER = `ssh-ed25519 ${Buffer.from("\0\0\0\x0bssh-ed25519\0\0\0\x20FILL-IN-THE-NODE-SSH-HOST-KEY---", "latin1").toString("base64")} fill-in`;
 const MODEL_ROUTES = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models"];
+// The legacy files name fields in snake_case (admin_password), which Phoenix's camelCase field check does not see.
 const SECRET_KEY_RE = /(^|_)(password|passwd|passphrase|secret|token|api_?key|private_?key)$/i;
-const SECRET_ENV_RE = /(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY)/i;
+
+/** A variable Phoenix would refuse in plain text in a stack's env, so it must go to secretEnv. */
+const isSecretVariable = (name: string): boolean => phoenixPlainTextSecrets({ env: { [name]: "value" } }, "").length > 0;
 
 interface Sources {
   hyp: LegacyHypervisor;
@@ -164,7 +167,7 @@ class Converter {
       guest.dependsOn = deps;
       guest.role = this.role(m, guest);
     }
-    if (this.existingStorages.length > 0) (host as { existingStorages?: Obj[] }).existingStorages = [{ id: "local", content: ["vztmpl", "iso", "backup", "snippets", "import"] }, ...this.existingStorages];
+    if (this.existingStorages.length > 0) host.existingStorages = [{ id: "local", content: ["vztmpl", "iso", "backup", "snippets", "import"] }, ...this.existingStorages];
     const services = this.services();
     return {
       proxmox: this.proxmox(),
@@ -288,14 +291,15 @@ class Converter {
       ["traefik_service", c?.traefik_service ?? v?.traefik_service, "a template serves nothing"],
       ["vllm_engine_config", c?.vllm_engine_config, "a template serves no model; configure the model servers cloned from it"],
       ["id_maps", c?.id_maps?.length ? c.id_maps : undefined, "set id passthrough on the guests that need it"],
-      ["start_at_boot", v?.start_at_boot, "a template is never started"],
       ["network_bridge", v?.network_bridge, "a template is never started; its clones get their own network"],
       ["user_config", v?.user_config, "set the cloud-init user on the VMs cloned from it (cloudInit.user)"],
+      ["start_at_boot", v?.start_at_boot, "a template is never started"],
       ["boot_order", v?.boot_order, "a template is never started"],
       ["boot_delay", v?.boot_delay, "a template is never started"],
       ["docker_stacks", v?.docker_stacks?.length ? v.docker_stacks : undefined, "a template runs no stacks"],
     ];
     for (const [field, value, why] of dropped) if (value !== undefined) this.log.unsupported(m.ref(field), `dropped from template ${m.vmid}: ${why}`);
+    if (c?.gpu_assignment?.length === 0) this.log.mapped(m.ref("gpu_assignment"), m.at!, "none");
     if (c?.gpu_assignment?.length) {
       this.log.problem(m.ref("gpu_assignment"), "warning", `template ${m.vmid} had GPUs ${c.gpu_assignment.join(", ")}; its clones inherited them (the old scripts only appended device lines). Dropped`, "assign GPUs to the guests that need them");
     }
@@ -311,7 +315,8 @@ class Converter {
     const image = m.vm?.template_image ?? `${release}-server-cloudimg-amd64.img`;
     const base = `https://cloud-images.ubuntu.com/${release}/current`;
     const at = m.at!;
-    this.log.mapped(this.src.hyp.vm_defaults?.ubuntu_release ? hv("vm_defaults.ubuntu_release") : m.ref(), `${at}.source.url`);
+    if (this.src.hyp.vm_defaults?.ubuntu_release) this.log.mapped(hv("vm_defaults.ubuntu_release"), `${at}.source.url`);
+    else this.log.check(m.ref(), `${at}.source.url`, "no vm_defaults.ubuntu_release: noble, the release the scripts used");
     if (m.vm?.template_image) this.log.mapped(m.ref("template_image"), `${at}.source.url`);
     this.log.check(m.ref("template_image"), `${at}.source.url`, `${base}/${image}: 'current' changes under you; pin a dated release (…/releases/<version>/release-<date>/) so the checksum stays valid`);
     this.log.check(m.ref("template_image"), `${at}.source.sha256SumsUrl`, "the image is verified against the publisher's SHA256SUMS");
@@ -590,6 +595,7 @@ class Converter {
         return { type: "traefik" };
       case "vllm": {
         const config = m.lxc?.vllm_engine_config;
+        this.log.mapped(ref, at, "vllm → model-server (vllm)");
         if (!config) {
           this.log.problem(ref, "error", `${m.name} has the vllm feature but no vllm_engine_config: nothing says which model to serve`, "add vllm_engine_config.ModelConfig.model");
           return undefined;
@@ -658,10 +664,11 @@ class Converter {
     return { engine: "ollama", version: OLLAMA_PLACEHOLDER_VERSION, models: [{ name: `fill-in-model-${m.vmid}`, vramGiB: 1 }] };
   }
 
-  /** The old config's gateway has no feature of its own: it is the nginx container, by name or by its script. */
+  /** The old config's gateway has no feature of its own: it is the nginx container, by name, script or AppArmor profile. */
   private isGateway(m: Machine): boolean {
-    if (!/nginx/i.test(`${m.name} ${m.lxc?.application_script ?? ""}`)) return false;
-    const first = this.machines.find((x) => x.lxc && !x.template && /nginx/i.test(`${x.name} ${x.lxc.application_script ?? ""}`));
+    const nginx = (x: Machine) => x.lxc !== undefined && !x.template && /nginx/i.test(`${x.name} ${x.lxc.application_script ?? ""} ${x.lxc.apparmor_profile ?? ""}`);
+    if (!nginx(m)) return false;
+    const first = this.machines.find(nginx);
     if (first === m) this.log.check(m.ref("name"), `${m.at!}.role`, `${m.name} is the nginx container, so it is the gateway (nginx-gateway)`);
     return first === m;
   }
@@ -722,7 +729,7 @@ class Converter {
       const secretEnv: Record<string, string> = {};
       (def?.environments?.[envName]?.variables ?? []).forEach((variable, j) => {
         const vref = stackRef(`docker_stacks.${legacyName}.environments.${envName}.variables[${j}]`);
-        if (SECRET_ENV_RE.test(variable.name)) {
+        if (isSecretVariable(variable.name)) {
           const key = secretKeyName(name, variable.name);
           secretEnv[variable.name] = key;
           this.log.secret(vref, `${variable.name} of stack ${name} (mapped to secretEnv → ${key})`, `\`${setSecretCommand(key)}\``);
@@ -1112,7 +1119,7 @@ function findPlainTextSecrets(log: ImportLog, input: LegacyInput): void {
       if (value === null || typeof value !== "object" || log.isHandled({ file, path })) return;
       const record = value as Record<string, unknown>;
       // Stack variables are {name, value} pairs: the name says whether the value is a secret.
-      if (typeof record.name === "string" && typeof record.value === "string" && record.value !== "" && SECRET_ENV_RE.test(record.name)) {
+      if (typeof record.name === "string" && typeof record.value === "string" && record.value !== "" && isSecretVariable(record.name)) {
         return report(`${path}.value`, `variable ${record.name}`);
       }
       for (const [key, child] of Object.entries(record)) {

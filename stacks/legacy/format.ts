@@ -13,8 +13,7 @@ export const LEGACY_FILES = {
   stacks: "phoenix_stacks_config.json",
 } as const;
 
-export type LegacyFileKey = keyof typeof LEGACY_FILES;
-export type LegacyFileName = (typeof LEGACY_FILES)[LegacyFileKey];
+export type LegacyFileName = (typeof LEGACY_FILES)[keyof typeof LEGACY_FILES];
 
 // jq hands bash "8" and 8 alike, so the scripts never told them apart.
 const int = z.union([z.number().int(), z.string().regex(/^\s*-?\d+\s*$/).transform((s) => Number(s.trim()))]);
@@ -44,7 +43,7 @@ export const lxcOption = z.string().transform((line, ctx): LxcOption => {
   return { key: line.slice(0, at).trim(), value: line.slice(at + 1).trim() };
 });
 
-export const legacyFirewallRule = z.looseObject({
+const legacyFirewallRule = z.looseObject({
   type: str.optional(),
   action: str.optional(),
   source: str.optional(),
@@ -129,7 +128,7 @@ const vllmEngineConfig = z.looseObject({
 });
 export type LegacyVllmConfig = z.infer<typeof vllmEngineConfig>;
 
-export const lxcConfigSchema = z.looseObject({
+const lxcConfigSchema = z.looseObject({
   name: str,
   memory_mb: int.optional(),
   cores: int.optional(),
@@ -145,10 +144,13 @@ export const lxcConfigSchema = z.looseObject({
   unprivileged: bool.optional(),
   clone_from_ctid: z.union([str, z.number()]).transform(String).optional(),
   template_snapshot_name: str.optional(),
+  enable_lifecycle_snapshots: bool.optional(),
   features: strList.optional(),
   application_script: str.optional(),
   pct_options: strList.optional(),
   lxc_options: z.array(lxcOption).optional(),
+  apparmor_profile: str.optional(),
+  apparmor_manages_nesting: bool.optional(),
   vllm_engine_config: vllmEngineConfig.optional(),
   firewall: legacyFirewall.optional(),
   dependencies: z.array(z.union([str, z.number()]).transform(String)).optional(),
@@ -157,6 +159,8 @@ export const lxcConfigSchema = z.looseObject({
   health_checks: z.array(z.looseObject({ name: str.optional(), script: str.optional() })).optional(),
   traefik_service: traefikService.optional(),
   id_maps: z.array(z.looseObject({ type: str, host_id: int, container_id: int, size: int.optional() })).optional(),
+  trigger_sync_on_completion: bool.optional(),
+  bootstrap_ca_url: str.optional(),
 });
 export type LegacyLxc = z.infer<typeof lxcConfigSchema>;
 
@@ -166,7 +170,7 @@ export const lxcFileSchema = z.looseObject({
 });
 export type LegacyLxcFile = z.infer<typeof lxcFileSchema>;
 
-export const vmConfigSchema = z.looseObject({
+const vmConfigSchema = z.looseObject({
   vmid: int,
   name: str,
   is_template: bool.optional(),

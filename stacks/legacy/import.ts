@@ -45,7 +45,7 @@ export function importLegacy(input: LegacyInput, stack: string): ImportOutcome {
     errors = [`The legacy configuration has ${fatal.length} error${fatal.length === 1 ? "" : "s"}:`, ...fatal.map((e) => `  - ${formatRef(e.source)}: ${e.message}`), errors].filter(Boolean).join("\n");
   }
   const failed = errors !== "";
-  const files = Object.values(LEGACY_FILES).map((f) => `${f}: ${inputOf(input, f) === undefined ? "missing" : "read"}`);
+  const files = (Object.keys(LEGACY_FILES) as (keyof typeof LEGACY_FILES)[]).map((key) => `${LEGACY_FILES[key]}: ${input[key] === undefined ? "missing" : "read"}`);
   const header = [
     failed ? `**The import failed**: Pulumi.${stack}.yaml was not written. Fix the errors below in the legacy files and run it again.` : `Wrote \`Pulumi.${stack}.yaml\`; it validates with Phoenix's schema.`,
     "",
@@ -58,11 +58,6 @@ export function importLegacy(input: LegacyInput, stack: string): ImportOutcome {
     entries: log.entries,
     errors,
   };
-}
-
-function inputOf(input: LegacyInput, file: string): unknown {
-  const key = (Object.keys(LEGACY_FILES) as (keyof typeof LEGACY_FILES)[]).find((k) => LEGACY_FILES[k] === file)!;
-  return input[key];
 }
 
 function renderStack(values: Record<string, unknown>, secrets: string[]): string {

@@ -30,7 +30,7 @@ export function formatRef(ref: LegacyRef): string {
   return ref.path ? `${ref.file}: ${ref.path}` : ref.file;
 }
 
-export function childPath(parent: string, key: string | number): string {
+function childPath(parent: string, key: string | number): string {
   if (typeof key === "number") return `${parent}[${key}]`;
   return parent ? `${parent}.${key}` : key;
 }
@@ -120,7 +120,7 @@ export class ImportLog {
 }
 
 /** What became of a legacy field no mapping consumed, as documented; `*` matches one key, `[]` any index. */
-export interface FieldNote {
+interface FieldNote {
   pattern: string;
   kind: "unused" | "unsupported";
   reason: string;

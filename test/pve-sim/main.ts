@@ -1,5 +1,6 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { startSshd } from "../rig/sshd";
 import { faultsFromEnv } from "./faults";
 import { startSimulator } from "./server";
 
@@ -10,7 +11,11 @@ import { startSimulator } from "./server";
  * `GET:5,POST:200`), PVE_SIM_TOKEN_SECRET, PVE_SIM_ROOT_PASSWORD,
  * PVE_SIM_TASK_MS (how long tasks run), PVE_SIM_AUTH_DELAY_MS (PVE: 3000),
  * PVE_SIM_NODE and PVE_SIM_TOKEN_ID (default: what Pulumi.dev.yaml declares).
- * The CA is copied to .pve-sim/ca.pem, the path Pulumi.dev.yaml names.
+ * It also starts a sandboxed sshd standing in for the node's SSH on
+ * PVE_SIM_SSH_PORT (2222): host-preparation scripts run for real there, against
+ * stand-ins for zfs, nvidia-smi and the rest, never touching this machine.
+ * The CA, the sshd's host key and a client key go to .pve-sim/, where
+ * Pulumi.dev.yaml looks for them.
  */
 async function main(): Promise<void> {
   const env = process.env;
@@ -30,9 +35,14 @@ async function main(): Promise<void> {
     timing: env.PVE_SIM_TASK_MS ? { taskDurationMs: Number(env.PVE_SIM_TASK_MS) } : { taskDurationMs: 500 },
     authFailureDelayMs: Number(env.PVE_SIM_AUTH_DELAY_MS ?? 3000),
   });
-  const caFile = path.join(process.cwd(), ".pve-sim", "ca.pem");
-  fs.mkdirSync(path.dirname(caFile), { recursive: true });
+  const sshPort = Number(env.PVE_SIM_SSH_PORT ?? 2222);
+  const rig = await startSshd({ port: sshPort });
+  const out = path.join(process.cwd(), ".pve-sim");
+  fs.mkdirSync(out, { recursive: true });
+  const caFile = path.join(out, "ca.pem");
   fs.writeFileSync(caFile, sim.caPem);
+  fs.writeFileSync(path.join(out, "ssh_host_ed25519_key.pub"), rig.hostKeyLine + "\n");
+  fs.writeFileSync(path.join(out, "id_ed25519"), rig.connection.privateKey, { mode: 0o600 });
   console.log(`PVE ${version} API simulator listening`);
   console.log(`  endpoint:      ${sim.endpoint}`);
   console.log(`  token:         ${sim.token.id}=${sim.token.secret}`);
@@ -40,8 +50,10 @@ async function main(): Promise<void> {
   console.log(`  token secret:  ${sim.token.secret}`);
   console.log(`  root password: ${sim.rootPassword}`);
   console.log(`  CA:            ${path.relative(process.cwd(), caFile)} (also ${sim.caPath})`);
+  console.log(`  node SSH:      127.0.0.1:${sshPort} as ${rig.connection.username}, host key .pve-sim/ssh_host_ed25519_key.pub, client key .pve-sim/id_ed25519`);
+  console.log(`  sandbox root:  ${rig.sandbox.root}`);
   const shutdown = (): void => {
-    sim.stop().then(
+    Promise.all([sim.stop(), rig.stop()]).then(
       () => process.exit(0),
       () => process.exit(1),
     );

@@ -49,14 +49,14 @@ async function waitForPort(port: number, child: ChildProcess, log: () => string)
  * Starts a real OpenSSH server on 127.0.0.1 for the current user, with throwaway keys and
  * a sandbox root. One per test file: starting sshd and transpiling the stand-ins costs ~1 s.
  */
-export async function startSshd(): Promise<SshRig> {
+export async function startSshd(opts: { port?: number } = {}): Promise<SshRig> {
   const dir = mkdtempSync(join(tmpdir(), "phoenix-sshd-"));
   const sandbox = createSandbox(join(dir, "sandbox"));
   for (const name of ["host_ed25519", "client_ed25519"]) {
     execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", `phoenix-test-${name}`, "-f", join(dir, name)]);
   }
   writeFileSync(join(dir, "authorized_keys"), readFileSync(join(dir, "client_ed25519.pub")));
-  const port = await freePort();
+  const port = opts.port ?? (await freePort());
   const user = userInfo().username;
   writeFileSync(
     join(dir, "sshd_config"),
