@@ -66,7 +66,7 @@ export function attachGuestFirewall(parent: pulumi.ComponentResource, name: stri
   );
   const rules = guestRules(spec.firewall.groups, spec.firewall.rules);
   if (rules.length === 0) return [options];
-  const ruleset = new proxmox.firewall.RulesLegacy(`${name}-firewall-rules`, { nodeName: spec.node, ...target, rules }, { ...opts, parent, dependsOn: [options] });
+  const ruleset = new proxmox.firewall.RulesLegacy(`${name}-firewall-rules`, { nodeName: spec.node, ...target, rules }, { ...opts, parent });
   return [options, ruleset];
 }
 

@@ -3,8 +3,6 @@
  * outputs. Order comes from the graph: data that flows, plus explicit
  * dependsOn where none does (clone order, host preparation before guests).
  */
-import * as fs from "node:fs";
-import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterFirewall } from "../components/firewall";
 import type { GuestContext } from "../components/guest/common";
@@ -39,17 +37,10 @@ export interface StackOutputs {
   gpuAllocation: GpuAllocation[];
 }
 
-/** Reads a file the stack names relative to the project directory. */
-function projectFile(file: string, what: string): string {
-  const full = path.resolve(file);
-  if (!fs.existsSync(full)) throw new Error(`${what}: ${file} does not exist (looked in ${path.dirname(full)})`);
-  return fs.readFileSync(full, "utf8").trim();
-}
-
 function sshConnection(stack: LoadedStack, nodeIndex: number): pulumi.Output<SshConnection> | undefined {
   const node = stack.config.proxmox.nodes[nodeIndex]!;
   if (!node.ssh) return undefined;
-  const hostKey = node.ssh.hostKey ?? projectFile(node.ssh.hostKeyFile!, `proxmox.nodes[${nodeIndex}].ssh.hostKeyFile`);
+  const hostKey = node.ssh.hostKey ?? stack.projectFile(node.ssh.hostKeyFile!, `proxmox.nodes[${nodeIndex}].ssh.hostKeyFile`);
   return stack.secret("sshPrivateKey").apply((privateKey) => ({ host: node.ssh!.host, port: node.ssh!.port, username: node.ssh!.user, privateKey, hostKey }));
 }
 
@@ -58,7 +49,7 @@ export function buildStack(stack: LoadedStack): StackOutputs {
   const hostNode = config.host.node ?? config.proxmox.nodes[0]!.name;
   const provider = proxmoxProvider("pve", { proxmox: config.proxmox, tokenSecret: stack.secret("proxmoxTokenSecret") });
   // Read only when an API call of Phoenix's own needs it, so a stack that never does needs no CA file.
-  const caPem = () => config.proxmox.tls.caPem ?? (config.proxmox.tls.caFile ? projectFile(config.proxmox.tls.caFile, "proxmox.tls.caFile") : undefined);
+  const caPem = () => config.proxmox.tls.caPem ?? (config.proxmox.tls.caFile ? stack.projectFile(config.proxmox.tls.caFile, "proxmox.tls.caFile") : undefined);
   const connections = new Map(config.proxmox.nodes.map((n, i) => [n.name, sshConnection(stack, i)]));
 
   const hostConnection = connections.get(hostNode);
@@ -75,15 +66,16 @@ export function buildStack(stack: LoadedStack): StackOutputs {
     return stack.secret("proxmoxRootPassword").apply((password): RootTransport => ({ kind: "api", endpoint: config.proxmox.endpoint, password, caPem: caPem(), insecure: config.proxmox.tls.insecure }));
   };
 
-  const cloneAfter = planCloneOrder(config.guests.map((g) => ({ vmid: g.vmid, source: g.clone, storage: g.storage })));
+  const cloneAfter = planCloneOrder(config.guests.map((g) => ({ vmid: g.vmid, source: g.clone, storage: g.storage, priority: g.startup?.order })));
   const built = new Map<number, LxcGuest | VmGuest>();
   const build = (g: Guest): LxcGuest | VmGuest => {
     const existing = built.get(g.vmid);
     if (existing) return existing;
     const previous = cloneAfter.get(g.vmid);
-    const byId = (vmid: number) => build(config.guests.find((x) => x.vmid === vmid)!).ready;
+    const byId = (vmid: number) => build(config.guests.find((x) => x.vmid === vmid)!);
     // Validation refused cycles, so building what a guest waits for first always ends.
-    const before = [...(previous === undefined ? [] : [previous]), ...g.dependsOn, ...implicitDependencies(g)].map(byId);
+    // PVE locks the template only while a clone runs: the next clone waits for the previous guest's creation, not its setup.
+    const before = [...(previous === undefined ? [] : [byId(previous).machine]), ...[...g.dependsOn, ...implicitDependencies(g)].map((d) => byId(d).ready)];
     const node = g.node ?? hostNode;
     const net = bridgeNetwork(config.host, g.network.bridge ?? config.host.managementBridge, g.network.vlan);
     const context: GuestContext = { node, bridge: config.host.managementBridge, gateway: net?.gateway, dnsServers: config.host.dnsServers, domain: config.host.domain };

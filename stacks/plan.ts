@@ -66,6 +66,8 @@ export interface CloneJob {
   source: number;
   /** Storage its disk is allocated on. */
   storage: string;
+  /** Lower goes first within a chain: the guest's boot order, as others tend to wait for it. */
+  priority?: number;
 }
 
 /**
@@ -76,7 +78,8 @@ export interface CloneJob {
  */
 export function planCloneOrder(jobs: readonly CloneJob[], perStorage = 2): Map<number, number> {
   const chains = new Map<number, CloneJob[]>();
-  for (const job of [...jobs].sort((a, b) => a.vmid - b.vmid)) chains.set(job.source, [...(chains.get(job.source) ?? []), job]);
+  const rank = (j: CloneJob) => j.priority ?? Number.MAX_SAFE_INTEGER;
+  for (const job of [...jobs].sort((a, b) => rank(a) - rank(b) || a.vmid - b.vmid)) chains.set(job.source, [...(chains.get(job.source) ?? []), job]);
   // A chain runs on the storage most of its clones use; ties go to the first clone's.
   const lanes = new Map<string, CloneJob[][]>();
   const ordered = [...chains.values()].sort((a, b) => b.length - a.length || a[0]!.source - b[0]!.source);

@@ -1,19 +1,13 @@
 /**
- * Runs index.ts under Pulumi's mocks and records what it registers: every
- * resource's type, name, inputs, parent and dependsOn, so tests can assert the
- * graph the engine would see.
+ * Runs index.ts under Pulumi's mocks (scripts/offline-program.ts) with the
+ * outputs the real providers would report, so tests can assert the graph the
+ * engine would see.
  */
-import * as pulumi from "@pulumi/pulumi";
 import { vi } from "vitest";
+import { runOffline, type Registered } from "../scripts/offline-program";
 import type { RawStack } from "../stacks/load";
 
-export interface Registered {
-  type: string;
-  name: string;
-  inputs: Record<string, unknown>;
-  parent?: string;
-  dependsOn: string[];
-}
+export type { Registered };
 
 /** What the host driver reports in these tests: the cards in the opposite order to their config ids. */
 export const MOCK_NVIDIA = {
@@ -50,61 +44,16 @@ export interface Program {
   dependenciesOf(name: string): Set<string>;
 }
 
-/** Hands a raw stack to the SDK the way the engine does: JSON strings, secret keys listed. */
-export function setEngineConfig(raw: RawStack): void {
-  const all: Record<string, string> = {};
-  for (const [key, value] of Object.entries(raw.values)) all[`phoenix:${key}`] = typeof value === "string" ? value : JSON.stringify(value);
-  pulumi.runtime.setAllConfig(all, [...raw.secretKeys].map((k) => `phoenix:${k}`));
-}
-
 export async function runProgram(raw: RawStack, onRegister?: (name: string) => void): Promise<Program> {
-  const resources: Registered[] = [];
-  const inputs = new Map<string, Record<string, unknown>>();
-  const names = new WeakMap<pulumi.Resource, string>();
-  const pending: { name: string; type: string; parent?: pulumi.Resource; deps: pulumi.Resource[] }[] = [];
-  await pulumi.runtime.setMocks(
-    {
-      newResource: (args) => {
-        inputs.set(`${args.type}::${args.name}`, args.inputs as Record<string, unknown>);
-        return { id: `${args.name}-id`, state: { ...args.inputs, ...mockOutputs(args.name, args.inputs) } };
-      },
-      call: (args) => args.inputs,
+  const { resources, exports } = await runOffline(raw, {
+    preview: false,
+    outputsOf: mockOutputs,
+    onRegister,
+    load: async () => {
+      vi.resetModules();
+      return (await import("../index")) as Record<string, unknown>;
     },
-    "phoenix",
-    "test",
-    false,
-  );
-  setEngineConfig(raw);
-  vi.resetModules();
-  let exports: Record<string, unknown> = {};
-  let failure: unknown;
-  // Transformations attach to the root stack, which only exists inside runInPulumiStack.
-  await pulumi.runtime.runInPulumiStack(async () => {
-    pulumi.runtime.registerStackTransformation((args) => {
-      names.set(args.resource, args.name);
-      onRegister?.(args.name);
-      const deps = Array.isArray(args.opts.dependsOn) ? (args.opts.dependsOn as pulumi.Resource[]) : args.opts.dependsOn ? [args.opts.dependsOn as pulumi.Resource] : [];
-      pending.push({ name: args.name, type: args.type, parent: args.opts.parent, deps });
-      resources.push({ type: args.type, name: args.name, inputs: {}, dependsOn: [] });
-      return undefined;
-    });
-    // A program failure is rethrown below: rejecting here would surface as an unhandled stack output error.
-    try {
-      exports = (await import("../index")) as Record<string, unknown>;
-    } catch (e) {
-      failure = e;
-    }
-    return {};
   });
-  if (failure !== undefined) throw failure;
-  // Let every registration and apply settle.
-  await new Promise((r) => setTimeout(r, 50));
-  for (const p of pending) {
-    const r = resources.find((x) => x.name === p.name && x.type === p.type)!;
-    r.parent = p.parent ? names.get(p.parent) : undefined;
-    r.dependsOn = p.deps.map((d) => names.get(d) ?? "?");
-    r.inputs = inputs.get(`${p.type}::${p.name}`) ?? {};
-  }
   const byName = (name: string) => {
     const found = resources.find((r) => r.name === name);
     if (!found) throw new Error(`no resource named ${name}; have ${resources.map((r) => r.name).join(", ")}`);

@@ -36,6 +36,8 @@ export interface LxcGuestArgs {
 export class LxcGuest extends pulumi.ComponentResource {
   readonly vmid: number;
   readonly container: proxmox.ContainerLegacy;
+  /** The guest itself, created once its clone task has finished. */
+  readonly machine: pulumi.CustomResource;
   /** The resource after which the guest is fully configured (root settings applied). */
   readonly ready: pulumi.Resource;
 
@@ -77,8 +79,9 @@ export class LxcGuest extends pulumi.ComponentResource {
       { parent: this, dependsOn: args.dependsOn, ignoreChanges: rootOnly ? rootKeys : [] },
     );
 
-    const firewall = attachGuestFirewall(this, label, { node: args.context.node, vmid: g.vmid, kind: "lxc", firewall: g.firewall }, { dependsOn: [this.container] });
+    attachGuestFirewall(this, label, { node: args.context.node, vmid: g.vmid, kind: "lxc", firewall: g.firewall }, { dependsOn: [this.container] });
 
+    this.machine = this.container;
     this.ready = this.container;
     if (rootOnly) {
       if (!args.rootTransport) throw new Error(`${label}: needs root@pam settings (${[...api, ...sshOnly].join(", ")}) but no root transport was given`);
@@ -112,7 +115,7 @@ export class LxcGuest extends pulumi.ComponentResource {
           subuid: idmap.subuid,
           subgid: idmap.subgid,
         },
-        { parent: this, dependsOn: [this.container, ...firewall] },
+        { parent: this, dependsOn: [this.container] },
       );
     }
     this.registerOutputs({ vmid: this.vmid });

@@ -25,6 +25,8 @@ export interface VmGuestArgs {
 export class VmGuest extends pulumi.ComponentResource {
   readonly vmid: number;
   readonly vm: proxmox.VmLegacy;
+  /** The guest itself, created once its clone task has finished. */
+  readonly machine: pulumi.CustomResource;
   /** The resource after which the guest is fully configured. */
   readonly ready: pulumi.Resource;
 
@@ -69,6 +71,7 @@ export class VmGuest extends pulumi.ComponentResource {
       { parent: this, dependsOn: [...(args.dependsOn ?? []), ...mappings] },
     );
     attachGuestFirewall(this, label, { node: args.context.node, vmid: g.vmid, kind: "vm", firewall: g.firewall }, { dependsOn: [this.vm] });
+    this.machine = this.vm;
     this.ready = this.vm;
     this.registerOutputs({ vmid: this.vmid });
   }

@@ -47,6 +47,18 @@ describe("planCloneOrder", () => {
     expect(all[0]!.length).toBe(3); // two lanes on lxc, one on vm
   });
 
+  it("clones the guests others boot after first", () => {
+    const after = planCloneOrder([
+      { vmid: 101, source: 900, storage: "lxc", priority: 3 },
+      { vmid: 102, source: 900, storage: "lxc", priority: 2 },
+      { vmid: 103, source: 900, storage: "lxc", priority: 1 },
+    ]);
+    expect([...after.entries()].sort()).toEqual([
+      [101, 102],
+      [102, 103],
+    ]);
+  });
+
   it("with a bound of 1, clones on a storage run strictly one by one", () => {
     const all = waves(jobs, planCloneOrder(jobs, 1));
     expect(all.every((w) => w.length <= 2)).toBe(true);

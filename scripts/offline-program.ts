@@ -1,0 +1,111 @@
+/**
+ * Runs index.ts in-process under Pulumi's mocks, with no CLI, no Proxmox and
+ * no secrets, and records the graph the engine would see: every resource's
+ * type, name, inputs, parent and dependencies (explicit dependsOn and the
+ * resources its input Outputs come from). Offline synth uses it in preview
+ * mode, where outputs nobody knows yet stay unknown; tests use it with
+ * canned provider outputs.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import type { RawStack } from "../stacks/load";
+
+export interface Registered {
+  type: string;
+  name: string;
+  custom: boolean;
+  inputs: Record<string, unknown>;
+  parent?: string;
+  /** Explicit dependsOn plus the resources the inputs' Outputs come from. */
+  dependsOn: string[];
+}
+
+export interface OfflineRun {
+  resources: Registered[];
+  exports: Record<string, unknown>;
+}
+
+export interface OfflineOptions {
+  /** Preview leaves provider-computed outputs unknown, as `pulumi preview` does. */
+  preview: boolean;
+  /** Outputs a provider would report, by resource name; the rest echo the inputs. */
+  outputsOf?: (name: string, inputs: Record<string, unknown>) => Record<string, unknown>;
+  /** Called for each resource as it registers. */
+  onRegister?: (name: string) => void;
+  /** The program's module, loaded fresh for each run. */
+  load: () => Promise<Record<string, unknown>>;
+}
+
+/** Hands a raw stack to the SDK the way the engine does: JSON strings, secret keys listed. */
+export function setEngineConfig(raw: RawStack): void {
+  const all: Record<string, string> = {};
+  for (const [key, value] of Object.entries(raw.values)) all[`phoenix:${key}`] = typeof value === "string" ? value : JSON.stringify(value);
+  pulumi.runtime.setAllConfig(all, [...raw.secretKeys].map((k) => `phoenix:${k}`));
+}
+
+// The SDK keeps the resources an Output depends on in an internal field; it is how the engine learns data dependencies.
+type WithResources = { allResources?: () => Promise<Set<pulumi.Resource>> };
+
+async function outputResources(value: unknown, into: Set<pulumi.Resource>, depth = 0): Promise<void> {
+  if (depth > 8 || value === null || value === undefined) return;
+  if (pulumi.Output.isInstance(value)) {
+    for (const r of (await (value as unknown as WithResources).allResources?.()) ?? []) into.add(r);
+    return;
+  }
+  if (pulumi.Resource.isInstance(value)) return;
+  if (Array.isArray(value)) {
+    for (const v of value) await outputResources(v, into, depth + 1);
+  } else if (typeof value === "object" && !(value instanceof Promise)) {
+    for (const v of Object.values(value)) await outputResources(v, into, depth + 1);
+  }
+}
+
+export async function runOffline(raw: RawStack, opts: OfflineOptions): Promise<OfflineRun> {
+  const pending: { resource: pulumi.Resource; type: string; name: string; parent?: pulumi.Resource; deps: pulumi.Resource[]; props: unknown }[] = [];
+  const inputs = new Map<string, Record<string, unknown>>();
+  // The transformation runs before CustomResource's constructor marks the object, so what is custom comes from the monitor.
+  const customs = new Set<string>();
+  await pulumi.runtime.setMocks(
+    {
+      newResource: (args) => {
+        inputs.set(`${args.type}::${args.name}`, args.inputs as Record<string, unknown>);
+        if (args.custom) customs.add(`${args.type}::${args.name}`);
+        return { id: opts.preview ? undefined : `${args.name}-id`, state: { ...args.inputs, ...(opts.outputsOf?.(args.name, args.inputs) ?? {}) } };
+      },
+      call: (args) => args.inputs,
+    },
+    "phoenix",
+    "offline",
+    opts.preview,
+  );
+  setEngineConfig(raw);
+  let exports: Record<string, unknown> = {};
+  let failure: unknown;
+  // Transformations attach to the root stack, which only exists inside runInPulumiStack.
+  await pulumi.runtime.runInPulumiStack(async () => {
+    pulumi.runtime.registerStackTransformation((args) => {
+      opts.onRegister?.(args.name);
+      const dependsOn = args.opts.dependsOn;
+      const deps = Array.isArray(dependsOn) ? (dependsOn as pulumi.Resource[]) : dependsOn ? [dependsOn as pulumi.Resource] : [];
+      pending.push({ resource: args.resource, type: args.type, name: args.name, parent: args.opts.parent, deps, props: args.props });
+      return undefined;
+    });
+    // A program failure is rethrown below: rejecting here would surface as an unhandled stack output error.
+    try {
+      exports = await opts.load();
+    } catch (e) {
+      failure = e;
+    }
+    return {};
+  });
+  if (failure !== undefined) throw failure;
+  await new Promise((r) => setTimeout(r, 50));
+  const names = new Map(pending.map((p) => [p.resource, p.name]));
+  const resources: Registered[] = [];
+  for (const p of pending) {
+    const fromData = new Set<pulumi.Resource>();
+    await outputResources(p.props, fromData);
+    const deps = [...new Set([...p.deps, ...fromData])].map((d) => names.get(d)).filter((n): n is string => n !== undefined && n !== p.name);
+    resources.push({ type: p.type, name: p.name, custom: customs.has(`${p.type}::${p.name}`), inputs: inputs.get(`${p.type}::${p.name}`) ?? {}, parent: p.parent ? names.get(p.parent) : undefined, dependsOn: [...new Set(deps)] });
+  }
+  return { resources, exports };
+}

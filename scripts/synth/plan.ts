@@ -1,0 +1,139 @@
+/**
+ * What synth tells a reviewer about a stack, computed from the recorded graph:
+ * resources by tier, the dependency waves (what can run in parallel), the
+ * guests and the GPU budget, and the graph in Graphviz form. Pure.
+ */
+import type { Registered } from "../offline-program";
+import { modelsOf } from "../../stacks/compose";
+import { gpuAllocation } from "../../stacks/plan";
+import type { StackConfig } from "../../stacks/schema";
+
+export const TIERS = ["providers", "host", "firewall", "templates", "core", "models", "docker", "guests"] as const;
+export type Tier = (typeof TIERS)[number];
+
+const ROLE_TIER: Record<string, Tier> = {
+  "step-ca": "core",
+  traefik: "core",
+  "nginx-gateway": "core",
+  "model-server": "models",
+  "portainer-server": "docker",
+  "portainer-agent": "docker",
+};
+
+/** The top-level component a resource belongs to decides its tier; guests go by their role. */
+export function tierOf(r: Registered, byName: Map<string, Registered>, config: StackConfig): Tier {
+  if (r.type.startsWith("pulumi:providers:")) return "providers";
+  let top = r;
+  while (top.parent && byName.has(top.parent)) top = byName.get(top.parent)!;
+  if (top.type === "phoenix:host:HostPrep") return "host";
+  if (top.type === "phoenix:firewall:ClusterFirewall") return "firewall";
+  if (top.type.startsWith("phoenix:template:")) return "templates";
+  const vmid = /^guest-(\d+)$/.exec(top.name)?.[1];
+  const guest = vmid ? config.guests.find((g) => g.vmid === Number(vmid)) : undefined;
+  return (guest?.role && ROLE_TIER[guest.role.type]) || "guests";
+}
+
+/** Custom resources a resource waits for: a component dependency stands for all its custom descendants. */
+function customDeps(r: Registered, byName: Map<string, Registered>, children: Map<string, Registered[]>): string[] {
+  const out = new Set<string>();
+  const expand = (name: string) => {
+    const d = byName.get(name);
+    if (!d) return;
+    if (d.custom) out.add(d.name);
+    else for (const c of children.get(d.name) ?? []) expand(c.name);
+  };
+  r.dependsOn.forEach(expand);
+  return [...out];
+}
+
+/** Resources grouped by the earliest step they can run at, given unbounded parallelism. */
+export function waves(resources: readonly Registered[]): string[][] {
+  const byName = new Map(resources.map((r) => [r.name, r]));
+  const children = new Map<string, Registered[]>();
+  for (const r of resources) if (r.parent) children.set(r.parent, [...(children.get(r.parent) ?? []), r]);
+  const level = new Map<string, number>();
+  const visiting = new Set<string>();
+  const levelOf = (name: string): number => {
+    const known = level.get(name);
+    if (known !== undefined) return known;
+    if (visiting.has(name)) throw new Error(`dependency cycle through ${name}`);
+    visiting.add(name);
+    const deps = customDeps(byName.get(name)!, byName, children);
+    const l = deps.length === 0 ? 0 : 1 + Math.max(...deps.map(levelOf));
+    visiting.delete(name);
+    level.set(name, l);
+    return l;
+  };
+  // Providers are configuration the engine sets up before anything runs, not a step.
+  const custom = resources.filter((r) => r.custom && !r.type.startsWith("pulumi:providers:"));
+  custom.forEach((r) => levelOf(r.name));
+  const out: string[][] = [];
+  for (const r of custom) (out[level.get(r.name)!] ??= []).push(r.name);
+  return out.map((w) => w.sort());
+}
+
+export function renderPlan(stack: string, config: StackConfig, resources: readonly Registered[], missingSecrets: readonly string[]): string {
+  const byName = new Map(resources.map((r) => [r.name, r]));
+  const custom = resources.filter((r) => r.custom);
+  const lines: string[] = [`# Phoenix plan: ${stack}`, "", `${custom.length} resources in ${TIERS.filter((t) => custom.some((r) => tierOf(r, byName, config) === t)).length} tiers.`, ""];
+  if (missingSecrets.length > 0) lines.push(`Secrets to set before \`pulumi up\`: ${missingSecrets.map((s) => `\`phoenix:${s}\``).join(", ")}.`, "");
+
+  lines.push("## Resources by tier", "");
+  for (const tier of TIERS) {
+    const inTier = custom.filter((r) => tierOf(r, byName, config) === tier);
+    if (inTier.length === 0) continue;
+    lines.push(`### ${tier} (${inTier.length})`, "", ...inTier.map((r) => `- \`${r.name}\` — ${r.type}`), "");
+  }
+
+  lines.push("## Dependency waves", "", "Each wave can run in parallel once the waves before it are done.", "");
+  waves(resources).forEach((w, i) => lines.push(`${i + 1}. ${w.map((n) => `\`${n}\``).join(", ")}`));
+  lines.push("");
+
+  lines.push("## Guests", "", "| id | name | IP | template | GPUs | routes |", "|---|---|---|---|---|---|");
+  for (const g of config.guests) {
+    const services = new Set(config.services.filter((s) => s.guest === g.vmid).map((s) => s.name));
+    const routed = config.routes.filter((r) => (r.service !== undefined && services.has(r.service)) || (r.byModel && modelsOf(g).length > 0)).map((r) => `${r.host ?? ""}${r.path}`);
+    lines.push(`| ${g.vmid} | ${g.name} | ${g.network.ip} | ${g.clone} | ${g.gpus.join(", ") || "—"} | ${routed.join(", ") || "—"} |`);
+  }
+  lines.push("");
+
+  lines.push("## GPU memory", "", "| GPU | model | memory | allocated | users |", "|---|---|---|---|---|");
+  for (const a of gpuAllocation(config)) {
+    const users = a.users.map((u) => `${u.guest} (${u.engine}, ${Math.round(u.memoryGiB * 10) / 10} GiB)`).join("; ") || "—";
+    lines.push(`| ${a.gpu} | ${a.model} | ${a.memoryGiB} GiB | ${Math.round(a.totalGiB * 10) / 10} GiB | ${users} |`);
+  }
+  lines.push("");
+  return lines.join("\n");
+}
+
+const TIER_COLOURS: Record<Tier, string> = {
+  providers: "#eeeeee",
+  host: "#fde2c8",
+  firewall: "#f8d0d0",
+  templates: "#e3d7f5",
+  core: "#cfe3f7",
+  models: "#d3f0d3",
+  docker: "#f5ecc4",
+  guests: "#e8e8e8",
+};
+
+/** The graph of custom resources, one cluster per tier, for `dot -Tsvg`. */
+export function renderDot(config: StackConfig, resources: readonly Registered[]): string {
+  const byName = new Map(resources.map((r) => [r.name, r]));
+  const children = new Map<string, Registered[]>();
+  for (const r of resources) if (r.parent) children.set(r.parent, [...(children.get(r.parent) ?? []), r]);
+  const custom = resources.filter((r) => r.custom && !r.type.startsWith("pulumi:providers:"));
+  const q = (s: string) => JSON.stringify(s);
+  const lines = ["digraph phoenix {", "  rankdir=LR;", "  node [shape=box, style=\"rounded,filled\", fontname=\"Helvetica\", fontsize=10];", "  edge [color=\"#666666\"];"];
+  for (const tier of TIERS) {
+    const inTier = custom.filter((r) => tierOf(r, byName, config) === tier);
+    if (inTier.length === 0) continue;
+    lines.push(`  subgraph ${q(`cluster_${tier}`)} {`, `    label=${q(tier)}; style=filled; color=${q(TIER_COLOURS[tier])};`);
+    for (const r of inTier) lines.push(`    ${q(r.name)} [label=${q(`${r.name}\n${r.type.split(":").pop()}`)}, fillcolor="white"];`);
+    lines.push("  }");
+  }
+  const shown = new Set(custom.map((r) => r.name));
+  for (const r of custom) for (const d of customDeps(r, byName, children)) if (shown.has(d)) lines.push(`  ${q(d)} -> ${q(r.name)};`);
+  lines.push("}");
+  return lines.join("\n") + "\n";
+}
