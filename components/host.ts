@@ -90,7 +90,7 @@ export class HostPrep extends pulumi.ComponentResource {
     if (host.zfs.arcMaxGiB !== undefined) new ZfsArcLimit(`${name}-zfs-arc`, { connection, maxBytes: Math.round(host.zfs.arcMaxGiB * GIB) }, child);
     if (host.nvidiaDriver && host.gpus.some((g) => g.mode === "lxc-shared")) {
       this.nvidia = new NvidiaDriver(`${name}-nvidia`, { connection, version: host.nvidiaDriver.version }, child);
-      this.gpuInfo = pulumi.all([this.nvidia.gpus, this.nvidia.deviceNodes]).apply(([gpus, deviceNodes]) => ({ gpus, deviceNodes }));
+      this.gpuInfo = pulumi.all([this.nvidia.gpus, this.nvidia.deviceNodes, this.nvidia.installedVersion]).apply(([gpus, deviceNodes, driverVersion]) => ({ gpus, deviceNodes, driverVersion }));
     }
     const passthrough = host.gpus.filter((g) => g.mode === "vm-passthrough");
     if (passthrough.length > 0) {

@@ -223,6 +223,14 @@ function checkClonesAndDependencies(ctx: Context, report: Report): void {
     } else if (src.t.storage !== g.storage) {
       report(`guests[${i}].storage`, `${guestLabel(g)}: a linked clone shares its template's disk, so it lives on ${src.t.storage} (template ${g.clone}), not ${g.storage}`);
     }
+    if (src?.t.kind === "lxc" && g.kind === "lxc") {
+      if (g.gpus.length > 0 && src.t.layer === "base") {
+        report(`guests[${i}].clone`, `${guestLabel(g)}: has GPUs but template ${g.clone} is layer base, without NVIDIA user-space: clone it from a cuda or vllm template`);
+      }
+      if (g.role?.type === "model-server" && g.role.server.engine === "vllm" && src.t.layer !== "vllm") {
+        report(`guests[${i}].clone`, `${guestLabel(g)}: vLLM runs from the golden vllm template, but ${g.clone} is layer ${src.t.layer}: clone it from a template with layer vllm`);
+      }
+    }
     g.dependsOn.forEach((d, j) => {
       if (d === g.vmid) report(`guests[${i}].dependsOn[${j}]`, `${guestLabel(g)} depends on itself`);
       else if (!ctx.guests.has(d) && !ctx.unchecked.guests.has(d)) report(`guests[${i}].dependsOn[${j}]`, `${guestLabel(g)} depends on ${d}, which is not a declared guest`);

@@ -11,6 +11,7 @@ export type { Registered };
 
 /** What the host driver reports in these tests: the cards in the opposite order to their config ids. */
 export const MOCK_NVIDIA = {
+  installedVersion: "580.95.05",
   gpus: [
     { index: 0, busId: "00000000:02:00.0", name: "NVIDIA GeForce RTX 5060 Ti", memoryMiB: 16311 },
     { index: 1, busId: "00000000:01:00.0", name: "NVIDIA GeForce RTX 5060 Ti", memoryMiB: 16311 },

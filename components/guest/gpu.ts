@@ -10,6 +10,8 @@ import type { Gpu } from "../../stacks/schema";
 export interface HostGpuInfo {
   gpus: { index: number; busId: string }[];
   deviceNodes: { path: string; major: number }[];
+  /** The driver version installed on the host; a guest's user-space must match it. */
+  driverVersion: string;
 }
 
 export interface GuestDevice {
@@ -46,4 +48,16 @@ export function gpuDevices(guest: string, assigned: readonly number[], declared:
   });
   const caps = host.deviceNodes.filter((n) => n.path.startsWith("/dev/nvidia-caps/")).map((n) => need(n.path, "MIG capabilities"));
   return [...perGpu, ...SHARED_NODES.map((p) => need(p, "driver control node")), ...caps];
+}
+
+/** What nvidia-smi inside the guest must report: exactly its GPUs, on the host's driver version. */
+export function expectedGpuView(guest: string, assigned: readonly number[], declared: readonly Gpu[], host: HostGpuInfo): { busIds: string[]; driverVersion: string } | undefined {
+  if (assigned.length === 0) return undefined;
+  const busIds = [...assigned].sort((a, b) => a - b).map((id) => {
+    const gpu = declared.find((g) => g.id === id);
+    const reported = gpu && host.gpus.find((g) => samePciAddress(g.busId, gpu.pci));
+    if (!reported) throw new Error(`${guest}: GPU ${id} is not among the GPUs the host driver reports`);
+    return reported.busId;
+  });
+  return { busIds, driverVersion: host.driverVersion };
 }

@@ -12,7 +12,7 @@ import type { Gpu, Host, LxcGuest as LxcGuestConfig } from "../../stacks/schema"
 import { rootOnlySettings } from "../../stacks/validate";
 import { attachGuestFirewall } from "../firewall";
 import { guestDescription, guestResourceName, guestTags, resolveNetwork, startupOf, type GuestContext } from "./common";
-import { gpuDevices, type HostGpuInfo } from "./gpu";
+import { expectedGpuView, gpuDevices, type HostGpuInfo } from "./gpu";
 
 export interface LxcGuestArgs {
   /** The guest as declared in the stack configuration. */
@@ -95,13 +95,12 @@ export class LxcGuest extends pulumi.ComponentResource {
           owner: { uid: hostIdOf(m.uid, g.idPassthrough.uids, g.unprivileged), gid: hostIdOf(m.gid, g.idPassthrough.gids, g.unprivileged), mode: ds.owner?.mode ?? "0750" },
         };
       });
-      const devices =
-        g.gpus.length === 0
-          ? []
-          : pulumi.output(args.hostGpus).apply((host) => {
-              if (!host) throw new Error(`${label}: has GPUs but the host NVIDIA driver's report was not passed in`);
-              return gpuDevices(label, g.gpus, args.gpus, host);
-            });
+      const hostReport = pulumi.output(args.hostGpus).apply((host) => {
+        if (!host) throw new Error(`${label}: has GPUs but the host NVIDIA driver's report was not passed in`);
+        return host;
+      });
+      const devices = g.gpus.length === 0 ? [] : hostReport.apply((host) => gpuDevices(label, g.gpus, args.gpus, host));
+      const verifyGpus = g.gpus.length === 0 ? undefined : hostReport.apply((host) => expectedGpuView(label, g.gpus, args.gpus, host));
       this.ready = new LxcRootConfig(
         `${label}-root`,
         {
@@ -114,6 +113,7 @@ export class LxcGuest extends pulumi.ComponentResource {
           idmap: idmap.ranges,
           subuid: idmap.subuid,
           subgid: idmap.subgid,
+          verifyGpus,
         },
         { parent: this, dependsOn: [this.container] },
       );

@@ -154,3 +154,24 @@ export function renderApply(vmid: number, plan: ConfigPlan, running: boolean): s
   if (running && configChanged) lines.push(`pct reboot "$vmid"`, "echo 'rebooted'");
   return renderScript(lines.join("\n"));
 }
+
+/** Prints what nvidia-smi inside the running container sees: `gpu <bus id>, <driver version>` lines. */
+export function renderGpuCheck(vmid: number): string {
+  return renderScript(`
+vmid=${vmid}
+pct exec "$vmid" -- nvidia-smi --query-gpu=pci.bus_id,driver_version --format=csv,noheader | sed 's/^/gpu /'
+`);
+}
+
+/** Compares what the guest sees with what it was given; returns the problem, or undefined. */
+export function gpuViewProblem(expected: { busIds: string[]; driverVersion: string }, reported: string[]): string | undefined {
+  const rows = reported.map((r) => r.split(",").map((f) => f.trim()));
+  const seen = rows.map(([bus]) => (bus ?? "").toLowerCase()).sort();
+  const want = expected.busIds.map((b) => b.toLowerCase()).sort();
+  if (JSON.stringify(seen) !== JSON.stringify(want)) return `nvidia-smi inside sees GPUs [${seen.join(", ") || "none"}], expected exactly [${want.join(", ")}]`;
+  const versions = [...new Set(rows.map(([, v]) => v))];
+  if (versions.length !== 1 || versions[0] !== expected.driverVersion) {
+    return `nvidia-smi inside reports driver ${versions.join(", ")}, the host runs ${expected.driverVersion}: the guest's NVIDIA user-space must match the host driver exactly (rebuild its CUDA template)`;
+  }
+  return undefined;
+}

@@ -10,7 +10,7 @@ import { createPveClient } from "../pve";
 import { runScriptChecked, type SshConnection } from "../ssh";
 import { dynamicProvider, type Implementation } from "../dynamic";
 import { changedKeys, Checker, diffResult, isUnknown, parseProbe } from "../common";
-import { desiredKeys, isOwnedKey, planIsEmpty, planRootConfig, renderApply, renderProbe, type ProbedState, type RootConfigSpec, type RootDevice, type RootMount } from "./lxc-root-config.render";
+import { desiredKeys, gpuViewProblem, isOwnedKey, planIsEmpty, planRootConfig, renderApply, renderGpuCheck, renderProbe, type ProbedState, type RootConfigSpec, type RootDevice, type RootMount } from "./lxc-root-config.render";
 import type { IdmapRange } from "../../stacks/idmap";
 
 /** How root-only settings reach the node. */
@@ -20,6 +20,8 @@ export interface LxcRootConfigInputs extends RootConfigSpec {
   transport: RootTransport;
   node: string;
   vmid: number;
+  /** For GPU guests: what nvidia-smi inside must report once the devices are in. */
+  verifyGpus?: { busIds: string[]; driverVersion: string };
 }
 
 export interface LxcRootConfigOutputs extends LxcRootConfigInputs {
@@ -46,6 +48,8 @@ export interface LxcRootConfigArgs {
   /** Delegations the id map needs in /etc/subuid and /etc/subgid. */
   subuid: pulumi.Input<string[]>;
   subgid: pulumi.Input<string[]>;
+  /** For GPU guests: the bus ids and driver version nvidia-smi inside must report. */
+  verifyGpus?: pulumi.Input<{ busIds: string[]; driverVersion: string } | undefined>;
 }
 
 export const lxcRootConfigProvider = dynamicProvider<LxcRootConfigInputs, LxcRootConfigOutputs>("guest/lxc-root-config");
@@ -121,6 +125,12 @@ async function converge(i: LxcRootConfigInputs): Promise<LxcRootConfigOutputs> {
   const after = await probeSsh(i, t.connection);
   const left = planRootConfig(i, after);
   if (!planIsEmpty(left)) throw new Error(`${label(i)}: settings did not take: ${JSON.stringify(left)}; check the node's PVE logs`);
+  // A stopped container cannot be asked; it is checked on the apply that finds it running.
+  if (i.verifyGpus && after.running) {
+    const seen = parseProbe((await runScriptChecked(t.connection, `check the GPUs inside ${label(i)}`, renderGpuCheck(i.vmid))).stdout).all("gpu");
+    const problem = gpuViewProblem(i.verifyGpus, seen);
+    if (problem) throw new Error(`${label(i)}: ${problem}`);
+  }
   return outputs(i, after.config, after.idmap);
 }
 
@@ -132,7 +142,7 @@ function outputs(i: LxcRootConfigInputs, config: Record<string, string>, idmap: 
   return { ...i, actual: Object.fromEntries(Object.entries(config).filter(([k, v]) => isOwnedKey(k, v))), actualIdmap: idmap };
 }
 
-const SPEC_KEYS = ["devices", "mounts", "features", "idmap", "subuid", "subgid", "transport"] as const;
+const SPEC_KEYS = ["devices", "mounts", "features", "idmap", "subuid", "subgid", "transport", "verifyGpus"] as const;
 
 export const implementation: Implementation = {
   async check(_olds: unknown, news: Record<string, unknown>) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { gpuDevices, samePciAddress } from "../../components/guest/gpu";
+import { expectedGpuView, gpuDevices, samePciAddress } from "../../components/guest/gpu";
 import type { Gpu } from "../../stacks/schema";
 
 const declared: Gpu[] = [
@@ -8,6 +8,7 @@ const declared: Gpu[] = [
 ];
 // The host enumerates the cards in the other order: config id 1 is /dev/nvidia0.
 const host = {
+  driverVersion: "580.95.05",
   gpus: [
     { index: 0, busId: "00000000:02:00.0" },
     { index: 1, busId: "00000000:01:00.0" },
@@ -52,5 +53,12 @@ describe("gpuDevices", () => {
   it("compares PCI addresses across the nvidia-smi and lspci spellings", () => {
     expect(samePciAddress("00000000:01:00.0", "0000:01:00.0")).toBe(true);
     expect(samePciAddress("00000000:01:00.1", "0000:01:00.0")).toBe(false);
+  });
+});
+
+describe("expectedGpuView", () => {
+  it("expects the bus ids of exactly the assigned GPUs and the host's driver version", () => {
+    expect(expectedGpuView("CT 802", [0], declared, host)).toEqual({ busIds: ["00000000:01:00.0"], driverVersion: "580.95.05" });
+    expect(expectedGpuView("CT 101", [], declared, host)).toBeUndefined();
   });
 });

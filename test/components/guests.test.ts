@@ -56,6 +56,8 @@ describe("guests of the prod stack", () => {
     expect(devices("ct-802-vllm-chat")).toEqual(["/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"]);
     expect(devices("ct-914-ollama")[0]).toBe("/dev/nvidia0");
     expect(devices("ct-103-step-ca")).toEqual([]);
+    expect(program.byName("ct-802-vllm-chat-root").inputs.verifyGpus).toEqual({ busIds: ["00000000:01:00.0"], driverVersion: "580.95.05" });
+    expect(program.byName("ct-103-step-ca-root").inputs.verifyGpus).toBeUndefined();
     expect(program.resources.some((r) => r.name === "ct-102-traefik-root")).toBe(false);
   });
 

@@ -1,6 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
-import { desiredKeys, mergeSubIds, planIsEmpty, planRootConfig, renderApply, renderProbe, type ProbedState, type RootConfigSpec } from "../../providers/guest/lxc-root-config.render";
+import { desiredKeys, gpuViewProblem, mergeSubIds, planIsEmpty, planRootConfig, renderApply, renderGpuCheck, renderProbe, type ProbedState, type RootConfigSpec } from "../../providers/guest/lxc-root-config.render";
 
 const spec: RootConfigSpec = {
   devices: [
@@ -75,6 +75,7 @@ describe("the rendered scripts", () => {
   it.each([
     ["probe", renderProbe(802, ["/fastData/shared-models", "/path with space"])],
     ["apply", renderApply(802, plan, true)],
+    ["gpu check", renderGpuCheck(802)],
   ])("%s passes shellcheck", (_name, script) => {
     expect(() => execFileSync("shellcheck", ["-s", "bash", "-"], { input: script })).not.toThrow();
   });
@@ -83,5 +84,18 @@ describe("the rendered scripts", () => {
     expect(renderApply(802, plan, true)).toContain('pct reboot "$vmid"');
     expect(renderApply(802, { ...plan, set: {}, delete: [], idmap: undefined }, true)).not.toContain("pct reboot");
     expect(renderApply(802, plan, false)).not.toContain("pct reboot");
+  });
+});
+
+describe("gpuViewProblem", () => {
+  const expected = { busIds: ["00000000:01:00.0"], driverVersion: "580.95.05" };
+  it("accepts exactly the assigned GPU on the host's driver", () => {
+    expect(gpuViewProblem(expected, ["00000000:01:00.0, 580.95.05"])).toBeUndefined();
+  });
+  it("names a GPU the guest should not see", () => {
+    expect(gpuViewProblem(expected, ["00000000:01:00.0, 580.95.05", "00000000:02:00.0, 580.95.05"])).toContain("expected exactly [00000000:01:00.0]");
+  });
+  it("names a user-space that does not match the host driver", () => {
+    expect(gpuViewProblem(expected, ["00000000:01:00.0, 575.64.05"])).toContain("reports driver 575.64.05, the host runs 580.95.05");
   });
 });
