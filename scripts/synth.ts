@@ -10,7 +10,7 @@ import * as path from "node:path";
 import { OFFLINE_ENV, SECRET_PLACEHOLDER } from "../stacks/engine";
 import { formatIssues, readStackFile, validateStack } from "../stacks/load";
 import { runOffline } from "./offline-program";
-import { renderDot, renderPlan } from "./synth/plan";
+import { artifacts, renderDot, renderPlan } from "./synth/plan";
 
 export interface SynthResult {
   code: number;
@@ -40,8 +40,14 @@ export async function synth(stack: string | undefined, cwd: string, outRoot = pa
     const dot = renderDot(checked.config, resources);
     fs.writeFileSync(path.join(outDir, "graph.dot"), dot);
     fs.writeFileSync(path.join(outDir, "graph.svg"), execFileSync("dot", ["-Tsvg"], { input: dot }));
+    const files = artifacts(checked.config, resources);
+    for (const a of files) {
+      const target = path.join(outDir, a.path);
+      fs.mkdirSync(path.dirname(target), { recursive: true });
+      fs.writeFileSync(target, a.content);
+    }
     const custom = resources.filter((r) => r.custom).length;
-    return { code: 0, text: `synth ${stack}: ${custom} resources; wrote ${path.relative(cwd, outDir) || outDir}/{plan.md,graph.dot,graph.svg}`, outDir };
+    return { code: 0, text: `synth ${stack}: ${custom} resources, ${files.length} guest files; wrote ${path.relative(cwd, outDir) || outDir}/{plan.md,graph.dot,graph.svg} and a folder per guest`, outDir };
   } finally {
     if (previous === undefined) delete process.env[OFFLINE_ENV];
     else process.env[OFFLINE_ENV] = previous;

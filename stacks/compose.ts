@@ -13,7 +13,7 @@ import { proxmoxProvider } from "../components/proxmox";
 import type { RootTransport } from "../providers/guest/lxc-root-config";
 import type { SshConnection } from "../providers/ssh";
 import type { LoadedStack } from "./engine";
-import { bridgeNetwork, gpuAllocation, planCloneOrder, type GpuAllocation } from "./plan";
+import { bridgeNetwork, gpuAllocation, modelsOf, planCloneOrder, type GpuAllocation, type ModelOutput } from "./plan";
 import type { Guest, StackConfig } from "./schema";
 import { implicitDependencies } from "./validate";
 
@@ -22,13 +22,6 @@ export interface GuestOutput {
   kind: "lxc" | "vm";
   ip: string;
   role: string;
-}
-
-export interface ModelOutput {
-  id: string;
-  kind: "chat" | "embedding";
-  engine: "vllm" | "ollama" | "llamacpp";
-  guest: number;
 }
 
 export interface StackOutputs {
@@ -113,17 +106,4 @@ export function describeStack(config: StackConfig): StackOutputs {
     guests[String(g.vmid)] = { name: g.name, kind: g.kind, ip: g.network.ip === "dhcp" ? "dhcp" : g.network.ip.split("/")[0]!, role: g.role?.type ?? "none" };
   }
   return { guests, models: config.guests.flatMap(modelsOf), gpuAllocation: gpuAllocation(config) };
-}
-
-export function modelsOf(g: Guest): ModelOutput[] {
-  if (g.role?.type !== "model-server") return [];
-  const s = g.role.server;
-  switch (s.engine) {
-    case "vllm":
-      return [{ id: s.servedModelName, kind: s.task === "embed" ? "embedding" : "chat", engine: "vllm", guest: g.vmid }];
-    case "llamacpp":
-      return [{ id: s.servedModelName, kind: s.kind, engine: "llamacpp", guest: g.vmid }];
-    case "ollama":
-      return s.models.map((m) => ({ id: m.name, kind: m.kind, engine: "ollama" as const, guest: g.vmid }));
-  }
 }

@@ -1,6 +1,6 @@
 /** Pure planning over a validated configuration: figures other parts report or check. */
 import { parseCidr, subnetOf, type Cidr } from "./net";
-import type { Host, StackConfig } from "./schema";
+import type { Guest, Host, StackConfig } from "./schema";
 
 /** Subnet and gateway of a (bridge, VLAN) pair: the host's own for the untagged management bridge, else as declared. */
 export function bridgeNetwork(host: Host, bridge: string, vlan: number | undefined): { subnet: Cidr; gateway?: string } | undefined {
@@ -101,4 +101,25 @@ function primaryStorage(chain: CloneJob[]): string {
   const counts = new Map<string, number>();
   for (const job of chain) counts.set(job.storage, (counts.get(job.storage) ?? 0) + 1);
   return [...counts.entries()].reduce((best, entry) => (entry[1] > best[1] ? entry : best))[0];
+}
+
+export interface ModelOutput {
+  id: string;
+  kind: "chat" | "embedding";
+  engine: "vllm" | "ollama" | "llamacpp";
+  guest: number;
+}
+
+/** The models a guest serves, by the names clients put in a request's "model". */
+export function modelsOf(g: Guest): ModelOutput[] {
+  if (g.role?.type !== "model-server") return [];
+  const s = g.role.server;
+  switch (s.engine) {
+    case "vllm":
+      return [{ id: s.servedModelName, kind: s.task === "embed" ? "embedding" : "chat", engine: "vllm", guest: g.vmid }];
+    case "llamacpp":
+      return [{ id: s.servedModelName, kind: s.kind, engine: "llamacpp", guest: g.vmid }];
+    case "ollama":
+      return s.models.map((m) => ({ id: m.name, kind: m.kind, engine: "ollama" as const, guest: g.vmid }));
+  }
 }

@@ -449,6 +449,13 @@ function checkServicesAndRoutes(ctx: Context, report: Report): void {
     }
     const ip = ctx.guestIp(guest.g);
     if (guest.g.network.ip === "dhcp") report(`services[${i}].guest`, `service ${s.name}: ${guestLabel(guest.g)} uses DHCP; a routed service needs a static address`);
+    const role = guest.g.role?.type;
+    if (role === "nginx-gateway" || role === "traefik") {
+      report(`services[${i}].guest`, `service ${s.name} points at ${guestLabel(guest.g)}, which is a proxy: the route would loop back; point it at the guest that serves it`);
+    }
+    if (s.scheme === "http" && (guest.g.role?.type === "step-ca" || guest.g.role?.type === "portainer-server") && guest.g.role.port === s.port) {
+      report(`services[${i}].scheme`, `service ${s.name} sends plain HTTP to port ${s.port} of ${guestLabel(guest.g)}, which speaks TLS there: set scheme: https`);
+    }
     if (ip) listeners.push({ key: `${ip}:${s.port}`, path: `services[${i}].port` });
   });
   ctx.config.guests.forEach((g, i) => {
@@ -458,6 +465,13 @@ function checkServicesAndRoutes(ctx: Context, report: Report): void {
     if (ip && port && !services.some((s) => s.guest === g.vmid && s.port === port)) listeners.push({ key: `${ip}:${port}`, path: `guests[${i}].role` });
   });
   duplicates(listeners, (path, first, where) => report(path, `port clash: ${where} is already taken by ${first}: choose another port`));
+  ctx.config.guests.forEach((g, i) => {
+    if (g.role?.type !== "model-server" || !ctx.guestIp(g)) return;
+    const port = g.role.server.port;
+    if (!services.some((s) => s.guest === g.vmid && s.port === port)) {
+      report(`guests[${i}].role.server.port`, `${guestLabel(g)} serves models on port ${port} but no service points there: declare one in services (guest ${g.vmid}, port ${port}) so requests can reach it`);
+    }
+  });
   const gateway = ctx.config.guests.find((g) => g.role?.type === "nginx-gateway");
   const hasModelServer = ctx.config.guests.some((g) => g.role?.type === "model-server");
   const claims: { key: string; path: string }[] = [];

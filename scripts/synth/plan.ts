@@ -4,7 +4,7 @@
  * guests and the GPU budget, and the graph in Graphviz form. Pure.
  */
 import type { Registered } from "../offline-program";
-import { modelsOf } from "../../stacks/compose";
+import { modelsOf } from "../../stacks/plan";
 import { gpuAllocation } from "../../stacks/plan";
 import type { StackConfig } from "../../stacks/schema";
 
@@ -136,4 +136,31 @@ export function renderDot(config: StackConfig, resources: readonly Registered[])
   for (const r of custom) for (const d of customDeps(r, byName, children)) if (shown.has(d)) lines.push(`  ${q(d)} -> ${q(r.name)};`);
   lines.push("}");
   return lines.join("\n") + "\n";
+}
+
+export interface Artifact {
+  /** Relative to out/<stack>/. */
+  path: string;
+  content: string;
+}
+
+/**
+ * Every file Phoenix puts on a guest, and the script that puts it there, under
+ * a folder per guest (`103-step-ca/etc/step-ca/config/ca.json`,
+ * `103-step-ca/install/ct-103-step-ca-install.sh`).
+ */
+export function artifacts(config: StackConfig, resources: readonly Registered[]): Artifact[] {
+  const folder = (vmid: number) => {
+    const g = config.guests.find((x) => x.vmid === vmid) ?? config.templates.find((x) => x.vmid === vmid);
+    return g ? `${vmid}-${g.name}` : String(vmid);
+  };
+  const out: Artifact[] = [];
+  for (const r of resources.filter((x) => x.type === "phoenix:guest:GuestInstall")) {
+    const dir = folder(Number(r.inputs.vmid));
+    for (const f of (r.inputs.files as { path: string; content: string }[] | undefined) ?? []) out.push({ path: `${dir}${f.path}`, content: f.content });
+    const run = resources.find((x) => x.parent === r.name && x.type === "command:remote:Command");
+    const script = run?.inputs.stdin;
+    if (typeof script === "string") out.push({ path: `${dir}/install/${r.name}.sh`, content: script });
+  }
+  return out;
 }
