@@ -477,6 +477,9 @@ function checkServicesAndRoutes(ctx: Context, report: Report): void {
   const claims: { key: string; path: string }[] = [];
   routes.forEach((r, i) => {
     if (r.service !== undefined && !names.has(r.service) && !ctx.unchecked.services.has(r.service)) report(`routes[${i}].service`, `route ${r.host ?? ""}${r.path}: service '${r.service}' is not declared in services`);
+    if (r.byModel && r.host && known(r.host) && r.host !== host.domain) {
+      report(`routes[${i}].host`, `route ${r.host}${r.path}: routing by model is served on the gateway host ${host.domain} only: remove host`);
+    }
     if (r.byModel && !hasModelServer && ctx.unchecked.guests.size === 0) report(`routes[${i}].byModel`, `route ${r.path} routes by model, but no guest has role model-server`);
     if (r.service !== undefined && gateway && services.find((s) => s.name === r.service)?.guest === gateway.vmid) {
       report(`routes[${i}].service`, `route ${r.path}: service '${r.service}' is the gateway itself; a route must not loop back to the gateway`);

@@ -124,6 +124,7 @@ const cases: Case[] = [
   { rule: "service pointing at a proxy", mutate: (v) => v.services.push({ name: "loop", guest: 102, port: 8443 }), path: "services[9].guest", message: "which is a proxy: the route would loop back" },
   { rule: "plain HTTP to a TLS port", mutate: (v) => (v.services[0].scheme = "http"), path: "services[0].scheme", message: "sends plain HTTP to port 9000 of CT 103 step-ca, which speaks TLS there" },
   { rule: "model server no service reaches", mutate: (v) => (v.services = v.services.filter((s: Values) => s.name !== "ollama")), path: "guests[5].role.server.port", message: "serves models on port 11434 but no service points there" },
+  { rule: "by-model route on another host", mutate: (v) => (v.routes[0].host = "api.internal.thinkheads.ai"), path: "routes[0].host", message: "routing by model is served on the gateway host internal.thinkheads.ai only" },
   { rule: "route to an unknown service", mutate: (v) => (v.routes[4].service = "qdrant2"), path: "routes[4].service", message: "service 'qdrant2' is not declared in services" },
   { rule: "two routes claiming the same host+path", mutate: (v) => v.routes.push({ path: "/qdrant/", service: "n8n" }), path: "routes[8]", message: "is already claimed by routes[4]" },
   { rule: "route with both a service and byModel", mutate: (v) => (v.routes[0].service = "vllm-chat"), path: "routes[0].service", message: "either service or byModel" },

@@ -1,0 +1,421 @@
+/**
+ * The Nginx gateway's files (LXC 101): the TLS entry point in front of Traefik.
+ * Pure: typed config plus explicit inputs in, file list out.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import type { Route, Service, StackConfig } from "../../stacks/schema";
+import { fileList, indent, type RenderedFile } from "../render/files";
+import { renderAptEnsure, renderInstallScript, renderReleaseInstalls, type PinnedRelease } from "../render/install-script";
+import { gatewayHost, guestOfRole, modelRoutes, serviceHost, type ModelRoute } from "./routing";
+
+/** Where the gateway's files live. Production uses GATEWAY_LAYOUT; tests move it into a temp dir and high ports. */
+export interface GatewayLayout {
+  /** nginx's configuration directory. */
+  confDir: string;
+  /** The gateway's certificate chain and key, issued by Step-CA. */
+  certFile: string;
+  keyFile: string;
+  /** The Step-CA root, trusted for the hop to Traefik. */
+  caRootFile: string;
+  /** Web root that ACME http-01 challenge files are served from. */
+  acmeRoot: string;
+  logDir: string;
+  /** Parent of nginx's temporary directories (request bodies, proxied responses). */
+  varDir: string;
+  /** User the worker processes run as. */
+  user: string;
+  httpPort: number;
+  httpsPort: number;
+}
+
+export const GATEWAY_LAYOUT: GatewayLayout = {
+  confDir: "/etc/nginx",
+  certFile: "/etc/nginx/tls/gateway.crt",
+  keyFile: "/etc/nginx/tls/gateway.key",
+  caRootFile: "/etc/nginx/tls/step-ca-root.pem",
+  acmeRoot: "/var/lib/phoenix/acme",
+  logDir: "/var/log/nginx",
+  varDir: "/var/lib/nginx",
+  user: "www-data",
+  httpPort: 80,
+  httpsPort: 443,
+};
+
+export interface GatewayInputs {
+  /** Traefik's HTTPS entry point, which the gateway proxies every request to. */
+  traefik: { address: string; port: number };
+  /** The Step-CA root certificate (PEM). */
+  caRootPem: string;
+  layout?: GatewayLayout;
+}
+
+export const NJS_MODULE = "/usr/lib/nginx/modules/ngx_http_js_module.so";
+
+const ROUTER_SOURCE = path.join(__dirname, "nginx", "openai-router.js");
+
+function gatewayRole(config: StackConfig) {
+  return guestOfRole(config, "nginx-gateway").role;
+}
+
+const upstreamName = (service: string) => `traefik_${service}`;
+
+/** Services the gateway sends requests to: route targets and the model servers. */
+function proxiedServices(config: StackConfig, models: ModelRoute[]): Service[] {
+  const names = new Set([...config.routes.flatMap((r) => (r.service === undefined ? [] : [r.service])), ...models.map((m) => m.service)]);
+  return config.services.filter((s) => names.has(s.name));
+}
+
+function serviceByName(config: StackConfig, name: string): Service {
+  const s = config.services.find((x) => x.name === name);
+  if (!s) throw new Error(`service '${name}' is not declared in services`);
+  return s;
+}
+
+/** Lines every location that proxies to Traefik carries: the target service's host, on the wire and in SNI. */
+function proxyTo(config: StackConfig, layout: GatewayLayout, service: Service, opts: { websocket: boolean; uri?: string }): string {
+  const host = serviceHost(config, service);
+  return [
+    `include ${layout.confDir}/phoenix/proxy-headers.conf;`,
+    `proxy_set_header Host ${host};`,
+    `proxy_ssl_name ${host};`,
+    ...(opts.websocket ? ["proxy_set_header Upgrade $http_upgrade;", "proxy_set_header Connection $connection_upgrade;"] : ['proxy_set_header Connection "";']),
+    `proxy_pass https://${upstreamName(service.name)}${opts.uri ?? ""};`,
+  ].join("\n");
+}
+
+function routeLocation(config: StackConfig, layout: GatewayLayout, route: Route & { service: string }): string {
+  const service = serviceByName(config, route.service);
+  const websocket = route.websocket;
+  if (!route.stripPrefix || route.path === "/") {
+    return `location ${route.path} {\n${indent(proxyTo(config, layout, service, { websocket }), "    ")}\n}`;
+  }
+  if (route.path.endsWith("/")) {
+    // proxy_pass with a URI replaces the matched prefix, keeping the client's encoding.
+    return `location ${route.path} {\n${indent(proxyTo(config, layout, service, { websocket, uri: "/" }), "    ")}\n}`;
+  }
+  const escaped = route.path.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  return `location ${route.path} {\n    rewrite ^${escaped}/?(.*)$ /$1 break;\n${indent(proxyTo(config, layout, service, { websocket }), "    ")}\n}`;
+}
+
+function modelLocations(config: StackConfig, layout: GatewayLayout, maxBodyMiB: number, routes: Route[], models: ModelRoute[]): string {
+  const services = [...new Set(models.map((m) => m.service))].map((n) => serviceByName(config, n));
+  const blocks: string[] = [];
+  for (const route of routes) {
+    const listing = /\/models\/?$/.test(route.path);
+    const base = route.path.replace(/\/$/, "");
+    blocks.push(
+      listing
+        ? `location = ${base} {\n    js_content openai.models;\n}\n\nlocation ${base}/ {\n    js_content openai.models;\n}`
+        : `location ${route.path} {
+    # njs reads the whole body to find "model": keep it in one memory buffer.
+    client_body_buffer_size ${maxBodyMiB}m;
+    client_body_in_single_buffer on;
+    js_content openai.route;
+}`,
+    );
+  }
+  for (const s of services) {
+    blocks.push(`location @model_${s.name} {\n${indent(proxyTo(config, layout, s, { websocket: false }), "    ")}\n}`);
+    blocks.push(`location = /_phoenix/models/${s.name} {
+    internal;
+    # njs reads the list from memory: a subrequest's answer must be buffered whole.
+    proxy_buffering on;
+    subrequest_output_buffer_size 1m;
+    proxy_method GET;
+    proxy_pass_request_body off;
+    proxy_set_header Content-Length "";
+${indent(proxyTo(config, layout, s, { websocket: false, uri: "/v1/models" }), "    ")}
+}`);
+  }
+  return blocks.join("\n\n");
+}
+
+function serverBlock(layout: GatewayLayout, host: string, locations: string, defaultServer: boolean): string {
+  return `server {
+    listen ${layout.httpsPort} ssl http2${defaultServer ? " default_server" : ""};
+    server_name ${host};
+    include ${layout.confDir}/phoenix/security-headers.conf;
+
+${indent(locations, "    ")}
+}`;
+}
+
+/** The njs model table: model id → service, and the services to ask for /v1/models. */
+function renderModelTable(models: ModelRoute[]): string {
+  const table = { models: Object.fromEntries(models.map((m) => [m.id, m.service])), services: [...new Set(models.map((m) => m.service))] };
+  return `// Generated by Phoenix from the stack's model servers.\nexport default ${JSON.stringify(table, null, 4)};\n`;
+}
+
+export function renderGatewayConfig(config: StackConfig, inputs: GatewayInputs): RenderedFile[] {
+  const layout = inputs.layout ?? GATEWAY_LAYOUT;
+  const role = gatewayRole(config);
+  const byModel = config.routes.filter((r) => r.byModel);
+  const models = byModel.length > 0 ? modelRoutes(config) : [];
+  const domainHost = gatewayHost(config);
+  const c = layout.confDir;
+
+  const nginxConf = `# Phoenix gateway. Generated; changes made here are overwritten on the next apply.
+load_module ${NJS_MODULE};
+
+user ${layout.user};
+worker_processes auto;
+error_log ${layout.logDir}/error.log warn;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    server_tokens off;
+    keepalive_timeout 65s;
+
+    client_body_temp_path ${layout.varDir}/body;
+    proxy_temp_path ${layout.varDir}/proxy;
+    fastcgi_temp_path ${layout.varDir}/fastcgi;
+    uwsgi_temp_path ${layout.varDir}/uwsgi;
+    scgi_temp_path ${layout.varDir}/scgi;
+
+    log_format phoenix_json escape=json '{"time":"$time_iso8601","request_id":"$request_id","remote_addr":"$remote_addr","host":"$host","method":"$request_method","uri":"$request_uri","protocol":"$server_protocol","status":$status,"body_bytes_sent":$body_bytes_sent,"request_length":$request_length,"request_time":$request_time,"upstream_addr":"$upstream_addr","upstream_status":"$upstream_status","upstream_response_time":"$upstream_response_time","user_agent":"$http_user_agent"}';
+    access_log ${layout.logDir}/access.json phoenix_json;
+
+    # LLM requests carry long prompts and embedding batches, and generation takes minutes.
+    client_max_body_size ${role.maxBodyMiB}m;
+    proxy_read_timeout ${role.readTimeoutSeconds}s;
+    proxy_send_timeout ${role.readTimeoutSeconds}s;
+    send_timeout ${role.readTimeoutSeconds}s;
+    proxy_connect_timeout 10s;
+    proxy_http_version 1.1;
+    # Streamed completions (SSE) and WebSocket frames go out as they arrive.
+    proxy_buffering off;
+
+    ssl_certificate ${layout.certFile};
+    ssl_certificate_key ${layout.keyFile};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305;
+    ssl_prefer_server_ciphers off;
+    ssl_session_cache shared:phoenix_tls:10m;
+    ssl_session_timeout 1d;
+    ssl_session_tickets off;
+
+    # The hop to Traefik is TLS too, verified against the Step-CA root, with the service host as SNI.
+    proxy_ssl_protocols TLSv1.2 TLSv1.3;
+    proxy_ssl_verify on;
+    proxy_ssl_verify_depth 2;
+    proxy_ssl_trusted_certificate ${layout.caRootFile};
+    proxy_ssl_server_name on;
+    proxy_ssl_session_reuse on;
+
+    # The gateway sets these itself; a backend's copy would duplicate them.
+    proxy_hide_header Strict-Transport-Security;
+    proxy_hide_header X-Content-Type-Options;
+    proxy_hide_header X-Frame-Options;
+    proxy_hide_header Referrer-Policy;
+
+    map $http_upgrade $connection_upgrade {
+        default upgrade;
+        "" "";
+    }
+
+${byModel.length > 0 ? `    js_path ${c}/njs;
+    js_import openai from openai-router.js;
+
+` : ""}    include ${c}/conf.d/*.conf;
+}
+`;
+
+  const proxyHeaders = `# Included by every location that proxies; proxy_set_header does not inherit once a location sets its own.
+proxy_set_header X-Real-IP $remote_addr;
+proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+proxy_set_header X-Forwarded-Proto https;
+proxy_set_header X-Forwarded-Host $host;
+proxy_set_header X-Request-ID $request_id;
+`;
+
+  const securityHeaders = `# Included by every HTTPS server; locations add no headers of their own, so these always apply.
+add_header Strict-Transport-Security "max-age=31536000; includeSubDomains" always;
+add_header X-Content-Type-Options "nosniff" always;
+add_header Content-Security-Policy "frame-ancestors 'self'" always;
+add_header X-Frame-Options "SAMEORIGIN" always;
+add_header Referrer-Policy "strict-origin-when-cross-origin" always;
+`;
+
+  const gatewayConf = `# The entry point: HTTP only for ACME challenges, everything else over HTTPS.
+server {
+    listen ${layout.httpPort} default_server;
+    server_name _;
+
+    location ^~ /.well-known/acme-challenge/ {
+        root ${layout.acmeRoot};
+        default_type text/plain;
+        try_files $uri =404;
+    }
+
+    location / {
+        return 301 https://$host$request_uri;
+    }
+}
+
+${serverBlock(
+  layout,
+  domainHost,
+  `location = /healthz {
+    access_log off;
+    default_type application/json;
+    return 200 '{"status":"ok"}\\n';
+}
+
+include ${c}/routes.d/*.conf;`,
+  true,
+)}
+`;
+
+  const files: RenderedFile[] = [
+    { path: `${c}/nginx.conf`, content: nginxConf },
+    { path: `${c}/phoenix/proxy-headers.conf`, content: proxyHeaders },
+    { path: `${c}/phoenix/security-headers.conf`, content: securityHeaders },
+    { path: `${c}/conf.d/gateway.conf`, content: gatewayConf },
+    { path: layout.caRootFile, content: inputs.caRootPem.endsWith("\n") ? inputs.caRootPem : `${inputs.caRootPem}\n` },
+  ];
+
+  if (byModel.length > 0) {
+    files.push({ path: `${c}/routes.d/openai.conf`, content: `# OpenAI-compatible API: routed by the request's model.\n${modelLocations(config, layout, role.maxBodyMiB, byModel, models)}\n` });
+    files.push({ path: `${c}/njs/openai-router.js`, content: fs.readFileSync(ROUTER_SOURCE, "utf8") });
+    files.push({ path: `${c}/njs/phoenix-models.js`, content: renderModelTable(models) });
+  }
+
+  // Routes on other hosts get their own server, in the file of the host's first service.
+  const hostRoutes = new Map<string, (Route & { service: string })[]>();
+  for (const r of config.routes) {
+    if (r.service === undefined || r.host === undefined || r.host === domainHost) continue;
+    hostRoutes.set(r.host, [...(hostRoutes.get(r.host) ?? []), r as Route & { service: string }]);
+  }
+
+  for (const service of proxiedServices(config, models)) {
+    const gatewayRoutes = config.routes.filter((r): r is Route & { service: string } => r.service === service.name && (r.host === undefined || r.host === domainHost));
+    const servers = [...hostRoutes.entries()]
+      .filter(([, routes]) => routes[0]!.service === service.name)
+      .map(([host, routes]) => serverBlock(layout, host, routes.map((r) => routeLocation(config, layout, r)).join("\n\n"), false));
+    const upstream = `upstream ${upstreamName(service.name)} {\n    server ${inputs.traefik.address}:${inputs.traefik.port};\n    keepalive 16;\n}`;
+    files.push({ path: `${c}/conf.d/${service.name}.conf`, content: `# ${service.name}: reached through Traefik as ${serviceHost(config, service)}.\n${[upstream, ...servers].join("\n\n")}\n` });
+    if (gatewayRoutes.length > 0) {
+      files.push({ path: `${c}/routes.d/${service.name}.conf`, content: `# ${service.name} on ${domainHost}.\n${gatewayRoutes.map((r) => routeLocation(config, layout, r)).join("\n\n")}\n` });
+    }
+  }
+  return fileList(files);
+}
+
+/** Every host name the gateway answers on: its certificate must cover them all. */
+export function gatewayHostNames(config: StackConfig): string[] {
+  return [...new Set([gatewayHost(config), ...config.routes.flatMap((r) => (r.host === undefined ? [] : [r.host]))])];
+}
+
+export interface GatewayCertInputs {
+  /** Step-CA's URL, e.g. https://ca.internal.example:9000. */
+  caUrl: string;
+  /** The step CLI release installed on the gateway to obtain and renew the certificate. */
+  stepCli: PinnedRelease;
+}
+
+/** Renews when a third of the certificate's life is left; the timer checks hourly. */
+const RENEW_WHEN_LEFT = "33%";
+
+/**
+ * The gateway certificate: issued by Step-CA's ACME provisioner over HTTP-01
+ * (served from the ACME web root by the port-80 server), reissued when the host
+ * names change or a third of its life is left, then nginx reloads.
+ */
+export function renderGatewayCertFiles(config: StackConfig, cert: GatewayCertInputs, layout: GatewayLayout = GATEWAY_LAYOUT): RenderedFile[] {
+  const hosts = gatewayHostNames(config);
+  const [subject, ...sans] = hosts;
+  const script = `#!/usr/bin/env bash
+# Phoenix: obtains or renews the gateway certificate from Step-CA (ACME HTTP-01), then reloads nginx.
+set -euo pipefail
+cert=${layout.certFile}
+key=${layout.keyFile}
+names=${JSON.stringify(hosts.join(" "))}
+# A certificate for other names than the ones routed now is replaced, whatever its age.
+if [ -s "$cert" ] && [ "$(cat "$cert.names" 2>/dev/null || true)" = "$names" ]; then
+  # needs-renewal exits 1 for "not yet"; 0 (renew) and anything else (unreadable) fall through to issuance.
+  due=0
+  step certificate needs-renewal "$cert" --expires-in ${RENEW_WHEN_LEFT} >/dev/null 2>&1 || due=$?
+  if [ "$due" -eq 1 ]; then exit 0; fi
+fi
+mkdir -p ${layout.acmeRoot}
+step ca certificate ${subject} "$cert.new" "$key.new" \\
+  ${sans.map((s) => `--san ${s} `).join("")}--san ${subject} \\
+  --provisioner acme --webroot ${layout.acmeRoot} \\
+  --ca-url ${cert.caUrl} --root ${layout.caRootFile} --force
+chmod 0600 "$key.new"
+mv -f "$key.new" "$key"
+mv -f "$cert.new" "$cert"
+echo "$names" >"$cert.names"
+if systemctl is-active --quiet nginx; then
+  nginx -t -q
+  systemctl reload nginx
+fi
+`;
+  return fileList([
+    { path: "/usr/local/sbin/phoenix-gateway-cert", content: script, mode: "0755" },
+    {
+      path: "/etc/systemd/system/phoenix-gateway-cert.service",
+      content: `[Unit]
+Description=Phoenix: obtain or renew the gateway certificate from Step-CA
+After=network-online.target nginx.service
+Wants=network-online.target
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/phoenix-gateway-cert
+`,
+    },
+    {
+      path: "/etc/systemd/system/phoenix-gateway-cert.timer",
+      content: `[Unit]
+Description=Phoenix: check the gateway certificate hourly
+
+[Timer]
+OnBootSec=2min
+OnUnitActiveSec=1h
+RandomizedDelaySec=5min
+Persistent=true
+
+[Install]
+WantedBy=timers.target
+`,
+    },
+  ]);
+}
+
+/**
+ * The gateway's install script: nginx and njs from Debian, the step CLI pinned,
+ * a stand-in certificate until Step-CA issues the real one (nginx cannot start
+ * without one, and ACME needs nginx running), then the staged config swap with
+ * `nginx -t` before any reload.
+ */
+export function renderGatewayInstallScript(config: StackConfig, inputs: GatewayInputs, cert: GatewayCertInputs): string {
+  const layout = inputs.layout ?? GATEWAY_LAYOUT;
+  const files = [...renderGatewayConfig(config, inputs), ...renderGatewayCertFiles(config, cert, layout)];
+  return renderInstallScript({
+    name: "nginx-gateway",
+    description: "the Nginx gateway: config, njs router, certificate renewal",
+    prepare: `${renderAptEnsure(["nginx", "libnginx-mod-http-js", "curl", "ca-certificates", "openssl"])}
+${renderReleaseInstalls([cert.stepCli])}
+mkdir -p ${layout.acmeRoot} "$(dirname ${layout.certFile})"
+if [ ! -s ${layout.certFile} ]; then
+  # Stand-in until the first issuance: short-lived, never trusted by clients.
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=${gatewayHost(config)}" -keyout ${layout.keyFile} -out ${layout.certFile} 2>/dev/null
+  chmod 0600 ${layout.keyFile}
+fi`,
+    files,
+    validate: "nginx -t -q",
+    reload: "systemctl daemon-reload\nsystemctl enable --quiet nginx phoenix-gateway-cert.timer\nsystemctl reload-or-restart nginx",
+    // -k: until the first issuance the gateway serves its self-signed stand-in; this only asks whether nginx answers.
+    verify: `curl -fsS --max-time 3 -k --resolve ${gatewayHost(config)}:${layout.httpsPort}:127.0.0.1 https://${gatewayHost(config)}:${layout.httpsPort}/healthz >/dev/null`,
+    finish: "systemctl start --quiet phoenix-gateway-cert.timer\nsystemctl start phoenix-gateway-cert.service",
+  });
+}
