@@ -9,8 +9,11 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { OFFLINE_ENV, SECRET_PLACEHOLDER } from "../stacks/engine";
 import { formatIssues, readStackFile, validateStack } from "../stacks/load";
+import { offlineOutputs, PLACEHOLDER_CA_CN } from "./offline-outputs";
 import { runOffline } from "./offline-program";
 import { artifacts, renderDot, renderPlan } from "./synth/plan";
+
+const OFFLINE_NOTE = `Offline stand-ins: secrets read \`[secret]\`; the CA root in the rendered files is a throwaway certificate (CN "${PLACEHOLDER_CA_CN}"); the host driver's GPU report is taken from the configuration. \`pulumi up\` renders the same files with the real values.`;
 
 export interface SynthResult {
   code: number;
@@ -32,11 +35,12 @@ export async function synth(stack: string | undefined, cwd: string, outRoot = pa
   process.env[OFFLINE_ENV] = "1";
   try {
     const values = { ...raw.values, ...Object.fromEntries(missing.map((k) => [k, SECRET_PLACEHOLDER])) };
-    const { resources } = await runOffline({ values, secretKeys: new Set([...raw.secretKeys, ...missing]) }, { preview: true, load: () => import("../index") });
+    // Providers' outputs are stood in for (offline-outputs.ts), so every file renders as it would at apply.
+    const { resources } = await runOffline({ values, secretKeys: new Set([...raw.secretKeys, ...missing]) }, { preview: false, outputsOf: offlineOutputs(checked.config), load: () => import("../index") });
     const outDir = path.join(outRoot, stack);
     fs.rmSync(outDir, { recursive: true, force: true });
     fs.mkdirSync(outDir, { recursive: true });
-    fs.writeFileSync(path.join(outDir, "plan.md"), renderPlan(stack, checked.config, resources, missing));
+    fs.writeFileSync(path.join(outDir, "plan.md"), renderPlan(stack, checked.config, resources, missing, [OFFLINE_NOTE]));
     const dot = renderDot(checked.config, resources);
     fs.writeFileSync(path.join(outDir, "graph.dot"), dot);
     fs.writeFileSync(path.join(outDir, "graph.svg"), execFileSync("dot", ["-Tsvg"], { input: dot }));

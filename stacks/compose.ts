@@ -4,6 +4,7 @@
  * dependsOn where none does (clone order, host preparation before guests).
  */
 import * as pulumi from "@pulumi/pulumi";
+import { NginxGateway, StepCa, Traefik } from "../components/core/core";
 import { ClusterFirewall } from "../components/firewall";
 import type { GuestContext } from "../components/guest/common";
 import { LxcGuest } from "../components/guest/lxc";
@@ -37,7 +38,7 @@ function sshConnection(stack: LoadedStack, nodeIndex: number): pulumi.Output<Ssh
   return stack.secret("sshPrivateKey").apply((privateKey) => ({ host: node.ssh!.host, port: node.ssh!.port, username: node.ssh!.user, privateKey, hostKey }));
 }
 
-export function buildStack(stack: LoadedStack): StackOutputs {
+export function buildStack(stack: LoadedStack): StackOutputs & CoreOutputs {
   const { config } = stack;
   const hostNode = config.host.node ?? config.proxmox.nodes[0]!.name;
   const provider = proxmoxProvider("pve", { proxmox: config.proxmox, tokenSecret: stack.secret("proxmoxTokenSecret") });
@@ -97,7 +98,34 @@ export function buildStack(stack: LoadedStack): StackOutputs {
     return guest;
   };
   config.guests.forEach(build);
-  return describeStack(config);
+  const core = buildCore(stack, built, connections, hostNode);
+  return { ...describeStack(config), ...core };
+}
+
+export interface CoreOutputs {
+  gatewayUrl?: string;
+  caUrl?: string;
+  acmeDirectoryUrl?: string;
+  caRootPem?: pulumi.Output<string>;
+  caFingerprint?: pulumi.Output<string>;
+}
+
+/** Step-CA → Traefik → gateway, each in the guest with its role, ordered by the data they pass on. */
+function buildCore(stack: LoadedStack, built: Map<number, LxcGuest | VmGuest>, connections: Map<string, pulumi.Output<SshConnection> | undefined>, hostNode: string): CoreOutputs {
+  const { config } = stack;
+  const withRole = (type: string) => config.guests.find((g) => g.role?.type === type);
+  const tierArgs = (g: Guest) => ({ config, connection: connections.get(g.node ?? hostNode)!, dependsOn: [built.get(g.vmid)!.ready] });
+  const caGuest = withRole("step-ca");
+  if (!caGuest) return {};
+  const ca = new StepCa("step-ca", { ...tierArgs(caGuest), password: stack.secret("stepCaPassword") });
+  const out: CoreOutputs = { caUrl: ca.caUrl, acmeDirectoryUrl: ca.acmeDirectoryUrl, caRootPem: ca.rootPem, caFingerprint: ca.fingerprint };
+  const traefikGuest = withRole("traefik");
+  if (!traefikGuest) return out;
+  const traefik = new Traefik("traefik", { ...tierArgs(traefikGuest), caRootPem: ca.rootPem, acmeDirectoryUrl: ca.acmeDirectoryUrl });
+  const gatewayGuest = withRole("nginx-gateway");
+  if (!gatewayGuest) return out;
+  const gateway = new NginxGateway("gateway", { ...tierArgs(gatewayGuest), caRootPem: ca.rootPem, caUrl: ca.caUrl, traefik: traefik.address, traefikInstall: traefik.install });
+  return { ...out, gatewayUrl: gateway.url };
 }
 
 export function describeStack(config: StackConfig): StackOutputs {

@@ -390,6 +390,9 @@ function checkSshNeeds(ctx: Context, report: Report): void {
     const node = g.node ?? ctx.hostNode;
     const { sshOnly } = rootOnlySettings(g);
     if (sshOnly.length > 0 && !hasSsh(node)) report(`guests[${i}]`, `${guestLabel(g)}: ${sshOnly.join(", ")} need SSH to node ${node} (the API cannot set them): configure proxmox.nodes[].ssh for it`);
+    if (g.kind === "lxc" && g.role && !hasSsh(node)) {
+      report(`guests[${i}].role`, `${guestLabel(g)}: its ${g.role.type} software is installed inside the container through node ${node} (pct exec over SSH): configure proxmox.nodes[].ssh for it`);
+    }
   });
 }
 

@@ -4,6 +4,7 @@
  * engine would see.
  */
 import { vi } from "vitest";
+import { placeholderCaOutput } from "../scripts/offline-outputs";
 import { runOffline, type Registered } from "../scripts/offline-program";
 import type { RawStack } from "../stacks/load";
 
@@ -19,9 +20,13 @@ export const MOCK_NVIDIA = {
   deviceNodes: ["/dev/nvidia0", "/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"].map((path) => ({ path, major: path.includes("uvm") ? 509 : 195 })),
 };
 
+/** A root certificate as the CA's init script would print it, made once per test file. */
+export const MOCK_CA = placeholderCaOutput("Mock Root CA");
+
 /** Outputs the real providers would report, for the resources whose outputs the program consumes. */
 function mockOutputs(name: string, inputs: Record<string, unknown>): Record<string, unknown> {
   if (name.endsWith("-nvidia")) return MOCK_NVIDIA;
+  if (name === "step-ca-install-run") return { stdout: MOCK_CA.stdout };
   if (name.endsWith("-gpu-functions")) {
     const cards = (inputs.addresses as string[]).map((address, i) => ({
       address,

@@ -107,7 +107,7 @@ export function renderStepCaFiles(config: StackConfig): RenderedFile[] {
  * exists, installs the unit, and prints the root certificate and its SHA-256
  * fingerprint between markers for parseStepCaOutput.
  */
-export function renderStepCaInitScript(config: StackConfig, digests: StepReleaseDigests = {}): string {
+export function renderStepCaInitScript(config: StackConfig, digests: StepReleaseDigests = {}, password?: string): string {
   const role = caGuest(config).role;
   const ep = stepCaEndpoints(config);
   const user = serviceUser(config);
@@ -147,7 +147,8 @@ if ! id step >/dev/null 2>&1; then
 fi
 ${renderReleaseInstalls([stepCaRelease(config, digests.stepCa), stepCliRelease(config, digests.stepCli)])}
 install -d -m 0700 -o step -g step ${STEP_PATH} ${STEP_PATH}/secrets
-if [ ! -s ${STEP_CA_PASSWORD_FILE} ]; then
+${password === undefined ? "" : `${renderStepCaPasswordFile(password)}
+`}if [ ! -s ${STEP_CA_PASSWORD_FILE} ]; then
   echo "step-ca: ${STEP_CA_PASSWORD_FILE} is missing; the installer writes phoenix:stepCaPassword there before this script runs" >&2
   exit 1
 fi
@@ -185,4 +186,17 @@ export function parseStepCaOutput(stdout: string): StepCaOutputs {
   const actual = new crypto.X509Certificate(pem).fingerprint256.replace(/:/g, "").toLowerCase();
   if (actual !== fp) throw new Error(`the printed root fingerprint ${fp} is not that of the printed certificate (${actual})`);
   return { rootPem: `${pem}\n`, fingerprint: fp };
+}
+
+/**
+ * Writes the provisioner password where only root can read it until the lines
+ * after it hand it to the step user. It travels on the script's stdin, never
+ * as a command-line argument.
+ */
+function renderStepCaPasswordFile(password: string): string {
+  if (password.split("\n").includes("PHOENIX_PASSWORD")) throw new Error("phoenix:stepCaPassword contains the line PHOENIX_PASSWORD, which the installer uses as its delimiter; choose another password");
+  return `(umask 077 && cat > ${STEP_CA_PASSWORD_FILE} <<'PHOENIX_PASSWORD'
+${password}
+PHOENIX_PASSWORD
+)`;
 }

@@ -72,11 +72,12 @@ export function waves(resources: readonly Registered[]): string[][] {
   return out.map((w) => w.sort());
 }
 
-export function renderPlan(stack: string, config: StackConfig, resources: readonly Registered[], missingSecrets: readonly string[]): string {
+export function renderPlan(stack: string, config: StackConfig, resources: readonly Registered[], missingSecrets: readonly string[], notes: readonly string[] = []): string {
   const byName = new Map(resources.map((r) => [r.name, r]));
   const custom = resources.filter((r) => r.custom);
   const lines: string[] = [`# Phoenix plan: ${stack}`, "", `${custom.length} resources in ${TIERS.filter((t) => custom.some((r) => tierOf(r, byName, config) === t)).length} tiers.`, ""];
   if (missingSecrets.length > 0) lines.push(`Secrets to set before \`pulumi up\`: ${missingSecrets.map((s) => `\`phoenix:${s}\``).join(", ")}.`, "");
+  for (const note of notes) lines.push(note, "");
 
   lines.push("## Resources by tier", "");
   for (const tier of TIERS) {
@@ -138,6 +139,13 @@ export function renderDot(config: StackConfig, resources: readonly Registered[])
   return lines.join("\n") + "\n";
 }
 
+// How the SDK serializes a secret value; offline, its value is already a placeholder.
+const SECRET_SIG = "4dabf18193072939515e22adb298388d";
+
+function unwrapSecret(v: unknown): unknown {
+  return v !== null && typeof v === "object" && SECRET_SIG in v ? (v as { value: unknown }).value : v;
+}
+
 export interface Artifact {
   /** Relative to out/<stack>/. */
   path: string;
@@ -159,7 +167,7 @@ export function artifacts(config: StackConfig, resources: readonly Registered[])
     const dir = folder(Number(r.inputs.vmid));
     for (const f of (r.inputs.files as { path: string; content: string }[] | undefined) ?? []) out.push({ path: `${dir}${f.path}`, content: f.content });
     const run = resources.find((x) => x.parent === r.name && x.type === "command:remote:Command");
-    const script = run?.inputs.stdin;
+    const script = unwrapSecret(run?.inputs.stdin);
     if (typeof script === "string") out.push({ path: `${dir}/install/${r.name}.sh`, content: script });
   }
   return out;

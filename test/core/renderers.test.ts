@@ -69,6 +69,15 @@ describe("step-ca renderer", () => {
     expect(script).toContain("chmod 0600 /etc/step-ca/secrets/password");
   });
 
+  it("writes the provisioner password from the script itself before the check that needs it, never on a command line", () => {
+    const script = renderStepCaInitScript(config, {}, "s3cret pass'word");
+    const write = script.indexOf("cat > /etc/step-ca/secrets/password <<'PHOENIX_PASSWORD'\ns3cret pass'word\nPHOENIX_PASSWORD");
+    expect(write).toBeGreaterThan(0);
+    expect(write).toBeLessThan(script.indexOf("if [ ! -s /etc/step-ca/secrets/password ]"));
+    expect(script.split("\n").filter((l) => l.includes("s3cret"))).toEqual(["s3cret pass'word"]);
+    expect(() => renderStepCaInitScript(config, {}, "a\nPHOENIX_PASSWORD\nb")).toThrow(/delimiter/);
+  });
+
   it("pins the binaries by digest when given one, by the release's checksums file otherwise", () => {
     const digest = "a".repeat(64);
     expect(renderStepCaInitScript(config, { stepCa: digest })).toContain(`${digest} - step-ca`);
