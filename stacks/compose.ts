@@ -10,6 +10,7 @@ import type { GuestContext } from "../components/guest/common";
 import { LxcGuest } from "../components/guest/lxc";
 import { VmGuest } from "../components/guest/vm";
 import { HostPrep } from "../components/host";
+import { Templates } from "../components/templates";
 import { proxmoxProvider } from "../components/proxmox";
 import type { RootTransport } from "../providers/guest/lxc-root-config";
 import type { SshConnection } from "../providers/ssh";
@@ -47,10 +48,13 @@ export function buildStack(stack: LoadedStack): StackOutputs & CoreOutputs {
   const connections = new Map(config.proxmox.nodes.map((n, i) => [n.name, sshConnection(stack, i)]));
 
   const hostConnection = connections.get(hostNode);
-  const api = config.host.gpus.some((g) => g.mode === "vm-passthrough")
-    ? stack.secret("proxmoxTokenSecret").apply((tokenSecret) => ({ endpoint: config.proxmox.endpoint, tokenId: config.proxmox.tokenId, tokenSecret, caPem: caPem(), insecure: config.proxmox.tls.insecure }))
-    : undefined;
+  const api = stack.secret("proxmoxTokenSecret").apply((tokenSecret) => ({ endpoint: config.proxmox.endpoint, tokenId: config.proxmox.tokenId, tokenSecret, caPem: caPem(), insecure: config.proxmox.tls.insecure }));
   const host = hostConnection ? new HostPrep("host", { host: config.host, node: hostNode, connection: hostConnection, provider, api }) : undefined;
+  const templates = new Templates(
+    "templates",
+    { templates: config.templates, host: config.host, node: hostNode, api, connections: Object.fromEntries(connections), provider, nvidia: host?.nvidia, storages: host?.storages },
+    { providers: [provider] },
+  );
   const firewall = new ClusterFirewall("firewall", { firewall: config.firewall, nodes: config.proxmox.nodes.map((n) => n.name), adminNetworks: config.host.adminNetworks }, { providers: [provider] });
 
   const rootTransport = (node: string): pulumi.Input<RootTransport> | undefined => {
@@ -75,7 +79,7 @@ export function buildStack(stack: LoadedStack): StackOutputs & CoreOutputs {
     const context: GuestContext = { node, bridge: config.host.managementBridge, gateway: net?.gateway, dnsServers: config.host.dnsServers, domain: config.host.domain };
     const groups = g.firewall.groups.map((name) => firewall.groups[name]!);
     const storage = host?.storages[g.storage];
-    const dependsOn = [...before, ...groups, ...(storage ? [storage] : [])];
+    const dependsOn = [...before, ...groups, ...(storage ? [storage] : []), templates.byVmid[g.clone]!];
     const opts = { providers: [provider] };
     const guest =
       g.kind === "lxc"

@@ -6,7 +6,7 @@
 import { inSubnet, isNetworkOrBroadcast, parseCidr, subnetOf, type Cidr } from "./net";
 import { hostIdOf } from "./idmap";
 import { bridgeNetwork, gpuAllocation } from "./plan";
-import { poolTopologies, UNKNOWN, type Guest, type StackConfig, type Template, type FirewallRule } from "./schema";
+import { poolTopologies, UNKNOWN, type Guest, type Host, type StackConfig, type Template, type FirewallRule } from "./schema";
 
 export interface ConfigIssue {
   /** Path inside the phoenix namespace, e.g. guests[3].network.ip. */
@@ -43,6 +43,7 @@ export function crossValidate(config: StackConfig, unchecked: Unchecked = NOTHIN
   checkNetwork(ctx, report);
   checkStorageAndZfs(ctx, report);
   checkTemplates(ctx, report);
+  for (const issue of templateVersionIssues(config)) report(issue.path, issue.message);
   checkClonesAndDependencies(ctx, report);
   checkGpus(ctx, report);
   checkMounts(ctx, report);
@@ -539,4 +540,60 @@ function allowsAdmin(r: FirewallRule, port: number): boolean {
     const [lo, hi] = part.split(":").map(Number) as [number, number | undefined];
     return port >= lo && port <= (hi ?? lo);
   });
+}
+
+/** Which `versions` keys each layer pins, and which it must pin. */
+const LAYER_VERSIONS: Record<Extract<Template, { kind: "lxc" }>["layer"], { allowed: string[]; required: string[] }> = {
+  base: { allowed: [], required: [] },
+  cuda: { allowed: ["cuda", "nvidia"], required: ["cuda"] },
+  vllm: { allowed: ["vllm"], required: ["vllm"] },
+};
+
+/**
+ * What the templates' versions must agree on (each issue names the config path). The CUDA layer's NVIDIA user-space is the host driver's version: a template may
+ * repeat it as versions.nvidia, but never differ from it.
+ */
+export function templateVersionIssues(config: { templates: Template[]; host: Pick<Host, "nvidiaDriver"> }): Array<{ path: string; message: string }> {
+  const issues: Array<{ path: string; message: string }> = [];
+  const byVmid = new Map(config.templates.map((t) => [t.vmid, t]));
+  const layerChain = (t: Extract<Template, { kind: "lxc" }>): string[] => {
+    const seen = new Set<number>();
+    const layers: string[] = [];
+    for (let cur: Template | undefined = t; cur?.kind === "lxc" && !seen.has(cur.vmid); cur = "clone" in cur.source ? byVmid.get(cur.source.clone) : undefined) {
+      seen.add(cur.vmid);
+      layers.push(cur.layer);
+    }
+    return layers;
+  };
+  config.templates.forEach((t, i) => {
+    if (t.kind !== "lxc") return;
+    const rule = LAYER_VERSIONS[t.layer];
+    for (const key of Object.keys(t.versions).filter((k) => !rule.allowed.includes(k))) {
+      issues.push({ path: `templates[${i}].versions.${key}`, message: `template ${t.vmid}: layer ${t.layer} pins ${rule.allowed.join(", ") || "no versions"}, not ${key}` });
+    }
+    for (const key of rule.required.filter((k) => t.versions[k] === undefined)) {
+      issues.push({ path: `templates[${i}].versions.${key}`, message: `template ${t.vmid}: layer ${t.layer} needs versions.${key} pinned (e.g. ${key === "cuda" ? '"12.8"' : "0.11.0"})` });
+    }
+    if (t.layer === "cuda" && t.versions.cuda !== undefined && !/^\d+\.\d+$/.test(t.versions.cuda)) {
+      issues.push({ path: `templates[${i}].versions.cuda`, message: `template ${t.vmid}: versions.cuda is the CUDA runtime's major.minor (e.g. "12.8"), not ${t.versions.cuda}` });
+    }
+    if (t.layer === "cuda" && !config.host.nvidiaDriver) {
+      issues.push({ path: `templates[${i}].layer`, message: `template ${t.vmid}: the cuda layer installs the host driver's user-space: declare host.nvidiaDriver.version` });
+    }
+    const pinned = t.versions.nvidia;
+    const host = config.host.nvidiaDriver?.version;
+    if (t.layer === "cuda" && pinned !== undefined && host !== undefined && pinned !== host) {
+      issues.push({
+        path: `templates[${i}].versions.nvidia`,
+        message: `template ${t.vmid}: versions.nvidia ${pinned} differs from host.nvidiaDriver.version ${host}; container user-space must match the host's kernel module exactly: remove versions.nvidia or make it ${host}`,
+      });
+    }
+    if (t.layer === "vllm" && !layerChain(t).includes("cuda")) {
+      issues.push({ path: `templates[${i}].source.clone`, message: `template ${t.vmid}: vLLM needs the CUDA user-space: clone it from a cuda template` });
+    }
+    if (t.features.keyctl || t.features.fuse) {
+      issues.push({ path: `templates[${i}].features`, message: `template ${t.vmid}: keyctl and fuse need root@pam, which template builds do not use: set them on the guests that need them` });
+    }
+  });
+  return issues;
 }

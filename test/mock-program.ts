@@ -27,6 +27,7 @@ export const MOCK_CA = placeholderCaOutput("Mock Root CA");
 function mockOutputs(name: string, inputs: Record<string, unknown>): Record<string, unknown> {
   if (name.endsWith("-nvidia")) return MOCK_NVIDIA;
   if (name === "step-ca-install-run") return { stdout: MOCK_CA.stdout };
+  if (name.endsWith("-checksum")) return { sha256: "c".repeat(64) };
   if (name.endsWith("-gpu-functions")) {
     const cards = (inputs.addresses as string[]).map((address, i) => ({
       address,

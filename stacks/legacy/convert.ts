@@ -46,6 +46,9 @@ export interface Conversion {
 type Obj = Record<string, unknown>;
 
 const GPU_PLACEHOLDER_GIB = 16;
+/** What the old container script hardcoded (cuda-toolkit-12-8). */
+const LEGACY_CUDA_VERSION = "12.8";
+const VLLM_PLACEHOLDER_VERSION = "0.11.0";
 const OLLAMA_PLACEHOLDER_VERSION = "0.0.0";
 const VM_TEMPLATE_DISK_GIB = 32; // `qm resize 9000 scsi0 32G`: every VM clone got this disk, whatever the config said
 // An ed25519 key line whose key bytes spell what to do: it passes the format check but never matches a node.
@@ -269,6 +272,15 @@ class Converter {
     const features = c.features ?? [];
     t.layer = features.includes("vllm") ? "vllm" : features.includes("nvidia") ? "cuda" : "base";
     this.log.check(m.ref("features"), `${at}.layer`, `layer ${t.layer}, from features [${features.join(", ")}]`);
+    // Phoenix pins what each layer installs; the old scripts installed whatever was current.
+    if (t.layer === "cuda") {
+      t.versions = { cuda: LEGACY_CUDA_VERSION };
+      this.log.check(m.ref("features"), `${at}.versions.cuda`, `CUDA ${LEGACY_CUDA_VERSION}: the version the old container script hardcoded (cuda-toolkit-12-8)`);
+    }
+    if (t.layer === "vllm") {
+      t.versions = { vllm: VLLM_PLACEHOLDER_VERSION };
+      this.log.fillIn(m.ref("features"), `${at}.versions.vllm`, `the old scripts installed whatever vLLM was current: ${VLLM_PLACEHOLDER_VERSION} is a placeholder; pin the version you run`);
+    }
     for (const f of features) this.featureWithoutRole(m, f);
     t.unprivileged = c.unprivileged;
     if (c.unprivileged !== undefined) this.log.mapped(m.ref("unprivileged"), `${at}.unprivileged`);

@@ -5,7 +5,7 @@ import { prodWithSecrets } from "../stacks/fixtures";
 
 const SECRET_SIG = "4dabf18193072939515e22adb298388d";
 const isSecret = (v: unknown) => v !== null && typeof v === "object" && SECRET_SIG in v;
-const valueOf = (o: unknown) => new Promise((resolve) => pulumi.output(o).apply(resolve));
+const valueOf = (o: unknown) => new Promise((resolve) => (pulumi.output(o) as pulumi.Output<unknown>).apply(resolve));
 
 let program: Program;
 beforeAll(async () => {

@@ -9,6 +9,8 @@ const ROOT_CONFIG = "pulumi-nodejs:dynamic/phoenix/guest:LxcRootConfig";
 
 let program: Program;
 const input = <T>(r: Registered, key: string) => r.inputs[key] as T;
+/** Guests only: the VM template is a VmLegacy too. */
+const guestsOf = (type: string) => program.ofType(type).filter((r) => r.inputs.template !== true);
 
 beforeAll(async () => {
   program = await runProgram(prodWithSecrets());
@@ -27,7 +29,7 @@ describe("guests of the prod stack", () => {
       "vm-1001-portainer": 9000,
       "vm-1002-drphoenix": 9000,
     };
-    const guests = [...program.ofType(CT), ...program.ofType(VM)];
+    const guests = [...guestsOf(CT), ...guestsOf(VM)];
     expect(Object.fromEntries(guests.map((g) => [g.name, input<{ vmId: number }>(g, "clone").vmId]))).toEqual(expected);
     for (const g of guests) expect(input<{ full: boolean }>(g, "clone").full).toBe(false);
   });
@@ -37,7 +39,7 @@ describe("guests of the prod stack", () => {
       expect(input(ct, "unprivileged")).toBe(true);
       expect(input<{ firewall: boolean }[]>(ct, "networkInterfaces")[0]?.firewall).toBe(true);
     }
-    for (const vm of program.ofType(VM)) expect(input<{ firewall: boolean }[]>(vm, "networkDevices")[0]?.firewall).toBe(true);
+    for (const vm of guestsOf(VM)) expect(input<{ firewall: boolean }[]>(vm, "networkDevices")[0]?.firewall).toBe(true);
     const options = program.ofType(FW_OPTIONS);
     expect(options).toHaveLength(9);
     for (const o of options) expect({ enabled: input(o, "enabled"), inputPolicy: input(o, "inputPolicy") }).toEqual({ enabled: true, inputPolicy: "DROP" });
@@ -68,7 +70,7 @@ describe("guests of the prod stack", () => {
   });
 
   it("never clones two guests from one template at the same time", () => {
-    const guests = [...program.ofType(CT), ...program.ofType(VM)];
+    const guests = [...guestsOf(CT), ...guestsOf(VM)];
     const bySource = new Map<number, string[]>();
     for (const g of guests) {
       const source = input<{ vmId: number }>(g, "clone").vmId;
@@ -83,6 +85,13 @@ describe("guests of the prod stack", () => {
         }
       }
     }
+  });
+
+  it("clone each guest only once its template is built", () => {
+    expect(program.dependenciesOf("ct-802-vllm-chat")).toContain("ct-920-tpl-vllm");
+    expect(program.dependenciesOf("vm-1001-portainer")).toContain("vm-9000-tpl-ubuntu-cloud");
+    // the golden template sits on top of the CUDA one, which waits for the host driver
+    expect(program.dependenciesOf("ct-920-tpl-vllm")).toContain("host-nvidia");
   });
 
   it("start GPU guests only after the host driver, and guests after their storage and datasets", () => {
@@ -111,8 +120,6 @@ describe("a GPU passed through to a VM next to one shared with containers", () =
     /* eslint-disable @typescript-eslint/no-explicit-any */
     const v = raw.values as Record<string, any>;
     v.host.gpus[1].mode = "vm-passthrough";
-    // Reading the PCI listing is an API call of Phoenix's own, which verifies against the stack's CA.
-    v.proxmox.tls = { caPem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n" };
     v.guests = v.guests.filter((g: any) => g.vmid !== 917);
     v.services = v.services.filter((s: any) => s.guest !== 917);
     const byId = (id: number) => v.guests.find((g: any) => g.vmid === id);

@@ -227,7 +227,7 @@ describe("the migration report of the realistic machine", () => {
   it("lists what Phoenix does not model, and the placeholders to fill in", () => {
     expect(at(entries, "unsupported", HV, "nfs")?.fix).toContain("/etc/exports");
     expect(at(entries, "unsupported", VM, "vms[1].volumes[0]")).toBeDefined();
-    expect(entries.filter((e) => e.kind === "fill-in").map((e) => e.target)).toEqual(["host.gpus[0]", "host.gpus[1]", "guests[5].role.server.version", "guests[5].role.server.models", "proxmox.nodes[0].ssh.hostKey"]);
+    expect(entries.filter((e) => e.kind === "fill-in").map((e) => e.target)).toEqual(["host.gpus[0]", "host.gpus[1]", "templates[2].versions.vllm", "guests[5].role.server.version", "guests[5].role.server.models", "proxmox.nodes[0].ssh.hostKey"]);
     expect(entries.find((e) => e.kind === "check" && e.target === "proxmox.endpoint")?.message).toContain("https://10.0.0.13:8006");
   });
 

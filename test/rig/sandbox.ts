@@ -14,6 +14,8 @@ const REAL_TOOLS = [
 const STAND_INS = [
   "zfs", "zpool", "wipefs", "lsblk", "uname", "lspci", "proxmox-boot-tool", "update-initramfs", "update-grub", "modprobe",
   "nvidia-smi", "nvidia-modprobe", "nvidia-uninstall", "dkms", "apt-get", "dpkg-query", "systemctl", "curl", "depmod",
+  // The node's container tool, and what setup scripts call inside containers.
+  "pct", "dpkg", "locale", "locale-gen", "update-ca-certificates", "python3",
 ];
 
 export const DISKS = {
@@ -46,6 +48,7 @@ function initialState(): SandboxState {
     aptInstalled: [],
     nvidia: { inUse: false, dkms: [], gpus: [{ busId: "00000000:02:00.0", name: "NVIDIA GeForce RTX 5070 Ti", memoryMiB: 16303 }], uvmMajor: 508 },
     systemdEnabled: [],
+    containers: {},
   };
 }
 

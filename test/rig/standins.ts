@@ -4,6 +4,7 @@
  * every tool keeps its state in the sandbox's state.json, so a script's effect can be read back
  * and a second run can be seen to change nothing. Only Node built-ins may be imported here.
  */
+import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 
@@ -30,6 +31,25 @@ export interface SandboxState {
     uvmMajor: number;
   };
   systemdEnabled: string[];
+  /** What tools run through `pct exec <vmid>` changed inside each container, by vmid. */
+  containers: Record<string, ContainerState>;
+}
+
+/** The part of a machine's state that package and service tools touch: the host's, or one container's. */
+interface PackageScope {
+  aptInstalled: string[];
+  systemdEnabled: string[];
+}
+
+export interface ContainerState extends PackageScope {
+  /** Locales `locale-gen` has generated, as `locale -a` names them (en_US.utf8). */
+  locales: string[];
+  /** Times `update-ca-certificates` ran. */
+  caUpdates: number;
+  /** The NVIDIA user-space version a `--no-kernel-module` install put in. */
+  nvidiaUserspace?: string;
+  /** Packages pip installed, by virtualenv path inside the container, then name → version. */
+  venvs: Record<string, Record<string, string>>;
 }
 
 const SIZE_PROPS = new Set(["quota", "refquota", "reservation", "refreservation", "recordsize", "volsize", "volblocksize", "special_small_blocks"]);
@@ -54,6 +74,9 @@ const ZFS_DEFAULTS: Record<string, string> = {
 const sandbox = path.dirname(path.dirname(__filename));
 const root = path.join(sandbox, "root");
 const statePath = path.join(sandbox, "state.json");
+/** Inside `pct exec`, PHOENIX_CT names the container and PHOENIX_ROOT is its root directory. */
+const container = process.env.PHOENIX_CT;
+const machineRoot = container ? (process.env.PHOENIX_ROOT ?? root) : root;
 
 function load(): SandboxState {
   return JSON.parse(fs.readFileSync(statePath, "utf8")) as SandboxState;
@@ -251,6 +274,7 @@ function installer(s: SandboxState, args: string[]): void {
   const version = /NVIDIA-Linux-x86_64-([0-9.]+)\.run$/.exec(runfile ?? "")?.[1];
   if (!version) fail(`installer stand-in: cannot tell the version from ${runfile}`, 2);
   if (!flags.includes("--silent")) fail("installer stand-in: interactive run", 2);
+  if (flags.includes("--no-kernel-module")) return userSpaceInstall(s, version);
   if (s.nvidia.loaded) fail("ERROR: An NVIDIA kernel module 'nvidia' appears to already be loaded in your kernel.");
   const headers = [`proxmox-headers-${s.kernelRelease}`, `pve-headers-${s.kernelRelease}`];
   if (!headers.some((h) => s.aptInstalled.includes(h))) fail("ERROR: Unable to find the kernel source tree for the currently running kernel.");
@@ -261,6 +285,132 @@ function installer(s: SandboxState, args: string[]): void {
   if (nouveau) return;
   s.nvidia.loaded = version;
   procDevices(s, false);
+}
+
+const LIB_DIR = "usr/lib/x86_64-linux-gnu";
+
+/** A container install: only the libraries, which must match the host's kernel module exactly. */
+function userSpaceInstall(s: SandboxState, version: string): void {
+  if (!container) fail("installer stand-in: --no-kernel-module outside a container", 2);
+  const libs = path.join(machineRoot, LIB_DIR);
+  fs.mkdirSync(libs, { recursive: true });
+  for (const f of fs.readdirSync(libs)) if (/^lib(cuda|nvidia-ml)\.so\./.test(f)) fs.rmSync(path.join(libs, f));
+  for (const lib of ["libcuda.so", "libnvidia-ml.so"]) fs.writeFileSync(path.join(libs, `${lib}.${version}`), "");
+  containerState(s).nvidiaUserspace = version;
+}
+
+function containerState(s: SandboxState): ContainerState {
+  if (!container) fail("stand-in: not inside a container", 2);
+  return (s.containers[container] ??= { aptInstalled: [], systemdEnabled: [], locales: [], caUpdates: 0, venvs: {} });
+}
+
+function packageScope(s: SandboxState): PackageScope {
+  return container ? containerState(s) : s;
+}
+
+const ctConf = (vmid: string) => path.join(root, "etc/pve/lxc", `${vmid}.conf`);
+const ctStatus = (vmid: string) => path.join(root, "run/pct", `${vmid}.status`);
+
+/** The current section of a container's config (snapshot sections start at the first `[name]` line). */
+function confSections(vmid: string): { current: string[]; rest: string[] } {
+  const file = ctConf(vmid);
+  if (!fs.existsSync(file)) fail(`Configuration file 'nodes/pve/lxc/${vmid}.conf' does not exist`, 255);
+  const lines = fs.readFileSync(file, "utf8").split("\n");
+  const cut = lines.findIndex((l) => l.startsWith("["));
+  const current = (cut < 0 ? lines : lines.slice(0, cut)).filter((l) => l.trim() !== "");
+  return { current, rest: cut < 0 ? [] : lines.slice(cut) };
+}
+
+const confKey = (line: string) => line.slice(0, line.search(/[:=]/));
+
+function running(vmid: string): boolean {
+  return fs.existsSync(ctStatus(vmid)) && fs.readFileSync(ctStatus(vmid), "utf8").trim() === "running";
+}
+
+function setStatus(vmid: string, status: "running" | "stopped"): void {
+  fs.mkdirSync(path.dirname(ctStatus(vmid)), { recursive: true });
+  fs.writeFileSync(ctStatus(vmid), status + "\n");
+}
+
+/** pct over the config files in $root/etc/pve/lxc and status files in $root/run/pct, as PVE's CLI behaves. */
+function pct(args: string[]): void {
+  const [sub, vmid, ...rest] = args;
+  if (!sub || !vmid || !/^\d+$/.test(vmid)) fail("pct stand-in: usage: pct <command> <vmid> [options]", 255);
+  const { current, rest: snapshots } = confSections(vmid);
+  const isTemplate = current.some((l) => /^template:\s*1$/.test(l));
+  switch (sub) {
+    case "config":
+      return out(current);
+    case "status":
+      return out([`status: ${running(vmid) ? "running" : "stopped"}`]);
+    case "set": {
+      const set = new Map<string, string>();
+      let del: string[] = [];
+      for (let i = 0; i < rest.length; i += 2) {
+        const key = rest[i]?.replace(/^--/, "") ?? "";
+        const value = rest[i + 1];
+        if (value === undefined) fail(`400 not enough arguments for option '${key}'`, 255);
+        if (key === "delete") del = value.split(/[,;\s]+/).filter(Boolean);
+        else set.set(key, value);
+      }
+      const kept = current.filter((l) => !del.includes(confKey(l)) && !set.has(confKey(l)));
+      const updated = current.filter((l) => set.has(confKey(l))).map((l) => `${confKey(l)}: ${set.get(confKey(l))}`);
+      const added = [...set].filter(([k]) => !current.some((l) => confKey(l) === k)).map(([k, v]) => `${k}: ${v}`);
+      fs.writeFileSync(ctConf(vmid), [...kept, ...updated, ...added, ...(snapshots.length ? ["", ...snapshots] : [])].join("\n") + "\n");
+      return;
+    }
+    case "start":
+      if (isTemplate) fail(`CT ${vmid} is a template`, 255);
+      if (running(vmid)) fail(`CT ${vmid} already running`, 255);
+      return setStatus(vmid, "running");
+    case "stop":
+    case "shutdown":
+      if (!running(vmid)) fail(`CT ${vmid} not running`, 255);
+      return setStatus(vmid, "stopped");
+    case "reboot":
+      if (!running(vmid)) fail(`CT ${vmid} not running`, 255);
+      return;
+    case "exec": {
+      if (rest[0] !== "--" || rest.length < 2) fail("pct stand-in: usage: pct exec <vmid> -- <command> [args]", 255);
+      if (!running(vmid)) fail(`CT ${vmid} not running`, 255);
+      const ctRoot = path.join(root, "ct", vmid);
+      fs.mkdirSync(ctRoot, { recursive: true });
+      const res = spawnSync(rest[1]!, rest.slice(2), { stdio: "inherit", env: { ...process.env, PHOENIX_ROOT: ctRoot, PHOENIX_CT: vmid } });
+      // The command's own stand-ins saved the state: exit without saving this process's stale copy.
+      return process.exit(res.status ?? 255);
+    }
+    default:
+      fail(`pct stand-in: unsupported command ${sub}`, 255);
+  }
+}
+
+/** `python3 -m venv DIR`: a virtualenv whose python and pip are stand-ins bound to DIR. */
+function python3(s: SandboxState, args: string[]): void {
+  const dir = args[0] === "-m" && args[1] === "venv" ? args[2] : undefined;
+  if (!dir) fail("python3 stand-in: only `python3 -m venv DIR` is supported", 2);
+  const venv = "/" + path.relative(machineRoot, dir);
+  fs.mkdirSync(path.join(dir, "bin"), { recursive: true });
+  for (const tool of ["python", "pip"]) {
+    fs.writeFileSync(path.join(dir, "bin", tool), `#!/bin/sh\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(__filename)} ${tool} ${JSON.stringify(venv)} "$@"\n`, { mode: 0o755 });
+  }
+  containerState(s).venvs[venv] ??= {};
+}
+
+/** pip of one virtualenv: `install [--no-cache-dir] NAME==VERSION…` and `show NAME`. */
+function pip(s: SandboxState, venv: string, args: string[]): void {
+  const pkgs = (containerState(s).venvs[venv] ??= {});
+  const [sub, ...rest] = args;
+  if (sub === "show") {
+    const version = pkgs[rest[0] ?? ""];
+    if (!version) fail(`WARNING: Package(s) not found: ${rest[0]}`);
+    return out([`Name: ${rest[0]}`, `Version: ${version}`]);
+  }
+  if (sub !== "install") fail(`pip stand-in: unsupported command ${sub}`, 2);
+  for (const spec of rest.filter((a) => !a.startsWith("-"))) {
+    const [name, version] = spec.split("==");
+    if (!name || !version) fail(`pip stand-in: unpinned requirement ${spec}`, 2);
+    pkgs[name] = version;
+  }
 }
 
 function main(): void {
@@ -323,23 +473,62 @@ function main(): void {
         return;
       case "dkms":
         return out(s.nvidia.dkms.map((m) => `${m}, ${s.kernelRelease}, x86_64: installed`));
-      case "apt-get":
-        if (args.includes("install")) for (const p of args.filter((a) => !a.startsWith("-") && a !== "install")) if (!s.aptInstalled.includes(p)) s.aptInstalled.push(p);
+      case "apt-get": {
+        const scope = packageScope(s);
+        if (args.includes("install")) for (const p of args.filter((a) => !a.startsWith("-") && a !== "install")) if (!scope.aptInstalled.includes(p)) scope.aptInstalled.push(p);
         return;
+      }
       case "dpkg-query": {
         const pkg = args[args.length - 1]!;
-        if (!s.aptInstalled.includes(pkg)) fail(`dpkg-query: no packages found matching ${pkg}`);
+        if (!packageScope(s).aptInstalled.includes(pkg)) fail(`dpkg-query: no packages found matching ${pkg}`);
         return out(["install ok installed"]);
       }
+      case "dpkg": {
+        const deb = args[0] === "-i" ? args[1] : undefined;
+        if (!deb || !fs.existsSync(deb)) fail(`dpkg: error: cannot access archive '${deb}': No such file or directory`, 2);
+        const scope = packageScope(s);
+        const pkg = path.basename(deb).split("_")[0]!;
+        if (!scope.aptInstalled.includes(pkg)) scope.aptInstalled.push(pkg);
+        return;
+      }
       case "systemctl": {
+        const scope = packageScope(s);
         const unit = args.filter((a) => !a.startsWith("-"))[1];
-        if (args[0] === "enable" && unit && !s.systemdEnabled.includes(unit)) s.systemdEnabled.push(unit);
-        if (args[0] === "disable" && unit) s.systemdEnabled = s.systemdEnabled.filter((u) => u !== unit);
+        if (args[0] === "enable" && unit && !scope.systemdEnabled.includes(unit)) scope.systemdEnabled.push(unit);
+        if (args[0] === "disable" && unit) scope.systemdEnabled = scope.systemdEnabled.filter((u) => u !== unit);
         if (args[0] === "is-enabled") {
-          if (!unit || !s.systemdEnabled.includes(unit)) fail("disabled");
+          if (!unit || !scope.systemdEnabled.includes(unit)) fail("disabled");
           return out(["enabled"]);
         }
         return;
+      }
+      case "pct":
+        return pct(args);
+      case "locale":
+        if (args[0] !== "-a") fail("locale stand-in: only -a is supported", 2);
+        return out(["C", "C.utf8", "POSIX", ...containerState(s).locales]);
+      case "locale-gen":
+        for (const name of args) {
+          const m = /^([A-Za-z_]+)\.UTF-8$/i.exec(name) ?? fail(`locale-gen stand-in: unsupported locale ${name}`, 2);
+          const generated = `${m[1]}.utf8`;
+          if (!containerState(s).locales.includes(generated)) containerState(s).locales.push(generated);
+        }
+        return;
+      case "update-ca-certificates": {
+        const dir = path.join(machineRoot, "usr/local/share/ca-certificates");
+        const certs = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith(".crt")).sort() : [];
+        fs.mkdirSync(path.join(machineRoot, "etc/ssl/certs"), { recursive: true });
+        fs.writeFileSync(path.join(machineRoot, "etc/ssl/certs/ca-certificates.crt"), certs.map((f) => fs.readFileSync(path.join(dir, f), "utf8")).join(""));
+        containerState(s).caUpdates++;
+        return;
+      }
+      case "python3":
+        return python3(s, args);
+      case "pip":
+      case "python": {
+        const [venv, ...rest] = args;
+        const pipArgs = tool === "python" ? (rest[0] === "-m" && rest[1] === "pip" ? rest.slice(2) : fail("python stand-in: only `python -m pip` is supported", 2)) : rest;
+        return pip(s, venv!, pipArgs);
       }
       case "curl": {
         const o = args.indexOf("-o");

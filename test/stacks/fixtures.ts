@@ -10,10 +10,15 @@ export const DEV_FILE = path.join(ROOT, "Pulumi.dev.yaml");
 /** Every secret the prod stack needs, present as secrets. */
 export const PROD_SECRETS = ["proxmoxTokenSecret", "sshPrivateKey", "stepCaPassword", "portainerAdminPassword", "qdrantApiKey", "webappSessionSecret"];
 
-/** The prod stack as the engine would see it with all its secrets set. */
+/** A syntactically valid PEM standing in for the node's pve-root-ca.pem. */
+export const TEST_PVE_CA = "-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n";
+
+/** The prod stack as the engine would see it with all its secrets set and the node's CA in place. */
 export function prodWithSecrets(): RawStack {
   const raw = readStackFile(PROD_FILE);
   const values = structuredClone(raw.values) as Record<string, unknown>;
+  // The user copies pve-root-ca.pem into the project; tests give it inline instead of writing files.
+  (values.proxmox as { tls: unknown }).tls = { caPem: TEST_PVE_CA };
   for (const key of PROD_SECRETS) values[key] = `value-of-${key}`;
   return { values, secretKeys: new Set([...raw.secretKeys, ...PROD_SECRETS]) };
 }

@@ -85,6 +85,7 @@ const cases: Case[] = [
   { rule: "linked clone on another storage than its template", mutate: (v) => (guest(v, 1001).storage = "quickOS-lxc-disks"), path: "guests[7].storage", message: "lives on quickOS-vm-disks (template 9000)" },
   { rule: "GPU guest cloned from a template without NVIDIA user-space", mutate: (v) => (guest(v, 914).clone = 900), path: "guests[5].clone", message: "template 900 is layer base, without NVIDIA user-space" },
   { rule: "vLLM server not cloned from the golden vLLM template", mutate: (v) => (guest(v, 802).clone = 901), path: "guests[4].clone", message: "vLLM runs from the golden vllm template, but 901 is layer cuda" },
+  { rule: "CUDA template pinning another NVIDIA user-space than the host driver", mutate: (v) => (v.templates[1].versions.nvidia = "575.64.05"), path: "templates[1].versions.nvidia", message: "differs from host.nvidiaDriver.version 580.95.05" },
   { rule: "dependency on an unknown guest", mutate: (v) => (guest(v, 103).dependsOn = [555]), path: "guests[0].dependsOn[0]", message: "depends on 555, which is not a declared guest" },
   { rule: "GPU the host does not declare", mutate: (v) => (guest(v, 801).gpus = [5]), path: "guests[3].gpus[0]", message: "GPU 5 is not declared in host.gpus" },
   {
