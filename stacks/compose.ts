@@ -6,6 +6,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { NginxGateway, StepCa, Traefik } from "../components/core/core";
 import { ClusterFirewall } from "../components/firewall";
+import { ModelServer } from "../components/models/model-server";
 import type { GuestContext } from "../components/guest/common";
 import { LxcGuest } from "../components/guest/lxc";
 import { VmGuest } from "../components/guest/vm";
@@ -102,6 +103,11 @@ export function buildStack(stack: LoadedStack): StackOutputs & CoreOutputs {
     return guest;
   };
   config.guests.forEach(build);
+  for (const g of config.guests) {
+    if (g.role?.type !== "model-server") continue;
+    const apiKey = g.role.server.engine === "vllm" && g.role.server.requireApiKey ? stack.secret("modelApiKey") : undefined;
+    new ModelServer(`model-${g.vmid}`, { config, vmid: g.vmid, connection: connections.get(g.node ?? hostNode)!, apiKey, dependsOn: [built.get(g.vmid)!.ready] });
+  }
   const core = buildCore(stack, built, connections, hostNode);
   return { ...describeStack(config), ...core };
 }

@@ -1,6 +1,6 @@
 /** Pure planning over a validated configuration: figures other parts report or check. */
 import { parseCidr, subnetOf, type Cidr } from "./net";
-import type { Guest, Host, StackConfig } from "./schema";
+import type { Guest, Host, StackConfig, Template } from "./schema";
 
 /** Subnet and gateway of a (bridge, VLAN) pair: the host's own for the untagged management bridge, else as declared. */
 export function bridgeNetwork(host: Host, bridge: string, vlan: number | undefined): { subnet: Cidr; gateway?: string } | undefined {
@@ -122,4 +122,18 @@ export function modelsOf(g: Guest): ModelOutput[] {
     case "ollama":
       return s.models.map((m) => ({ id: m.name, kind: m.kind, engine: "ollama" as const, guest: g.vmid }));
   }
+}
+
+/** The version a template pins for a layer, following its clone chain down to the template that installs it. */
+export function templateVersion(config: StackConfig, vmid: number, key: string): string | undefined {
+  const seen = new Set<number>();
+  for (let t: Template | undefined = config.templates.find((x) => x.vmid === vmid); t && !seen.has(t.vmid); ) {
+    seen.add(t.vmid);
+    if (t.kind !== "lxc") return undefined;
+    const pinned = t.versions[key];
+    if (pinned !== undefined) return pinned;
+    const source = t.source;
+    t = "clone" in source ? config.templates.find((x) => x.vmid === source.clone) : undefined;
+  }
+  return undefined;
 }

@@ -5,7 +5,10 @@
  */
 import { inSubnet, isNetworkOrBroadcast, parseCidr, subnetOf, type Cidr } from "./net";
 import { hostIdOf } from "./idmap";
-import { bridgeNetwork, gpuAllocation } from "./plan";
+import { LLAMACPP_OPTION_LISTS } from "../components/models/llamacpp.options";
+import { OLLAMA_ENV_LISTS } from "../components/models/ollama.options";
+import { VLLM_OPTION_LISTS } from "../components/models/vllm.options";
+import { bridgeNetwork, gpuAllocation, templateVersion } from "./plan";
 import { poolTopologies, UNKNOWN, type Guest, type Host, type StackConfig, type Template, type FirewallRule } from "./schema";
 
 export interface ConfigIssue {
@@ -48,6 +51,7 @@ export function crossValidate(config: StackConfig, unchecked: Unchecked = NOTHIN
   checkGpus(ctx, report);
   checkMounts(ctx, report);
   checkSshNeeds(ctx, report);
+  checkModelEngines(ctx, report);
   checkRoles(ctx, report);
   checkServicesAndRoutes(ctx, report);
   checkFirewall(ctx, report);
@@ -372,6 +376,25 @@ function checkMounts(ctx: Context, report: Report): void {
         else secretMounts.set(m.volume, guestLabel(g));
       }
     });
+  });
+}
+
+const ENGINE_OPTION_LISTS = { vllm: VLLM_OPTION_LISTS, ollama: OLLAMA_ENV_LISTS, llamacpp: LLAMACPP_OPTION_LISTS } as const;
+
+/** A model server's engine version must be known, and one whose accepted options Phoenix has checked. */
+function checkModelEngines(ctx: Context, report: Report): void {
+  ctx.config.guests.forEach((g, i) => {
+    if (g.role?.type !== "model-server" || g.kind !== "lxc") return;
+    const s = g.role.server;
+    const version = s.version ?? templateVersion(ctx.config, g.clone, s.engine);
+    if (version === undefined) {
+      report(`guests[${i}].role.server.version`, `${guestLabel(g)}: no ${s.engine} version: set role.server.version or clone it from a template whose versions pin ${s.engine}`);
+    } else if (!ENGINE_OPTION_LISTS[s.engine].some((l) => l.version === version)) {
+      report(`guests[${i}].role.server.version`, `${guestLabel(g)}: Phoenix has not checked the options of ${s.engine} ${version} (it knows ${ENGINE_OPTION_LISTS[s.engine].map((l) => l.version).join(", ")}): pin one of those`);
+    }
+    if (s.engine === "llamacpp" && templateVersion(ctx.config, g.clone, "cuda") === undefined) {
+      report(`guests[${i}].clone`, `${guestLabel(g)}: llama.cpp is built with CUDA: clone it from a template whose versions pin cuda`);
+    }
   });
 }
 

@@ -20,6 +20,8 @@ export interface GuestInstallArgs {
   script: pulumi.Input<string>;
   /** The files the script installs, for review (synth). */
   files: pulumi.Input<RenderedFile[]>;
+  /** A health check run after every install; it must pass before anything that depends on this proceeds. */
+  check?: pulumi.Input<string>;
   /** What must be in place first: the guest's root settings, the services it talks to. */
   dependsOn?: pulumi.Input<pulumi.Resource>[];
 }
@@ -28,23 +30,32 @@ export function scriptHash(script: string): string {
   return crypto.createHash("sha256").update(script).digest("hex");
 }
 
+/** Runs a script inside a container through the node, again whenever its text changes. */
+function pctScript(name: string, connection: pulumi.Input<SshConnection>, vmid: number, script: pulumi.Input<string>, triggers: pulumi.Input<string>[], opts: pulumi.CustomResourceOptions): command.remote.Command {
+  return new command.remote.Command(
+    name,
+    {
+      connection: pulumi.output(connection).apply((c) => ({ host: c.host, port: c.port ?? 22, user: c.username, privateKey: c.privateKey, hostKey: c.hostKey })),
+      create: `pct exec ${vmid} -- bash -s`,
+      stdin: script,
+      triggers,
+    },
+    { ...opts, additionalSecretOutputs: ["connection"] },
+  );
+}
+
 export class GuestInstall extends pulumi.ComponentResource {
-  /** What the script printed on its last run (e.g. a CA's root certificate). */
+  /** What the install script printed on its last run (e.g. a CA's root certificate). */
   readonly stdout: pulumi.Output<string>;
+  /** The last step: the health check when there is one, else the install. */
+  readonly ready: pulumi.Resource;
 
   constructor(name: string, args: GuestInstallArgs, opts: pulumi.ComponentResourceOptions = {}) {
     super("phoenix:guest:GuestInstall", name, { vmid: args.vmid, files: args.files }, opts);
-    const run = new command.remote.Command(
-      `${name}-run`,
-      {
-        connection: pulumi.output(args.connection).apply((c) => ({ host: c.host, port: c.port ?? 22, user: c.username, privateKey: c.privateKey, hostKey: c.hostKey })),
-        create: `pct exec ${args.vmid} -- bash -s`,
-        stdin: args.script,
-        triggers: [pulumi.output(args.script).apply(scriptHash)],
-      },
-      { parent: this, dependsOn: args.dependsOn, additionalSecretOutputs: ["connection"] },
-    );
+    const installHash = pulumi.output(args.script).apply(scriptHash);
+    const run = pctScript(`${name}-run`, args.connection, args.vmid, args.script, [installHash], { parent: this, dependsOn: args.dependsOn });
     this.stdout = run.stdout;
+    this.ready = args.check === undefined ? run : pctScript(`${name}-check`, args.connection, args.vmid, args.check, [installHash, pulumi.output(args.check).apply(scriptHash)], { parent: this, dependsOn: [run] });
     this.registerOutputs({ stdout: this.stdout });
   }
 }

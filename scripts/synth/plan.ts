@@ -166,9 +166,10 @@ export function artifacts(config: StackConfig, resources: readonly Registered[])
   for (const r of resources.filter((x) => x.type === "phoenix:guest:GuestInstall")) {
     const dir = folder(Number(r.inputs.vmid));
     for (const f of (r.inputs.files as { path: string; content: string }[] | undefined) ?? []) out.push({ path: `${dir}${f.path}`, content: f.content });
-    const run = resources.find((x) => x.parent === r.name && x.type === "command:remote:Command");
-    const script = unwrapSecret(run?.inputs.stdin);
-    if (typeof script === "string") out.push({ path: `${dir}/install/${r.name}.sh`, content: script });
+    for (const run of resources.filter((x) => x.parent === r.name && x.type === "command:remote:Command")) {
+      const script = unwrapSecret(run.inputs.stdin);
+      if (typeof script === "string") out.push({ path: `${dir}/install/${run.name}.sh`, content: script });
+    }
   }
   return out;
 }

@@ -86,6 +86,8 @@ const cases: Case[] = [
   { rule: "GPU guest cloned from a template without NVIDIA user-space", mutate: (v) => (guest(v, 914).clone = 900), path: "guests[5].clone", message: "template 900 is layer base, without NVIDIA user-space" },
   { rule: "vLLM server not cloned from the golden vLLM template", mutate: (v) => (guest(v, 802).clone = 901), path: "guests[4].clone", message: "vLLM runs from the golden vllm template, but 901 is layer cuda" },
   { rule: "CUDA template pinning another NVIDIA user-space than the host driver", mutate: (v) => (v.templates[1].versions.nvidia = "575.64.05"), path: "templates[1].versions.nvidia", message: "differs from host.nvidiaDriver.version 580.95.05" },
+  { rule: "model engine version Phoenix has not checked", mutate: (v) => (guest(v, 917).role.server.version = "b9999"), path: "guests[6].role.server.version", message: "Phoenix has not checked the options of llamacpp b9999 (it knows b6500)" },
+  { rule: "vLLM server with no version anywhere", mutate: (v) => (v.templates[2].versions = {}), path: "guests[3].role.server.version", message: "no vllm version: set role.server.version or clone it from a template whose versions pin vllm" },
   { rule: "dependency on an unknown guest", mutate: (v) => (guest(v, 103).dependsOn = [555]), path: "guests[0].dependsOn[0]", message: "depends on 555, which is not a declared guest" },
   { rule: "GPU the host does not declare", mutate: (v) => (guest(v, 801).gpus = [5]), path: "guests[3].gpus[0]", message: "GPU 5 is not declared in host.gpus" },
   {

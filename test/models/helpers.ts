@@ -1,0 +1,128 @@
+/** Shared by the model-server tests: the prod stack's servers, golden files, and the real tools (shellcheck, systemd-analyze). */
+import { execFileSync, spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { expect } from "vitest";
+import { modelServerSpec, type ModelServerSpec } from "../../components/models/server";
+import { readStackFile, validateStack, type RawStack } from "../../stacks/load";
+import type { StackConfig } from "../../stacks/schema";
+
+const ROOT = path.resolve(__dirname, "..", "..");
+const GOLDEN_DIR = path.join(__dirname, "golden");
+
+export function prodRaw(): RawStack {
+  return readStackFile(path.join(ROOT, "Pulumi.prod.yaml"));
+}
+
+export function configOf(raw: RawStack): StackConfig {
+  const result = validateStack(raw, { requireSecrets: false });
+  if (result.ok !== true) throw new Error(`the stack does not validate: ${JSON.stringify(result)}`);
+  return result.config;
+}
+
+export const prodConfig = (): StackConfig => configOf(prodRaw());
+
+export function prodSpec(vmid: number): ModelServerSpec {
+  return modelServerSpec(prodConfig(), vmid);
+}
+
+/** Compares with test/models/golden/<name>; UPDATE_GOLDEN=1 rewrites the file instead. */
+export function expectGolden(name: string, content: string): void {
+  const file = path.join(GOLDEN_DIR, name);
+  if (process.env.UPDATE_GOLDEN === "1") {
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, content);
+    return;
+  }
+  if (!fs.existsSync(file)) throw new Error(`golden file ${file} is missing: run UPDATE_GOLDEN=1 npx vitest run test/models`);
+  expect(content, `${name} differs from its golden file (UPDATE_GOLDEN=1 rewrites it)`).toBe(fs.readFileSync(file, "utf8"));
+}
+
+export function tempDir(prefix: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `phoenix-${prefix}-`));
+}
+
+export function shellcheck(name: string, script: string): void {
+  try {
+    execFileSync("shellcheck", ["--shell=bash", "--severity=style", "-"], { input: script, stdio: "pipe", encoding: "utf8" });
+  } catch (e) {
+    const err = e as { stdout?: string };
+    throw new Error(`shellcheck finds problems in ${name}:\n${err.stdout ?? String(e)}`, { cause: e });
+  }
+}
+
+/** Writes an executable that stands in for a tool, at dir/name. */
+export function standIn(dir: string, name: string, script: string): string {
+  const file = path.join(dir, name);
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(file, `#!/usr/bin/env bash\n${script}`, { mode: 0o755 });
+  return file;
+}
+
+export interface SystemdVerdict {
+  /** What `systemd-analyze verify` printed (warnings included); empty for a clean unit. */
+  warnings: string;
+  ok: boolean;
+  /** The command line as systemd parsed it, split back into argv. */
+  argv: string[];
+  /** The Environment= assignments as systemd parsed them. */
+  environment: string[];
+}
+
+/**
+ * Runs `systemd-analyze verify` on a unit, with its ExecStart binary replaced by
+ * an empty executable (verify refuses a unit whose binary does not exist), and
+ * reads back from systemd's debug dump how it parsed ExecStart and Environment.
+ */
+export function systemdVerify(unitName: string, content: string, dir: string): SystemdVerdict {
+  const binary = /^ExecStart=(\S+)/m.exec(content)?.[1];
+  if (!binary) throw new Error(`${unitName} has no ExecStart`);
+  const standInBinary = standIn(path.join(dir, "bin"), path.basename(binary), "exit 0\n");
+  const unitFile = path.join(dir, unitName);
+  fs.writeFileSync(unitFile, content.replace(`ExecStart=${binary}`, `ExecStart=${standInBinary}`));
+  const plain = spawnSync("systemd-analyze", ["verify", "--man=no", unitFile], { encoding: "utf8" });
+  const debug = spawnSync("systemd-analyze", ["verify", "--man=no", unitFile], { encoding: "utf8", env: { ...process.env, SYSTEMD_LOG_LEVEL: "debug" } });
+  const dump = `${debug.stdout}${debug.stderr}`;
+  const commandLine = /^\s*Command Line: (.*)$/m.exec(dump)?.[1];
+  return {
+    ok: plain.status === 0,
+    warnings: `${plain.stdout}${plain.stderr}`.trim(),
+    argv: commandLine === undefined ? [] : [binary, ...splitDumpedCommandLine(commandLine).slice(1)],
+    environment: [...dump.matchAll(/^\s*Environment: (.*)$/gm)].map((m) => m[1]!),
+  };
+}
+
+/**
+ * systemd's dump quotes each argument like a shell word ("..." with backslash
+ * escapes); `$$` is still there because variables are expanded at exec time,
+ * where `$$` becomes `$`.
+ */
+function splitDumpedCommandLine(line: string): string[] {
+  const args: string[] = [];
+  let i = 0;
+  while (i < line.length) {
+    if (line[i] === " ") {
+      i++;
+      continue;
+    }
+    let arg = "";
+    while (i < line.length && line[i] !== " ") {
+      if (line[i] === '"') {
+        i++;
+        while (i < line.length && line[i] !== '"') {
+          if (line[i] === "\\") i++;
+          arg += line[i] ?? "";
+          i++;
+        }
+        i++;
+      } else {
+        if (line[i] === "\\") i++;
+        arg += line[i] ?? "";
+        i++;
+      }
+    }
+    args.push(arg.replace(/\$\$/g, "$"));
+  }
+  return args;
+}
