@@ -16,22 +16,10 @@ import { proxmoxProvider } from "../components/proxmox";
 import type { RootTransport } from "../providers/guest/lxc-root-config";
 import type { SshConnection } from "../providers/ssh";
 import type { LoadedStack } from "./engine";
-import { bridgeNetwork, gpuAllocation, modelsOf, planCloneOrder, type GpuAllocation, type ModelOutput } from "./plan";
+import { bridgeNetwork, gpuAllocation, modelsOf, planCloneOrder } from "./plan";
 import type { Guest, StackConfig } from "./schema";
 import { implicitDependencies } from "./validate";
-
-export interface GuestOutput {
-  name: string;
-  kind: "lxc" | "vm";
-  ip: string;
-  role: string;
-}
-
-export interface StackOutputs {
-  guests: Record<string, GuestOutput>;
-  models: ModelOutput[];
-  gpuAllocation: GpuAllocation[];
-}
+import { openaiBaseUrl, serviceUrls, type GuestOutput, type PhoenixExports, type PhoenixOutputs } from "./outputs";
 
 function sshConnection(stack: LoadedStack, nodeIndex: number): pulumi.Output<SshConnection> | undefined {
   const node = stack.config.proxmox.nodes[nodeIndex]!;
@@ -40,7 +28,7 @@ function sshConnection(stack: LoadedStack, nodeIndex: number): pulumi.Output<Ssh
   return stack.secret("sshPrivateKey").apply((privateKey) => ({ host: node.ssh!.host, port: node.ssh!.port, username: node.ssh!.user, privateKey, hostKey }));
 }
 
-export function buildStack(stack: LoadedStack): StackOutputs & CoreOutputs {
+export function buildStack(stack: LoadedStack): PhoenixExports {
   const { config } = stack;
   const hostNode = config.host.node ?? config.proxmox.nodes[0]!.name;
   const provider = proxmoxProvider("pve", { proxmox: config.proxmox, tokenSecret: stack.secret("proxmoxTokenSecret") });
@@ -109,7 +97,19 @@ export function buildStack(stack: LoadedStack): StackOutputs & CoreOutputs {
     new ModelServer(`model-${g.vmid}`, { config, vmid: g.vmid, connection: connections.get(g.node ?? hostNode)!, apiKey, dependsOn: [built.get(g.vmid)!.ready] });
   }
   const core = buildCore(stack, built, connections, hostNode);
-  return { ...describeStack(config), ...core };
+  const urls = serviceUrls(config);
+  return {
+    ...describeStack(config),
+    gatewayUrl: core.gatewayUrl,
+    caUrl: core.caUrl,
+    acmeDirectoryUrl: core.acmeDirectoryUrl,
+    caRootPem: core.caRootPem,
+    caFingerprint: core.caFingerprint,
+    serviceUrls: urls,
+    openaiBaseUrl: core.gatewayUrl ? openaiBaseUrl(config) : undefined,
+    qdrantUrl: urls.qdrant,
+    portainerUrl: urls.portainer,
+  };
 }
 
 export interface CoreOutputs {
@@ -138,7 +138,8 @@ function buildCore(stack: LoadedStack, built: Map<number, LxcGuest | VmGuest>, c
   return { ...out, gatewayUrl: gateway.url };
 }
 
-export function describeStack(config: StackConfig): StackOutputs {
+/** What the configuration alone determines about the machine. */
+export function describeStack(config: StackConfig): Pick<PhoenixOutputs, "guests" | "models" | "gpuAllocation"> {
   const guests: Record<string, GuestOutput> = {};
   for (const g of config.guests) {
     guests[String(g.vmid)] = { name: g.name, kind: g.kind, ip: g.network.ip === "dhcp" ? "dhcp" : g.network.ip.split("/")[0]!, role: g.role?.type ?? "none" };

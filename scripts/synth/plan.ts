@@ -143,7 +143,7 @@ export function renderDot(config: StackConfig, resources: readonly Registered[])
 const SECRET_SIG = "4dabf18193072939515e22adb298388d";
 
 function unwrapSecret(v: unknown): unknown {
-  return v !== null && typeof v === "object" && SECRET_SIG in v ? (v as { value: unknown }).value : v;
+  return v !== null && typeof v === "object" && SECRET_SIG in v ? (v as unknown as { value: unknown }).value : v;
 }
 
 export interface Artifact {
