@@ -2,40 +2,18 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as net from "node:net";
-import * as os from "node:os";
 import * as path from "node:path";
-import { expect } from "vitest";
 import type { RenderedFile } from "../../components/render/files";
-import { readStackFile, validateStack } from "../../stacks/load";
+import { goldenChecker, loadStack } from "../support";
 import type { StackConfig } from "../../stacks/schema";
 
-export const ROOT = path.resolve(__dirname, "..", "..");
-export const GOLDEN_DIR = path.join(__dirname, "golden");
-export const REFERENCE_DIR = path.join(ROOT, "..", "shared", "reference");
+export { loadStack, REFERENCE_DIR, ROOT, tempDir } from "../support";
 
-export function loadStack(file: string): StackConfig {
-  const result = validateStack(readStackFile(path.join(ROOT, file)), { requireSecrets: false });
-  if (result.ok !== true) throw new Error(`${file} does not validate: ${JSON.stringify(result)}`);
-  return result.config;
-}
+/** Compares with test/core/golden/<name>; UPDATE_GOLDEN=1 rewrites the file instead. */
+export const expectGolden = goldenChecker(path.join(__dirname, "golden"));
 
 export const prodConfig = (): StackConfig => loadStack("Pulumi.prod.yaml");
 
-/** Compares with test/core/golden/<name>; UPDATE_GOLDEN=1 rewrites the file instead. */
-export function expectGolden(name: string, content: string): void {
-  const file = path.join(GOLDEN_DIR, name);
-  if (process.env.UPDATE_GOLDEN === "1") {
-    fs.mkdirSync(path.dirname(file), { recursive: true });
-    fs.writeFileSync(file, content);
-    return;
-  }
-  if (!fs.existsSync(file)) throw new Error(`golden file ${file} is missing: run UPDATE_GOLDEN=1 npx vitest run test/core`);
-  expect(content, `${name} differs from its golden file (UPDATE_GOLDEN=1 rewrites it)`).toBe(fs.readFileSync(file, "utf8"));
-}
-
-export function tempDir(prefix: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `phoenix-${prefix}-`));
-}
 
 /** Writes rendered files below root, keeping their absolute paths. */
 export function writeFiles(root: string, files: RenderedFile[]): void {

@@ -14,6 +14,7 @@ import { backends, modelRoutes } from "../../components/core/routing";
 import { parseStepCaOutput, renderStepCaFiles, renderStepCaInitScript, stepCaEndpoints, stepCliRelease } from "../../components/core/step-ca.render";
 import { renderTraefikDynamic, renderTraefikInstallScript, renderTraefikStatic, TRAEFIK_HTTPS_PORT, TRAEFIK_PATHS } from "../../components/core/traefik.render";
 import type { StackConfig } from "../../stacks/schema";
+import { shellcheck } from "../support";
 import { expectGolden, loadStack, nginxTest, prodConfig, REFERENCE_DIR, tempDir, testPki, writeFiles } from "./helpers";
 
 // Goldens must not depend on a freshly generated key: a fixed stand-in for the CA root.
@@ -27,15 +28,6 @@ const certInputs = { caUrl: ep.caUrl, stepCli: stepCliRelease(config) };
 
 const temps: string[] = [];
 afterAll(() => temps.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
-
-function shellcheck(name: string, script: string): void {
-  try {
-    execFileSync("shellcheck", ["--shell=bash", "--severity=style", "-"], { input: script, stdio: "pipe", encoding: "utf8" });
-  } catch (e) {
-    const err = e as { stdout?: string };
-    throw new Error(`shellcheck finds problems in ${name}:\n${err.stdout ?? String(e)}`, { cause: e });
-  }
-}
 
 function withService(base: StackConfig, change: (c: StackConfig) => void): StackConfig {
   const c = structuredClone(base);

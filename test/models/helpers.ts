@@ -1,9 +1,8 @@
 /** Shared by the model-server tests: the prod stack's servers, golden files, and the real tools (shellcheck, systemd-analyze). */
-import { execFileSync, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
-import { expect } from "vitest";
+import { goldenChecker } from "../support";
 import { modelServerSpec, type ModelServerSpec } from "../../components/models/server";
 import { readStackFile, validateStack, type RawStack } from "../../stacks/load";
 import type { StackConfig } from "../../stacks/schema";
@@ -28,29 +27,9 @@ export function prodSpec(vmid: number): ModelServerSpec {
 }
 
 /** Compares with test/models/golden/<name>; UPDATE_GOLDEN=1 rewrites the file instead. */
-export function expectGolden(name: string, content: string): void {
-  const file = path.join(GOLDEN_DIR, name);
-  if (process.env.UPDATE_GOLDEN === "1") {
-    fs.mkdirSync(path.dirname(file), { recursive: true });
-    fs.writeFileSync(file, content);
-    return;
-  }
-  if (!fs.existsSync(file)) throw new Error(`golden file ${file} is missing: run UPDATE_GOLDEN=1 npx vitest run test/models`);
-  expect(content, `${name} differs from its golden file (UPDATE_GOLDEN=1 rewrites it)`).toBe(fs.readFileSync(file, "utf8"));
-}
+export const expectGolden = goldenChecker(GOLDEN_DIR);
 
-export function tempDir(prefix: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `phoenix-${prefix}-`));
-}
-
-export function shellcheck(name: string, script: string): void {
-  try {
-    execFileSync("shellcheck", ["--shell=bash", "--severity=style", "-"], { input: script, stdio: "pipe", encoding: "utf8" });
-  } catch (e) {
-    const err = e as { stdout?: string };
-    throw new Error(`shellcheck finds problems in ${name}:\n${err.stdout ?? String(e)}`, { cause: e });
-  }
-}
+export { shellcheck, tempDir } from "../support";
 
 /** Writes an executable that stands in for a tool, at dir/name. */
 export function standIn(dir: string, name: string, script: string): string {

@@ -1,4 +1,4 @@
-import { execFileSync } from "child_process";
+import { shellcheck } from "../support";
 import { readdirSync, readFileSync, statSync } from "fs";
 import { join } from "path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -44,11 +44,11 @@ const run = (spec: LayerSpec) => runScriptChecked(rig.connection, `${spec.layer}
 
 describe("template layer scripts", () => {
   it.each(LAYERS)("$layer passes shellcheck", (spec) => {
-    expect(() => execFileSync("shellcheck", ["-s", "bash", "-"], { input: renderLayer(spec), encoding: "utf8" })).not.toThrow();
+    expect(() => shellcheck(`layer ${spec.layer}`, renderLayer(spec))).not.toThrow();
   });
 
   it("the seal script passes shellcheck", () => {
-    expect(() => execFileSync("shellcheck", ["-s", "bash", "-"], { input: renderSeal(), encoding: "utf8" })).not.toThrow();
+    expect(() => shellcheck("seal", renderSeal())).not.toThrow();
   });
 
   it.each(LAYERS)("$layer changes the container the first time and nothing the second", async (spec) => {
