@@ -5,9 +5,10 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Route, Service, StackConfig } from "../../stacks/schema";
+import { renderHostsBlock } from "../render/hosts";
 import { fileList, indent, type RenderedFile } from "../render/files";
 import { renderAptEnsure, renderInstallScript, renderReleaseInstalls, type PinnedRelease } from "../render/install-script";
-import { gatewayHost, guestOfRole, modelRoutes, serviceHost, type ModelRoute } from "./routing";
+import { gatewayHost, guestOfRole, internalHosts, modelRoutes, serviceHost, type ModelRoute } from "./routing";
 
 /** Where the gateway's files live. Production uses GATEWAY_LAYOUT; tests move it into a temp dir and high ports. */
 export interface GatewayLayout {
@@ -404,6 +405,7 @@ export function renderGatewayInstallScript(config: StackConfig, inputs: GatewayI
     name: "nginx-gateway",
     description: "the Nginx gateway: config, njs router, certificate renewal",
     prepare: `${renderAptEnsure(["nginx", "libnginx-mod-http-js", "curl", "ca-certificates", "openssl"])}
+${renderHostsBlock(internalHosts(config, "nginx-gateway"))}
 ${renderReleaseInstalls([cert.stepCli])}
 mkdir -p ${layout.acmeRoot} "$(dirname ${layout.certFile})"
 if [ ! -s ${layout.certFile} ]; then

@@ -78,3 +78,15 @@ export function modelRoutes(config: StackConfig): ModelRoute[] {
     return service ? modelsOf(guest).map((m) => ({ id: m.id, service: service.name, host: serviceHost(config, service) })) : [];
   });
 }
+
+/**
+ * What a core guest must resolve by name: the CA sees every Traefik-served
+ * host at Traefik (to validate ACME challenges there); Traefik and the gateway
+ * see the CA's names at the CA.
+ */
+export function internalHosts(config: StackConfig, role: "step-ca" | "traefik" | "nginx-gateway"): { ip: string; names: string[] }[] {
+  const ca = guestOfRole(config, "step-ca");
+  if (role !== "step-ca") return [{ ip: guestIp(ca), names: caDnsNames(config, ca.role) }];
+  const traefik = config.guests.find((g) => g.role?.type === "traefik");
+  return traefik ? [{ ip: guestIp(traefik), names: config.services.map((s) => serviceHost(config, s)) }] : [];
+}

@@ -5,9 +5,10 @@
  */
 import * as crypto from "node:crypto";
 import type { StackConfig } from "../../stacks/schema";
+import { renderHostsBlock } from "../render/hosts";
 import { fileList, shQuote, type RenderedFile } from "../render/files";
 import { renderAptEnsure, renderInstallScript, renderReleaseInstalls, type PinnedRelease } from "../render/install-script";
-import { caDnsNames, guestIp, guestOfRole } from "./routing";
+import { caDnsNames, guestIp, guestOfRole, internalHosts } from "./routing";
 
 /** STEPPATH: the guest's mount of the secret step-ca dataset. */
 export const STEP_PATH = "/etc/step-ca";
@@ -141,6 +142,7 @@ fi`;
     name: "step-ca",
     description: "Step-CA: pinned binaries, one-time PKI initialisation, systemd unit, root certificate output",
     prepare: `${renderAptEnsure(["curl", "ca-certificates"])}
+${renderHostsBlock(internalHosts(config, "step-ca"))}
 if ! getent group step >/dev/null; then groupadd --gid ${user.gid} step; fi
 if ! id step >/dev/null 2>&1; then
   useradd --uid ${user.uid} --gid ${user.gid} --home-dir ${STEP_PATH} --no-create-home --shell /usr/sbin/nologin step

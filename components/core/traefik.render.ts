@@ -5,9 +5,10 @@
  */
 import { stringify } from "yaml";
 import type { StackConfig } from "../../stacks/schema";
+import { renderHostsBlock } from "../render/hosts";
 import { fileList, type RenderedFile } from "../render/files";
 import { renderAptEnsure, renderInstallScript, renderReleaseInstalls, type PinnedRelease } from "../render/install-script";
-import { backends, guestIp, guestOfRole } from "./routing";
+import { backends, guestIp, guestOfRole, internalHosts } from "./routing";
 
 export const TRAEFIK_PATHS = {
   static: "/etc/traefik/traefik.yml",
@@ -165,6 +166,7 @@ export function renderTraefikInstallScript(config: StackConfig, inputs: TraefikI
     name: "traefik",
     description: "Traefik: pinned binary, static and dynamic configuration, systemd unit",
     prepare: `${renderAptEnsure(["curl", "ca-certificates"])}
+${renderHostsBlock(internalHosts(config, "traefik"))}
 if ! id traefik >/dev/null 2>&1; then
   useradd --system --home-dir /var/lib/traefik --shell /usr/sbin/nologin traefik
 fi
