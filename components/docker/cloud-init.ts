@@ -1,0 +1,103 @@
+/**
+ * Cloud-init user-data for a Docker host VM: Docker Engine and the compose
+ * plugin from Docker's apt repository at pinned versions (held, so an
+ * unattended upgrade cannot move them), the Step-CA root trusted system-wide,
+ * the persistent dataset mounted over NFS, and nothing else joined.
+ * Proxmox uses this file instead of its generated user-data, so the user and
+ * SSH keys are set here too.
+ */
+import { stringify } from "yaml";
+
+/** Docker's release signing key (https://download.docker.com/linux/ubuntu/gpg). */
+export const DOCKER_APT_KEY_FINGERPRINT = "9DC858229FC7DD38854AE2D88D81803C0EBFCD88";
+/** Where the Docker host mounts the persistent dataset; the stacks in docker/ keep their data below it. */
+export const DOCKER_DATA_MOUNT = "/srv/phoenix-data";
+/** Where the Step-CA root lands on the VM, for tools (step) that take a root file. */
+export const STEP_CA_ROOT_PATH = "/etc/phoenix/step-ca-root.pem";
+
+export interface DockerVersions {
+  /** apt version of docker-ce and docker-ce-cli, e.g. 5:28.5.1-1~ubuntu.24.04~noble. */
+  engine: string;
+  /** apt version of containerd.io, e.g. 1.7.28-1~ubuntu.24.04~noble. */
+  containerd: string;
+  /** apt version of docker-compose-plugin, e.g. 2.40.0-1~ubuntu.24.04~noble. */
+  compose: string;
+}
+
+export interface NfsMount {
+  /** Address of the NFS server (the Proxmox host). */
+  server: string;
+  /** Exported path on the server, e.g. /fastData/docker-data. */
+  export: string;
+  /** Where it is mounted on the VM. */
+  mountPoint: string;
+}
+
+export interface DockerHostUserData {
+  hostname: string;
+  /** Internal DNS domain; the VM's FQDN is hostname.domain. */
+  domain: string;
+  user: string;
+  sshKeys: string[];
+  /** Ubuntu release code name of the cloud image, e.g. noble. */
+  ubuntuCodename: string;
+  docker: DockerVersions;
+  /** The Step-CA root certificate (PEM). */
+  caRootPem: string;
+  nfs?: NfsMount;
+}
+
+const APT_VERSION_RE = /^(\d+:)?[0-9][A-Za-z0-9.+~-]*$/;
+const DOCKER_PACKAGES = ["docker-ce", "docker-ce-cli", "containerd.io", "docker-compose-plugin"] as const;
+
+export function renderDockerHostUserData(d: DockerHostUserData): string {
+  for (const [what, v] of Object.entries(d.docker)) {
+    if (!APT_VERSION_RE.test(v)) throw new Error(`docker ${what} version ${JSON.stringify(v)} must be an exact apt version such as 5:28.5.1-1~ubuntu.24.04~noble`);
+  }
+  if (!/-----BEGIN CERTIFICATE-----/.test(d.caRootPem)) throw new Error("the Step-CA root must be a PEM certificate");
+  const versions: Record<(typeof DOCKER_PACKAGES)[number], string> = {
+    "docker-ce": d.docker.engine,
+    "docker-ce-cli": d.docker.engine,
+    "containerd.io": d.docker.containerd,
+    "docker-compose-plugin": d.docker.compose,
+  };
+  const config = {
+    hostname: d.hostname,
+    fqdn: `${d.hostname}.${d.domain}`,
+    manage_etc_hosts: true,
+    users: [
+      {
+        name: d.user,
+        shell: "/bin/bash",
+        // Key-only login: provisioning over SSH needs sudo, and there is no password to type.
+        sudo: "ALL=(ALL) NOPASSWD:ALL",
+        lock_passwd: true,
+        ssh_authorized_keys: d.sshKeys,
+      },
+    ],
+    ssh_pwauth: false,
+    disable_root: true,
+    ca_certs: { trusted: [d.caRootPem] },
+    apt: {
+      sources: {
+        "docker.list": {
+          source: `deb [arch=amd64 signed-by=$KEY_FILE] https://download.docker.com/linux/ubuntu ${d.ubuntuCodename} stable`,
+          keyid: DOCKER_APT_KEY_FINGERPRINT,
+        },
+      },
+    },
+    package_update: true,
+    packages: ["ca-certificates", "qemu-guest-agent", ...(d.nfs ? ["nfs-common"] : []), ...DOCKER_PACKAGES.map((p) => [p, versions[p]])],
+    write_files: [
+      { path: STEP_CA_ROOT_PATH, content: d.caRootPem, permissions: "0644" },
+      // The local driver rotates container logs; the default json-file grows without bound.
+      { path: "/etc/docker/daemon.json", content: `${JSON.stringify({ "log-driver": "local" }, null, 2)}\n`, permissions: "0644" },
+    ],
+    ...(d.nfs ? { mounts: [[`${d.nfs.server}:${d.nfs.export}`, d.nfs.mountPoint, "nfs", "defaults,_netdev,noatime,nofail,x-systemd.automount", "0", "0"]] } : {}),
+    runcmd: [
+      ["apt-mark", "hold", ...DOCKER_PACKAGES],
+      ["systemctl", "enable", "--now", "qemu-guest-agent", "docker"],
+    ],
+  };
+  return `#cloud-config\n${stringify(config, { lineWidth: 0 })}`;
+}

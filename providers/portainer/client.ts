@@ -1,0 +1,238 @@
+/**
+ * Portainer CE 2.x API client for what Phoenix does: admin initialisation,
+ * API tokens, agent environments and compose stacks. Routes and payloads are
+ * the ones in Portainer's handlers (portainer/portainer, api/http/handler):
+ *   GET  /api/users/admin/check               204 admin exists, 404 none (admin_check.go)
+ *   POST /api/users/admin/init                JSON {Username, Password} (admin_init.go)
+ *   POST /api/auth                            JSON {Username, Password} → {jwt}; 422 bad credentials (authenticate.go)
+ *   POST /api/users/{id}/tokens               JWT only; JSON {description, password} → {rawAPIKey, apiKey} (user_create_access_token.go)
+ *   POST /api/endpoints                       multipart: Name, EndpointCreationType=2, URL, TLS, TLSSkipVerify, TLSSkipClientVerify (endpoint_create.go)
+ *   POST /api/stacks/create/standalone/file   ?endpointId=N, multipart: Name, file, Env as a JSON [{name, value}] (create_compose_stack.go)
+ *   PUT  /api/stacks/{id}                     ?endpointId=N, JSON {StackFileContent, Env, Prune, PullImage} (stack_update.go)
+ *   DELETE /api/stacks/{id}                   ?endpointId=N, else the stack counts as orphaned (stack_delete.go)
+ * Errors are `{message, details}` (pkg/libhttp/error/error.go).
+ * TLS is verified by default: Portainer's certificate comes from Step-CA, whose root is `caPem`.
+ */
+import * as https from "node:https";
+
+export interface PortainerAccess {
+  /** https://host:9443 */
+  url: string;
+  /** PEM of the CA that signed Portainer's certificate. */
+  caPem?: string;
+  /** Only for a first bootstrap before the Step-CA certificate is in place. */
+  insecure?: boolean;
+}
+
+export type PortainerAuth = { kind: "none" } | { kind: "jwt"; jwt: string } | { kind: "apiKey"; key: string };
+
+export interface Pair {
+  name: string;
+  value: string;
+}
+
+export interface PortainerEndpoint {
+  Id: number;
+  Name: string;
+  Type: number;
+  URL: string;
+  /** 1 up, 2 down (portainer.EndpointStatus). */
+  Status: number;
+}
+
+export interface PortainerStack {
+  Id: number;
+  Name: string;
+  Type: number;
+  EndpointId: number;
+  Env: Pair[] | null;
+  Status: number;
+}
+
+export interface PortainerApiKey {
+  id: number;
+  userId: number;
+  description: string;
+}
+
+/** EndpointCreationType 2: an agent on a Docker host (endpoint_create.go, agentEnvironment). */
+export const AGENT_ENVIRONMENT = 2;
+export const ENDPOINT_STATUS_UP = 1;
+
+export class PortainerApiError extends Error {
+  constructor(
+    readonly method: string,
+    readonly path: string,
+    readonly status: number,
+    readonly apiMessage: string,
+    readonly details: string,
+  ) {
+    super(`Portainer ${method} ${path}: ${status} ${apiMessage}${details && details !== apiMessage ? ` (${details})` : ""}`);
+  }
+}
+
+type Body = { json: unknown } | { form: FormData } | undefined;
+
+export class PortainerClient {
+  private readonly agent: https.Agent;
+  private readonly base: URL;
+
+  constructor(
+    readonly access: PortainerAccess,
+    private auth: PortainerAuth = { kind: "none" },
+  ) {
+    this.base = new URL(access.url);
+    if (this.base.protocol !== "https:") throw new Error(`Portainer URL ${access.url} must use https: the API carries the admin password and API token`);
+    this.agent = new https.Agent({ keepAlive: true, ca: access.caPem, rejectUnauthorized: access.insecure !== true });
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+
+  withAuth(auth: PortainerAuth): PortainerClient {
+    return new PortainerClient(this.access, auth);
+  }
+
+  async request<T>(method: string, path: string, body?: Body, expect: number[] = [200]): Promise<{ status: number; data: T }> {
+    const headers: Record<string, string> = { Accept: "application/json" };
+    if (this.auth.kind === "jwt") headers.Authorization = `Bearer ${this.auth.jwt}`;
+    if (this.auth.kind === "apiKey") headers["X-API-Key"] = this.auth.key;
+    let payload: Buffer | undefined;
+    if (body && "json" in body) {
+      payload = Buffer.from(JSON.stringify(body.json));
+      headers["Content-Type"] = "application/json";
+    } else if (body) {
+      // Response serializes FormData to multipart/form-data with its boundary, as fetch would send it.
+      const encoded = new Response(body.form);
+      payload = Buffer.from(await encoded.arrayBuffer());
+      headers["Content-Type"] = encoded.headers.get("content-type")!;
+    }
+    if (payload) headers["Content-Length"] = String(payload.length);
+    const url = new URL(path, this.base);
+    const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const req = https.request(url, { method, headers, agent: this.agent, timeout: 60_000 }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }));
+        res.on("error", reject);
+      });
+      req.on("timeout", () => req.destroy(new Error(`Portainer ${method} ${url.pathname}: no answer within 60 s`)));
+      req.on("error", (e) => reject(new Error(`Portainer ${method} ${url.pathname} at ${this.base.origin}: ${e.message}`, { cause: e })));
+      req.end(payload);
+    });
+    if (!expect.includes(status)) {
+      let message = text.trim();
+      let details = "";
+      try {
+        const parsed = JSON.parse(text) as { message?: string; details?: string };
+        message = parsed.message ?? message;
+        details = parsed.details ?? "";
+      } catch {
+        // not a Portainer error body (a proxy in between, or the mux's plain-text 404)
+      }
+      throw new PortainerApiError(method, url.pathname, status, message, details);
+    }
+    return { status, data: (text === "" ? undefined : JSON.parse(text)) as T };
+  }
+
+  async systemStatus(): Promise<{ Version: string; InstanceID: string }> {
+    return (await this.request<{ Version: string; InstanceID: string }>("GET", "/api/system/status")).data;
+  }
+
+  /** The only reliable probe: 204 means an administrator exists, 404 means none; anything else is an error. */
+  async adminExists(): Promise<boolean> {
+    const { status } = await this.request("GET", "/api/users/admin/check", undefined, [204, 404]);
+    return status === 204;
+  }
+
+  async initAdmin(username: string, password: string): Promise<{ Id: number; Username: string }> {
+    return (await this.request<{ Id: number; Username: string }>("POST", "/api/users/admin/init", { json: { Username: username, Password: password } })).data;
+  }
+
+  /** Logs in; returns the JWT and the user id it carries (Portainer's claims: {id, username, role}). */
+  async login(username: string, password: string): Promise<{ jwt: string; userId: number }> {
+    const { jwt } = (await this.request<{ jwt: string }>("POST", "/api/auth", { json: { Username: username, Password: password } })).data;
+    const claims = JSON.parse(Buffer.from(jwt.split(".")[1] ?? "", "base64url").toString("utf8")) as { id?: unknown };
+    if (typeof claims.id !== "number") throw new Error(`Portainer at ${this.base.origin} returned a token without a user id; is this Portainer CE 2.x?`);
+    return { jwt, userId: claims.id };
+  }
+
+  /** Needs JWT auth: Portainer refuses to mint an API key with an API key. 200 in 2.19+, 201 before. */
+  async createApiKey(userId: number, description: string, password: string): Promise<{ raw: string; key: PortainerApiKey }> {
+    const { data } = await this.request<{ rawAPIKey: string; apiKey: PortainerApiKey }>("POST", `/api/users/${userId}/tokens`, { json: { description, password } }, [200, 201]);
+    return { raw: data.rawAPIKey, key: data.apiKey };
+  }
+
+  async apiKeys(userId: number): Promise<PortainerApiKey[]> {
+    return (await this.request<PortainerApiKey[]>("GET", `/api/users/${userId}/tokens`)).data;
+  }
+
+  async deleteApiKey(userId: number, keyId: number): Promise<void> {
+    await this.request("DELETE", `/api/users/${userId}/tokens/${keyId}`, undefined, [204, 404]);
+  }
+
+  async endpointsNamed(name: string): Promise<PortainerEndpoint[]> {
+    const { data } = await this.request<PortainerEndpoint[]>("GET", `/api/endpoints?${new URLSearchParams({ name })}`);
+    // Older releases ignore `name` and list everything: filter here as well.
+    return data.filter((e) => e.Name === name);
+  }
+
+  /** undefined when Portainer has no such environment. */
+  async endpoint(id: number): Promise<PortainerEndpoint | undefined> {
+    const { status, data } = await this.request<PortainerEndpoint>("GET", `/api/endpoints/${id}`, undefined, [200, 404]);
+    return status === 404 ? undefined : data;
+  }
+
+  /**
+   * Registers an agent. The agent serves TLS with its own certificate and Portainer authenticates
+   * to it by signature, so Portainer neither verifies the agent's certificate nor presents one:
+   * TLSSkipVerify and TLSSkipClientVerify must both be set, or Portainer asks for the files.
+   */
+  async createAgentEndpoint(name: string, agentUrl: string): Promise<PortainerEndpoint> {
+    const form = new FormData();
+    form.append("Name", name);
+    form.append("EndpointCreationType", String(AGENT_ENVIRONMENT));
+    form.append("URL", agentUrl);
+    form.append("TLS", "true");
+    form.append("TLSSkipVerify", "true");
+    form.append("TLSSkipClientVerify", "true");
+    return (await this.request<PortainerEndpoint>("POST", "/api/endpoints", { form })).data;
+  }
+
+  async deleteEndpoint(id: number): Promise<void> {
+    await this.request("DELETE", `/api/endpoints/${id}`, undefined, [204, 404]);
+  }
+
+  async stacks(endpointId: number): Promise<PortainerStack[]> {
+    const { data } = await this.request<PortainerStack[] | null>("GET", `/api/stacks?${new URLSearchParams({ filters: JSON.stringify({ EndpointID: endpointId }) })}`);
+    return (data ?? []).filter((s) => s.EndpointId === endpointId);
+  }
+
+  async stack(id: number): Promise<PortainerStack | undefined> {
+    const { status, data } = await this.request<PortainerStack>("GET", `/api/stacks/${id}`, undefined, [200, 404]);
+    return status === 404 ? undefined : data;
+  }
+
+  async stackFile(id: number): Promise<string> {
+    return (await this.request<{ StackFileContent: string }>("GET", `/api/stacks/${id}/file`)).data.StackFileContent;
+  }
+
+  /** A standalone (compose) stack from an uploaded file: Portainer reads it with FormFile("file"). */
+  async createStack(endpointId: number, name: string, compose: string, env: Pair[]): Promise<PortainerStack> {
+    const form = new FormData();
+    form.append("Name", name);
+    form.append("file", new Blob([compose], { type: "application/x-yaml" }), "docker-compose.yml");
+    form.append("Env", JSON.stringify(env));
+    return (await this.request<PortainerStack>("POST", `/api/stacks/create/standalone/file?endpointId=${endpointId}`, { form })).data;
+  }
+
+  /** Prune: services removed from the file are removed from the host too, so the file stays the truth. */
+  async updateStack(id: number, endpointId: number, compose: string, env: Pair[]): Promise<PortainerStack> {
+    return (await this.request<PortainerStack>("PUT", `/api/stacks/${id}?endpointId=${endpointId}`, { json: { StackFileContent: compose, Env: env, Prune: true, PullImage: false } })).data;
+  }
+
+  async deleteStack(id: number, endpointId: number): Promise<void> {
+    await this.request("DELETE", `/api/stacks/${id}?endpointId=${endpointId}`, undefined, [204, 404]);
+  }
+}
