@@ -5,6 +5,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { NginxGateway, StepCa, Traefik } from "../components/core/core";
+import { dockerHostUserData, portainerTier } from "../components/docker/docker-tier";
 import { ClusterFirewall } from "../components/firewall";
 import { ModelServer } from "../components/models/model-server";
 import type { GuestContext } from "../components/guest/common";
@@ -86,9 +87,19 @@ export function buildStack(stack: LoadedStack): PhoenixExports {
             },
             opts,
           )
-        : new VmGuest(`guest-${g.vmid}`, { guest: g, context, template: g.clone, dependsOn, pciMappings: host?.pciMappings }, opts);
+        : new VmGuest(`guest-${g.vmid}`, { guest: g, context, template: g.clone, dependsOn: [...dependsOn, ...userData(g).deps], userDataFileId: userData(g).fileId, pciMappings: host?.pciMappings }, opts);
     built.set(g.vmid, guest);
     return guest;
+  };
+  // The core tier, built on first need: Docker hosts' user data trusts its CA.
+  let core: CoreOutputs | undefined;
+  const coreTier = (): CoreOutputs => (core ??= buildCore(stack, build, connections, hostNode));
+  const userData = (g: Guest): { deps: pulumi.Resource[]; fileId?: string } => {
+    if (g.kind !== "vm" || (g.role?.type !== "portainer-server" && g.role?.type !== "portainer-agent")) return { deps: [] };
+    const { caRootPem, caUrl } = coreTier();
+    if (!caRootPem || !caUrl) throw new Error(`${g.name}: a Docker host trusts the internal CA: declare a guest with role step-ca`);
+    const { file, fileId } = dockerHostUserData(`vm-${g.vmid}-user-data`, { config, guest: g, connection: connections.get(hostNode)!, caRootPem, caUrl }, {});
+    return { deps: [file], fileId };
   };
   config.guests.forEach(build);
   for (const g of config.guests) {
@@ -96,17 +107,20 @@ export function buildStack(stack: LoadedStack): PhoenixExports {
     const apiKey = g.role.server.engine === "vllm" && g.role.server.requireApiKey ? stack.secret("modelApiKey") : undefined;
     new ModelServer(`model-${g.vmid}`, { config, vmid: g.vmid, connection: connections.get(g.node ?? hostNode)!, apiKey, dependsOn: [built.get(g.vmid)!.ready] });
   }
-  const core = buildCore(stack, built, connections, hostNode);
+  coreTier();
+  if (core!.caRootPem && config.guests.some((g) => g.role?.type === "portainer-server")) {
+    portainerTier({ config, caRootPem: core!.caRootPem, adminPassword: stack.secret("portainerAdminPassword"), projectFile: stack.projectFile, secret: stack.secret, ready: (vmid) => built.get(vmid)!.ready });
+  }
   const urls = serviceUrls(config);
   return {
     ...describeStack(config),
-    gatewayUrl: core.gatewayUrl,
-    caUrl: core.caUrl,
-    acmeDirectoryUrl: core.acmeDirectoryUrl,
-    caRootPem: core.caRootPem,
-    caFingerprint: core.caFingerprint,
+    gatewayUrl: core!.gatewayUrl,
+    caUrl: core!.caUrl,
+    acmeDirectoryUrl: core!.acmeDirectoryUrl,
+    caRootPem: core!.caRootPem,
+    caFingerprint: core!.caFingerprint,
     serviceUrls: urls,
-    openaiBaseUrl: core.gatewayUrl ? openaiBaseUrl(config) : undefined,
+    openaiBaseUrl: core!.gatewayUrl ? openaiBaseUrl(config) : undefined,
     qdrantUrl: urls.qdrant,
     portainerUrl: urls.portainer,
   };
@@ -121,10 +135,10 @@ export interface CoreOutputs {
 }
 
 /** Step-CA → Traefik → gateway, each in the guest with its role, ordered by the data they pass on. */
-function buildCore(stack: LoadedStack, built: Map<number, LxcGuest | VmGuest>, connections: Map<string, pulumi.Output<SshConnection> | undefined>, hostNode: string): CoreOutputs {
+function buildCore(stack: LoadedStack, build: (g: Guest) => LxcGuest | VmGuest, connections: Map<string, pulumi.Output<SshConnection> | undefined>, hostNode: string): CoreOutputs {
   const { config } = stack;
   const withRole = (type: string) => config.guests.find((g) => g.role?.type === type);
-  const tierArgs = (g: Guest) => ({ config, connection: connections.get(g.node ?? hostNode)!, dependsOn: [built.get(g.vmid)!.ready] });
+  const tierArgs = (g: Guest) => ({ config, connection: connections.get(g.node ?? hostNode)!, dependsOn: [build(g).ready] });
   const caGuest = withRole("step-ca");
   if (!caGuest) return {};
   const ca = new StepCa("step-ca", { ...tierArgs(caGuest), password: stack.secret("stepCaPassword") });

@@ -37,6 +37,7 @@ export const vmid = z
   .max(999999999, "must be between 100 and 999999999");
 export const storageId = z.string().min(2).regex(STORAGE_ID_RE, "must be a Proxmox storage id: letters, digits, '-', '_', '.'");
 const version = z.string().regex(VERSION_RE, "must be an exact version such as 580.95.05 (no ranges, no 'latest')");
+const aptVersion = z.string().regex(/^(\d+:)?[0-9][A-Za-z0-9.+~-]*$/, "must be an exact apt version such as 5:28.5.1-1~ubuntu.24.04~noble");
 const sha256 = z.string().regex(/^[0-9a-fA-F]{64}$/, "must be a SHA-256 hex digest (64 hex characters)");
 
 // --- Proxmox connection ------------------------------------------------------
@@ -492,6 +493,14 @@ export const guestSchema = z.discriminatedUnion("kind", [
       })
       .default({ user: "phoenix", sshKeys: [] }),
     dockerStacks: z.array(dockerStackSchema).default([]),
+    /** Exact apt versions of Docker on a Portainer VM, from Docker's repository. */
+    docker: z
+      .strictObject({
+        engine: aptVersion,
+        containerd: aptVersion,
+        compose: aptVersion,
+      })
+      .default({ engine: "5:28.5.1-1~ubuntu.24.04~noble", containerd: "1.7.28-1~ubuntu.24.04~noble", compose: "2.40.0-1~ubuntu.24.04~noble" }),
   }),
 ]);
 

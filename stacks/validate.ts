@@ -455,7 +455,11 @@ function checkRoles(ctx: Context, report: Report): void {
       if (!ctx.unchecked.guests.has(role.server) && server?.g.role?.type !== "portainer-server") report(`${path}.server`, `${guestLabel(g)}: ${role.server} is not a guest with role portainer-server`);
     }
   });
+  const snippets = [...ctx.storages.entries()].some(([, content]) => content.includes("snippets"));
   ctx.config.guests.forEach((g, i) => {
+    if (g.kind === "vm" && (g.role?.type === "portainer-server" || g.role?.type === "portainer-agent") && !snippets) {
+      report(`guests[${i}].role`, `${guestLabel(g)}: a Docker host is set up by cloud-init user data, which Proxmox reads from a storage with snippets content: add snippets to a dir storage's content`);
+    }
     if (g.kind === "vm" && g.dockerStacks.length > 0 && g.role?.type !== "portainer-agent") {
       report(`guests[${i}].dockerStacks`, `${guestLabel(g)}: Docker stacks are deployed through Portainer: give this VM role portainer-agent`);
     }

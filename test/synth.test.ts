@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -27,11 +28,15 @@ describe("npm run synth", () => {
     expect(dot).toContain('"ct-103-step-ca" -> "ct-102-traefik";');
     expect(fs.readFileSync(path.join(out, "prod", "graph.svg"), "utf8")).toMatch(/<svg[\s\S]*cluster_core[\s\S]*<\/svg>/);
     // every file a guest gets, under a folder per guest, with its install script
-    for (const f of ["101-nginx-gateway/etc/nginx/nginx.conf", "101-nginx-gateway/install/gateway-install-run.sh", "802-vllm-chat/install/model-802-install-check.sh", "802-vllm-chat/etc/systemd/system/vllm.service", "102-traefik/etc/traefik/traefik.yml", "102-traefik/etc/traefik/dynamic/phoenix.yml", "103-step-ca/etc/systemd/system/step-ca.service"]) {
+    for (const f of ["101-nginx-gateway/etc/nginx/nginx.conf", "101-nginx-gateway/install/gateway-install-run.sh", "802-vllm-chat/install/model-802-install-check.sh", "802-vllm-chat/etc/systemd/system/vllm.service", "102-traefik/etc/traefik/traefik.yml", "102-traefik/etc/traefik/dynamic/phoenix.yml", "103-step-ca/etc/systemd/system/step-ca.service", "1001-portainer/cloud-init/user-data.yaml"]) {
       expect(fs.existsSync(path.join(out, "prod", f)), f).toBe(true);
     }
     expect(fs.readFileSync(path.join(out, "prod", "103-step-ca", "install", "step-ca-install-run.sh"), "utf8")).toContain("<<'PHOENIX_PASSWORD'\n[secret]\nPHOENIX_PASSWORD");
     expect(plan).toContain("Offline stand-ins:");
+    // the VMs' user data as synthesized is what cloud-init itself accepts
+    for (const vm of ["1001-portainer", "1002-drphoenix"]) {
+      expect(execFileSync("cloud-init", ["schema", "--config-file", path.join(out, "prod", vm, "cloud-init", "user-data.yaml")], { encoding: "utf8" })).toContain("Valid cloud-config");
+    }
   });
 
   it("needs none of the dev stack's local files (CA, host key) offline", async () => {

@@ -6,6 +6,7 @@
  * Proxmox uses this file instead of its generated user-data, so the user and
  * SSH keys are set here too.
  */
+import type { RenderedFile } from "../render/files";
 import { stringify } from "yaml";
 
 /** Docker's release signing key (https://download.docker.com/linux/ubuntu/gpg). */
@@ -45,6 +46,10 @@ export interface DockerHostUserData {
   /** The Step-CA root certificate (PEM). */
   caRootPem: string;
   nfs?: NfsMount;
+  /** More files to write (the Portainer server's or agent's). */
+  files?: RenderedFile[];
+  /** Commands run last, in order, e.g. starting a compose project. */
+  run?: string[][];
 }
 
 const APT_VERSION_RE = /^(\d+:)?[0-9][A-Za-z0-9.+~-]*$/;
@@ -72,7 +77,8 @@ export function renderDockerHostUserData(d: DockerHostUserData): string {
         // Key-only login: provisioning over SSH needs sudo, and there is no password to type.
         sudo: "ALL=(ALL) NOPASSWD:ALL",
         lock_passwd: true,
-        ssh_authorized_keys: d.sshKeys,
+        // cloud-init's schema refuses an empty list.
+        ...(d.sshKeys.length > 0 ? { ssh_authorized_keys: d.sshKeys } : {}),
       },
     ],
     ssh_pwauth: false,
@@ -92,11 +98,13 @@ export function renderDockerHostUserData(d: DockerHostUserData): string {
       { path: STEP_CA_ROOT_PATH, content: d.caRootPem, permissions: "0644" },
       // The local driver rotates container logs; the default json-file grows without bound.
       { path: "/etc/docker/daemon.json", content: `${JSON.stringify({ "log-driver": "local" }, null, 2)}\n`, permissions: "0644" },
+      ...(d.files ?? []).map((f) => ({ path: f.path, content: f.content, permissions: f.mode ?? "0644", ...(f.owner ? { owner: f.owner } : {}) })),
     ],
     ...(d.nfs ? { mounts: [[`${d.nfs.server}:${d.nfs.export}`, d.nfs.mountPoint, "nfs", "defaults,_netdev,noatime,nofail,x-systemd.automount", "0", "0"]] } : {}),
     runcmd: [
       ["apt-mark", "hold", ...DOCKER_PACKAGES],
       ["systemctl", "enable", "--now", "qemu-guest-agent", "docker"],
+      ...(d.run ?? []),
     ],
   };
   return `#cloud-config\n${stringify(config, { lineWidth: 0 })}`;

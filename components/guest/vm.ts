@@ -18,6 +18,8 @@ export interface VmGuestArgs {
   template: number;
   /** Resources that must exist first: the template, the previous clone of it, security groups. */
   dependsOn?: pulumi.Input<pulumi.Resource>[];
+  /** Cloud-init user data, as a snippet volume id (storage:snippets/file). */
+  userDataFileId?: string;
   /** PCI resource mappings of the host's vm-passthrough GPUs, by GPU id. */
   pciMappings?: Record<number, pulumi.CustomResource & { name: pulumi.Output<string> }>;
 }
@@ -60,7 +62,8 @@ export class VmGuest extends pulumi.ComponentResource {
           datastoreId: g.storage,
           ipConfigs: [{ ipv4: { address: net.address, gateway: net.gateway } }],
           dns: { domain: net.searchDomain, servers: net.dnsServers },
-          userAccount: { username: g.cloudInit.user, keys: g.cloudInit.sshKeys },
+          // With user data, the snippet creates the user; PVE refuses both at once.
+          ...(args.userDataFileId ? { userDataFileId: args.userDataFileId } : { userAccount: { username: g.cloudInit.user, keys: g.cloudInit.sshKeys } }),
         },
         // PCIe passthrough needs the q35 machine type.
         ...(mappings.length > 0 ? { machine: "q35", hostpcis: mappings.map((m, i) => ({ device: `hostpci${i}`, mapping: m.name, pcie: true })) } : {}),

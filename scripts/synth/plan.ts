@@ -171,5 +171,10 @@ export function artifacts(config: StackConfig, resources: readonly Registered[])
       if (typeof script === "string") out.push({ path: `${dir}/install/${run.name}.sh`, content: script });
     }
   }
+  for (const r of resources.filter((x) => x.type.endsWith(":NodeFile"))) {
+    const vmid = /^vm-(\d+)-user-data$/.exec(r.name)?.[1];
+    const content = unwrapSecret(r.inputs.content);
+    if (vmid && typeof content === "string") out.push({ path: `${folder(Number(vmid))}/cloud-init/user-data.yaml`, content });
+  }
   return out;
 }

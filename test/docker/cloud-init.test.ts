@@ -40,6 +40,12 @@ describe("Docker host user-data", () => {
     expect(spawnSync("cloud-init", ["schema", "--config-file", file]).status).not.toBe(0);
   });
 
+  it("passes the schema too for a user with no SSH keys, as the prod VMs have, with a Portainer server's files and commands", () => {
+    const file = path.join(dir, "no-keys.yaml");
+    fs.writeFileSync(file, renderDockerHostUserData({ ...host, sshKeys: [], files: [{ path: "/opt/x/compose.yaml", content: "name: x\n", mode: "0600" }], run: [["docker", "compose", "up", "-d"]] }));
+    expect(execFileSync("cloud-init", ["schema", "--config-file", file], { encoding: "utf8" })).toContain("Valid cloud-config");
+  });
+
   it("installs Docker Engine and the compose plugin from Docker's repository at pinned versions, and holds them", () => {
     expect(doc.packages.filter(Array.isArray)).toEqual([
       ["docker-ce", host.docker.engine],

@@ -1,0 +1,109 @@
+/**
+ * The Docker tier: each Portainer VM's cloud-init user data (Docker pinned,
+ * the CA trusted, the Portainer server or agent started from its compose
+ * file) written as a snippet on the node before the VM is cloned, then
+ * Portainer itself driven through its API once it answers: admin, Phoenix's
+ * token, the agent environments and their stacks.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { ServiceHealth } from "../../providers/portainer/health";
+import { NodeFile } from "../../providers/host/node-file";
+import type { SshConnection } from "../../providers/ssh";
+import type { Guest, StackConfig, VmGuest } from "../../stacks/schema";
+import { stepCliRelease } from "../core/step-ca.render";
+import { guestIp } from "../core/routing";
+import { renderReleaseInstalls } from "../render/install-script";
+import { renderDockerHostUserData } from "./cloud-init";
+import { dockerStackSpecs, PortainerControl } from "./portainer-control";
+import { PORTAINER_AGENT_DIR, PORTAINER_DIR, renderPortainerAgentFiles, renderPortainerServerFiles } from "./portainer";
+
+/** Where Proxmox reads snippets from: a storage with snippets content, and its directory on the node. */
+export function snippetStorage(config: StackConfig): { id: string; dir: string } | undefined {
+  const ds = config.host.zfs.datasets.find((d) => d.storage?.type === "dir" && d.storage.content.includes("snippets"));
+  if (ds?.storage) return { id: ds.storage.id, dir: `/${ds.pool}/${ds.name}` };
+  const local = config.host.existingStorages.find((s) => s.id === "local" && s.content.includes("snippets"));
+  return local ? { id: "local", dir: "/var/lib/vz" } : undefined;
+}
+
+/** The name the Portainer server's certificate carries: its route host, else <name>.<domain>. */
+function portainerHost(config: StackConfig, g: Guest): string {
+  const service = config.services.find((s) => s.guest === g.vmid);
+  const route = service && config.routes.find((r) => r.service === service.name && r.host);
+  return route?.host ?? `${g.name}.${config.host.domain}`;
+}
+
+const composeUp = (dir: string) => ["docker", "compose", "-f", `${dir}/compose.yaml`, "up", "-d"];
+const STEP_INSTALLER = "/usr/local/sbin/phoenix-install-step";
+
+export interface DockerHostUserDataArgs {
+  /** The validated stack. */
+  config: StackConfig;
+  /** The Docker host VM. */
+  guest: VmGuest;
+  /** SSH to the node, where the snippet is written. */
+  connection: pulumi.Input<SshConnection>;
+  /** The CA's root, trusted by the VM. */
+  caRootPem: pulumi.Input<string>;
+  /** The CA's URL, for the Portainer server's certificate. */
+  caUrl: string;
+}
+
+/** The user data snippet of a Docker host VM, and the id VmLegacy refers to it by. */
+export function dockerHostUserData(name: string, args: DockerHostUserDataArgs, opts: pulumi.CustomResourceOptions): { file: NodeFile; fileId: string } {
+  const { config, guest: g } = args;
+  const store = snippetStorage(config)!;
+  const role = g.role;
+  let files;
+  let run: string[][];
+  if (role?.type === "portainer-server") {
+    files = [
+      ...renderPortainerServerFiles({ version: role.version, port: role.port, dnsNames: [portainerHost(config, g)], address: guestIp(g), caUrl: args.caUrl }),
+      { path: STEP_INSTALLER, content: `#!/usr/bin/env bash\nset -euo pipefail\n${renderReleaseInstalls([stepCliRelease(config)])}\n`, mode: "0755" },
+    ];
+    run = [[STEP_INSTALLER], ["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", "phoenix-portainer-cert.timer"], ["systemctl", "start", "phoenix-portainer-cert.service"], composeUp(PORTAINER_DIR)];
+  } else if (role?.type === "portainer-agent") {
+    files = renderPortainerAgentFiles(role.version, role.port);
+    run = [composeUp(PORTAINER_AGENT_DIR)];
+  } else {
+    throw new Error(`${name}: VM ${g.vmid} has no Portainer role`);
+  }
+  const file = `phoenix-vm-${g.vmid}.yaml`;
+  const content = pulumi.output(args.caRootPem).apply((caRootPem) =>
+    renderDockerHostUserData({ hostname: g.name, domain: config.host.domain, user: g.cloudInit.user, sshKeys: g.cloudInit.sshKeys, ubuntuCodename: "noble", docker: g.docker, caRootPem, files, run }),
+  );
+  return {
+    file: new NodeFile(name, { connection: args.connection, path: `${store.dir}/snippets/${file}`, mode: "0640", content }, opts),
+    fileId: `${store.id}:snippets/${file}`,
+  };
+}
+
+export interface PortainerTierArgs {
+  /** The validated stack. */
+  config: StackConfig;
+  /** The CA's root: Portainer's certificate is issued by it. */
+  caRootPem: pulumi.Input<string>;
+  /** phoenix:portainerAdminPassword. */
+  adminPassword: pulumi.Input<string>;
+  /** A compose file named by the stack, read from the project. */
+  projectFile: (file: string, configPath: string) => string;
+  /** A secret config value by key. */
+  secret: (key: string) => pulumi.Input<string>;
+  /** The VMs, by vmid, once they run. */
+  ready: (vmid: number) => pulumi.Resource;
+}
+
+/** Admin, token, environments and stacks, once the Portainer server answers. */
+export function portainerTier(args: PortainerTierArgs): PortainerControl | undefined {
+  const { config } = args;
+  const server = config.guests.find((g) => g.role?.type === "portainer-server");
+  if (server?.role?.type !== "portainer-server") return undefined;
+  const url = `https://${guestIp(server)}:${server.role.port}`;
+  const access = pulumi.output(args.caRootPem).apply((caPem) => ({ url, caPem }));
+  const health = new ServiceHealth("portainer-health", { url: `${url}/api/system/status`, caPem: args.caRootPem }, { dependsOn: [args.ready(server.vmid)] });
+  const agents = config.guests.flatMap((g, i) =>
+    g.kind === "vm" && g.role?.type === "portainer-agent"
+      ? [{ vmid: g.vmid, environment: g.role.environment, agentUrl: `tcp://${guestIp(g)}:${g.role.port}`, stacks: dockerStackSpecs(g, args.projectFile, args.secret, i), ready: args.ready(g.vmid) }]
+      : [],
+  );
+  return new PortainerControl("portainer", { access, adminUser: server.role.adminUser, adminPassword: args.adminPassword, tokenDescription: `phoenix-${pulumi.getStack()}`, agents, dependsOn: [health] });
+}

@@ -1,0 +1,34 @@
+import { beforeAll, describe, expect, it } from "vitest";
+import { MOCK_CA, runProgram, type Program } from "../mock-program";
+import { prodWithSecrets } from "../stacks/fixtures";
+
+let p: Program;
+beforeAll(async () => {
+  p = await runProgram(prodWithSecrets());
+});
+
+describe("the Docker tier of the prod stack", () => {
+  it("clones each Portainer VM with user data written first, trusting the CA and starting its compose project", () => {
+    const server = p.byName("vm-1001-portainer");
+    expect((server.inputs.initialization as { userDataFileId: string }).userDataFileId).toBe("fastData-iso:snippets/phoenix-vm-1001.yaml");
+    expect(p.dependenciesOf("vm-1001-portainer")).toContain("vm-1001-user-data");
+    const userData = p.byName("vm-1001-user-data").inputs;
+    expect(userData.path).toBe("/fastData/shared-iso/snippets/phoenix-vm-1001.yaml");
+    const content = String(userData.content);
+    expect(content.startsWith("#cloud-config\n")).toBe(true);
+    expect(content).toContain(MOCK_CA.rootPem.split("\n")[1]!);
+    expect(content).toContain("/opt/phoenix/portainer/compose.yaml");
+    expect(content).toContain("portainer/portainer-ce:2.33.2");
+    expect(String(p.byName("vm-1002-user-data").inputs.content)).toContain("portainer/agent:2.33.2");
+  });
+
+  it("drives Portainer only once it answers: admin, then the agent's environment, then its stacks", () => {
+    expect(p.dependenciesOf("portainer-health")).toContain("vm-1001-portainer");
+    expect(p.dependenciesOf("portainer-admin")).toContain("portainer-health");
+    const env = p.dependenciesOf("portainer-env-1002");
+    expect(env).toContain("vm-1002-drphoenix");
+    expect(env).toContain("portainer-admin");
+    for (const stack of ["qdrant", "webapp", "n8n"]) expect(p.dependenciesOf(`portainer-stack-1002-${stack}`)).toContain("portainer-env-1002");
+    expect(p.byName("portainer-env-1002").inputs.agentUrl).toBe("tcp://10.0.0.102:9001");
+  });
+});
