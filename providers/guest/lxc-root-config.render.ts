@@ -37,11 +37,23 @@ export function isOwnedKey(key: string, value: string): boolean {
   return /^dev\d+$/.test(key) || (/^mp\d+$/.test(key) && value.startsWith("/")) || key === "features";
 }
 
+/** The mpN keys that hold storage volumes, not bind mounts: Phoenix never writes them. */
+export function volumeSlots(config: Record<string, string>): string[] {
+  return Object.entries(config)
+    .filter(([k, v]) => /^mp\d+$/.test(k) && !isOwnedKey(k, v))
+    .map(([k]) => k);
+}
+
 /** The config keys the spec stands for, in PVE's canonical property-string form. */
-export function desiredKeys(spec: RootConfigSpec): Record<string, string> {
+export function desiredKeys(spec: RootConfigSpec, volumeSlots: readonly string[] = []): Record<string, string> {
   const keys: Record<string, string> = {};
   spec.devices.forEach((d, i) => (keys[`dev${i}`] = `${d.path},gid=${d.gid},mode=${d.mode}`));
-  spec.mounts.forEach((m, i) => (keys[`mp${i}`] = `${m.hostPath},mp=${m.path}${m.readOnly ? ",ro=1" : ""}`));
+  // Bind mounts take the mpN slots no volume holds: writing over a volume's slot would detach it.
+  let slot = 0;
+  for (const m of spec.mounts) {
+    while (volumeSlots.includes(`mp${slot}`)) slot++;
+    keys[`mp${slot++}`] = `${m.hostPath},mp=${m.path}${m.readOnly ? ",ro=1" : ""}`;
+  }
   const features = (["fuse", "keyctl", "nesting"] as const).filter((f) => spec.features[f]).map((f) => `${f}=1`);
   if (features.length > 0) keys.features = features.join(",");
   return keys;
@@ -75,7 +87,7 @@ export interface ConfigPlan {
 
 /** What must change to bring the probed state to the spec; empty when converged. */
 export function planRootConfig(spec: RootConfigSpec, state: ProbedState): ConfigPlan {
-  const want = desiredKeys(spec);
+  const want = desiredKeys(spec, volumeSlots(state.config));
   const set = Object.fromEntries(Object.entries(want).filter(([k, v]) => state.config[k] !== v));
   // Whatever a clone inherited from its template and the spec does not declare goes: a guest has the devices it declares, no others.
   const del = Object.entries(state.config)

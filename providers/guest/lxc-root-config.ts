@@ -9,8 +9,8 @@ import * as pulumi from "@pulumi/pulumi";
 import { createPveClient } from "../pve";
 import { runScriptChecked, type SshConnection } from "../ssh";
 import { dynamicProvider, type Implementation } from "../dynamic";
-import { changedKeys, Checker, diffResult, isUnknown, parseProbe } from "../common";
-import { desiredKeys, gpuViewProblem, isOwnedKey, planIsEmpty, planRootConfig, renderApply, renderGpuCheck, renderProbe, type ProbedState, type RootConfigSpec, type RootDevice, type RootMount } from "./lxc-root-config.render";
+import { changedKeys, Checker, diffResult, isUnknown, parseProbe, same } from "../common";
+import { desiredKeys, gpuViewProblem, idmapLines, isOwnedKey, planIsEmpty, planRootConfig, renderApply, renderGpuCheck, renderProbe, type ProbedState, type RootConfigSpec, type RootDevice, type RootMount, volumeSlots } from "./lxc-root-config.render";
 import type { IdmapRange } from "../../stacks/idmap";
 
 /** How root-only settings reach the node. */
@@ -28,6 +28,8 @@ export interface LxcRootConfigOutputs extends LxcRootConfigInputs {
   /** The owned keys as last read from the node, so refresh shows drift. */
   actual: Record<string, string>;
   actualIdmap: string[];
+  /** mpN slots holding storage volumes, which bind mounts must not take. */
+  volumeSlots: string[];
 }
 
 export interface LxcRootConfigArgs {
@@ -58,7 +60,7 @@ export class LxcRootConfig extends pulumi.dynamic.Resource {
   declare readonly actual: pulumi.Output<Record<string, string>>;
 
   constructor(name: string, args: LxcRootConfigArgs, opts?: pulumi.CustomResourceOptions) {
-    super(lxcRootConfigProvider, name, { actual: undefined, actualIdmap: undefined, ...args }, pulumi.mergeOptions(opts, { additionalSecretOutputs: ["transport"] }), "phoenix/guest", "LxcRootConfig");
+    super(lxcRootConfigProvider, name, { actual: undefined, actualIdmap: undefined, volumeSlots: undefined, ...args }, pulumi.mergeOptions(opts, { additionalSecretOutputs: ["transport"] }), "phoenix/guest", "LxcRootConfig");
   }
 }
 
@@ -139,7 +141,7 @@ function stringValues(config: Record<string, unknown>): Record<string, string> {
 }
 
 function outputs(i: LxcRootConfigInputs, config: Record<string, string>, idmap: string[]): LxcRootConfigOutputs {
-  return { ...i, actual: Object.fromEntries(Object.entries(config).filter(([k, v]) => isOwnedKey(k, v))), actualIdmap: idmap };
+  return { ...i, actual: Object.fromEntries(Object.entries(config).filter(([k, v]) => isOwnedKey(k, v))), actualIdmap: idmap, volumeSlots: volumeSlots(config) };
 }
 
 const SPEC_KEYS = ["devices", "mounts", "features", "idmap", "subuid", "subgid", "transport", "verifyGpus"] as const;
@@ -176,7 +178,10 @@ export const implementation: Implementation = {
     const replaces = changedKeys(olds, news, ["node", "vmid"]);
     const changed = changedKeys(olds, news, SPEC_KEYS);
     // Drift found by refresh: what the node has differs from what was declared.
-    const drifted = !isUnknown(news.devices) && !isUnknown(news.mounts) && !isUnknown(news.features) && JSON.stringify(olds.actual ?? {}) !== JSON.stringify(desiredKeys(news));
+    // Compared as sets of keys: the node lists its config in its own order (PVE sorts it), not the spec's.
+    const keysDrifted = !isUnknown(news.devices) && !isUnknown(news.mounts) && !isUnknown(news.features) && !same(olds.actual ?? {}, desiredKeys(news, olds.volumeSlots ?? []));
+    const idmapDrifted = !isUnknown(news.idmap) && !same(olds.actualIdmap ?? [], idmapLines(news.idmap));
+    const drifted = keysDrifted || idmapDrifted;
     return diffResult(drifted ? [...changed, "actual"] : changed, replaces);
   },
 
@@ -205,7 +210,8 @@ export const implementation: Implementation = {
 
   async delete(id: string, props: LxcRootConfigOutputs) {
     // Removing the settings from config, not the container: it goes with its own resource.
-    const empty: LxcRootConfigInputs = { ...props, devices: [], mounts: [], idmap: [], subuid: [], subgid: [], features: { ...props.features, keyctl: false, fuse: false } };
+    // Without its devices the guest sees no GPU: the check would fail the delete it follows.
+    const empty: LxcRootConfigInputs = { ...props, devices: [], mounts: [], idmap: [], subuid: [], subgid: [], features: { ...props.features, keyctl: false, fuse: false }, verifyGpus: undefined };
     try {
       await converge(empty);
     } catch (e) {

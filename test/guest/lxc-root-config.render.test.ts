@@ -36,6 +36,16 @@ describe("planRootConfig", () => {
     expect(planIsEmpty(planRootConfig(spec, converged()))).toBe(true);
   });
 
+  it("puts bind mounts in slots no volume holds, never over a volume", () => {
+    const state = converged();
+    delete state.config.mp0;
+    state.config.mp0 = "quickOS-lxc-disks:subvol-802-disk-1,mp=/data,size=8G";
+    const plan = planRootConfig(spec, state);
+    expect(plan.set.mp1).toBe("/fastData/shared-models,mp=/models,ro=1");
+    expect(plan.set.mp0).toBeUndefined();
+    expect(plan.delete).not.toContain("mp0");
+  });
+
   it("removes devices and bind mounts a clone inherited but does not declare, and leaves volumes alone", () => {
     const state = converged();
     state.config.dev2 = "/dev/nvidia0,gid=44,mode=0666";

@@ -269,6 +269,26 @@ function nvidiaSmi(s: SandboxState, args: string[]): void {
   );
 }
 
+/**
+ * nvidia-smi run through `pct exec`: the container sees only the GPUs whose /dev/nvidia<index> its
+ * config passes in (devN), and its own user-space must match the host's kernel module, as NVML
+ * requires; the driver version it reports is the kernel module's.
+ */
+function containerNvidiaSmi(s: SandboxState, vmid: string, args: string[]): void {
+  const userspace = containerState(s).nvidiaUserspace;
+  if (!userspace) fail("bash: line 1: nvidia-smi: command not found", 127);
+  const passed = confSections(vmid).current.filter((l) => /^dev\d+:/.test(l)).map((l) => l.slice(l.indexOf(":") + 1).trim().split(",")[0]);
+  if (!s.nvidia.loaded || !passed.includes("/dev/nvidiactl")) fail("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running.", 9);
+  if (userspace !== s.nvidia.loaded) fail("Failed to initialize NVML: Driver/library version mismatch\nNVML library version: " + userspace, 18);
+  const visible = s.nvidia.gpus.filter((_, i) => passed.includes(`/dev/nvidia${i}`));
+  if (visible.length === 0) fail("No devices were found", 6);
+  const q = args.find((a) => a.startsWith("--query-gpu="));
+  if (!q) return out([`NVIDIA-SMI ${s.nvidia.loaded}    Driver Version: ${s.nvidia.loaded}`]);
+  const fields = q.slice("--query-gpu=".length).split(",");
+  // Inside, NVML numbers the visible GPUs from 0 whatever their index on the host.
+  out(visible.map((g, i) => fields.map((f) => ({ index: String(i), "pci.bus_id": g.busId, name: g.name, "memory.total": String(g.memoryMiB), driver_version: s.nvidia.loaded })[f] ?? fail(`Field "${f}" is not a valid field to query.`, 2)).join(", ")));
+}
+
 function installer(s: SandboxState, args: string[]): void {
   const [runfile, ...flags] = args;
   const version = /NVIDIA-Linux-x86_64-([0-9.]+)\.run$/.exec(runfile ?? "")?.[1];
@@ -464,7 +484,7 @@ function main(): void {
         }
         return;
       case "nvidia-smi":
-        return nvidiaSmi(s, args);
+        return container ? containerNvidiaSmi(s, container, args) : nvidiaSmi(s, args);
       case "nvidia-installer":
         return installer(s, args);
       case "nvidia-uninstall":
