@@ -82,9 +82,8 @@ export async function runDoctor(argv: readonly string[], deps: DoctorDeps): Prom
     now: (deps.now ?? (() => new Date()))(),
   });
   const diagnoses = diagnose(findings, plan.contexts);
-  const report = { ok: diagnoses.length === 0, findings, diagnoses };
-  const text = args.json ? renderJson({ ...report, notes } as typeof report) : [...notes.map((n) => `note: ${n}`), renderTable(report)].join("\n");
-  return { code: report.ok ? 0 : 1, text };
+  const report = { ok: diagnoses.length === 0, notes, findings, diagnoses };
+  return { code: report.ok ? 0 : 1, text: args.json ? renderJson(report) : renderTable(report) };
 }
 
 const run = promisify(execFile);

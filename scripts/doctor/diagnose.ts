@@ -74,7 +74,9 @@ function hintsFor(failure: Failure, layer: Layer, ctx: ServiceContext): string[]
     case "refused":
       return layer === "host"
         ? [`connections to ${guest.ip}:${port} are refused: check the service's bind address and port (${inGuest(guest, "ss -ltnp")}) and the guest's firewall rule for tcp/${port} (${rules}; a REJECT rule refuses too)`]
-        : [`${layer === "traefik" ? `Traefik (${inGuest(traefik, "systemctl status traefik")})` : `the gateway (${inGuest(gateway, "systemctl status nginx")})`} does not accept connections on tcp/${TRAEFIK_PORT}`];
+        : layer === "traefik"
+          ? [`Traefik does not accept connections on tcp/${TRAEFIK_PORT}: ${inGuest(traefik, "systemctl status traefik")}`]
+          : [`the gateway does not accept connections on tcp/443: ${inGuest(gateway, "systemctl status nginx")}`];
     case "timeout":
       return layer === "host"
         ? [`packets to ${guest.ip}:${port} are dropped: compare the guest's live firewall (${rules}, pve-firewall status) with the stack file, and check the bridge and address (${status})`]

@@ -5,7 +5,7 @@
  */
 import { gatewayHost, guestIp, guestOfRole, serviceHost } from "../../components/core/routing";
 import { UNITS } from "../../components/models/server";
-import type { StackOutputs } from "../../stacks/compose";
+import type { PhoenixOutputs } from "../../stacks/outputs";
 import { modelsOf } from "../../stacks/plan";
 import type { Guest, Service, StackConfig } from "../../stacks/schema";
 import { admits, type Admission } from "./firewall";
@@ -14,18 +14,11 @@ export const LAYERS = ["guest", "firewall", "host", "traefik", "gateway"] as con
 export type Layer = (typeof LAYERS)[number];
 
 /**
- * What `pulumi stack output --json --show-secrets` prints. `guests` and `models`
- * exist today; the others are read when present and derived from the stack file
- * when not.
+ * What `pulumi stack output --json --show-secrets` prints. Every key may be
+ * missing (an older stack, a tier not deployed yet): the doctor then derives
+ * the value from the stack file.
  */
-export type OutputsJson = Partial<Pick<StackOutputs, "guests" | "models">> & {
-  /** https://<host>[:port] clients reach the gateway at. */
-  gatewayUrl?: string;
-  /** The Step-CA root certificate (PEM) every internal certificate chains to. */
-  caRootPem?: string;
-  /** Service name → its URL through the gateway. */
-  serviceUrls?: Record<string, string>;
-};
+export type OutputsJson = Partial<Pick<PhoenixOutputs, "guests" | "models" | "gatewayUrl" | "caRootPem" | "serviceUrls">>;
 
 export interface Address {
   host: string;
@@ -116,7 +109,7 @@ function ref(outputs: OutputsJson, g: Guest): GuestRef {
 }
 
 /** The unit that runs what a guest's role serves; Docker runs everything on the VMs. */
-function unitOf(g: Guest): string | undefined {
+export function unitOf(g: Guest): string | undefined {
   switch (g.role?.type) {
     case "model-server":
       return UNITS[g.role.server.engine];
@@ -136,16 +129,12 @@ function unitOf(g: Guest): string | undefined {
  * listing, which the gateway answers per model from the server serving it.
  */
 function gatewayRequest(config: StackConfig, service: Service, guest: Guest, outputs: OutputsJson): { host: string; path: string } | undefined {
-  const fromOutputs = outputs.serviceUrls?.[service.name];
-  if (fromOutputs) {
-    const url = new URL(fromOutputs);
-    return { host: url.hostname, path: `${url.pathname}${url.search}` };
-  }
   const defaultHost = outputs.gatewayUrl ? new URL(outputs.gatewayUrl).hostname : gatewayHost(config);
   const route = config.routes.find((r) => r.service === service.name);
   if (route) {
+    const published = outputs.serviceUrls?.[service.name];
     const path = route.stripPrefix ? `${route.path.replace(/\/$/, "")}${service.healthPath}` : route.path === "/" ? service.healthPath : route.path;
-    return { host: route.host ?? defaultHost, path };
+    return { host: published ? new URL(published).hostname : (route.host ?? defaultHost), path };
   }
   const model = modelsOf(guest)[0];
   const listing = config.routes.find((r) => r.byModel && /\/models\/?$/.test(r.path));
