@@ -8,6 +8,7 @@
 import * as proxmox from "@muhlba91/pulumi-proxmoxve";
 import * as pulumi from "@pulumi/pulumi";
 import { GpuFunctions, type ApiAccess } from "../providers/hardware/gpu-functions";
+import { NodeFile } from "../providers/host/node-file";
 import { NvidiaDriver } from "../providers/host/nvidia-driver";
 import { VfioHost } from "../providers/host/vfio";
 import { ZfsArcLimit } from "../providers/host/zfs-arc";
@@ -15,6 +16,7 @@ import { ZfsDataset } from "../providers/host/zfs-dataset";
 import { ZfsPool } from "../providers/host/zfs-pool";
 import type { SshConnection } from "../providers/ssh";
 import type { Host } from "../stacks/schema";
+import type { NfsExport } from "./docker/exports";
 import type { HostGpuInfo } from "./guest/gpu";
 
 export interface HostPrepArgs {
@@ -26,6 +28,8 @@ export interface HostPrepArgs {
   connection: pulumi.Input<SshConnection>;
   /** The bridged provider, for storage registration and PCI mappings. */
   provider: pulumi.ProviderResource;
+  /** NFS exports of datasets to Docker hosts, with their clients' addresses. */
+  exports?: NfsExport[];
   /** The API with the stack's token, to read the node's PCI listing; needed when a GPU is vm-passthrough. */
   api?: pulumi.Input<ApiAccess>;
 }
@@ -36,6 +40,16 @@ const GIB = 1024 ** 3;
 export function zfsValue(v: string | number | boolean): string {
   if (typeof v === "boolean") return v ? "on" : "off";
   return String(v);
+}
+
+/** Exported directories get their declared owner: with root_squash, the clients' containers write as that uid. */
+function exportOwners(host: Host, exports: NfsExport[]): string {
+  return exports
+    .flatMap((e) => {
+      const d = host.zfs.datasets.find((x) => `/${x.pool}/${x.name}` === e.path);
+      return d?.owner ? [`chown ${d.owner.uid}:${d.owner.gid} "$R"${e.path}`, `chmod ${d.owner.mode} "$R"${e.path}`] : [];
+    })
+    .join("; ");
 }
 
 export class HostPrep extends pulumi.ComponentResource {
@@ -49,6 +63,8 @@ export class HostPrep extends pulumi.ComponentResource {
   readonly gpuInfo?: pulumi.Output<HostGpuInfo>;
   /** PCI resource mappings of vm-passthrough GPUs, by GPU id, for VMs' hostpci. */
   readonly pciMappings: Record<number, proxmox.hardware.mapping.PciLegacy> = {};
+  /** Phoenix's block of /etc/exports, when datasets are exported. */
+  readonly exports?: NodeFile;
   /** vfio binding and IOMMU kernel arguments, when a GPU is passed through. */
   readonly vfio?: VfioHost;
 
@@ -91,6 +107,14 @@ export class HostPrep extends pulumi.ComponentResource {
     if (host.nvidiaDriver && host.gpus.some((g) => g.mode === "lxc-shared")) {
       this.nvidia = new NvidiaDriver(`${name}-nvidia`, { connection, version: host.nvidiaDriver.version }, child);
       this.gpuInfo = pulumi.all([this.nvidia.gpus, this.nvidia.deviceNodes, this.nvidia.installedVersion]).apply(([gpus, deviceNodes, driverVersion]) => ({ gpus, deviceNodes, driverVersion }));
+    }
+    if (args.exports && args.exports.length > 0) {
+      this.exports = new NodeFile(
+        `${name}-nfs-exports`,
+        // The NFS server is not part of a stock PVE install; it is added when the first export is.
+        { connection, path: "/etc/exports", exports: args.exports, reload: [exportOwners(host, args.exports), "if ! command -v exportfs >/dev/null; then apt-get install -y nfs-kernel-server; fi", "exportfs -ra"].filter(Boolean).join("; ") },
+        { ...child, dependsOn: args.exports.map((e) => this.datasets[e.path.slice(1)]).filter((d): d is pulumi.Resource => d !== undefined) },
+      );
     }
     const passthrough = host.gpus.filter((g) => g.mode === "vm-passthrough");
     if (passthrough.length > 0) {

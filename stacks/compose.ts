@@ -5,7 +5,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { NginxGateway, StepCa, Traefik } from "../components/core/core";
-import { dockerHostUserData, portainerTier } from "../components/docker/docker-tier";
+import { dockerHostUserData, nfsExports, nfsMountOf, portainerTier } from "../components/docker/docker-tier";
 import { ClusterFirewall } from "../components/firewall";
 import { ModelServer } from "../components/models/model-server";
 import type { GuestContext } from "../components/guest/common";
@@ -39,7 +39,7 @@ export function buildStack(stack: LoadedStack): PhoenixExports {
 
   const hostConnection = connections.get(hostNode);
   const api = stack.secret("proxmoxTokenSecret").apply((tokenSecret) => ({ endpoint: config.proxmox.endpoint, tokenId: config.proxmox.tokenId, tokenSecret, caPem: caPem(), insecure: config.proxmox.tls.insecure }));
-  const host = hostConnection ? new HostPrep("host", { host: config.host, node: hostNode, connection: hostConnection, provider, api }) : undefined;
+  const host = hostConnection ? new HostPrep("host", { host: config.host, node: hostNode, connection: hostConnection, provider, api, exports: nfsExports(config) }) : undefined;
   const templates = new Templates(
     "templates",
     { templates: config.templates, host: config.host, node: hostNode, api, connections: Object.fromEntries(connections), provider, nvidia: host?.nvidia, storages: host?.storages },
@@ -98,8 +98,9 @@ export function buildStack(stack: LoadedStack): PhoenixExports {
     if (g.kind !== "vm" || (g.role?.type !== "portainer-server" && g.role?.type !== "portainer-agent")) return { deps: [] };
     const { caRootPem, caUrl } = coreTier();
     if (!caRootPem || !caUrl) throw new Error(`${g.name}: a Docker host trusts the internal CA: declare a guest with role step-ca`);
-    const { file, fileId } = dockerHostUserData(`vm-${g.vmid}-user-data`, { config, guest: g, connection: connections.get(hostNode)!, caRootPem, caUrl }, {});
-    return { deps: [file], fileId };
+    const nfs = nfsMountOf(config, g.vmid);
+    const { file, fileId } = dockerHostUserData(`vm-${g.vmid}-user-data`, { config, guest: g, connection: connections.get(hostNode)!, caRootPem, caUrl, nfs }, {});
+    return { deps: [file, ...(nfs && host?.exports ? [host.exports] : [])], fileId };
   };
   config.guests.forEach(build);
   for (const g of config.guests) {

@@ -172,6 +172,18 @@ export const hostSchema = z.strictObject({
       datasets: z.array(datasetSchema).default([]),
     })
     .default({ pools: [], datasets: [] }),
+  /** Datasets exported over NFS to Docker hosts, to exactly the VMs named; other lines of /etc/exports are kept. */
+  nfsExports: z
+    .array(
+      z.strictObject({
+        /** The dataset, as pool/name from zfs.datasets. */
+        volume: z.string().min(1),
+        /** vmids of the VMs allowed to mount it; it is mounted at /srv/phoenix-data in each. */
+        clients: z.array(vmid).min(1),
+        options: z.array(z.string().regex(/^[a-z_]+(=[A-Za-z0-9_.:/-]+)?$/, "must be an exports(5) option such as rw or no_subtree_check")).default(["rw", "sync", "no_subtree_check", "root_squash"]),
+      }),
+    )
+    .default([]),
   /** Storages that exist on the node without Phoenix managing them (e.g. local). */
   existingStorages: z
     .array(z.strictObject({ id: storageId, content: z.array(z.enum(storageContents)).min(1) }))

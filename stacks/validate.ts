@@ -51,6 +51,7 @@ export function crossValidate(config: StackConfig, unchecked: Unchecked = NOTHIN
   checkGpus(ctx, report);
   checkMounts(ctx, report);
   checkSshNeeds(ctx, report);
+  checkNfsExports(ctx, report);
   checkModelEngines(ctx, report);
   checkRoles(ctx, report);
   checkServicesAndRoutes(ctx, report);
@@ -398,6 +399,24 @@ function checkModelEngines(ctx: Context, report: Report): void {
   });
 }
 
+function checkNfsExports(ctx: Context, report: Report): void {
+  const mounted = new Map<number, string>();
+  ctx.config.host.nfsExports.forEach((e, i) => {
+    if (!ctx.datasets.has(e.volume)) report(`host.nfsExports[${i}].volume`, `'${e.volume}' is not a declared dataset (pool/name from host.zfs.datasets)`);
+    e.clients.forEach((vmid, j) => {
+      const g = ctx.guests.get(vmid)?.g;
+      if (!g) {
+        if (!ctx.unchecked.guests.has(vmid)) report(`host.nfsExports[${i}].clients[${j}]`, `${vmid} is not a declared guest`);
+      }
+      else if (g.kind !== "vm" || (g.role?.type !== "portainer-server" && g.role?.type !== "portainer-agent")) report(`host.nfsExports[${i}].clients[${j}]`, `${guestLabel(g)}: NFS data is mounted by Docker host VMs (role portainer-server or portainer-agent); containers take bind mounts instead`);
+      else if (g.network.ip === "dhcp") report(`host.nfsExports[${i}].clients[${j}]`, `${guestLabel(g)} uses DHCP; an export names its client's address: give it a static IP`);
+      const other = mounted.get(vmid);
+      if (other) report(`host.nfsExports[${i}].clients[${j}]`, `VM ${vmid} already mounts ${other} at /srv/phoenix-data: one export per VM`);
+      else mounted.set(vmid, e.volume);
+    });
+  });
+}
+
 function checkSshNeeds(ctx: Context, report: Report): void {
   const { host, proxmox } = ctx.config;
   const hasSsh = (node: string) => proxmox.nodes.some((n) => n.name === node && n.ssh);
@@ -406,6 +425,7 @@ function checkSshNeeds(ctx: Context, report: Report): void {
     host.zfs.pools.length + host.zfs.datasets.length > 0 && "ZFS pools and datasets",
     host.zfs.arcMaxGiB !== undefined && "the ZFS ARC limit",
     host.gpus.some((g) => g.mode !== "unused") && "GPU drivers and vfio",
+    host.nfsExports.length > 0 && "NFS exports",
   ].filter((x): x is string => typeof x === "string");
   if (hostPrep.length > 0 && !hasSsh(ctx.hostNode)) {
     report(`proxmox.nodes[${nodeIndex}].ssh`, `host preparation (${hostPrep.join(", ")}) runs over SSH, which is not configured for node ${ctx.hostNode}: add ssh { host, user, hostKey } and set the secret sshPrivateKey`);

@@ -13,7 +13,8 @@ import type { Guest, StackConfig, VmGuest } from "../../stacks/schema";
 import { stepCliRelease } from "../core/step-ca.render";
 import { guestIp } from "../core/routing";
 import { renderReleaseInstalls } from "../render/install-script";
-import { renderDockerHostUserData } from "./cloud-init";
+import { DOCKER_DATA_MOUNT, renderDockerHostUserData, type NfsMount } from "./cloud-init";
+import type { NfsExport } from "./exports";
 import { dockerStackSpecs, PortainerControl } from "./portainer-control";
 import { PORTAINER_AGENT_DIR, PORTAINER_DIR, renderPortainerAgentFiles, renderPortainerServerFiles } from "./portainer";
 
@@ -23,6 +24,20 @@ export function snippetStorage(config: StackConfig): { id: string; dir: string }
   if (ds?.storage) return { id: ds.storage.id, dir: `/${ds.pool}/${ds.name}` };
   const local = config.host.existingStorages.find((s) => s.id === "local" && s.content.includes("snippets"));
   return local ? { id: "local", dir: "/var/lib/vz" } : undefined;
+}
+
+/** The NFS mount a Docker host VM gets, from host.nfsExports. */
+export function nfsMountOf(config: StackConfig, vmid: number): NfsMount | undefined {
+  const e = config.host.nfsExports.find((x) => x.clients.includes(vmid));
+  return e ? { server: config.host.address.split("/")[0]!, export: `/${e.volume}`, mountPoint: DOCKER_DATA_MOUNT } : undefined;
+}
+
+/** The exports as /etc/exports lines need them: each client by its address. */
+export function nfsExports(config: StackConfig): NfsExport[] {
+  return config.host.nfsExports.map((e) => ({
+    path: `/${e.volume}`,
+    clients: e.clients.map((vmid) => ({ host: guestIp(config.guests.find((g) => g.vmid === vmid)!), options: e.options })),
+  }));
 }
 
 /** The name the Portainer server's certificate carries: its route host, else <name>.<domain>. */
@@ -46,6 +61,8 @@ export interface DockerHostUserDataArgs {
   caRootPem: pulumi.Input<string>;
   /** The CA's URL, for the Portainer server's certificate. */
   caUrl: string;
+  /** The export this VM mounts for its containers' data, if any. */
+  nfs?: NfsMount;
 }
 
 /** The user data snippet of a Docker host VM, and the id VmLegacy refers to it by. */
@@ -69,7 +86,7 @@ export function dockerHostUserData(name: string, args: DockerHostUserDataArgs, o
   }
   const file = `phoenix-vm-${g.vmid}.yaml`;
   const content = pulumi.output(args.caRootPem).apply((caRootPem) =>
-    renderDockerHostUserData({ hostname: g.name, domain: config.host.domain, user: g.cloudInit.user, sshKeys: g.cloudInit.sshKeys, ubuntuCodename: "noble", docker: g.docker, caRootPem, files, run }),
+    renderDockerHostUserData({ hostname: g.name, domain: config.host.domain, user: g.cloudInit.user, sshKeys: g.cloudInit.sshKeys, ubuntuCodename: "noble", docker: g.docker, caRootPem, files, run, ...(args.nfs ? { nfs: args.nfs } : {}) }),
   );
   return {
     file: new NodeFile(name, { connection: args.connection, path: `${store.dir}/snippets/${file}`, mode: "0640", content }, opts),

@@ -32,3 +32,15 @@ describe("the Docker tier of the prod stack", () => {
     expect(p.byName("portainer-env-1002").inputs.agentUrl).toBe("tcp://10.0.0.102:9001");
   });
 });
+
+describe("NFS for the Docker host's data", () => {
+  it("exports the declared dataset to exactly the declared VM, owned for its containers, before the VM mounts it", () => {
+    const exports = p.byName("host-nfs-exports").inputs;
+    expect(exports.exports).toEqual([{ path: "/fastData/docker-data", clients: [{ host: "10.0.0.102", options: ["rw", "sync", "no_subtree_check", "root_squash"] }] }]);
+    expect(String(exports.reload)).toContain('chown 1000:1000 "$R"/fastData/docker-data');
+    expect(p.dependenciesOf("host-nfs-exports")).toContain("host-dataset-fastData-docker-data");
+    expect(p.dependenciesOf("vm-1002-drphoenix")).toContain("host-nfs-exports");
+    expect(String(p.byName("vm-1002-user-data").inputs.content)).toContain("10.0.0.13:/fastData/docker-data");
+    expect(String(p.byName("vm-1001-user-data").inputs.content)).not.toContain("/fastData/docker-data");
+  });
+});

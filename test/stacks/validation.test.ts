@@ -88,6 +88,8 @@ const cases: Case[] = [
   { rule: "CUDA template pinning another NVIDIA user-space than the host driver", mutate: (v) => (v.templates[1].versions.nvidia = "575.64.05"), path: "templates[1].versions.nvidia", message: "differs from host.nvidiaDriver.version 580.95.05" },
   { rule: "model engine version Phoenix has not checked", mutate: (v) => (guest(v, 917).role.server.version = "b9999"), path: "guests[6].role.server.version", message: "Phoenix has not checked the options of llamacpp b9999 (it knows b6500)" },
   { rule: "vLLM server with no version anywhere", mutate: (v) => (v.templates[2].versions = {}), path: "guests[3].role.server.version", message: "no vllm version: set role.server.version or clone it from a template whose versions pin vllm" },
+  { rule: "NFS export to a container", mutate: (v) => (v.host.nfsExports[0].clients = [914]), path: "host.nfsExports[0].clients[0]", message: "NFS data is mounted by Docker host VMs" },
+  { rule: "NFS export of an unknown dataset", mutate: (v) => (v.host.nfsExports[0].volume = "fastData/nope"), path: "host.nfsExports[0].volume", message: "'fastData/nope' is not a declared dataset" },
   { rule: "dependency on an unknown guest", mutate: (v) => (guest(v, 103).dependsOn = [555]), path: "guests[0].dependsOn[0]", message: "depends on 555, which is not a declared guest" },
   { rule: "GPU the host does not declare", mutate: (v) => (guest(v, 801).gpus = [5]), path: "guests[3].gpus[0]", message: "GPU 5 is not declared in host.gpus" },
   {
@@ -168,7 +170,7 @@ const cases: Case[] = [
     rule: "host preparation without SSH to the node",
     mutate: (v) => delete v.proxmox.nodes[0].ssh,
     path: "proxmox.nodes[0].ssh",
-    message: "host preparation (ZFS pools and datasets, the ZFS ARC limit, GPU drivers and vfio) runs over SSH",
+    message: "host preparation (ZFS pools and datasets, the ZFS ARC limit, GPU drivers and vfio, NFS exports) runs over SSH",
   },
   {
     rule: "bind mounts on a node without SSH",
