@@ -49,7 +49,8 @@ const GPU_PLACEHOLDER_GIB = 16;
 /** What the old container script hardcoded (cuda-toolkit-12-8). */
 const LEGACY_CUDA_VERSION = "12.8";
 const VLLM_PLACEHOLDER_VERSION = "0.11.0";
-const OLLAMA_PLACEHOLDER_VERSION = "0.0.0";
+// A version Phoenix has checked the options of; still a placeholder the report asks to confirm.
+const OLLAMA_PLACEHOLDER_VERSION = "0.12.6";
 const VM_TEMPLATE_DISK_GIB = 32; // `qm resize 9000 scsi0 32G`: every VM clone got this disk, whatever the config said
 // An ed25519 key line whose key bytes spell what to do: it passes the format check but never matches a node.
 const HOST_KEY_PLACEHOLDER = `ssh-ed25519 ${Buffer.from("\0\0\0\x0bssh-ed25519\0\0\0\x20FILL-IN-THE-NODE-SSH-HOST-KEY---", "latin1").toString("base64")} fill-in`;

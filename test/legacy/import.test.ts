@@ -140,7 +140,7 @@ describe("import-legacy on a realistic legacy machine", () => {
     ]);
     expect(guest(801).role).toMatchObject({ server: { engine: "vllm", model: "ibm-granite/granite-embedding-english-r2", servedModelName: "granite-embedding-english-r2", task: "embed", maxModelLen: 8192, gpuMemoryUtilization: 0.2, port: 8000 } });
     expect(guest(802).role).toMatchObject({ server: { engine: "vllm", dtype: "bfloat16", quantization: "fp8", tensorParallelSize: 2, trustRemoteCode: true, task: "generate" } });
-    expect(guest(914).role).toMatchObject({ server: { engine: "ollama", version: "0.0.0", models: [{ name: "fill-in-model-914", vramGiB: 1 }] } });
+    expect(guest(914).role).toMatchObject({ server: { engine: "ollama", version: "0.12.6", models: [{ name: "fill-in-model-914", vramGiB: 1 }] } });
     expect(guest(1001).role).toMatchObject({ adminUser: "admin" });
     expect(guest(1002).role).toEqual({ type: "portainer-agent", server: 1001, environment: "drphoenix", port: 9001, version: "2.33.2" });
   });
