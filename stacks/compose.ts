@@ -5,6 +5,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { NginxGateway, StepCa, Traefik } from "../components/core/core";
+import { guestIp } from "../components/core/routing";
 import { dockerHostUserData, nfsExports, nfsMountOf, portainerTier } from "../components/docker/docker-tier";
 import { ClusterFirewall } from "../components/firewall";
 import { ModelServer } from "../components/models/model-server";
@@ -110,7 +111,7 @@ export function buildStack(stack: LoadedStack): PhoenixExports {
   }
   coreTier();
   if (core!.caRootPem && config.guests.some((g) => g.role?.type === "portainer-server")) {
-    portainerTier({ config, caRootPem: core!.caRootPem, adminPassword: stack.secret("portainerAdminPassword"), projectFile: stack.projectFile, secret: stack.secret, ready: (vmid) => built.get(vmid)!.ready });
+    portainerTier({ config, caRootPem: core!.caRootPem, adminPassword: stack.secret("portainerAdminPassword"), projectFile: stack.projectFile, secret: stack.secret, ready: (vmid) => built.get(vmid)!.ready, gateway: core!.gateway });
   }
   const urls = serviceUrls(config);
   return {
@@ -128,6 +129,8 @@ export function buildStack(stack: LoadedStack): PhoenixExports {
 }
 
 export interface CoreOutputs {
+  /** The gateway's address and installation, for health checks through it. */
+  gateway?: { address: string; ready: pulumi.Resource };
   gatewayUrl?: string;
   caUrl?: string;
   acmeDirectoryUrl?: string;
@@ -150,7 +153,7 @@ function buildCore(stack: LoadedStack, build: (g: Guest) => LxcGuest | VmGuest, 
   const gatewayGuest = withRole("nginx-gateway");
   if (!gatewayGuest) return out;
   const gateway = new NginxGateway("gateway", { ...tierArgs(gatewayGuest), caRootPem: ca.rootPem, caUrl: ca.caUrl, traefik: traefik.address, traefikInstall: traefik.install });
-  return { ...out, gatewayUrl: gateway.url };
+  return { ...out, gatewayUrl: gateway.url, gateway: { address: guestIp(gatewayGuest), ready: gateway.install.ready } };
 }
 
 /** What the configuration alone determines about the machine. */

@@ -12,6 +12,7 @@ import type { SshConnection } from "../../providers/ssh";
 import type { Guest, StackConfig, VmGuest } from "../../stacks/schema";
 import { stepCliRelease } from "../core/step-ca.render";
 import { guestIp } from "../core/routing";
+import { serviceUrls } from "../../stacks/outputs";
 import { renderReleaseInstalls } from "../render/install-script";
 import { DOCKER_DATA_MOUNT, renderDockerHostUserData, type NfsMount } from "./cloud-init";
 import type { NfsExport } from "./exports";
@@ -107,6 +108,8 @@ export interface PortainerTierArgs {
   secret: (key: string) => pulumi.Input<string>;
   /** The VMs, by vmid, once they run. */
   ready: (vmid: number) => pulumi.Resource;
+  /** The gateway's address and installation, for stacks routed through it. */
+  gateway?: { address: string; ready: pulumi.Resource };
 }
 
 /** Admin, token, environments and stacks, once the Portainer server answers. */
@@ -122,5 +125,20 @@ export function portainerTier(args: PortainerTierArgs): PortainerControl | undef
       ? [{ vmid: g.vmid, environment: g.role.environment, agentUrl: `tcp://${guestIp(g)}:${g.role.port}`, stacks: dockerStackSpecs(g, args.projectFile, args.secret, i), ready: args.ready(g.vmid) }]
       : [],
   );
-  return new PortainerControl("portainer", { access, adminUser: server.role.adminUser, adminPassword: args.adminPassword, tokenDescription: `phoenix-${pulumi.getStack()}`, agents, dependsOn: [health] });
+  const control = new PortainerControl("portainer", { access, adminUser: server.role.adminUser, adminPassword: args.adminPassword, tokenDescription: `phoenix-${pulumi.getStack()}`, agents, dependsOn: [health] });
+  // A stack routed through the gateway is done when it answers there (Qdrant's /qdrant/healthz).
+  const urls = serviceUrls(config);
+  for (const agent of agents) {
+    for (const s of agent.stacks) {
+      const service = config.services.find((x) => x.name === s.name && x.guest === agent.vmid);
+      const url = service && urls[service.name];
+      if (!url || !args.gateway) continue;
+      new ServiceHealth(
+        `${s.name}-health`,
+        { url: `${url.replace(/\/$/, "")}${service.healthPath}`, address: args.gateway.address, caPem: args.caRootPem },
+        { dependsOn: [control.stacks[`${agent.vmid}/${s.name}`]!, args.gateway.ready] },
+      );
+    }
+  }
+  return control;
 }

@@ -13,6 +13,8 @@ import { dynamicProvider, type Implementation } from "../dynamic";
 
 export interface ServiceHealthInputs {
   url: string;
+  /** Connect to this address instead of resolving the URL's host (which still names TLS and Host): the gateway, without internal DNS. */
+  address?: string;
   /** CA root that signed the service's certificate (Step-CA). */
   caPem?: string;
   /** Status that means healthy (default 200). */
@@ -34,6 +36,8 @@ export interface ServiceHealthOutputs extends ServiceHealthInputs {
 export interface ServiceHealthArgs {
   /** The health URL, e.g. https://internal.thinkheads.ai/qdrant/healthz. */
   url: pulumi.Input<string>;
+  /** Connect here instead of resolving the URL's host, e.g. the gateway's IP. */
+  address?: pulumi.Input<string>;
   /** CA root that signed the service's certificate. */
   caPem?: pulumi.Input<string>;
   /** Status that means healthy; default 200. */
@@ -65,9 +69,11 @@ export class ServiceHealth extends pulumi.dynamic.Resource {
 }
 
 /** One try: healthy, and what was seen. Connection failures are answers too, not exceptions. */
-export async function probe(i: Pick<ServiceHealthInputs, "url" | "caPem" | "expectStatus" | "bodyIncludes">): Promise<{ healthy: boolean; answer: string }> {
+export async function probe(i: Pick<ServiceHealthInputs, "url" | "address" | "caPem" | "expectStatus" | "bodyIncludes">): Promise<{ healthy: boolean; answer: string }> {
+  const target = new URL(i.url);
+  const pinned = i.address ? { hostname: i.address, servername: target.hostname, headers: { host: target.host } } : {};
   return new Promise((resolve) => {
-    const req = https.get(i.url, { ca: i.caPem, timeout: 10_000 }, (res) => {
+    const req = https.get(i.url, { ca: i.caPem, timeout: 10_000, ...pinned }, (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (c: Buffer) => chunks.push(c));
       res.on("end", () => {
@@ -104,7 +110,7 @@ export const implementation: Implementation = {
     return { inputs: news, failures: c.failures };
   },
   async diff(_id: string, olds: ServiceHealthOutputs, news: ServiceHealthInputs) {
-    const changed = ["url", "caPem", "expectStatus", "bodyIncludes"].filter((k) => !same((olds as unknown as Record<string, unknown>)[k], (news as unknown as Record<string, unknown>)[k]));
+    const changed = ["url", "address", "caPem", "expectStatus", "bodyIncludes"].filter((k) => !same((olds as unknown as Record<string, unknown>)[k], (news as unknown as Record<string, unknown>)[k]));
     return diffResult(changed, []);
   },
   async create(inputs: ServiceHealthInputs) {

@@ -31,6 +31,12 @@ describe("the Docker tier of the prod stack", () => {
     for (const stack of ["qdrant", "webapp", "n8n"]) expect(p.dependenciesOf(`portainer-stack-1002-${stack}`)).toContain("portainer-env-1002");
     expect(p.byName("portainer-env-1002").inputs.agentUrl).toBe("tcp://10.0.0.102:9001");
   });
+
+  it("waits for each routed stack to answer through the gateway: Qdrant's /qdrant/healthz", () => {
+    const qdrant = p.byName("qdrant-health");
+    expect(qdrant.inputs).toMatchObject({ url: "https://internal.thinkheads.ai/qdrant/healthz", address: "10.0.0.153" });
+    expect(qdrant.dependsOn).toEqual(expect.arrayContaining(["portainer-stack-1002-qdrant", "gateway-install-run"]));
+  });
 });
 
 describe("NFS for the Docker host's data", () => {

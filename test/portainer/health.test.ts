@@ -48,6 +48,15 @@ describe("ServiceHealth", () => {
     qdrantUp = true;
   });
 
+  it("connects to a given address while TLS and Host still name the URL's host (the gateway, without internal DNS)", async () => {
+    const port = new URL(gateway).port;
+    const url = `https://phoenix-test.invalid:${port}/qdrant/healthz`;
+    expect((await probe({ url, caPem: certs.caPem, expectStatus: 200 })).answer).toMatch(/ENOTFOUND/);
+    // Reached the server, which presents a certificate for localhost, not for the URL's host: refused.
+    expect((await probe({ url, address: "127.0.0.1", caPem: certs.caPem, expectStatus: 200 })).answer).toMatch(/altnames/);
+    expect(await probe({ url: `https://localhost:${port}/qdrant/healthz`, address: "127.0.0.1", caPem: certs.caPem, expectStatus: 200, bodyIncludes: "healthz check passed" })).toEqual({ healthy: true, answer: "HTTP 200" });
+  });
+
   it("check refuses plain HTTP and absurd timings", async () => {
     const res = await health.check({}, { ...qdrantCheck(), url: "http://x/healthz", intervalMs: 1 });
     expect(res.failures?.map((f) => f.property)).toEqual(["url", "intervalMs"]);
