@@ -6,6 +6,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Route, Service, StackConfig } from "../../stacks/schema";
 import { renderHostsBlock } from "../render/hosts";
+import { renderCertRenewal, RENEW_WHEN_LEFT } from "../render/cert-timer";
 import { fileList, indent, type RenderedFile } from "../render/files";
 import { renderAptEnsure, renderInstallScript, renderReleaseInstalls, type PinnedRelease } from "../render/install-script";
 import { gatewayHost, guestOfRole, internalHosts, modelRoutes, serviceHost, type ModelRoute } from "./routing";
@@ -322,8 +323,6 @@ export interface GatewayCertInputs {
   stepCli: PinnedRelease;
 }
 
-/** Renews when a third of the certificate's life is left; the timer checks hourly. */
-const RENEW_WHEN_LEFT = "33%";
 
 /**
  * The gateway certificate: issued by Step-CA's ACME provisioner over HTTP-01
@@ -360,36 +359,7 @@ if systemctl is-active --quiet nginx; then
   systemctl reload nginx
 fi
 `;
-  return fileList([
-    { path: "/usr/local/sbin/phoenix-gateway-cert", content: script, mode: "0755" },
-    {
-      path: "/etc/systemd/system/phoenix-gateway-cert.service",
-      content: `[Unit]
-Description=Phoenix: obtain or renew the gateway certificate from Step-CA
-After=network-online.target nginx.service
-Wants=network-online.target
-
-[Service]
-Type=oneshot
-ExecStart=/usr/local/sbin/phoenix-gateway-cert
-`,
-    },
-    {
-      path: "/etc/systemd/system/phoenix-gateway-cert.timer",
-      content: `[Unit]
-Description=Phoenix: check the gateway certificate hourly
-
-[Timer]
-OnBootSec=2min
-OnUnitActiveSec=1h
-RandomizedDelaySec=5min
-Persistent=true
-
-[Install]
-WantedBy=timers.target
-`,
-    },
-  ]);
+  return fileList(renderCertRenewal("gateway", "the gateway certificate", "nginx.service", script));
 }
 
 /**

@@ -4,6 +4,7 @@
  * renew it; the agent's compose file. Both images are pinned to the role's
  * version. The server gets no Docker socket: it manages the agent only.
  */
+import { renderCertRenewal, RENEW_WHEN_LEFT } from "../render/cert-timer";
 import { Scalar, stringify } from "yaml";
 import { shQuote, type RenderedFile } from "../render/files";
 import { STEP_CA_ROOT_PATH } from "./cloud-init";
@@ -75,8 +76,6 @@ export function renderPortainerAgentCompose(version: string, port: number): stri
   });
 }
 
-/** Renew when a third of the certificate's life is left; the timer checks hourly. */
-const RENEW_WHEN_LEFT = "33%";
 
 /**
  * First issue through Step-CA's ACME provisioner (HTTP-01, step answering on port 80 itself),
@@ -113,36 +112,7 @@ if docker compose -f ${PORTAINER_DIR}/compose.yaml ps --status running --quiet p
   docker compose -f ${PORTAINER_DIR}/compose.yaml restart portainer
 fi
 `;
-  return [
-    { path: "/usr/local/sbin/phoenix-portainer-cert", content: script, mode: "0755" },
-    {
-      path: "/etc/systemd/system/phoenix-portainer-cert.service",
-      content: `[Unit]
-Description=Phoenix: obtain or renew Portainer's certificate from Step-CA
-After=network-online.target docker.service
-Wants=network-online.target
-
-[Service]
-Type=oneshot
-ExecStart=/usr/local/sbin/phoenix-portainer-cert
-`,
-    },
-    {
-      path: "/etc/systemd/system/phoenix-portainer-cert.timer",
-      content: `[Unit]
-Description=Phoenix: check Portainer's certificate hourly
-
-[Timer]
-OnBootSec=2min
-OnUnitActiveSec=1h
-RandomizedDelaySec=5min
-Persistent=true
-
-[Install]
-WantedBy=timers.target
-`,
-    },
-  ];
+  return renderCertRenewal("portainer", "Portainer's certificate", "docker.service", script);
 }
 
 export function renderPortainerServerFiles(s: PortainerServerSpec): RenderedFile[] {
