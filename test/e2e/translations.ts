@@ -1,0 +1,383 @@
+/**
+ * What each bridged Proxmox resource stands for in API calls, made through Phoenix's own client
+ * so that the simulator validates every one against the official schema. One entry per type:
+ * create, update (reads first and writes only what differs), delete, and read.
+ *
+ * These follow what the bpg provider does for the inputs Phoenix sets; they are not a port of
+ * it. A type the program starts to use without an entry here fails the apply by name.
+ */
+import { encodeSshKeys, type FormParams, type GuestKind, type PveApi } from "../../providers/pve";
+import { PartialCreateError, type Translation } from "./engine";
+
+type Inputs = Record<string, unknown>;
+
+const obj = (v: unknown): Inputs => (v !== null && typeof v === "object" && !Array.isArray(v) ? (v as Inputs) : {});
+const list = (v: unknown): Inputs[] => (Array.isArray(v) ? v.map(obj) : []);
+const strings = (v: unknown): string[] => (Array.isArray(v) ? v.map(String) : []);
+const bool = (v: unknown): string | undefined => (v === undefined ? undefined : v ? "1" : "0");
+const e = encodeURIComponent;
+
+/** `k=v,k2=v2` with a leading bare value under "" (a property string's default key). */
+export function parsePropertyString(s: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const part of s.split(",")) {
+    const i = part.indexOf("=");
+    if (i < 0) out[""] = part;
+    else out[part.slice(0, i)] = part.slice(i + 1);
+  }
+  return out;
+}
+
+function render(props: Record<string, string | undefined>): string {
+  const head = props[""];
+  const rest = Object.entries(props).filter(([k, v]) => k !== "" && v !== undefined).map(([k, v]) => `${k}=${v}`);
+  return [...(head !== undefined ? [head] : []), ...rest].join(",");
+}
+
+/** A config value as PVE holds it agrees with the wanted one: property strings compare on the keys wanted. */
+function agrees(want: string, have: unknown, propertyString: boolean): boolean {
+  if (have === undefined) return false;
+  if (!propertyString) return String(have) === want;
+  const h = parsePropertyString(String(have));
+  return Object.entries(parsePropertyString(want)).every(([k, v]) => h[k] === v);
+}
+
+/** The settings of a guest config that differ from what is wanted. */
+function configDelta(want: Record<string, string | undefined>, have: Inputs, propertyKeys: ReadonlySet<string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(want)) if (v !== undefined && !agrees(v, have[k], propertyKeys.has(k) || /^(net|ipconfig|hostpci)\d+$/.test(k))) out[k] = v;
+  return out;
+}
+
+function startupString(s: unknown): string | undefined {
+  const o = obj(s);
+  if (Object.keys(o).length === 0) return undefined;
+  return render({ order: o.order === undefined ? undefined : String(o.order), up: o.upDelay === undefined ? undefined : String(o.upDelay), down: o.downDelay === undefined ? undefined : String(o.downDelay) });
+}
+
+function sizeGiB(v: unknown): number {
+  const m = /size=(\d+(?:\.\d+)?)([MGT])/.exec(String(v ?? ""));
+  if (!m) return 0;
+  return Number(m[1]) * ({ M: 1 / 1024, G: 1, T: 1024 }[m[2] as "M" | "G" | "T"] ?? 1);
+}
+
+interface GuestShape {
+  kind: GuestKind;
+  node: string;
+  vmid: number;
+  template: number;
+  /** Parameters the clone call itself takes. */
+  cloneParams: FormParams;
+  config: Record<string, string | undefined>;
+  disk: { key: string; gib: number };
+  started: boolean;
+}
+
+function containerShape(i: Inputs): GuestShape {
+  const init = obj(i.initialization);
+  const ip = obj(obj(list(init.ipConfigs)[0]).ipv4);
+  const dns = obj(init.dns);
+  const nic = list(i.networkInterfaces)[0] ?? {};
+  const features = obj(i.features);
+  return {
+    kind: "lxc",
+    node: String(i.nodeName),
+    vmid: Number(i.vmId),
+    template: Number(obj(i.clone).vmId),
+    cloneParams: { hostname: init.hostname as string | undefined, description: i.description as string | undefined, full: false },
+    config: {
+      hostname: init.hostname as string | undefined,
+      description: i.description as string | undefined,
+      tags: strings(i.tags).join(";") || undefined,
+      cores: obj(i.cpu).cores === undefined ? undefined : String(obj(i.cpu).cores),
+      memory: obj(i.memory).dedicated === undefined ? undefined : String(obj(i.memory).dedicated),
+      swap: obj(i.memory).swap === undefined ? undefined : String(obj(i.memory).swap),
+      net0: render({
+        name: String(nic.name ?? "eth0"),
+        bridge: nic.bridge as string | undefined,
+        firewall: bool(nic.firewall),
+        hwaddr: nic.macAddress as string | undefined,
+        tag: nic.vlanId === undefined ? undefined : String(nic.vlanId),
+        ip: ip.address as string | undefined,
+        gw: ip.gateway as string | undefined,
+      }),
+      nameserver: strings(dns.servers).join(" ") || undefined,
+      searchdomain: dns.domain as string | undefined,
+      features: features.nesting === undefined ? undefined : `nesting=${bool(features.nesting)}`,
+      onboot: bool(i.startOnBoot),
+      startup: startupString(i.startup),
+    },
+    disk: { key: "rootfs", gib: Number(obj(i.disk).size ?? 0) },
+    started: i.started !== false,
+  };
+}
+
+function vmShape(i: Inputs): GuestShape {
+  const init = obj(i.initialization);
+  const ip = obj(obj(list(init.ipConfigs)[0]).ipv4);
+  const dns = obj(init.dns);
+  const user = obj(init.userAccount);
+  const nic = list(i.networkDevices)[0] ?? {};
+  const disk = list(i.disks)[0] ?? {};
+  const config: Record<string, string | undefined> = {
+    name: i.name as string | undefined,
+    description: i.description as string | undefined,
+    tags: strings(i.tags).join(";") || undefined,
+    cores: obj(i.cpu).cores === undefined ? undefined : String(obj(i.cpu).cores),
+    memory: obj(i.memory).dedicated === undefined ? undefined : String(obj(i.memory).dedicated),
+    agent: obj(i.agent).enabled === undefined ? undefined : bool(obj(i.agent).enabled),
+    net0: render({ "": String(nic.model ?? "virtio"), bridge: nic.bridge as string | undefined, firewall: bool(nic.firewall), tag: nic.vlanId === undefined ? undefined : String(nic.vlanId) }),
+    ipconfig0: render({ ip: ip.address as string | undefined, gw: ip.gateway as string | undefined }),
+    nameserver: strings(dns.servers).join(" ") || undefined,
+    searchdomain: dns.domain as string | undefined,
+    ciuser: user.username as string | undefined,
+    sshkeys: strings(user.keys).length > 0 ? encodeSshKeys(strings(user.keys).join("\n")) : undefined,
+    ide2: init.datastoreId === undefined ? undefined : `${String(init.datastoreId)}:cloudinit,media=cdrom`,
+    onboot: bool(i.onBoot),
+    startup: startupString(i.startup),
+    machine: i.machine as string | undefined,
+  };
+  list(i.hostpcis).forEach((h) => {
+    config[String(h.device)] = render({ mapping: h.mapping as string | undefined, pcie: bool(h.pcie) });
+  });
+  return {
+    kind: "qemu",
+    node: String(i.nodeName),
+    vmid: Number(i.vmId),
+    template: Number(obj(i.clone).vmId),
+    cloneParams: { name: i.name as string | undefined, description: i.description as string | undefined, full: false },
+    config,
+    disk: { key: String(disk.interface ?? "scsi0"), gib: Number(disk.size ?? 0) },
+    started: i.started !== false,
+  };
+}
+
+/** A VM's net0 starts with `model=MAC` once PVE has assigned the MAC: compare the model alone. */
+function normalisedConfig(kind: GuestKind, have: Inputs): Inputs {
+  if (kind !== "qemu" || typeof have.net0 !== "string") return have;
+  const net = parsePropertyString(have.net0);
+  const model = Object.keys(net).find((k) => /^(virtio|e1000|e1000e|rtl8139|vmxnet3)$/.test(k));
+  if (model === undefined) return have;
+  const { [model]: _mac, ...rest } = net;
+  return { ...have, net0: render({ "": model, ...rest }) };
+}
+
+const PROPERTY_KEYS = new Set(["features", "startup", "ide2", "agent"]);
+
+async function converge(api: PveApi, g: GuestShape): Promise<Inputs> {
+  const have = normalisedConfig(g.kind, (await api.guestConfig(g.node, g.kind, g.vmid)) as Inputs);
+  const delta = configDelta(g.config, have, PROPERTY_KEYS);
+  // The cloud-init drive is allocated once; its spec never reads back the way it was written.
+  if ("ide2" in delta && typeof have.ide2 === "string" && have.ide2.includes("cloudinit")) delete delta.ide2;
+  if (Object.keys(delta).length > 0) await api.updateGuestConfig(g.node, g.kind, g.vmid, delta);
+  if (g.disk.gib > sizeGiB(have[g.disk.key])) await api.resizeGuestDisk(g.node, g.kind, g.vmid, g.disk.key, `${g.disk.gib}G`);
+  const status = await api.guestStatus(g.node, g.kind, g.vmid);
+  if (g.started && status.status !== "running") await api.setGuestState(g.node, g.kind, g.vmid, "start");
+  return guestOutputs(api, g);
+}
+
+async function guestOutputs(api: PveApi, g: GuestShape): Promise<Inputs> {
+  const config = (await api.guestConfig(g.node, g.kind, g.vmid)) as Inputs;
+  return { nodeName: g.node, vmId: g.vmid, config };
+}
+
+async function guestExists(api: PveApi, node: string, kind: GuestKind, vmid: number): Promise<boolean> {
+  return (await api.listGuests(node, kind)).some((x) => x.vmid === vmid);
+}
+
+function guestTranslation(api: PveApi, kind: GuestKind, shape: (i: Inputs) => GuestShape): Translation {
+  return {
+    replaceOnChanges: ["nodeName", "vmId", "clone"],
+    async create(inputs) {
+      const g = shape(inputs);
+      if (g.kind === "lxc") await api.cloneContainer(g.node, g.template, g.vmid, g.cloneParams as FormParams & { hostname?: string });
+      else await api.cloneVm(g.node, g.template, g.vmid, g.cloneParams as FormParams & { name?: string });
+      try {
+        return { id: String(g.vmid), outputs: await converge(api, g) };
+      } catch (err) {
+        throw new PartialCreateError(String(g.vmid), { nodeName: g.node, vmId: g.vmid }, err);
+      }
+    },
+    update: (_entry, inputs) => converge(api, shape(inputs)),
+    async delete(entry) {
+      const g = shape(entry.inputs);
+      if (!(await guestExists(api, g.node, kind, g.vmid))) return;
+      if ((await api.guestStatus(g.node, kind, g.vmid)).status === "running") await api.setGuestState(g.node, kind, g.vmid, "stop");
+      await api.deleteGuest(g.node, kind, g.vmid);
+    },
+    async read(entry) {
+      const g = shape(entry.inputs);
+      return (await guestExists(api, g.node, kind, g.vmid)) ? guestOutputs(api, g) : undefined;
+    },
+  };
+}
+
+// --- firewall ----------------------------------------------------------------------------------
+
+function firewallBase(i: Inputs): string {
+  if (i.containerId !== undefined) return `/nodes/${e(String(i.nodeName))}/lxc/${Number(i.containerId)}/firewall`;
+  if (i.vmId !== undefined) return `/nodes/${e(String(i.nodeName))}/qemu/${Number(i.vmId)}/firewall`;
+  if (i.nodeName !== undefined) return `/nodes/${e(String(i.nodeName))}/firewall`;
+  return "/cluster/firewall";
+}
+
+const RULE_KEYS = ["type", "action", "macro", "proto", "source", "dest", "dport", "sport", "iface", "comment", "enable"] as const;
+
+function ruleParams(r: Inputs): Record<string, string> {
+  const out: Record<string, string | undefined> = {
+    type: String(r.type),
+    action: r.type === "group" ? (r.securityGroup as string | undefined) : (r.action as string | undefined),
+    macro: r.macro as string | undefined,
+    proto: r.proto as string | undefined,
+    source: r.source as string | undefined,
+    dest: r.dest as string | undefined,
+    dport: r.dport === undefined ? undefined : String(r.dport),
+    sport: r.sport === undefined ? undefined : String(r.sport),
+    iface: r.iface as string | undefined,
+    comment: r.comment as string | undefined,
+    enable: bool(r.enabled ?? true),
+  };
+  return Object.fromEntries(Object.entries(out).filter((x): x is [string, string] => x[1] !== undefined));
+}
+
+function sameRule(want: Record<string, string>, have: Inputs): boolean {
+  return RULE_KEYS.every((k) => (want[k] ?? "") === (have[k] === undefined ? "" : String(have[k])));
+}
+
+/** A rules resource owns the whole rule list of its scope, in order. */
+async function convergeRules(api: PveApi, path: string, rules: Inputs[]): Promise<Inputs[]> {
+  const want = rules.map(ruleParams);
+  const have = await api.client.get<Inputs[]>(path);
+  const matches = want.length === have.length && want.every((w, i) => sameRule(w, have[i] ?? {}));
+  if (!matches) {
+    for (let pos = have.length - 1; pos >= 0; pos--) await api.client.delete(`${path}/${pos}`);
+    for (const [pos, w] of want.entries()) await api.client.post(path, { ...w, pos });
+  }
+  return api.client.get<Inputs[]>(path);
+}
+
+async function scopeExists(api: PveApi, i: Inputs): Promise<boolean> {
+  if (i.containerId !== undefined) return guestExists(api, String(i.nodeName), "lxc", Number(i.containerId));
+  if (i.vmId !== undefined) return guestExists(api, String(i.nodeName), "qemu", Number(i.vmId));
+  return true;
+}
+
+function rulesTranslation(api: PveApi): Translation {
+  const apply = async (i: Inputs) => ({ rules: await convergeRules(api, `${firewallBase(i)}/rules`, list(i.rules)) });
+  return {
+    replaceOnChanges: ["nodeName", "containerId", "vmId"],
+    create: async (i) => ({ id: firewallBase(i), outputs: await apply(i) }),
+    update: (_entry, i) => apply(i),
+    async delete(entry) {
+      if (await scopeExists(api, entry.inputs)) await convergeRules(api, `${firewallBase(entry.inputs)}/rules`, []);
+    },
+    async read(entry) {
+      return (await scopeExists(api, entry.inputs)) ? { rules: await api.client.get(`${firewallBase(entry.inputs)}/rules`) } : undefined;
+    },
+  };
+}
+
+/** Firewall options: `enabled`/`inputPolicy`/`outputPolicy` on the PVE keys they stand for. */
+function optionsTranslation(api: PveApi, base: (i: Inputs) => string): Translation {
+  const wanted = (i: Inputs): Record<string, string> =>
+    Object.fromEntries(
+      Object.entries({ enable: bool(i.enabled), policy_in: i.inputPolicy as string | undefined, policy_out: i.outputPolicy as string | undefined }).filter((x): x is [string, string] => x[1] !== undefined),
+    );
+  const apply = async (i: Inputs) => {
+    const path = `${base(i)}/options`;
+    const have = await api.client.get<Inputs>(path);
+    const delta = Object.fromEntries(Object.entries(wanted(i)).filter(([k, v]) => String(have[k] ?? "") !== v));
+    if (Object.keys(delta).length > 0) await api.client.put(path, delta);
+    return api.client.get<Inputs>(path);
+  };
+  return {
+    create: async (i) => ({ id: base(i), outputs: await apply(i) }),
+    update: (_entry, i) => apply(i),
+    async delete(entry) {
+      if (!(await scopeExists(api, entry.inputs))) return;
+      const keys = Object.keys(wanted(entry.inputs));
+      if (keys.length > 0) await api.client.put(`${base(entry.inputs)}/options`, { delete: keys.join(",") });
+    },
+    async read(entry) {
+      return (await scopeExists(api, entry.inputs)) ? api.client.get<Inputs>(`${base(entry.inputs)}/options`) : undefined;
+    },
+  };
+}
+
+function groupTranslation(api: PveApi): Translation {
+  const path = (i: Inputs) => `/cluster/firewall/groups/${e(String(i.name))}`;
+  const find = async (name: string) => (await api.securityGroups()).find((g) => g.group === name);
+  const apply = async (i: Inputs) => {
+    const name = String(i.name);
+    const existing = await find(name);
+    if (!existing) await api.createSecurityGroup(name, i.comment as string | undefined);
+    else if ((existing.comment ?? "") !== String(i.comment ?? "")) await api.client.post("/cluster/firewall/groups", { group: name, rename: name, comment: i.comment as string | undefined });
+    return { group: name, rules: await convergeRules(api, path(i), list(i.rules)) };
+  };
+  return {
+    replaceOnChanges: ["name"],
+    create: async (i) => ({ id: String(i.name), outputs: await apply(i) }),
+    update: (_entry, i) => apply(i),
+    async delete(entry) {
+      if (!(await find(String(entry.inputs.name)))) return;
+      await convergeRules(api, path(entry.inputs), []);
+      await api.deleteSecurityGroup(String(entry.inputs.name));
+    },
+    async read(entry) {
+      return (await find(String(entry.inputs.name))) ? { rules: await api.client.get(path(entry.inputs)) } : undefined;
+    },
+  };
+}
+
+// --- storage -----------------------------------------------------------------------------------
+
+function storageTranslation(api: PveApi, type: "zfspool" | "dir", fixed: (i: Inputs) => Record<string, string>): Translation {
+  const mutable = (i: Inputs): Record<string, string> => ({ content: strings(i.contents).join(","), nodes: strings(i.nodes).join(",") });
+  const find = async (id: string) => (await api.storages()).find((s) => s.storage === id);
+  return {
+    replaceOnChanges: ["resourceId", "zfsPool", "path"],
+    async create(i) {
+      const id = String(i.resourceId);
+      await api.createStorage({ storage: id, type, ...fixed(i), ...mutable(i) });
+      return { id, outputs: await api.storage(id) };
+    },
+    async update(entry, i) {
+      const have = await api.storage(entry.id);
+      const delta = Object.fromEntries(Object.entries(mutable(i)).filter(([k, v]) => String(have[k] ?? "") !== v));
+      if (Object.keys(delta).length > 0) await api.updateStorage(entry.id, delta);
+      return api.storage(entry.id);
+    },
+    async delete(entry) {
+      if (await find(entry.id)) await api.deleteStorage(entry.id);
+    },
+    read: async (entry) => find(entry.id),
+  };
+}
+
+export const TYPES = {
+  container: "proxmoxve:index/containerLegacy:ContainerLegacy",
+  vm: "proxmoxve:index/vmLegacy:VmLegacy",
+  guestOptions: "proxmoxve:firewall/optionsLegacy:OptionsLegacy",
+  rules: "proxmoxve:firewall/rulesLegacy:RulesLegacy",
+  group: "proxmoxve:cluster/firewall/security/groupLegacy:GroupLegacy",
+  clusterFirewall: "proxmoxve:cluster/firewallLegacy:FirewallLegacy",
+  nodeFirewall: "proxmoxve:node/firewallLegacy:FirewallLegacy",
+  zfspool: "proxmoxve:storage/zfspoolLegacy:ZfspoolLegacy",
+  directory: "proxmoxve:storage/directoryLegacy:DirectoryLegacy",
+} as const;
+
+/** The translation table, bound to one API client. */
+export function proxmoxTranslations(api: PveApi): Record<string, Translation> {
+  return {
+    [TYPES.container]: guestTranslation(api, "lxc", containerShape),
+    [TYPES.vm]: guestTranslation(api, "qemu", vmShape),
+    [TYPES.guestOptions]: optionsTranslation(api, firewallBase),
+    [TYPES.rules]: rulesTranslation(api),
+    [TYPES.group]: groupTranslation(api),
+    [TYPES.clusterFirewall]: optionsTranslation(api, () => "/cluster/firewall"),
+    [TYPES.nodeFirewall]: optionsTranslation(api, (i) => `/nodes/${e(String(i.nodeName))}/firewall`),
+    [TYPES.zfspool]: storageTranslation(api, "zfspool", (i) => ({ pool: String(i.zfsPool) })),
+    [TYPES.directory]: storageTranslation(api, "dir", (i) => ({ path: String(i.path) })),
+  };
+}
+

@@ -1,0 +1,108 @@
+/**
+ * The machine an e2e apply runs against: the PVE simulator, the real sshd with its sandbox as
+ * the node's shell, and a stack file rewritten to point at both, with every secret set.
+ */
+import { readStackFile, validateStack, type RawStack } from "../../stacks/load";
+import { createPveClient, type PveApi } from "../../providers/pve";
+import { startSimulator, type Simulator } from "../pve-sim";
+import { startSshd, type SshRig } from "../rig/sshd";
+import { apply, EngineState, type ApplyOptions, type ApplyResult, type Translation } from "./engine";
+import { proxmoxTranslations } from "./translations";
+
+export interface World {
+  sim: Simulator;
+  rig: SshRig;
+  api: PveApi;
+  node: string;
+  raw: RawStack;
+  state: EngineState;
+  translations: Record<string, Translation>;
+  /** Applies the stack (or a changed copy of it) once, carrying state over from the previous apply. */
+  apply(raw?: RawStack, extra?: Partial<ApplyOptions>): Promise<ApplyResult>;
+  stop(): Promise<void>;
+}
+
+export interface WorldOptions {
+  /** Pulumi.<stack>.yaml to start from. */
+  stackFile: string;
+  /** Evaluates index.ts afresh. */
+  loadProgram: () => Promise<Record<string, unknown>>;
+  parallel?: number;
+  /** Gives up on an operation after this long (see ApplyOptions.operationTimeoutMs). */
+  operationTimeoutMs?: number;
+}
+
+/** Disk paths the stack's pools name, so the sandbox has them as empty disks. */
+function poolDisks(raw: RawStack): string[] {
+  const host = raw.values.host as { zfs?: { pools?: Array<{ disks: string[] }> } };
+  return (host.zfs?.pools ?? []).flatMap((p) => p.disks);
+}
+
+function lxcSharedGpus(raw: RawStack): string[] {
+  const host = raw.values.host as { gpus?: Array<{ pci: string; mode: string }> };
+  return (host.gpus ?? []).filter((g) => g.mode === "lxc-shared").map((g) => g.pci);
+}
+
+/** The stack file pointed at this simulator and rig, with every secret it may need set. */
+export function pointAt(raw: RawStack, sim: Simulator, rig: SshRig, node: string): RawStack {
+  const values = structuredClone(raw.values);
+  const proxmox = values.proxmox as { endpoint: string; tokenId: string; nodes: Array<{ name: string; ssh?: Record<string, unknown> }>; tls: Record<string, unknown> };
+  proxmox.endpoint = sim.endpoint;
+  proxmox.tokenId = sim.token.id;
+  proxmox.tls = { caPem: sim.caPem };
+  proxmox.nodes = [{ name: node, ssh: { host: "127.0.0.1", port: rig.port, user: rig.connection.username, hostKey: rig.hostKeyLine } }];
+  const host = values.host as { node?: string };
+  host.node = node;
+  // The template and guest tiers need the simulator's guests mirrored into the rig's pct and an image server,
+  // which the harness does not provide yet: applied end to end here are the host and firewall tiers.
+  for (const key of ["templates", "guests", "services", "routes"]) values[key] = [];
+  values.proxmoxTokenSecret = sim.token.secret;
+  values.sshPrivateKey = rig.connection.privateKey;
+  const pointed = { values, secretKeys: new Set([...raw.secretKeys, "proxmoxTokenSecret", "sshPrivateKey"]) };
+  const loaded = validateStack(pointed, { requireSecrets: false });
+  if (loaded.ok !== true) throw new Error(`the stack does not validate once pointed at the simulator: ${JSON.stringify(loaded)}`);
+  for (const need of loaded.missingSecrets) {
+    values[need.key] = `e2e-${need.key}`;
+    pointed.secretKeys.add(need.key);
+  }
+  return pointed;
+}
+
+export async function startWorld(opts: WorldOptions): Promise<World> {
+  const file = readStackFile(opts.stackFile);
+  const node = (file.values.proxmox as { nodes: Array<{ name: string }> }).nodes[0]!.name;
+  const sim = await startSimulator({ nodeName: node, tokenId: "phoenix@pve!pulumi", timing: { taskDurationMs: 5, allocationMs: 2 } });
+  const rig = await startSshd();
+  const raw = pointAt(file, sim, rig, node);
+  rig.sandbox.update((s) => {
+    for (const d of poolDisks(raw)) s.disks[d] = { signatures: [], partitions: [] };
+    s.nvidia.gpus = lxcSharedGpus(raw).map((pci) => ({ busId: `0000${pci}`, name: "NVIDIA GeForce RTX 5060 Ti", memoryMiB: 16311 }));
+  });
+  for (const d of poolDisks(raw)) rig.sandbox.write(d.slice(1), "");
+  const api = createPveClient({
+    endpoint: sim.endpoint,
+    auth: { kind: "token", tokenId: sim.token.id, secret: sim.token.secret },
+    tls: { caPem: sim.caPem },
+    // Short backoff so injected faults cost milliseconds.
+    retry: { attempts: 6, baseDelayMs: 20, maxDelayMs: 500 },
+    task: { pollIntervalMs: 5 },
+  });
+  const translations = proxmoxTranslations(api);
+  const state = new EngineState();
+  const world: World = {
+    sim,
+    rig,
+    api,
+    node,
+    raw,
+    state,
+    translations,
+    apply: (r = world.raw, extra = {}) => apply({ raw: r, state, translations, loadProgram: opts.loadProgram, parallel: opts.parallel, operationTimeoutMs: opts.operationTimeoutMs, ...extra }),
+    async stop() {
+      api.close();
+      await rig.stop();
+      await sim.stop();
+    },
+  };
+  return world;
+}
