@@ -72,6 +72,7 @@ export function buildStack(stack: LoadedStack): PhoenixExports {
     const storage = host?.storages[g.storage];
     const dependsOn = [...before, ...groups, ...(storage ? [storage] : []), templates.byVmid[g.clone]!];
     const opts = { providers: [provider] };
+    const vmUserData = g.kind === "vm" ? userData(g) : undefined;
     const guest =
       g.kind === "lxc"
         ? new LxcGuest(
@@ -88,7 +89,7 @@ export function buildStack(stack: LoadedStack): PhoenixExports {
             },
             opts,
           )
-        : new VmGuest(`guest-${g.vmid}`, { guest: g, context, template: g.clone, dependsOn: [...dependsOn, ...userData(g).deps], userDataFileId: userData(g).fileId, pciMappings: host?.pciMappings }, opts);
+        : new VmGuest(`guest-${g.vmid}`, { guest: g, context, template: g.clone, dependsOn: [...dependsOn, ...(vmUserData?.deps ?? [])], userDataFileId: vmUserData?.fileId, pciMappings: host?.pciMappings }, opts);
     built.set(g.vmid, guest);
     return guest;
   };

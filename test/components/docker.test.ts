@@ -50,3 +50,10 @@ describe("NFS for the Docker host's data", () => {
     expect(String(p.byName("vm-1001-user-data").inputs.content)).not.toContain("/fastData/docker-data");
   });
 });
+
+describe("resource names", () => {
+  it("are unique, as the engine requires of URNs", () => {
+    const keys = p.resources.map((r) => `${r.type}::${r.name}`);
+    expect(keys.filter((k, i) => keys.indexOf(k) !== i)).toEqual([]);
+  });
+});
