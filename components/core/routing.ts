@@ -87,6 +87,17 @@ export function modelRoutes(config: StackConfig): ModelRoute[] {
 export function internalHosts(config: StackConfig, role: "step-ca" | "traefik" | "nginx-gateway"): { ip: string; names: string[] }[] {
   const ca = guestOfRole(config, "step-ca");
   if (role !== "step-ca") return [{ ip: guestIp(ca), names: caDnsNames(config, ca.role) }];
+  // A guest that obtains its own certificate (the Portainer server) answers its ACME challenge itself.
+  const selfIssued = new Set(config.guests.filter((g) => g.role?.type === "portainer-server").map((g) => g.vmid));
   const traefik = config.guests.find((g) => g.role?.type === "traefik");
-  return traefik ? [{ ip: guestIp(traefik), names: config.services.map((s) => serviceHost(config, s)) }] : [];
+  const entries = new Map<string, string[]>();
+  const add = (ip: string, name: string) => entries.set(ip, [...(entries.get(ip) ?? []), name]);
+  for (const s of config.services) {
+    const g = config.guests.find((x) => x.vmid === s.guest);
+    if (g && selfIssued.has(g.vmid)) {
+      add(guestIp(g), serviceHost(config, s));
+      for (const r of config.routes) if (r.service === s.name && r.host) add(guestIp(g), r.host);
+    } else if (traefik) add(guestIp(traefik), serviceHost(config, s));
+  }
+  return [...entries].map(([ip, names]) => ({ ip, names: [...new Set(names)] }));
 }
