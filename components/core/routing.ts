@@ -49,12 +49,21 @@ export function backends(config: StackConfig): Backend[] {
     const guest = guestById(config, service.guest);
     const backend: Backend = { service, host: serviceHost(config, service), url: `${service.scheme}://${guestIp(guest)}:${service.port}` };
     if (service.scheme === "https") {
-      // Step-CA serves its own certificate for its configured names; every other
-      // TLS backend is issued a certificate for its service host.
-      backend.tlsServerName = guest.role?.type === "step-ca" ? caDnsNames(config, guest.role)[0]! : backend.host;
+      // Step-CA and the Portainer server present certificates for their own names;
+      // every other TLS backend is issued a certificate for its service host.
+      backend.tlsServerName = guest.role?.type === "step-ca" ? caDnsNames(config, guest.role)[0]! : (ownCertificateName(config, guest) ?? backend.host);
     }
     return backend;
   });
+}
+
+/**
+ * The name a guest that obtains its own certificate carries on it (the
+ * Portainer server). It differs from the service host, which is Traefik's,
+ * so the CA can validate each at the machine that really answers there.
+ */
+export function ownCertificateName(config: StackConfig, guest: Guest): string | undefined {
+  return guest.role?.type === "portainer-server" ? `vm-${guest.vmid}.${config.host.domain}` : undefined;
 }
 
 /** The names the CA answers on: its configured names, or ca.<domain>. */
@@ -87,17 +96,14 @@ export function modelRoutes(config: StackConfig): ModelRoute[] {
 export function internalHosts(config: StackConfig, role: "step-ca" | "traefik" | "nginx-gateway"): { ip: string; names: string[] }[] {
   const ca = guestOfRole(config, "step-ca");
   if (role !== "step-ca") return [{ ip: guestIp(ca), names: caDnsNames(config, ca.role) }];
-  // A guest that obtains its own certificate (the Portainer server) answers its ACME challenge itself.
-  const selfIssued = new Set(config.guests.filter((g) => g.role?.type === "portainer-server").map((g) => g.vmid));
+  // A guest that obtains its own certificate (the Portainer server) answers its ACME challenge itself, under its own name.
   const traefik = config.guests.find((g) => g.role?.type === "traefik");
   const entries = new Map<string, string[]>();
   const add = (ip: string, name: string) => entries.set(ip, [...(entries.get(ip) ?? []), name]);
-  for (const s of config.services) {
-    const g = config.guests.find((x) => x.vmid === s.guest);
-    if (g && selfIssued.has(g.vmid)) {
-      add(guestIp(g), serviceHost(config, s));
-      for (const r of config.routes) if (r.service === s.name && r.host) add(guestIp(g), r.host);
-    } else if (traefik) add(guestIp(traefik), serviceHost(config, s));
+  if (traefik) for (const s of config.services) add(guestIp(traefik), serviceHost(config, s));
+  for (const g of config.guests) {
+    const own = ownCertificateName(config, g);
+    if (own) add(guestIp(g), own);
   }
   return [...entries].map(([ip, names]) => ({ ip, names: [...new Set(names)] }));
 }

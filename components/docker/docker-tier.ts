@@ -9,9 +9,9 @@ import * as pulumi from "@pulumi/pulumi";
 import { ServiceHealth } from "../../providers/portainer/health";
 import { NodeFile } from "../../providers/host/node-file";
 import type { SshConnection } from "../../providers/ssh";
-import type { Guest, StackConfig, VmGuest } from "../../stacks/schema";
+import type { StackConfig, VmGuest } from "../../stacks/schema";
 import { stepCliRelease } from "../core/step-ca.render";
-import { guestIp } from "../core/routing";
+import { guestIp, ownCertificateName } from "../core/routing";
 import { serviceUrls } from "../../stacks/outputs";
 import { renderReleaseInstalls } from "../render/install-script";
 import { DOCKER_DATA_MOUNT, renderDockerHostUserData, type NfsMount } from "./cloud-init";
@@ -41,13 +41,6 @@ export function nfsExports(config: StackConfig): NfsExport[] {
   }));
 }
 
-/** The name the Portainer server's certificate carries: its route host, else <name>.<domain>. */
-function portainerHost(config: StackConfig, g: Guest): string {
-  const service = config.services.find((s) => s.guest === g.vmid);
-  const route = service && config.routes.find((r) => r.service === service.name && r.host);
-  return route?.host ?? `${g.name}.${config.host.domain}`;
-}
-
 const composeUp = (dir: string) => ["docker", "compose", "-f", `${dir}/compose.yaml`, "up", "-d"];
 const STEP_INSTALLER = "/usr/local/sbin/phoenix-install-step";
 
@@ -75,7 +68,7 @@ export function dockerHostUserData(name: string, args: DockerHostUserDataArgs, o
   let run: string[][];
   if (role?.type === "portainer-server") {
     files = [
-      ...renderPortainerServerFiles({ version: role.version, port: role.port, dnsNames: [portainerHost(config, g)], address: guestIp(g), caUrl: args.caUrl }),
+      ...renderPortainerServerFiles({ version: role.version, port: role.port, dnsNames: [ownCertificateName(config, g)!], address: guestIp(g), caUrl: args.caUrl }),
       { path: STEP_INSTALLER, content: `#!/usr/bin/env bash\nset -euo pipefail\n${renderReleaseInstalls([stepCliRelease(config)])}\n`, mode: "0755" },
     ];
     run = [[STEP_INSTALLER], ["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", "phoenix-portainer-cert.timer"], ["systemctl", "start", "phoenix-portainer-cert.service"], composeUp(PORTAINER_DIR)];

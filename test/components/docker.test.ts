@@ -20,6 +20,8 @@ describe("the Docker tier of the prod stack", () => {
     expect(content).toContain("/opt/phoenix/portainer/compose.yaml");
     expect(content).toContain("portainer/portainer-ce:2.33.2");
     expect(String(p.byName("vm-1002-user-data").inputs.content)).toContain("portainer/agent:2.33.2");
+    // its certificate names the VM itself, so the CA validates it there while portainer.<domain> stays Traefik's
+    expect(content).toContain("vm-1001.internal.thinkheads.ai");
   });
 
   it("drives Portainer only once it answers: admin, then the agent's environment, then its stacks", () => {

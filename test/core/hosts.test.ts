@@ -18,9 +18,9 @@ describe("internal names", () => {
     const ca = internalHosts(config, "step-ca");
     expect(ca.map((e) => e.ip)).toEqual(["10.0.0.12", "10.0.0.111"]);
     expect(ca[0]!.names).toContain("vllm-chat.internal.thinkheads.ai");
-    // Portainer's server answers its own ACME challenge for the name its certificate carries
-    expect(ca[1]!.names).toEqual(["portainer.internal.thinkheads.ai"]);
-    expect(ca[0]!.names).not.toContain("portainer.internal.thinkheads.ai");
+    // Portainer's server answers its own ACME challenge, for its own name; its service host stays Traefik's
+    expect(ca[1]!.names).toEqual(["vm-1001.internal.thinkheads.ai"]);
+    expect(ca[0]!.names).toContain("portainer.internal.thinkheads.ai");
     expect(internalHosts(config, "traefik")).toEqual([{ ip: "10.0.0.10", names: ["ca.internal.thinkheads.ai"] }]);
     expect(internalHosts(config, "nginx-gateway")).toEqual([{ ip: "10.0.0.10", names: ["ca.internal.thinkheads.ai"] }]);
   });

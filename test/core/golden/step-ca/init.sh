@@ -15,7 +15,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 hosts_new=$(mktemp)
 awk -v b='# BEGIN phoenix internal names' -v e='# END phoenix internal names' '$0==b{skip=1;next} $0==e{skip=0;next} !skip' /etc/hosts > "$hosts_new"
-printf '%s\n' '# BEGIN phoenix internal names' '10.0.0.12 step-ca.internal.thinkheads.ai vllm-embed.internal.thinkheads.ai vllm-chat.internal.thinkheads.ai ollama.internal.thinkheads.ai llamacpp.internal.thinkheads.ai qdrant.internal.thinkheads.ai webapp.internal.thinkheads.ai n8n.internal.thinkheads.ai' '10.0.0.111 portainer.internal.thinkheads.ai' '# END phoenix internal names' >> "$hosts_new"
+printf '%s\n' '# BEGIN phoenix internal names' '10.0.0.12 step-ca.internal.thinkheads.ai vllm-embed.internal.thinkheads.ai vllm-chat.internal.thinkheads.ai ollama.internal.thinkheads.ai llamacpp.internal.thinkheads.ai portainer.internal.thinkheads.ai qdrant.internal.thinkheads.ai webapp.internal.thinkheads.ai n8n.internal.thinkheads.ai' '10.0.0.111 vm-1001.internal.thinkheads.ai' '# END phoenix internal names' >> "$hosts_new"
 if cmp -s "$hosts_new" /etc/hosts; then rm -f "$hosts_new"; else cat "$hosts_new" > /etc/hosts && rm -f "$hosts_new"; fi
 if ! getent group step >/dev/null; then groupadd --gid 1000 step; fi
 if ! id step >/dev/null 2>&1; then
