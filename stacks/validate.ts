@@ -581,7 +581,7 @@ function checkFirewall(ctx: Context, report: Report): void {
 
 function allowsAdmin(r: FirewallRule, port: number): boolean {
   if (r.type !== "in" || r.action !== "ACCEPT" || !r.enabled) return false;
-  if (r.macro) return (port === 22 && r.macro.toUpperCase() === "SSH") || false;
+  if (r.macro) return port === 22 && r.macro.toUpperCase() === "SSH";
   if (r.proto !== "tcp" || !r.dport) return false;
   return r.dport.split(",").some((part) => {
     const [lo, hi] = part.split(":").map(Number) as [number, number | undefined];
