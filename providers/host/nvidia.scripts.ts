@@ -1,4 +1,4 @@
-import { readFiles, removeFile, renderScript, shellQuote, writeFileIfChanged } from "../ssh/script";
+import { INSTALLED_FN, readFiles, removeFile, renderScript, shellQuote, writeFileIfChanged } from "../ssh/script";
 
 export const NVIDIA_UNIT = "phoenix-nvidia-devices.service";
 export const NVIDIA_UNIT_PATH = `/etc/systemd/system/${NVIDIA_UNIT}`;
@@ -28,11 +28,6 @@ WantedBy=multi-user.target
 
 export const QUERY_FIELDS = "index,pci.bus_id,name,memory.total,driver_version";
 
-/** Whether a Debian package is installed (not merely known, or removed with its configuration kept). */
-const INSTALLED = `installed() {
-  # shellcheck disable=SC2016 # \${Status} is dpkg-query's format field, not a shell variable
-  dpkg-query -W -f='\${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
-}`;
 
 const HEADER_PACKAGES = ['"proxmox-headers-$k"', "proxmox-default-headers", "dkms", "build-essential", "pkg-config"];
 
@@ -44,7 +39,7 @@ export function renderNvidiaProbe(): string {
   return renderScript(`
 k="$(uname -r)"
 echo "kernel $k"
-${INSTALLED}
+${INSTALLED_FN}
 if installed "proxmox-headers-$k" || installed "pve-headers-$k"; then echo "headers yes"; else echo "headers no"; fi
 dkms status -m nvidia 2>/dev/null | sed 's/^/dkms /' || true
 if out="$(nvidia-smi --query-gpu=${QUERY_FIELDS} --format=csv,noheader,nounits 2>/dev/null)"; then
@@ -79,7 +74,7 @@ k="$(uname -r)"
 # nouveau holds the GPUs until a reboot with the blacklist: build now, load after that boot.
 load=()
 if [ -d "$R/sys/module/nouveau" ]; then load=(--skip-module-load); fi
-${INSTALLED}
+${INSTALLED_FN}
 missing=()
 for p in ${HEADER_PACKAGES.join(" ")}; do
   if ! installed "$p"; then missing+=("$p"); fi

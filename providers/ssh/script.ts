@@ -59,3 +59,9 @@ export function parseFiles(lines: string[]): Map<string, string | undefined> {
   }
   return files;
 }
+
+/** A shell function `installed <package>`: true when dpkg reports it installed (not merely known, or removed with its configuration kept). */
+export const INSTALLED_FN = `installed() {
+  # shellcheck disable=SC2016 # \${Status} is dpkg-query's format field, not a shell variable
+  dpkg-query -W -f='\${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}`;

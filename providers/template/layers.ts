@@ -4,7 +4,7 @@
  * changes anything, prints `changed <what>` for every change it makes, and so
  * may run any number of times (a retried build re-runs it from the top).
  */
-import { renderScript, shellQuote, writeFileIfChanged } from "../ssh/script";
+import { INSTALLED_FN, renderScript, shellQuote, writeFileIfChanged } from "../ssh/script";
 
 export interface BaseLayer {
   layer: "base";
@@ -81,13 +81,8 @@ Pin-Priority: -1
 
 const LIB_DIR = "/usr/lib/x86_64-linux-gnu";
 
-/** Whether dpkg reports a package installed (not merely known, or removed with its configuration kept). */
-const INSTALLED = `installed() {
-  # shellcheck disable=SC2016 # \${Status} is dpkg-query's format field, not a shell variable
-  dpkg-query -W -f='\${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
-}`;
 
-/** Installs whichever of `packages` is not installed, with one apt-get update first; needs INSTALLED. */
+/** Installs whichever of `packages` is not installed, with one apt-get update first; needs INSTALLED_FN. */
 function ensurePackages(packages: readonly string[]): string {
   return `wanted=(${packages.map(shellQuote).join(" ")})
 missing=()
@@ -179,7 +174,7 @@ function renderVllm(spec: VllmLayer): string {
 /** The layer's setup script, to run inside the container (see renderInContainer). */
 export function renderLayer(spec: LayerSpec): string {
   const body = spec.layer === "base" ? renderBase(spec) : spec.layer === "cuda" ? renderCuda(spec) : renderVllm(spec);
-  return renderScript(`${INSTALLED}\n${body}`);
+  return renderScript(`${INSTALLED_FN}\n${body}`);
 }
 
 /**
