@@ -19,6 +19,8 @@
  *   The run ends when nothing is in flight and nothing new registers (the SDK's own RPC count
  *   never settles once a registration is left unanswered).
  */
+import { same } from "../../providers/common";
+import { setEngineConfig } from "../../scripts/offline-program";
 import * as pulumi from "@pulumi/pulumi";
 import { isRpcSecret, unwrapRpcSecret } from "@pulumi/pulumi/runtime/rpc";
 import type { RawStack } from "../../stacks/load";
@@ -145,17 +147,6 @@ export function plain(value: unknown): unknown {
   return v;
 }
 
-function canonical(v: unknown): string {
-  const sort = (x: unknown): unknown =>
-    Array.isArray(x) ? x.map(sort) : x !== null && typeof x === "object" ? Object.fromEntries(Object.keys(x).sort().map((k) => [k, sort((x as Record<string, unknown>)[k])])) : x;
-  return JSON.stringify(sort(v));
-}
-
-/** Inputs of two runs are the same resource configuration. */
-export function sameInputs(a: unknown, b: unknown): boolean {
-  return canonical(a) === canonical(b);
-}
-
 interface DynamicProvider {
   check(olds: unknown, news: unknown): Promise<{ inputs?: Record<string, unknown>; failures?: Array<{ property: string; reason: string }> }>;
   diff(id: string, olds: unknown, news: unknown): Promise<{ changes?: boolean; replaces?: string[]; deleteBeforeReplace?: boolean }>;
@@ -195,11 +186,6 @@ function outputsIn(value: unknown, found: pulumi.Output<unknown>[] = [], depth =
   return found;
 }
 
-function setEngineConfig(raw: RawStack): void {
-  const all: Record<string, string> = {};
-  for (const [key, value] of Object.entries(raw.values)) all[`phoenix:${key}`] = typeof value === "string" ? value : JSON.stringify(value);
-  pulumi.runtime.setAllConfig(all, [...raw.secretKeys].map((k) => `phoenix:${k}`));
-}
 
 
 export async function apply(opts: ApplyOptions): Promise<ApplyResult> {
@@ -269,7 +255,7 @@ export async function apply(opts: ApplyOptions): Promise<ApplyResult> {
         const inputs = { ...(checked.inputs ?? news), __provider: news.__provider };
         if (old) {
           const diff = await provider.diff(old.id, old.outputs, inputs);
-          const changes = diff.changes ?? !sameInputs(old.inputs, inputs);
+          const changes = diff.changes ?? !same(old.inputs, inputs);
           if (!changes) {
             state.resources.set(key, { ...entry(old.id, inputs, old.outputs) });
             operations.push({ key, kind: "same", start: now(), end: now() });
@@ -302,12 +288,12 @@ export async function apply(opts: ApplyOptions): Promise<ApplyResult> {
       const translation = opts.translations[type];
       if (!translation) throw new Error(`${key}: the e2e harness has no translation for ${type}; add one to test/e2e/translations.ts`);
       if (old) {
-        if (!old.initErrors && sameInputs(old.inputs, news)) {
+        if (!old.initErrors && same(old.inputs, news)) {
           state.resources.set(key, entry(old.id, news, old.outputs));
           operations.push({ key, kind: "same", start: now(), end: now() });
           return { id: old.id, state: old.outputs };
         }
-        const replaced = (translation.replaceOnChanges ?? []).filter((k) => !sameInputs(old.inputs[k], news[k]));
+        const replaced = (translation.replaceOnChanges ?? []).filter((k) => !same(old.inputs[k], news[k]));
         if (replaced.length === 0) {
           const outputs = await record(key, "update", () => translation.update(old, news));
           state.resources.set(key, entry(old.id, news, outputs));

@@ -1,3 +1,5 @@
+import type { Upid } from "../../providers/pve/tasks";
+
 /** An error raised while handling a request, answered with PVE's status, message and `errors`. */
 export class SimError extends Error {
   constructor(
@@ -19,15 +21,8 @@ export function paramError(errors: Record<string, string>): SimError {
   return new SimError(400, "Parameter verification failed.\n", errors);
 }
 
-export interface Task {
+export interface Task extends Upid {
   upid: string;
-  node: string;
-  pid: number;
-  pstart: number;
-  starttime: number;
-  type: string;
-  id: string;
-  user: string;
   status: "running" | "stopped";
   exitstatus?: string;
   log: string[];
@@ -45,6 +40,7 @@ function hex8(n: number): string {
  * Runs PVE worker tasks asynchronously with real-format UPIDs and logs. Every
  * timer is tracked so that `stop()` leaves nothing running.
  */
+
 export class TaskRunner {
   readonly tasks = new Map<string, Task>();
   private nextPid = 0x1a2b0;
