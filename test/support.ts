@@ -1,6 +1,7 @@
 /** What many test files need alike: the repo's paths, the committed stacks, golden files, and shellcheck. */
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
+import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { expect } from "vitest";
@@ -43,4 +44,16 @@ export function shellcheck(name: string, script: string): void {
     const err = e as { stdout?: string };
     throw new Error(`shellcheck finds problems in ${name}:\n${err.stdout ?? String(e)}`, { cause: e });
   }
+}
+
+/** A TCP port free on 127.0.0.1 right now, for a server a test starts. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
 }

@@ -7,7 +7,7 @@ import type { RenderedFile } from "../../components/render/files";
 import { goldenChecker, loadStack } from "../support";
 import type { StackConfig } from "../../stacks/schema";
 
-export { loadStack, REFERENCE_DIR, ROOT, tempDir } from "../support";
+export { freePort, loadStack, REFERENCE_DIR, ROOT, tempDir } from "../support";
 
 /** Compares with test/core/golden/<name>; UPDATE_GOLDEN=1 rewrites the file instead. */
 export const expectGolden = goldenChecker(path.join(__dirname, "golden"));
@@ -47,17 +47,6 @@ export function testPki(dir: string): TestPki {
       return [path.join(dir, `${name}.crt`), path.join(dir, `${name}.key`)];
     },
   };
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 const nginxArgs = (prefix: string) => ["-p", prefix, "-c", path.join(prefix, "etc/nginx/nginx.conf"), "-g", `pid ${path.join(prefix, "nginx.pid")}; error_log stderr;`];

@@ -1,9 +1,10 @@
 import { spawn, execFileSync, type ChildProcess } from "child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, mkdirSync } from "fs";
-import { createServer, connect } from "net";
+import { connect } from "net";
 import { tmpdir, userInfo } from "os";
 import { join } from "path";
 import type { SshConnection } from "../../providers/ssh";
+import { freePort } from "../support";
 import { createSandbox, type Sandbox } from "./sandbox";
 
 export interface SshRig {
@@ -17,17 +18,6 @@ export interface SshRig {
   sandbox: Sandbox;
   dir: string;
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === "object" && addr ? resolve(addr.port) : reject(new Error("no port"))));
-    });
-  });
 }
 
 async function waitForPort(port: number, child: ChildProcess, log: () => string): Promise<void> {
