@@ -18,7 +18,7 @@ import { proxmoxProvider } from "../components/proxmox";
 import type { RootTransport } from "../providers/guest/lxc-root-config";
 import type { SshConnection } from "../providers/ssh";
 import type { LoadedStack } from "./engine";
-import { bridgeNetwork, gpuAllocation, modelsOf, planCloneOrder } from "./plan";
+import { bridgeNetwork, gpuAllocation, guestAddress, modelsOf, planCloneOrder } from "./plan";
 import type { Guest, StackConfig } from "./schema";
 import { implicitDependencies } from "./validate";
 import { openaiBaseUrl, serviceUrls, type GuestOutput, type PhoenixExports, type PhoenixOutputs } from "./outputs";
@@ -161,7 +161,7 @@ function buildCore(stack: LoadedStack, build: (g: Guest) => LxcGuest | VmGuest, 
 export function describeStack(config: StackConfig): Pick<PhoenixOutputs, "guests" | "models" | "gpuAllocation"> {
   const guests: Record<string, GuestOutput> = {};
   for (const g of config.guests) {
-    guests[String(g.vmid)] = { name: g.name, kind: g.kind, ip: g.network.ip === "dhcp" ? "dhcp" : g.network.ip.split("/")[0]!, role: g.role?.type ?? "none" };
+    guests[String(g.vmid)] = { name: g.name, kind: g.kind, ip: guestAddress(g) ?? "dhcp", role: g.role?.type ?? "none" };
   }
   return { guests, models: config.guests.flatMap(modelsOf), gpuAllocation: gpuAllocation(config) };
 }

@@ -2,6 +2,11 @@
 import { parseCidr, subnetOf, type Cidr } from "./net";
 import type { Guest, Host, StackConfig, Template } from "./schema";
 
+/** A guest's static address without its prefix; undefined for DHCP. */
+export function guestAddress(g: Guest): string | undefined {
+  return g.network.ip === "dhcp" ? undefined : g.network.ip.split("/")[0];
+}
+
 /** Subnet and gateway of a (bridge, VLAN) pair: the host's own for the untagged management bridge, else as declared. */
 export function bridgeNetwork(host: Host, bridge: string, vlan: number | undefined): { subnet: Cidr; gateway?: string } | undefined {
   const hostCidr = parseCidr(host.address);

@@ -8,7 +8,7 @@ import { hostIdOf } from "./idmap";
 import { LLAMACPP_OPTION_LISTS } from "../components/models/llamacpp.options";
 import { OLLAMA_ENV_LISTS } from "../components/models/ollama.options";
 import { VLLM_OPTION_LISTS } from "../components/models/vllm.options";
-import { bridgeNetwork, gpuAllocation, templateVersion } from "./plan";
+import { bridgeNetwork, gpuAllocation, guestAddress, templateVersion } from "./plan";
 import { poolTopologies, UNKNOWN, type Guest, type Host, type StackConfig, type Template, type FirewallRule } from "./schema";
 
 export interface ConfigIssue {
@@ -86,8 +86,7 @@ class Context {
   }
 
   guestIp(g: Guest): string | undefined {
-    const ip = g.network.ip;
-    return ip === "dhcp" || !known(ip) ? undefined : ip.split("/")[0];
+    return known(g.network.ip) ? guestAddress(g) : undefined;
   }
 }
 

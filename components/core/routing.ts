@@ -3,7 +3,7 @@
  * shared by the Traefik and Nginx renderers so the two proxies can never
  * disagree about a host name or a backend.
  */
-import { modelsOf } from "../../stacks/plan";
+import { guestAddress, modelsOf } from "../../stacks/plan";
 import type { Guest, Role, Service, StackConfig } from "../../stacks/schema";
 
 /** The host name a service is reached at through Traefik. */
@@ -23,8 +23,9 @@ export function guestOfRole<T extends Role["type"]>(config: StackConfig, type: T
 }
 
 export function guestIp(guest: Guest): string {
-  if (guest.network.ip === "dhcp") throw new Error(`guest ${guest.vmid} (${guest.name}) uses DHCP; the proxies need a static address in guests[].network.ip`);
-  return guest.network.ip.split("/")[0]!;
+  const ip = guestAddress(guest);
+  if (!ip) throw new Error(`guest ${guest.vmid} (${guest.name}) uses DHCP; the proxies need a static address in guests[].network.ip`);
+  return ip;
 }
 
 function guestById(config: StackConfig, vmid: number): Guest {
