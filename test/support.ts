@@ -1,7 +1,6 @@
 /** What many test files need alike: the repo's paths, the committed stacks, golden files, and shellcheck. */
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { expect } from "vitest";
@@ -46,14 +45,4 @@ export function shellcheck(name: string, script: string): void {
   }
 }
 
-/** A TCP port free on 127.0.0.1 right now, for a server a test starts. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from "./rig/ports";

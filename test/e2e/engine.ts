@@ -196,19 +196,12 @@ export async function apply(opts: ApplyOptions): Promise<ApplyResult> {
   const operations: Operation[] = [];
   const failures: ApplyResult["failures"] = [];
   const inflight = new Set<Key>();
-  const targetLocks = new Map<string, Semaphore>();
-  const targetLock = (target: string): Semaphore => {
-    let lock = targetLocks.get(target);
-    if (!lock) targetLocks.set(target, (lock = new Semaphore(1)));
-    return lock;
-  };
   const registered = new Set<Key>();
   const declared = new Map<Key, Declared>();
   const byResource = new Map<pulumi.Resource, Key>();
 
-  const record = async <T>(key: Key, kind: OperationKind, fn: () => Promise<T>, target?: string): Promise<T> => {
-    const exclusive = target === undefined ? (f: () => Promise<T>) => f() : (f: () => Promise<T>) => targetLock(target).run(f);
-    return semaphore.run(() => exclusive(async () => {
+  const record = async <T>(key: Key, kind: OperationKind, fn: () => Promise<T>): Promise<T> => {
+    return semaphore.run(async () => {
       const op: Operation = { key, kind, start: now(), end: 0 };
       operations.push(op);
       try {
@@ -219,7 +212,7 @@ export async function apply(opts: ApplyOptions): Promise<ApplyResult> {
       } finally {
         op.end = now();
       }
-    }));
+    });
   };
 
   const registerCustom = async (type: string, name: string, rawInputs: Record<string, unknown>): Promise<{ id: string; state: Record<string, unknown> }> => {
@@ -232,7 +225,6 @@ export async function apply(opts: ApplyOptions): Promise<ApplyResult> {
     const key = keyOf(type, name);
     registered.add(key);
     const d = declared.get(key);
-    const target = sshTarget(rawInputs);
     inflight.add(key);
     const news = plain(rawInputs) as Record<string, unknown>;
     const old = state.resources.get(key);
@@ -262,7 +254,7 @@ export async function apply(opts: ApplyOptions): Promise<ApplyResult> {
             return { id: old.id, state: old.outputs };
           }
           if ((diff.replaces ?? []).length === 0) {
-            const outs = await record(key, "update", async () => (await provider.update(old.id, old.outputs, inputs)).outs ?? {}, target);
+            const outs = await record(key, "update", async () => (await provider.update(old.id, old.outputs, inputs)).outs ?? {});
             const outputs = { ...outs, __provider: inputs.__provider };
             state.resources.set(key, entry(old.id, inputs, outputs));
             return { id: old.id, state: outputs };
@@ -273,12 +265,12 @@ export async function apply(opts: ApplyOptions): Promise<ApplyResult> {
             const made = await provider.create(inputs);
             if (!diff.deleteBeforeReplace) await oldProvider.delete(old.id, old.outputs);
             return made;
-          }, target);
+          });
           const outputs = { ...created.outs, __provider: inputs.__provider };
           state.resources.set(key, entry(created.id, inputs, outputs));
           return { id: created.id, state: outputs };
         }
-        const created = await record(key, "create", () => provider.create(inputs), target);
+        const created = await record(key, "create", () => provider.create(inputs));
         const outputs = { ...created.outs, __provider: inputs.__provider };
         const e = entry(created.id, inputs, outputs);
         state.resources.set(key, e);
@@ -393,17 +385,6 @@ export async function apply(opts: ApplyOptions): Promise<ApplyResult> {
 
   const skipped = [...declared.values()].filter((d) => d.custom && !registered.has(d.key) && !d.key.startsWith("pulumi:providers:")).map((d) => d.key);
   return { operations, failures, skipped, registered, exports, graph, makespan: now() };
-}
-
-/**
- * The node a dynamic resource reaches over SSH. The rig's stand-ins keep the machine's state in
- * one JSON file without a lock, so two scripts at once on the same rig lose each other's writes;
- * operations on one SSH target run one at a time until the stand-ins lock their state.
- */
-function sshTarget(inputs: Record<string, unknown>): string | undefined {
-  const p = plain(inputs) as { connection?: { host?: string; port?: number }; transport?: { kind?: string; connection?: { host?: string; port?: number } } };
-  const c = p.connection ?? (p.transport?.kind === "ssh" ? p.transport.connection : undefined);
-  return c?.host === undefined ? undefined : `${c.host}:${c.port ?? 22}`;
 }
 
 /** Direct dependencies of every custom resource: explicit dependsOn (components expanded to their custom descendants) plus data flow. */

@@ -4,7 +4,7 @@ import { connect } from "net";
 import { tmpdir, userInfo } from "os";
 import { join } from "path";
 import type { SshConnection } from "../../providers/ssh";
-import { freePort } from "../support";
+import { freePort } from "./ports";
 import { createSandbox, type Sandbox } from "./sandbox";
 
 export interface SshRig {

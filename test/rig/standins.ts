@@ -78,6 +78,28 @@ const statePath = path.join(sandbox, "state.json");
 const container = process.env.PHOENIX_CT;
 const machineRoot = container ? (process.env.PHOENIX_ROOT ?? root) : root;
 
+const lockPath = `${statePath}.lock`;
+/**
+ * Scripts run in parallel over several SSH sessions, and each stand-in reads,
+ * changes and writes state.json: a tool holds this lock from its read to its
+ * write, so none loses another's change. mkdir is atomic; exit releases it.
+ */
+function lock(): void {
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    try {
+      fs.mkdirSync(lockPath);
+      process.on("exit", unlock);
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+      Atomics.wait(pause, 0, 0, 5);
+    }
+  }
+}
+function unlock(): void {
+  fs.rmSync(lockPath, { recursive: true, force: true });
+}
 function load(): SandboxState {
   return JSON.parse(fs.readFileSync(statePath, "utf8")) as SandboxState;
 }
@@ -395,6 +417,8 @@ function pct(args: string[]): void {
       if (!running(vmid)) fail(`CT ${vmid} not running`, 255);
       const ctRoot = path.join(root, "ct", vmid);
       fs.mkdirSync(ctRoot, { recursive: true });
+      // The command's own stand-ins take the lock: hand it over.
+      unlock();
       const res = spawnSync(rest[1]!, rest.slice(2), { stdio: "inherit", env: { ...process.env, PHOENIX_ROOT: ctRoot, PHOENIX_CT: vmid } });
       // The command's own stand-ins saved the state: exit without saving this process's stale copy.
       return process.exit(res.status ?? 255);
@@ -435,6 +459,7 @@ function pip(s: SandboxState, venv: string, args: string[]): void {
 
 function main(): void {
   const [tool, ...args] = process.argv.slice(2);
+  lock();
   const s = load();
   s.calls.push([tool!, ...args]);
   save(s);

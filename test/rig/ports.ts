@@ -1,0 +1,14 @@
+/** Ports for servers tests start; free of vitest, so scripts (the bench, npm run sim) can use the rig too. */
+import * as net from "node:net";
+
+/** A TCP port free on 127.0.0.1 right now. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
