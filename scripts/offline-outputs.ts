@@ -5,10 +5,10 @@
  * placeholder says so in the files it ends up in.
  */
 import { execFileSync } from "node:child_process";
-import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { formatStepCaOutput, parseStepCaOutput } from "../components/core/step-ca.render";
 import type { StackConfig } from "../stacks/schema";
 
 // CN is at most 64 characters.
@@ -20,8 +20,8 @@ export function placeholderCaOutput(commonName = PLACEHOLDER_CA_CN): { rootPem: 
   try {
     execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-subj", `/CN=${commonName}`, "-keyout", path.join(dir, "k"), "-out", path.join(dir, "c")], { stdio: "ignore" });
     const rootPem = fs.readFileSync(path.join(dir, "c"), "utf8");
-    const fingerprint = new crypto.X509Certificate(rootPem).fingerprint256.replace(/:/g, "").toLowerCase();
-    return { rootPem, fingerprint, stdout: `----- phoenix step-ca outputs -----\nfingerprint=${fingerprint}\n${rootPem}----- end phoenix step-ca outputs -----\n` };
+    const stdout = formatStepCaOutput(rootPem);
+    return { rootPem, fingerprint: parseStepCaOutput(stdout).fingerprint, stdout };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -19,7 +19,9 @@ const ROOT_CERT = `${STEP_PATH}/certs/root_ca.crt`;
 const UNIT = "/etc/systemd/system/step-ca.service";
 /** The ACME provisioner `step ca init --acme` creates. */
 const ACME_PROVISIONER = "acme";
-const OUTPUT_BEGIN = "----- phoenix step-ca outputs -----";
+/** The line the CA's install prints before its outputs. */
+export const STEP_CA_OUTPUT_BEGIN = "----- phoenix step-ca outputs -----";
+const OUTPUT_BEGIN = STEP_CA_OUTPUT_BEGIN;
 const OUTPUT_END = "----- end phoenix step-ca outputs -----";
 
 function caGuest(config: StackConfig) {
@@ -174,6 +176,12 @@ export interface StepCaOutputs {
   rootPem: string;
   /** SHA-256 of the root certificate's DER, lower-case hex. */
   fingerprint: string;
+}
+
+/** The block the init script prints, as `parseStepCaOutput` reads it: for stand-ins of the CA guest (offline synth, tests). */
+export function formatStepCaOutput(rootPem: string): string {
+  const fingerprint = new crypto.X509Certificate(rootPem).fingerprint256.replace(/:/g, "").toLowerCase();
+  return `${OUTPUT_BEGIN}\nfingerprint=${fingerprint}\n${rootPem.endsWith("\n") ? rootPem : `${rootPem}\n`}${OUTPUT_END}\n`;
 }
 
 /** Reads the outputs the init script printed; refuses a fingerprint that does not belong to the certificate. */

@@ -49,6 +49,10 @@ function configDelta(want: Record<string, string | undefined>, have: Inputs, pro
   return out;
 }
 
+function definedOnly(o: Record<string, string | undefined>): Record<string, string> {
+  return Object.fromEntries(Object.entries(o).filter((x): x is [string, string] => x[1] !== undefined));
+}
+
 function startupString(s: unknown): string | undefined {
   const o = obj(s);
   if (Object.keys(o).length === 0) return undefined;
@@ -71,6 +75,10 @@ interface GuestShape {
   config: Record<string, string | undefined>;
   disk: { key: string; gib: number };
   started: boolean;
+  /** For a VM made from scratch: the disk as the create call allocates it. */
+  createDisk?: Record<string, string>;
+  /** Converted to a template once built. */
+  isTemplate?: boolean;
 }
 
 function containerShape(i: Inputs): GuestShape {
@@ -136,10 +144,16 @@ function vmShape(i: Inputs): GuestShape {
     onboot: bool(i.onBoot),
     startup: startupString(i.startup),
     machine: i.machine as string | undefined,
+    scsihw: i.scsiHardware as string | undefined,
+    ostype: obj(i.operatingSystem).type as string | undefined,
+    boot: strings(i.bootOrders).length > 0 ? `order=${strings(i.bootOrders).join(";")}` : undefined,
+    serial0: list(i.serialDevices)[0]?.device as string | undefined,
+    vga: obj(i.vga).type === undefined ? undefined : `type=${String(obj(i.vga).type)}`,
   };
   list(i.hostpcis).forEach((h) => {
     config[String(h.device)] = render({ mapping: h.mapping as string | undefined, pcie: bool(h.pcie) });
   });
+  const key = String(disk.interface ?? "scsi0");
   return {
     kind: "qemu",
     node: String(i.nodeName),
@@ -147,8 +161,11 @@ function vmShape(i: Inputs): GuestShape {
     template: Number(obj(i.clone).vmId),
     cloneParams: { name: i.name as string | undefined, description: i.description as string | undefined, full: false },
     config,
-    disk: { key: String(disk.interface ?? "scsi0"), gib: Number(disk.size ?? 0) },
+    disk: { key, gib: Number(disk.size ?? 0) },
     started: i.started !== false,
+    // Without a clone source the VM is created, its disk imported from a downloaded image.
+    createDisk: disk.importFrom === undefined ? undefined : { [key]: render({ "": `${String(disk.datastoreId)}:0`, "import-from": String(disk.importFrom), discard: disk.discard as string | undefined }) },
+    isTemplate: i.template === true,
   };
 }
 
@@ -171,6 +188,10 @@ async function converge(api: PveApi, g: GuestShape): Promise<Inputs> {
   if ("ide2" in delta && typeof have.ide2 === "string" && have.ide2.includes("cloudinit")) delete delta.ide2;
   if (Object.keys(delta).length > 0) await api.updateGuestConfig(g.node, g.kind, g.vmid, delta);
   if (g.disk.gib > sizeGiB(have[g.disk.key])) await api.resizeGuestDisk(g.node, g.kind, g.vmid, g.disk.key, `${g.disk.gib}G`);
+  if (g.isTemplate) {
+    if (Number(have.template ?? 0) !== 1) await api.convertToTemplate(g.node, g.kind, g.vmid);
+    return guestOutputs(api, g);
+  }
   const status = await api.guestStatus(g.node, g.kind, g.vmid);
   if (g.started && status.status !== "running") await api.setGuestState(g.node, g.kind, g.vmid, "start");
   return guestOutputs(api, g);
@@ -190,7 +211,8 @@ function guestTranslation(api: PveApi, kind: GuestKind, shape: (i: Inputs) => Gu
     replaceOnChanges: ["nodeName", "vmId", "clone"],
     async create(inputs) {
       const g = shape(inputs);
-      if (g.kind === "lxc") await api.cloneContainer(g.node, g.template, g.vmid, g.cloneParams as FormParams & { hostname?: string });
+      if (g.createDisk) await api.createVm(g.node, { vmid: g.vmid, ...g.createDisk, ...definedOnly(g.config) });
+      else if (g.kind === "lxc") await api.cloneContainer(g.node, g.template, g.vmid, g.cloneParams as FormParams & { hostname?: string });
       else await api.cloneVm(g.node, g.template, g.vmid, g.cloneParams as FormParams & { name?: string });
       try {
         return { id: String(g.vmid), outputs: await converge(api, g) };
@@ -354,6 +376,57 @@ function storageTranslation(api: PveApi, type: "zfspool" | "dir", fixed: (i: Inp
   };
 }
 
+// --- downloads ---------------------------------------------------------------------------------
+
+/** download.File: the volume `<datastore>:<content>/<file>`, fetched by the node once (`overwrite: false`). */
+function downloadTranslation(api: PveApi): Translation {
+  const volid = (i: Inputs) => `${String(i.datastoreId)}:${String(i.contentType)}/${String(i.fileName)}`;
+  const find = async (i: Inputs) => (await api.storageContent(String(i.nodeName), String(i.datastoreId))).find((v) => v.volid === volid(i));
+  return {
+    replaceOnChanges: ["nodeName", "datastoreId", "contentType", "fileName", "url", "checksum", "checksumAlgorithm"],
+    async create(i) {
+      if (!(await find(i))) {
+        await api.downloadUrl(String(i.nodeName), String(i.datastoreId), {
+          url: String(i.url),
+          content: String(i.contentType),
+          filename: String(i.fileName),
+          checksum: i.checksum as string | undefined,
+          "checksum-algorithm": i.checksumAlgorithm as string | undefined,
+        });
+      }
+      return { id: volid(i), outputs: { ...(await find(i)) } };
+    },
+    update: async (entry) => entry.outputs,
+    async delete(entry) {
+      if (await find(entry.inputs)) await api.client.delete(`/nodes/${e(String(entry.inputs.nodeName))}/storage/${e(String(entry.inputs.datastoreId))}/content/${e(volid(entry.inputs))}`);
+    },
+    read: (entry) => find(entry.inputs) as Promise<Inputs | undefined>,
+  };
+}
+
+// --- commands ----------------------------------------------------------------------------------
+
+/** How the world runs one command: where it targets the host, in the sandbox; its stdout as the command's. */
+export type CommandRunner = (inputs: Inputs) => Promise<{ stdout: string; stderr: string }>;
+
+/**
+ * command:remote:Command as the provider behaves: `create` runs on create and, with no `update`
+ * command, again when `create` or `stdin` change; a change of `triggers` replaces the resource.
+ * No `delete` command is set by Phoenix, so deleting runs nothing.
+ */
+export function commandTranslation(run: CommandRunner): Translation {
+  const apply = async (i: Inputs) => ({ ...(await run(i)), create: i.create, triggers: i.triggers });
+  return {
+    replaceOnChanges: ["triggers", "connection"],
+    async create(i) {
+      return { id: `command-${Math.random().toString(36).slice(2, 10)}`, outputs: await apply(i) };
+    },
+    update: (_entry, i) => apply(i),
+    delete: async () => undefined,
+    read: async (entry) => entry.outputs,
+  };
+}
+
 export const TYPES = {
   container: "proxmoxve:index/containerLegacy:ContainerLegacy",
   vm: "proxmoxve:index/vmLegacy:VmLegacy",
@@ -364,6 +437,8 @@ export const TYPES = {
   nodeFirewall: "proxmoxve:node/firewallLegacy:FirewallLegacy",
   zfspool: "proxmoxve:storage/zfspoolLegacy:ZfspoolLegacy",
   directory: "proxmoxve:storage/directoryLegacy:DirectoryLegacy",
+  download: "proxmoxve:download/file:File",
+  command: "command:remote:Command",
 } as const;
 
 /** The translation table, bound to one API client. */
@@ -378,6 +453,7 @@ export function proxmoxTranslations(api: PveApi): Record<string, Translation> {
     [TYPES.nodeFirewall]: optionsTranslation(api, (i) => `/nodes/${e(String(i.nodeName))}/firewall`),
     [TYPES.zfspool]: storageTranslation(api, "zfspool", (i) => ({ pool: String(i.zfsPool) })),
     [TYPES.directory]: storageTranslation(api, "dir", (i) => ({ path: String(i.path) })),
+    [TYPES.download]: downloadTranslation(api),
   };
 }
 

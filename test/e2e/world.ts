@@ -7,11 +7,27 @@ import { createPveClient, type PveApi } from "../../providers/pve";
 import { startSimulator, type Simulator } from "../pve-sim";
 import { startSshd, type SshRig } from "../rig/sshd";
 import { apply, EngineState, type ApplyOptions, type ApplyResult, type Translation } from "./engine";
-import { proxmoxTranslations } from "./translations";
+import { STEP_CA_OUTPUT_BEGIN } from "../../components/core/step-ca.render";
+import { runCommand } from "../../providers/ssh";
+import { startLabNetwork, type LabNetwork } from "./lab-network";
+import { nodeFiles } from "./node-files";
+import { commandTranslation, proxmoxTranslations, TYPES } from "./translations";
+
+
+/** A command the apply ran: inside a container (checked, recorded) or on the node (run in the sandbox). */
+export interface CommandRun {
+  /** The container it targets, or undefined for the node. */
+  vmid?: number;
+  command: string;
+  stdin: string;
+}
 
 export interface World {
   sim: Simulator;
   rig: SshRig;
+  lab: LabNetwork;
+  /** Every command run, in order. */
+  commands: CommandRun[];
   api: PveApi;
   node: string;
   raw: RawStack;
@@ -53,9 +69,6 @@ export function pointAt(raw: RawStack, sim: Simulator, rig: SshRig, node: string
   proxmox.nodes = [{ name: node, ssh: { host: "127.0.0.1", port: rig.port, user: rig.connection.username, hostKey: rig.hostKeyLine } }];
   const host = values.host as { node?: string };
   host.node = node;
-  // The template and guest tiers need the simulator's guests mirrored into the rig's pct and an image server,
-  // which the harness does not provide yet: applied end to end here are the host and firewall tiers.
-  for (const key of ["templates", "guests", "services", "routes"]) values[key] = [];
   values.proxmoxTokenSecret = sim.token.secret;
   values.sshPrivateKey = rig.connection.privateKey;
   const pointed = { values, secretKeys: new Set([...raw.secretKeys, "proxmoxTokenSecret", "sshPrivateKey"]) };
@@ -68,12 +81,40 @@ export function pointAt(raw: RawStack, sim: Simulator, rig: SshRig, node: string
   return pointed;
 }
 
+/** How Phoenix runs a script inside a container: through the node, on stdin. */
+const IN_CONTAINER = /^pct exec (\d+) -- bash -s$/;
+
+/**
+ * A command:remote:Command, as the world runs it. A script for the node runs in the sandbox.
+ * A script for a container needs the guest's own tools (apt, systemd, the services), which the
+ * sandbox does not have: it is parsed by bash (`-n`) inside the container through the rig's pct,
+ * which proves the container exists and runs, and is recorded; its stdout is what the guest
+ * would print that Phoenix reads, the CA's root block for the CA's install.
+ */
+async function runCommandResource(i: Record<string, unknown>, lab: LabNetwork, log: CommandRun[]): Promise<{ stdout: string; stderr: string }> {
+  const c = i.connection as { host: string; port: number; user: string; privateKey: string; hostKey: string };
+  const conn = { host: c.host, port: c.port, username: c.user, privateKey: c.privateKey, hostKey: c.hostKey };
+  const command = String(i.create);
+  const stdin = String(i.stdin ?? "");
+  const inside = IN_CONTAINER.exec(command);
+  log.push({ vmid: inside ? Number(inside[1]) : undefined, command, stdin });
+  const res = await runCommand(conn, inside ? `pct exec ${inside[1]} -- bash -n -s` : command, { stdin });
+  if (res.code !== 0) throw new Error(`${command}: exit ${String(res.code)}: ${res.stderr.trim()}`);
+  if (!inside) return { stdout: res.stdout, stderr: res.stderr };
+  return { stdout: stdin.includes(STEP_CA_OUTPUT_BEGIN) ? lab.caStdout : "", stderr: "" };
+}
+
 export async function startWorld(opts: WorldOptions): Promise<World> {
   const file = readStackFile(opts.stackFile);
   const node = (file.values.proxmox as { nodes: Array<{ name: string }> }).nodes[0]!.name;
-  const sim = await startSimulator({ nodeName: node, tokenId: "phoenix@pve!pulumi", timing: { taskDurationMs: 5, allocationMs: 2 } });
   const rig = await startSshd();
+  const files = nodeFiles(rig.sandbox, node);
+  const sim = await startSimulator({ nodeName: node, tokenId: "phoenix@pve!pulumi", timing: { taskDurationMs: 5, allocationMs: 2 }, nodeFiles: files });
   const raw = pointAt(file, sim, rig, node);
+  const checked = validateStack(raw, { requireSecrets: true });
+  if (checked.ok !== true) throw new Error(`the pointed stack does not validate: ${JSON.stringify(checked)}`);
+  const lab = await startLabNetwork(checked.config);
+  const commands: CommandRun[] = [];
   rig.sandbox.update((s) => {
     for (const d of poolDisks(raw)) s.disks[d] = { signatures: [], partitions: [] };
     s.nvidia.gpus = lxcSharedGpus(raw).map((pci) => ({ busId: `0000${pci}`, name: "NVIDIA GeForce RTX 5060 Ti", memoryMiB: 16311 }));
@@ -87,11 +128,13 @@ export async function startWorld(opts: WorldOptions): Promise<World> {
     retry: { attempts: 6, baseDelayMs: 20, maxDelayMs: 500 },
     task: { pollIntervalMs: 5 },
   });
-  const translations = proxmoxTranslations(api);
+  const translations = { ...proxmoxTranslations(api), [TYPES.command]: commandTranslation((i) => runCommandResource(i, lab, commands)) };
   const state = new EngineState();
   const world: World = {
     sim,
     rig,
+    lab,
+    commands,
     api,
     node,
     raw,
@@ -100,6 +143,7 @@ export async function startWorld(opts: WorldOptions): Promise<World> {
     apply: (r = world.raw, extra = {}) => apply({ raw: r, state, translations, loadProgram: opts.loadProgram, parallel: opts.parallel, operationTimeoutMs: opts.operationTimeoutMs, ...extra }),
     async stop() {
       api.close();
+      await lab.close();
       await rig.stop();
       await sim.stop();
     },

@@ -14,7 +14,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import * as https from "node:https";
 import type { AddressInfo } from "node:net";
 import { parse as parseYaml } from "yaml";
-import { generateCertificates } from "../pve-sim/tls";
+import { generateCertificates, type SimCertificates } from "../pve-sim/tls";
 import {
   ADMINISTRATOR_ROLE,
   AGENT_ON_DOCKER,
@@ -37,6 +37,8 @@ export interface PortainerSimOptions {
   agents?: string[];
   /** Portainer's default minimum admin password length (InternalAuthSettings.RequiredPasswordLength). */
   requiredPasswordLength?: number;
+  /** The server certificate to present; default a fresh one for 127.0.0.1 and localhost. */
+  certificates?: SimCertificates;
 }
 
 export interface PortainerLogEntry {
@@ -515,7 +517,7 @@ export async function startPortainerSim(options: PortainerSimOptions = {}): Prom
     res.end(body);
   };
 
-  const certs = await generateCertificates();
+  const certs = options.certificates ?? (await generateCertificates());
   const server = https.createServer({ key: certs.key, cert: certs.cert }, (req, res) => {
     handle(req, res).catch((e: Error) => {
       res.writeHead(500);

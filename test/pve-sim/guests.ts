@@ -234,7 +234,12 @@ function create(kind: Kind): Handler {
       values.hostname ??= `CT${vmid}`;
     }
     for (const [k, v] of Object.entries(values)) {
-      if (DISK_KEY[kind].test(k)) continue;
+      if (DISK_KEY[kind].test(k)) {
+        // A disk imported at creation must come from a volume that exists (qm's import-from).
+        const from = parseWithSchema(schema[k] as ParamSchema, v, k)["import-from"];
+        if (from !== undefined) sim.state.volume(from);
+        continue;
+      }
       if (/^hostpci\d+$/.test(k)) checkMapping(sim, parseWithSchema(schema[k] as ParamSchema, v, k));
     }
     const disks = newDisks(kind, sim, values);

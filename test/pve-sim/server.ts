@@ -34,6 +34,12 @@ export interface SimulatorOptions {
   random?: () => number;
   /** Answer errors the pre-5.2 pve-http-server way: the text only in the reason phrase, no `message` in the body. */
   legacyErrorBody?: boolean;
+  /**
+   * The node's configuration files, when tools on the node (the sshd rig's `pct`) share them:
+   * `pull` takes in what those tools changed before a handler runs, `push` writes out what the
+   * API changed after it, as pmxcfs makes both see one /etc/pve.
+   */
+  nodeFiles?: { pull(state: SimState): void; push(state: SimState): void };
 }
 
 export interface LogEntry {
@@ -309,9 +315,15 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
 
     try {
       const handler = key === "POST /access/ticket" ? login : handlers[key];
-      const data = handler
-        ? await handler({ sim, route, params, user, failTask: failTask ? (failTask.message ?? "injected task failure") : undefined })
-        : genericAnswer(route);
+      opts.nodeFiles?.pull(state);
+      let data: unknown;
+      try {
+        data = handler
+          ? await handler({ sim, route, params, user, failTask: failTask ? (failTask.message ?? "injected task failure") : undefined })
+          : genericAnswer(route);
+      } finally {
+        opts.nodeFiles?.push(state);
+      }
       reply(200, data ?? null);
     } catch (e) {
       if (e instanceof SimError) {

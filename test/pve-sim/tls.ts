@@ -27,11 +27,11 @@ async function openssl(dir: string, args: string[]): Promise<void> {
 }
 
 /**
- * A throwaway CA and a server certificate for 127.0.0.1/localhost signed by
+ * A throwaway CA and a server certificate for 127.0.0.1/localhost (or the names given) signed by
  * it, so that clients can verify TLS against the CA instead of turning
  * verification off. The caller removes `dir` when done.
  */
-export async function generateCertificates(): Promise<SimCertificates> {
+export async function generateCertificates(subjectAltNames = ["IP:127.0.0.1", "DNS:localhost"]): Promise<SimCertificates> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), "pve-sim-"));
   const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
   await openssl(dir, [
@@ -41,7 +41,7 @@ export async function generateCertificates(): Promise<SimCertificates> {
   await openssl(dir, ["req", ...ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]);
   await fs.writeFile(
     path.join(dir, "server.ext"),
-    "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    `subjectAltName=${subjectAltNames.join(",")}\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n`,
   );
   await openssl(dir, [
     "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",

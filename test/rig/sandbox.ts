@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "fs";
 import { dirname, join } from "path";
 import * as ts from "typescript";
 import type { SandboxState } from "./standins";
@@ -108,9 +108,25 @@ export function createSandbox(dir: string): Sandbox {
     root,
     state: () => JSON.parse(readFileSync(statePath, "utf8")) as SandboxState,
     update(mutate) {
-      const s = sb.state();
-      mutate(s);
-      writeFileSync(statePath, JSON.stringify(s, null, 2));
+      // The stand-ins' own lock (standins.ts): a tool running over SSH may be between its read and write.
+      const lock = `${statePath}.lock`;
+      const pause = new Int32Array(new SharedArrayBuffer(4));
+      for (;;) {
+        try {
+          mkdirSync(lock);
+          break;
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+          Atomics.wait(pause, 0, 0, 5);
+        }
+      }
+      try {
+        const s = sb.state();
+        mutate(s);
+        writeFileSync(statePath, JSON.stringify(s, null, 2));
+      } finally {
+        rmSync(lock, { recursive: true, force: true });
+      }
     },
     calls: (tool) => sb.state().calls.filter((c) => tool === undefined || c[0] === tool),
     clearCalls: () => sb.update((s) => (s.calls = [])),

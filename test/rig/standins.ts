@@ -84,11 +84,13 @@ const lockPath = `${statePath}.lock`;
  * changes and writes state.json: a tool holds this lock from its read to its
  * write, so none loses another's change. mkdir is atomic; exit releases it.
  */
+let held = false;
 function lock(): void {
   const pause = new Int32Array(new SharedArrayBuffer(4));
   for (;;) {
     try {
       fs.mkdirSync(lockPath);
+      held = true;
       process.on("exit", unlock);
       return;
     } catch (e) {
@@ -97,7 +99,10 @@ function lock(): void {
     }
   }
 }
+/** Releases the lock if this process still holds it (once handed over, another process may). */
 function unlock(): void {
+  if (!held) return;
+  held = false;
   fs.rmSync(lockPath, { recursive: true, force: true });
 }
 function load(): SandboxState {

@@ -1,0 +1,124 @@
+/**
+ * One /etc/pve for the simulator and the sshd rig, as pmxcfs gives PVE's API and its `pct` on a
+ * real node: the simulator's containers are written out as `etc/pve/lxc/<vmid>.conf` and
+ * `run/pct/<vmid>.status` in the rig's sandbox after every API call, and what the rig's `pct`
+ * changed there (`pct set`, the idmap lines Phoenix writes, start/stop) is read back in before
+ * the next one.
+ *
+ * A container's root file system lives in the sandbox (`ct/<vmid>` and its entry in
+ * state.json's `containers`): a linked clone starts with a copy of its template's, a destroyed
+ * container's goes with it.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import type { Sandbox } from "../rig/sandbox";
+import type { Guest, SimState } from "../pve-sim/state";
+
+/** Config keys PVE keeps in the file but the API does not list as plain keys. */
+const RAW_KEY = /^lxc\./;
+
+export function renderConf(config: Record<string, string>, raw: readonly string[]): string {
+  const description = config.description === undefined ? [] : config.description.split("\n").map((l) => `#${l}`);
+  const keys = Object.entries(config).filter(([k]) => k !== "description").map(([k, v]) => `${k}: ${v}`);
+  return [...description, ...keys, ...raw].join("\n") + "\n";
+}
+
+export function parseConf(text: string): { config: Record<string, string>; raw: string[] } {
+  const config: Record<string, string> = {};
+  const raw: string[] = [];
+  const description: string[] = [];
+  const lines = text.split("\n");
+  const cut = lines.findIndex((l) => l.startsWith("["));
+  for (const line of cut < 0 ? lines : lines.slice(0, cut)) {
+    if (line.startsWith("#")) description.push(line.slice(1));
+    else if (RAW_KEY.test(line)) raw.push(line);
+    else {
+      const i = line.search(/[:=]/);
+      if (i > 0) config[line.slice(0, i)] = line.slice(i + 1).trim();
+    }
+  }
+  if (description.length > 0) config.description = description.join("\n");
+  return { config, raw };
+}
+
+export interface NodeFiles {
+  pull(state: SimState): void;
+  push(state: SimState): void;
+}
+
+export function nodeFiles(sandbox: Sandbox, node: string): NodeFiles {
+  const confDir = path.join(sandbox.root, "etc/pve/lxc");
+  const statusDir = path.join(sandbox.root, "run/pct");
+  const conf = (vmid: number) => path.join(confDir, `${vmid}.conf`);
+  const status = (vmid: number) => path.join(statusDir, `${vmid}.status`);
+  /** What was last written per file: a file that still holds it has not been touched on the node. */
+  const written = new Map<string, string>();
+  /** The base volume each linked clone's root file system was copied from. */
+  const seeded = new Map<number, string>();
+  const read = (file: string) => (fs.existsSync(file) ? fs.readFileSync(file, "utf8") : undefined);
+  const write = (file: string, text: string) => {
+    if (read(file) !== text) {
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      fs.writeFileSync(file, text);
+    }
+    written.set(file, text);
+  };
+  const containers = (state: SimState): Guest[] => [...state.guests.values()].filter((g) => g.kind === "lxc" && g.node === node);
+  const volume = (state: SimState, volid: string | undefined) => (volid === undefined ? undefined : state.storages.get(volid.split(":")[0]!)?.volumes.get(volid));
+
+  return {
+    pull(state) {
+      for (const g of containers(state)) {
+        const text = read(conf(g.vmid));
+        if (text !== undefined && text !== written.get(conf(g.vmid))) {
+          g.config = parseConf(text).config;
+          written.set(conf(g.vmid), text);
+        }
+        const st = read(status(g.vmid));
+        if (st !== undefined && st !== written.get(status(g.vmid))) {
+          g.status = st.trim() === "running" ? "running" : "stopped";
+          written.set(status(g.vmid), st);
+        }
+      }
+    },
+    push(state) {
+      const live = new Set<number>();
+      for (const g of containers(state)) {
+        live.add(g.vmid);
+        // A linked clone's root file system appears when its clone task has allocated it: it starts as a
+        // copy of its template's, and so do the raw lines of its file.
+        // (Its own volume, once allocated: templating renames it but keeps the base it came from.)
+        const rootfs = volume(state, /^([^,]+)/.exec(g.config.rootfs ?? "")?.[1]);
+        let from: number | undefined;
+        if (rootfs?.vmid === g.vmid && rootfs.parent !== undefined && seeded.get(g.vmid) !== rootfs.parent) {
+          seeded.set(g.vmid, rootfs.parent);
+          from = volume(state, rootfs.parent)?.vmid;
+        }
+        const raw = parseConf(read(conf(from ?? g.vmid)) ?? "").raw;
+        write(conf(g.vmid), renderConf(g.config, raw));
+        write(status(g.vmid), `${g.status}\n`);
+        if (from !== undefined) {
+          const source = path.join(sandbox.root, "ct", String(from));
+          if (fs.existsSync(source)) fs.cpSync(source, path.join(sandbox.root, "ct", String(g.vmid)), { recursive: true });
+          sandbox.update((s) => {
+            const base = s.containers[String(from)];
+            if (base) s.containers[String(g.vmid)] = structuredClone(base);
+          });
+        }
+      }
+      for (const file of fs.existsSync(confDir) ? fs.readdirSync(confDir) : []) {
+        const vmid = Number(file.replace(/\.conf$/, ""));
+        if (live.has(vmid)) continue;
+        seeded.delete(vmid);
+        for (const f of [conf(vmid), status(vmid)]) {
+          fs.rmSync(f, { force: true });
+          written.delete(f);
+        }
+        fs.rmSync(path.join(sandbox.root, "ct", String(vmid)), { recursive: true, force: true });
+        sandbox.update((s) => {
+          delete s.containers[String(vmid)];
+        });
+      }
+    },
+  };
+}
