@@ -1,37 +1,40 @@
 /**
- * The dev stack's host and firewall tiers applied end to end: the program under the e2e
- * engine, dynamic providers deserialized from their state text and run against the sshd rig,
- * bridged resources translated into API calls the simulator validates. The template and guest
- * tiers are left out until the rig mirrors the simulator's guests for `pct` (world.ts).
+ * The dev stack applied end to end: index.ts under the e2e engine; dynamic providers
+ * deserialized from their state text and run against the sshd rig (whose pct shares /etc/pve
+ * with the simulator); bridged resources translated into API calls the simulator validates;
+ * Portainer, the gateway's health path and the image publisher answered by the lab network's
+ * stand-ins. The scenarios run in order on one world, each starting from the state the one
+ * before left.
  */
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEV_FILE } from "../stacks/fixtures";
-import { DYNAMIC_PREFIX, type ApplyResult } from "./engine";
-import { TYPES } from "./translations";
+import type { ApplyResult } from "./engine";
+import { imageDigest } from "./lab-network";
+import type { RawStack } from "../../stacks/load";
+import { changed, edited, exported, expectNoOrphans, failuresOf, loadProgram, stagedContents, withoutGuest } from "./support";
 import { startWorld, type World } from "./world";
 
-const loadProgram = async (): Promise<Record<string, unknown>> => {
-  vi.resetModules();
-  return (await import("../../index")) as Record<string, unknown>;
-};
+const conf = (w: World, vmid: number) => w.rig.sandbox.read(`etc/pve/lxc/${vmid}.conf`);
 
-const failuresOf = (r: ApplyResult) => r.failures.map((f) => `${f.key}: ${f.message}`);
-
-const changed = (r: ApplyResult) => r.operations.filter((o) => o.kind !== "same" && !r.failures.some((f) => f.key === o.key)).map((o) => `${o.kind} ${o.key}`);
-
-describe("dev stack, applied against the simulator and the sshd rig", () => {
+describe("dev stack, applied against the simulator, the sshd rig and the lab network", () => {
   let w: World;
   let first: ApplyResult;
+  /** The stack as the last scenario left it: each change builds on the ones before. */
+  let current: RawStack;
   beforeAll(async () => {
-    w = await startWorld({ stackFile: DEV_FILE, loadProgram, operationTimeoutMs: 20_000 });
+    w = await startWorld({ stackFile: DEV_FILE, loadProgram, operationTimeoutMs: 30_000 });
+    current = w.raw;
     first = await w.apply();
-  }, 90_000);
+  }, 120_000);
   afterAll(async () => w?.stop());
 
   it("fresh apply: every resource is created, none fails or is skipped", () => {
     expect(failuresOf(first)).toEqual([]);
     expect(first.skipped).toEqual([]);
-    expect(first.operations.filter((o) => o.kind === "create").length).toBeGreaterThan(10);
+    expect(first.operations.filter((o) => o.kind !== "create")).toEqual([]);
+    const created = first.operations.map((o) => o.key);
+    expect(created.length).toBe(new Set(created).size);
+    expect([...first.registered].filter((k) => !k.startsWith("pulumi:providers:") && !created.includes(k))).toEqual([]);
   });
 
   it("fresh apply: pool, datasets, ARC and storages are in the declared shape", () => {
@@ -40,81 +43,148 @@ describe("dev stack, applied against the simulator and the sshd rig", () => {
     expect(Object.keys(sb.datasets).filter((d) => d.startsWith("tank/")).sort()).toEqual(["tank/guests", "tank/iso", "tank/models", "tank/step-ca"]);
     expect(sb.datasets["tank/models"]).toMatchObject({ recordsize: "1M" });
     expect(w.rig.sandbox.read("etc/modprobe.d/zfs.conf")).toContain(`zfs_arc_max=${4 * 1024 ** 3}`);
-    const guests = w.sim.state.storages.get("tank-guests");
-    expect(guests?.type).toBe("zfspool");
-    expect(guests?.config).toMatchObject({ pool: "tank/guests", content: "images,rootdir", nodes: w.node });
+    expect(w.sim.state.storages.get("tank-guests")?.config).toMatchObject({ pool: "tank/guests", content: "images,rootdir", nodes: w.node });
     expect(w.sim.state.storages.get("tank-iso")?.config).toMatchObject({ path: "/tank/iso", content: "iso,vztmpl,import,snippets" });
   });
 
-  it("fresh apply: the firewall is in the declared shape, admin rules ahead of the node's own", () => {
-    const web = w.sim.state.groups.get("web");
-    expect(web?.rules).toEqual([{ type: "in", action: "ACCEPT", proto: "tcp", source: "10.10.0.0/24", dport: "80,443", enable: "1" }]);
+  it("fresh apply: the firewall is in the declared shape, admin rules ahead of the node's own, every guest's enabled", () => {
+    expect(w.sim.state.groups.get("web")?.rules).toEqual([{ type: "in", action: "ACCEPT", proto: "tcp", source: "10.10.0.0/24", dport: "80,443", enable: "1" }]);
     const nodeRules = w.sim.state.nodes.get(w.node)?.firewall.rules ?? [];
     expect(nodeRules.map((r) => `${r.action} ${r.dport} ${r.source}`)).toEqual(["ACCEPT 22 10.10.0.0/24", "ACCEPT 8006 10.10.0.0/24"]);
-    expect(w.sim.state.nodes.get(w.node)?.firewall.options).toMatchObject({ enable: "1" });
     expect(w.sim.state.firewall.options).toMatchObject({ enable: "1", policy_in: "DROP", policy_out: "ACCEPT" });
+    for (const vmid of [101, 102, 103, 914, 1001, 1002]) expect(w.sim.state.guestFirewall.get(vmid)?.options, `guest ${vmid}`).toMatchObject({ enable: "1", policy_in: "DROP" });
+    expect(w.sim.state.guestFirewall.get(101)?.rules).toEqual([expect.objectContaining({ type: "group", action: "web" })]);
+    expect(w.sim.state.guestFirewall.get(914)?.rules).toEqual([expect.objectContaining({ action: "ACCEPT", dport: "11434", source: "10.10.0.12" })]);
   });
 
-  it("state: every managed object in the simulator is in state and every state entry exists", async () => {
-    for (const e of w.state.resources.values()) {
-      const t = w.translations[e.type];
-      if (t) expect(await t.read(e), e.name).toBeDefined();
+  it("fresh apply: the templates are built and sealed, the VM template's disk imported from the checksummed image", () => {
+    for (const vmid of [900, 901]) expect(w.sim.state.guests.get(vmid)?.config, `template ${vmid}`).toMatchObject({ template: "1" });
+    const cuda = w.rig.sandbox.state().containers["901"];
+    expect(cuda?.nvidiaUserspace).toBe("580.95.05");
+    const vm = w.sim.state.guests.get(9000)!;
+    expect(vm.config).toMatchObject({ template: "1", boot: "order=scsi0", scsihw: "virtio-scsi-pci" });
+    expect(vm.config.scsi0).toMatch(/^tank-guests:base-9000-disk-0,/);
+    const image = "https://cloud-images.ubuntu.com/releases/24.04/release/ubuntu-24.04-server-cloudimg-amd64.img";
+    const download = w.sim.log.find("POST", "/nodes/{node}/storage/{storage}/download-url");
+    expect(download.map((d) => [d.params.url, d.params.checksum, d.params["checksum-algorithm"]])).toEqual([[image, imageDigest(image), "sha256"]]);
+  });
+
+  it("fresh apply: every guest is a running linked clone in the declared shape", () => {
+    const declared: Array<[number, number, number, string]> = [
+      [103, 900, 512, "10.10.0.10/24"],
+      [102, 900, 512, "10.10.0.12/24"],
+      [101, 900, 512, "10.10.0.153/24"],
+      [914, 901, 4096, "10.10.0.155/24"],
+      [1001, 9000, 2048, "10.10.0.111/24"],
+      [1002, 9000, 4096, "10.10.0.102/24"],
+    ];
+    for (const [vmid, template, memory, ip] of declared) {
+      const g = w.sim.state.guests.get(vmid)!;
+      expect(g.status, `guest ${vmid}`).toBe("running");
+      expect(g.config.memory).toBe(String(memory));
+      expect(g.kind === "lxc" ? g.config.net0 : g.config.ipconfig0).toContain(`ip=${ip}`);
+      const disk = g.kind === "lxc" ? g.config.rootfs! : g.config.scsi0!;
+      expect(disk, `guest ${vmid}`).toMatch(new RegExp(`base(vol)?-${template}-disk-0/`));
     }
-    const stateStorages = [...w.state.resources.values()].filter((e) => e.type === TYPES.zfspool || e.type === TYPES.directory).map((e) => e.id);
-    expect([...w.sim.state.storages.keys()].filter((s) => !["local", "local-zfs"].includes(s)).sort()).toEqual(stateStorages.sort());
   });
 
-  it("second apply: zero mutating Proxmox calls and zero provider updates", async () => {
+  it("fresh apply: root-only settings are on the node, and the GPU container sees its GPU on the host's driver", () => {
+    expect(conf(w, 914)).toMatch(/^dev0: \/dev\/nvidia0,/m);
+    expect(conf(w, 914)).toMatch(/^mp0: \/tank\/models,mp=\/models$/m);
+    expect(conf(w, 103)).toMatch(/^mp0: \/tank\/step-ca,mp=\/etc\/step-ca$/m);
+    expect(w.rig.sandbox.calls("nvidia-smi").length).toBeGreaterThan(0);
+  });
+
+  it("fresh apply: installs ran in their running containers, CA first, then Traefik, then the gateway", async () => {
+    expect(w.commands.map((c) => c.vmid)).toEqual([103, 102, 101, 914, 914]);
+    expect(w.commands.every((c) => c.command === `pct exec ${c.vmid} -- bash -s`)).toBe(true);
+    // The CA's root reached the outputs through the install's stdout.
+    expect(await exported(first.exports, "caRootPem")).toBe(w.lab.caPem);
+  });
+
+  it("fresh apply: Portainer has its admin, the agent's environment and the qdrant stack with its secret", () => {
+    const p = w.lab.portainer!.state;
+    expect(p.users.map((u) => u.Username)).toEqual(["admin"]);
+    expect(p.endpoints.map((e) => [e.Name, e.URL])).toEqual([["drphoenix", "tcp://10.10.0.102:9001"]]);
+    expect(p.stacks.map((s) => [s.Name, s.EndpointId, s.Env])).toEqual([["qdrant", p.endpoints[0]!.Id, [{ name: "QDRANT__SERVICE__API_KEY", value: "e2e-qdrantApiKey" }]]]);
+  });
+
+  it("state: no orphans either way", async () => {
+    await expectNoOrphans(w, expect);
+  });
+
+  it("second apply: zero mutating calls anywhere, zero provider updates, no command runs", async () => {
     w.sim.log.clear();
     w.rig.sandbox.clearCalls();
+    const portainerBefore = w.lab.portainer!.mutating().length;
+    const commandsBefore = w.commands.length;
     const second = await w.apply();
     expect(failuresOf(second)).toEqual([]);
     expect(w.sim.log.mutating().map((m) => `${m.method} ${m.path}`)).toEqual([]);
     expect(changed(second)).toEqual([]);
-    expect(w.rig.sandbox.calls().filter((c) => ["create", "set", "destroy"].includes(c[1] ?? ""))).toEqual([]);
+    expect(w.rig.sandbox.calls().filter((c) => ["create", "set", "destroy", "start", "stop"].includes(c[1] ?? ""))).toEqual([]);
+    expect(w.lab.portainer!.mutating().length).toBe(portainerBefore);
+    expect(w.commands.length).toBe(commandsBefore);
   }, 60_000);
 
   it("one change (a dataset quota): exactly that dataset is updated", async () => {
-    const raw = structuredClone(w.raw);
-    const host = raw.values.host as { zfs: { datasets: Array<{ name: string; properties?: Record<string, unknown> }> } };
-    const models = host.zfs.datasets.find((d) => d.name === "models")!;
-    models.properties = { ...models.properties, quota: "200G" };
     w.sim.log.clear();
-    const r = await w.apply({ values: raw.values, secretKeys: raw.secretKeys });
+    current = edited(current, (v) => {
+      const models = v.host.zfs.datasets.find((d) => d.name === "models")!;
+      models.properties = { ...(models.properties as object), quota: "200G" };
+    });
+    const r = await w.apply(current);
     expect(failuresOf(r)).toEqual([]);
-    expect(changed(r)).toEqual([`update ${DYNAMIC_PREFIX}phoenix/host:ZfsDataset::host-dataset-tank-models`]);
+    expect(changed(r)).toEqual(["update host-dataset-tank-models"]);
     expect(w.rig.sandbox.state().datasets["tank/models"]).toMatchObject({ recordsize: "1M", quota: "200G" });
     expect(w.sim.log.mutating()).toEqual([]);
   }, 60_000);
-});
 
-describe("dev stack under injected faults", () => {
-  let w: World;
-  afterAll(async () => w?.stop());
-
-  it("5xx on 10 % of calls and lock timeouts: converges within three applies, no orphan, nothing created twice", async () => {
-    w = await startWorld({ stackFile: DEV_FILE, loadProgram, operationTimeoutMs: 20_000 });
-    w.sim.faults.add({ kind: "http5xx", probability: 0.1 });
-    w.sim.faults.add({ kind: "lockTimeout", method: "POST", path: "/storage", count: 2 });
-    w.sim.faults.add({ kind: "lockTimeout", method: "PUT", path: "/cluster/firewall/options", count: 1 });
-    let runs = 0;
-    let last: ApplyResult | undefined;
-    while (runs < 3 && (last === undefined || failuresOf(last).length > 0)) {
-      last = await w.apply();
-      runs++;
-    }
-    expect(failuresOf(last!)).toEqual([]);
-    // The deterministic lock timeouts alone answer 500 three times; the client retried through them.
-    expect(w.sim.log.entries.filter((e) => e.status === 500).length).toBeGreaterThanOrEqual(3);
-    w.sim.faults.clear();
-    const stateStorages = [...w.state.resources.values()].filter((e) => e.type === TYPES.zfspool || e.type === TYPES.directory).map((e) => e.id);
-    expect([...w.sim.state.storages.keys()].filter((s) => !["local", "local-zfs"].includes(s)).sort()).toEqual(stateStorages.sort());
-    const created = w.sim.log.find("POST", "/storage").filter((e) => e.status === 200).map((e) => String(e.params.storage));
-    expect(created.sort()).toEqual([...new Set(created)].sort());
-    expect([...w.sim.state.groups.keys()]).toEqual(["web"]);
+  it("one change (a guest's memory): exactly that guest is updated, in place", async () => {
     w.sim.log.clear();
-    const settled = await w.apply();
+    current = edited(current, (v) => {
+      v.guests.find((g) => g.vmid === 101)!.memoryMiB = 1024;
+    });
+    const r = await w.apply(current);
+    expect(failuresOf(r)).toEqual([]);
+    expect(changed(r)).toEqual(["update ct-101-nginx-gateway"]);
+    expect(w.sim.log.mutating().map((m) => `${m.method} ${m.path}`)).toEqual([`PUT /api2/json/nodes/${w.node}/lxc/101/config`]);
+    expect(w.sim.state.guests.get(101)?.config.memory).toBe("1024");
+    expect(w.sim.state.guests.get(101)?.status).toBe("running");
+  }, 60_000);
+
+  it("one change (a new gateway route): the gateway re-installs, nothing else changes", async () => {
+    w.sim.log.clear();
+    const commandsBefore = w.commands.length;
+    current = edited(current, (v) => {
+      v.routes.push({ path: "/ollama/", service: "ollama", stripPrefix: true });
+    });
+    const r = await w.apply(current);
+    expect(failuresOf(r)).toEqual([]);
+    // Traefik already routes the service by its host name; the path is the gateway's alone.
+    expect(changed(r)).toEqual(["replace gateway-install-run"]);
+    const ran = w.commands.slice(commandsBefore);
+    expect(ran.map((c) => c.vmid)).toEqual([101]);
+    expect(stagedContents(ran[0]!.stdin).some((f) => f.includes("/ollama/"))).toBe(true);
     expect(w.sim.log.mutating()).toEqual([]);
-    expect(changed(settled)).toEqual([]);
-  }, 120_000);
+  }, 60_000);
+
+  it("removal of a guest: it is deleted, its data volume (a dataset the stack no longer declares) is kept", async () => {
+    w.sim.log.clear();
+    current = edited(current, (v) => {
+      withoutGuest(v, 914);
+      v.host.zfs.datasets = v.host.zfs.datasets.filter((d) => d.name !== "models");
+    });
+    const r = await w.apply(current);
+    expect(failuresOf(r)).toEqual([]);
+    expect(w.sim.state.guests.has(914)).toBe(false);
+    expect(w.rig.sandbox.exists("etc/pve/lxc/914.conf")).toBe(false);
+    expect(changed(r)).toEqual(expect.arrayContaining(["delete ct-914-ollama", "delete ct-914-ollama-root", "delete ct-914-ollama-firewall", "delete ct-914-ollama-firewall-rules"]));
+    // Forgotten, not destroyed: the dataset and the files on it stay on the host.
+    expect(changed(r)).not.toContain("delete host-dataset-tank-models");
+    expect(w.rig.sandbox.state().datasets["tank/models"]).toBeDefined();
+    expect(w.rig.sandbox.calls("zfs").filter((c) => c[1] === "destroy")).toEqual([]);
+    expect([...w.state.resources.keys()].some((k) => k.endsWith("host-dataset-tank-models"))).toBe(false);
+    await expectNoOrphans(w, expect);
+  }, 60_000);
 });

@@ -41,9 +41,18 @@ export interface StateEntry {
   initErrors?: string[];
 }
 
+/** A create that was under way when the run was stopped: the object may exist, the state has no id for it. */
+export interface PendingCreate {
+  type: string;
+  name: string;
+  inputs: Record<string, unknown>;
+}
+
 /** The stack's state between runs. */
 export class EngineState {
   readonly resources = new Map<Key, StateEntry>();
+  /** As the engine keeps them: a later `up` leaves them (and warns), `refresh` imports or clears them. */
+  readonly pendingCreates = new Map<Key, PendingCreate>();
 }
 
 export type OperationKind = "create" | "update" | "replace" | "delete" | "same";
@@ -94,7 +103,17 @@ export interface ApplyOptions {
    * cancelled (providers take no signal) and may still finish in the background.
    */
   operationTimeoutMs?: number;
+  /**
+   * Stops the run as a killed `pulumi up` stops, once this many operations have finished: no
+   * operation starts after that, and those in flight finish on the host but are never written
+   * to the state (the worst moment for the process to die: the object exists, the state does
+   * not know it).
+   */
+  interruptAfter?: number;
 }
+
+/** The failure an operation of an interrupted run reports. */
+export const INTERRUPTED = "the run was interrupted";
 
 export interface ApplyResult {
   operations: Operation[];
@@ -200,19 +219,35 @@ export async function apply(opts: ApplyOptions): Promise<ApplyResult> {
   const declared = new Map<Key, Declared>();
   const byResource = new Map<pulumi.Resource, Key>();
 
+  let finished = 0;
+  const interrupted = () => opts.interruptAfter !== undefined && finished >= opts.interruptAfter;
   const record = async <T>(key: Key, kind: OperationKind, fn: () => Promise<T>): Promise<T> => {
     return semaphore.run(async () => {
+      if (interrupted()) throw new Error(INTERRUPTED);
       const op: Operation = { key, kind, start: now(), end: 0 };
       operations.push(op);
       try {
-        return await withTimeout(fn(), opts.operationTimeoutMs, key);
+        const result = await withTimeout(fn(), opts.operationTimeoutMs, key);
+        // Done on the host; whether the state learns it depends on the process still running.
+        if (interrupted()) {
+          if (kind === "create") state.pendingCreates.set(key, pendingOf(key));
+          throw new Error(INTERRUPTED);
+        }
+        return result;
       } catch (e) {
         op.error = e instanceof Error ? e.message : String(e);
         throw e;
       } finally {
+        finished++;
         op.end = now();
       }
     });
+  };
+
+  const inputsSeen = new Map<Key, Record<string, unknown>>();
+  const pendingOf = (key: Key): PendingCreate => {
+    const [type, name] = key.split("::") as [string, string];
+    return { type, name, inputs: inputsSeen.get(key) ?? {} };
   };
 
   const registerCustom = async (type: string, name: string, rawInputs: Record<string, unknown>): Promise<{ id: string; state: Record<string, unknown> }> => {
@@ -227,6 +262,7 @@ export async function apply(opts: ApplyOptions): Promise<ApplyResult> {
     const d = declared.get(key);
     inflight.add(key);
     const news = plain(rawInputs) as Record<string, unknown>;
+    inputsSeen.set(key, news);
     const old = state.resources.get(key);
     // ignoreChanges: the engine keeps the old value of an ignored input.
     if (old && d) for (const k of d.ignoreChanges) if (k in old.inputs) news[k] = old.inputs[k];
@@ -445,4 +481,28 @@ async function deleteEntry(e: StateEntry, translations: Readonly<Record<string, 
   const t = translations[e.type];
   if (!t) throw new Error(`${keyOf(e.type, e.name)}: no translation to delete it with`);
   await t.delete(e);
+}
+
+/**
+ * `pulumi refresh --import-pending-creates <urn> <id>…`: each pending create given an id is read
+ * from what exists and enters the state with the inputs it was created with; the others are
+ * dropped (`--clear-pending-creates`), so their next create runs again.
+ */
+export async function importPendingCreates(state: EngineState, translations: Readonly<Record<string, Translation>>, ids: ReadonlyMap<Key, string>): Promise<Key[]> {
+  const imported: Key[] = [];
+  for (const [key, p] of state.pendingCreates) {
+    const id = ids.get(key);
+    if (id === undefined) continue;
+    const entry: StateEntry = { type: p.type, name: p.name, id, inputs: p.inputs, outputs: {}, dependencies: [], retainOnDelete: false };
+    let outputs: Record<string, unknown> | undefined;
+    if (p.type.startsWith(DYNAMIC_PREFIX)) {
+      const read = await loadDynamicProvider(p.inputs.__provider, key).read(id, p.inputs);
+      outputs = read.id ? { ...read.props, __provider: p.inputs.__provider } : undefined;
+    } else outputs = await translations[p.type]?.read(entry);
+    if (outputs === undefined) throw new Error(`${key}: nothing with id ${id} exists to import`);
+    state.resources.set(key, { ...entry, outputs });
+    imported.push(key);
+  }
+  state.pendingCreates.clear();
+  return imported;
 }

@@ -441,6 +441,26 @@ export const TYPES = {
   command: "command:remote:Command",
 } as const;
 
+/**
+ * The id the bpg provider gives an object of a type that creates something with a name of its
+ * own (what `pulumi refresh --import-pending-creates` needs); undefined for types whose create
+ * converges what exists (firewall options and rules, groups) and may simply run again.
+ */
+export function proxmoxId(type: string, i: Inputs): string | undefined {
+  switch (type) {
+    case TYPES.container:
+    case TYPES.vm:
+      return String(i.vmId);
+    case TYPES.zfspool:
+    case TYPES.directory:
+      return String(i.resourceId);
+    case TYPES.download:
+      return `${String(i.datastoreId)}:${String(i.contentType)}/${String(i.fileName)}`;
+    default:
+      return undefined;
+  }
+}
+
 /** The translation table, bound to one API client. */
 export function proxmoxTranslations(api: PveApi): Record<string, Translation> {
   return {

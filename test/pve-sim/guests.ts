@@ -161,6 +161,8 @@ function setVolume(sim: Sim, kind: Kind, g: Guest, key: string, volid: string, g
   const parsed = parseWithSchema(schema, g.config[key] ?? volid, key);
   parsed[diskField(kind)] = volid;
   parsed.size = formatSize(gib);
+  // Import happens once, at allocation: PVE does not keep the option in the config.
+  delete parsed["import-from"];
   g.config[key] = printPropertyString(propertyKeys(schema) ?? {}, parsed);
 }
 
