@@ -1,18 +1,18 @@
 /**
- * The machine an e2e apply runs against: the PVE simulator, the real sshd with its sandbox as
- * the node's shell, and a stack file rewritten to point at both, with every secret set.
+ * The machine an e2e apply runs against: the PVE simulator and the real sshd with its sandbox as
+ * the node's shell, sharing /etc/pve (node-files.ts); the lab network's stand-ins at the guests'
+ * addresses (lab-network.ts); and a stack file rewritten to point at them, with every secret set.
  */
+import { STEP_CA_OUTPUT_BEGIN } from "../../components/core/step-ca.render";
+import { runCommand } from "../../providers/ssh";
 import { readStackFile, validateStack, type RawStack } from "../../stacks/load";
 import { createPveClient, type PveApi } from "../../providers/pve";
 import { startSimulator, type Simulator } from "../pve-sim";
 import { startSshd, type SshRig } from "../rig/sshd";
 import { apply, EngineState, type ApplyOptions, type ApplyResult, type Translation } from "./engine";
-import { STEP_CA_OUTPUT_BEGIN } from "../../components/core/step-ca.render";
-import { runCommand } from "../../providers/ssh";
 import { startLabNetwork, type LabNetwork } from "./lab-network";
 import { nodeFiles } from "./node-files";
 import { commandTranslation, proxmoxTranslations, TYPES } from "./translations";
-
 
 /** A command the apply ran: inside a container (checked, recorded) or on the node (run in the sandbox). */
 export interface CommandRun {

@@ -31,6 +31,8 @@ export interface SandboxState {
     uvmMajor: number;
   };
   systemdEnabled: string[];
+  /** The export lines `exportfs -ra` last published (from etc/exports). */
+  nfsExported?: string[];
   /** What tools run through `pct exec <vmid>` changed inside each container, by vmid. */
   containers: Record<string, ContainerState>;
 }
@@ -187,6 +189,8 @@ function zfs(s: SandboxState, args: string[]): void {
       }
       for (const p of Object.keys(props)) if (!(p in ZFS_DEFAULTS) && p !== "mountpoint") fail(`cannot create '${name}': invalid property '${p}'`);
       s.datasets[name] = props;
+      // ZFS mounts a new file system at once: its mountpoint directory exists from then on.
+      fs.mkdirSync(path.join(root, propValue(s, name, "mountpoint")!), { recursive: true });
       return;
     }
     case "set": {
@@ -249,6 +253,7 @@ function zpool(s: SandboxState, args: string[]): void {
       for (const d of spec) s.disks[d] = { signatures: ["zfs_member"], partitions: [d + "-part1", d + "-part9"] };
       s.pools[name!] = { vdevType, disks: spec, options: o.props["-o"]! };
       s.datasets[name!] = o.props["-O"]!;
+      fs.mkdirSync(path.join(root, propValue(s, name!, "mountpoint")!), { recursive: true });
       return;
     }
     case "destroy": {
@@ -462,6 +467,14 @@ function pip(s: SandboxState, venv: string, args: string[]): void {
   }
 }
 
+/** Tools that exist on the node only once their package is installed. */
+const PROVIDES: Record<string, string[]> = { "nfs-kernel-server": ["exportfs"] };
+
+function installTool(tool: string): void {
+  const target = path.join(sandbox, "bin", tool);
+  if (!fs.existsSync(target)) fs.writeFileSync(target, `#!/bin/sh\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(__filename)} ${tool} "$@"\n`, { mode: 0o755 });
+}
+
 function main(): void {
   const [tool, ...args] = process.argv.slice(2);
   lock();
@@ -525,7 +538,18 @@ function main(): void {
         return out(s.nvidia.dkms.map((m) => `${m}, ${s.kernelRelease}, x86_64: installed`));
       case "apt-get": {
         const scope = packageScope(s);
-        if (args.includes("install")) for (const p of args.filter((a) => !a.startsWith("-") && a !== "install")) if (!scope.aptInstalled.includes(p)) scope.aptInstalled.push(p);
+        if (args.includes("install")) {
+          for (const p of args.filter((a) => !a.startsWith("-") && a !== "install")) {
+            if (!scope.aptInstalled.includes(p)) scope.aptInstalled.push(p);
+            // A package that brings a tool puts it on the node's PATH.
+            if (!container) for (const tool of PROVIDES[p] ?? []) installTool(tool);
+          }
+        }
+        return;
+      }
+      case "exportfs": {
+        const exportsFile = path.join(root, "etc/exports");
+        s.nfsExported = fs.existsSync(exportsFile) ? fs.readFileSync(exportsFile, "utf8").split("\n").filter((l) => l.trim() !== "" && !l.startsWith("#")) : [];
         return;
       }
       case "dpkg-query": {
