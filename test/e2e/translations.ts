@@ -81,6 +81,11 @@ interface GuestShape {
   isTemplate?: boolean;
 }
 
+/** Where a guest lives and what it is cloned from, as both guest types name them. */
+function identity(i: Inputs): Pick<GuestShape, "node" | "vmid" | "template"> {
+  return { node: String(i.nodeName), vmid: Number(i.vmId), template: Number(obj(i.clone).vmId) };
+}
+
 function containerShape(i: Inputs): GuestShape {
   const init = obj(i.initialization);
   const ip = obj(obj(list(init.ipConfigs)[0]).ipv4);
@@ -89,9 +94,7 @@ function containerShape(i: Inputs): GuestShape {
   const features = obj(i.features);
   return {
     kind: "lxc",
-    node: String(i.nodeName),
-    vmid: Number(i.vmId),
-    template: Number(obj(i.clone).vmId),
+    ...identity(i),
     cloneParams: { hostname: init.hostname as string | undefined, description: i.description as string | undefined, full: false },
     config: {
       hostname: init.hostname as string | undefined,
@@ -156,9 +159,7 @@ function vmShape(i: Inputs): GuestShape {
   const key = String(disk.interface ?? "scsi0");
   return {
     kind: "qemu",
-    node: String(i.nodeName),
-    vmid: Number(i.vmId),
-    template: Number(obj(i.clone).vmId),
+    ...identity(i),
     cloneParams: { name: i.name as string | undefined, description: i.description as string | undefined, full: false },
     config,
     disk: { key, gib: Number(disk.size ?? 0) },
