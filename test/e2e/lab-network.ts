@@ -62,18 +62,31 @@ function redirect(routes: Route): () => void {
   };
 }
 
-async function listen(server: https.Server): Promise<number> {
+/** An HTTPS stand-in on a free local port, presenting the lab certificate; returns its port. */
+async function serve(certs: SimCertificates, closers: Array<() => Promise<void>>, answer: (path: string) => { status: number; body: string }): Promise<number> {
+  const server = https.createServer({ key: certs.key, cert: certs.cert }, (req, res) => {
+    const a = answer(req.url ?? "");
+    res.writeHead(a.status);
+    res.end(a.body);
+  });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  closers.push(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
   return (server.address() as AddressInfo).port;
 }
 
 export async function startLabNetwork(config: StackConfig): Promise<LabNetwork> {
   const routes: Route = new Map();
-  const names = new Set<string>(["IP:127.0.0.1"]);
+  // The VM templates whose image digest is read from a publisher's SHA256SUMS.
+  const published = config.templates.flatMap((t) => (t.kind === "vm" && t.source.sha256SumsUrl !== undefined ? [{ image: t.source.url, sums: new URL(t.source.sha256SumsUrl) }] : []));
+  const names = new Set<string>(["IP:127.0.0.1", `DNS:${config.host.domain}`, `DNS:*.${config.host.domain}`]);
   for (const g of config.guests) if (guestAddress(g)) names.add(`IP:${guestAddress(g)}`);
-  names.add(`DNS:*.${config.host.domain}`);
-  for (const t of config.templates) if (t.kind === "vm" && t.source.sha256SumsUrl !== undefined) names.add(`DNS:${new URL(t.source.sha256SumsUrl).hostname}`);
-  names.add(`DNS:${config.host.domain}`);
+  for (const p of published) names.add(`DNS:${p.sums.hostname}`);
   const certs: SimCertificates = await generateCertificates([...names]);
   const closers: Array<() => Promise<void>> = [];
 
@@ -95,33 +108,23 @@ export async function startLabNetwork(config: StackConfig): Promise<LabNetwork> 
       const service = config.services.find((s) => s.name === name);
       if (service?.healthPath) healthPaths.set(new URL(`${url.replace(/\/$/, "")}${service.healthPath}`).pathname, name);
     }
-    const stand = https.createServer({ key: certs.key, cert: certs.cert }, (req, res) => {
-      const stack = healthPaths.get(req.url ?? "");
+    const port = await serve(certs, closers, (path) => {
+      const stack = healthPaths.get(path);
       const up = stack !== undefined && portainer?.state.stacks.some((s) => s.Name === stack) === true;
-      res.writeHead(up ? 200 : 502);
-      res.end(up ? "healthz check passed" : "bad gateway");
+      return up ? { status: 200, body: "healthz check passed" } : { status: 502, body: "bad gateway" };
     });
-    routes.set(`${guestIp(gateway)}:443`, await listen(stand));
-    closers.push(() => new Promise<void>((resolve) => { stand.closeAllConnections(); stand.close(() => resolve()); }));
+    routes.set(`${guestIp(gateway)}:443`, port);
   }
 
   // The publishers of the VM templates' images: each serves its SHA256SUMS, over TLS the
   // process trusts (the lab CA is added to the default agent's roots while the network is up).
-  const images = new Map<string, string>();
-  for (const t of config.templates) {
-    if (t.kind !== "vm" || t.source.sha256SumsUrl === undefined) continue;
-    const file = new URL(t.source.url).pathname.split("/").pop()!;
-    images.set(new URL(t.source.sha256SumsUrl).pathname, `${imageDigest(t.source.url)} *${file}\n`);
-  }
-  if (images.size > 0) {
-    const publisher = https.createServer({ key: certs.key, cert: certs.cert }, (req, res) => {
-      const text = images.get(req.url ?? "");
-      res.writeHead(text === undefined ? 404 : 200);
-      res.end(text ?? "not found");
+  if (published.length > 0) {
+    const sums = new Map(published.map((p) => [p.sums.pathname, `${imageDigest(p.image)} *${new URL(p.image).pathname.split("/").pop()!}\n`]));
+    const port = await serve(certs, closers, (path) => {
+      const text = sums.get(path);
+      return text === undefined ? { status: 404, body: "not found" } : { status: 200, body: text };
     });
-    const port = await listen(publisher);
-    for (const t of config.templates) if (t.kind === "vm" && t.source.sha256SumsUrl !== undefined) routes.set(`${new URL(t.source.sha256SumsUrl).hostname}:443`, port);
-    closers.push(() => new Promise<void>((resolve) => { publisher.closeAllConnections(); publisher.close(() => resolve()); }));
+    for (const p of published) routes.set(`${p.sums.hostname}:443`, port);
     const options = https.globalAgent.options;
     const before = options.ca;
     options.ca = [...tls.rootCertificates, certs.caPem];

@@ -86,10 +86,23 @@ function identity(i: Inputs): Pick<GuestShape, "node" | "vmid" | "template"> {
   return { node: String(i.nodeName), vmid: Number(i.vmId), template: Number(obj(i.clone).vmId) };
 }
 
+/** The config keys both guest types take from the same inputs. */
+function commonConfig(i: Inputs): Record<string, string | undefined> {
+  const dns = obj(obj(i.initialization).dns);
+  return {
+    description: i.description as string | undefined,
+    tags: strings(i.tags).join(";") || undefined,
+    cores: obj(i.cpu).cores === undefined ? undefined : String(obj(i.cpu).cores),
+    memory: obj(i.memory).dedicated === undefined ? undefined : String(obj(i.memory).dedicated),
+    nameserver: strings(dns.servers).join(" ") || undefined,
+    searchdomain: dns.domain as string | undefined,
+    startup: startupString(i.startup),
+  };
+}
+
 function containerShape(i: Inputs): GuestShape {
   const init = obj(i.initialization);
   const ip = obj(obj(list(init.ipConfigs)[0]).ipv4);
-  const dns = obj(init.dns);
   const nic = list(i.networkInterfaces)[0] ?? {};
   const features = obj(i.features);
   return {
@@ -98,10 +111,7 @@ function containerShape(i: Inputs): GuestShape {
     cloneParams: { hostname: init.hostname as string | undefined, description: i.description as string | undefined, full: false },
     config: {
       hostname: init.hostname as string | undefined,
-      description: i.description as string | undefined,
-      tags: strings(i.tags).join(";") || undefined,
-      cores: obj(i.cpu).cores === undefined ? undefined : String(obj(i.cpu).cores),
-      memory: obj(i.memory).dedicated === undefined ? undefined : String(obj(i.memory).dedicated),
+      ...commonConfig(i),
       swap: obj(i.memory).swap === undefined ? undefined : String(obj(i.memory).swap),
       net0: render({
         name: String(nic.name ?? "eth0"),
@@ -112,11 +122,8 @@ function containerShape(i: Inputs): GuestShape {
         ip: ip.address as string | undefined,
         gw: ip.gateway as string | undefined,
       }),
-      nameserver: strings(dns.servers).join(" ") || undefined,
-      searchdomain: dns.domain as string | undefined,
       features: features.nesting === undefined ? undefined : `nesting=${bool(features.nesting)}`,
       onboot: bool(i.startOnBoot),
-      startup: startupString(i.startup),
     },
     disk: { key: "rootfs", gib: Number(obj(i.disk).size ?? 0) },
     started: i.started !== false,
@@ -126,26 +133,19 @@ function containerShape(i: Inputs): GuestShape {
 function vmShape(i: Inputs): GuestShape {
   const init = obj(i.initialization);
   const ip = obj(obj(list(init.ipConfigs)[0]).ipv4);
-  const dns = obj(init.dns);
   const user = obj(init.userAccount);
   const nic = list(i.networkDevices)[0] ?? {};
   const disk = list(i.disks)[0] ?? {};
   const config: Record<string, string | undefined> = {
     name: i.name as string | undefined,
-    description: i.description as string | undefined,
-    tags: strings(i.tags).join(";") || undefined,
-    cores: obj(i.cpu).cores === undefined ? undefined : String(obj(i.cpu).cores),
-    memory: obj(i.memory).dedicated === undefined ? undefined : String(obj(i.memory).dedicated),
+    ...commonConfig(i),
     agent: obj(i.agent).enabled === undefined ? undefined : bool(obj(i.agent).enabled),
     net0: render({ "": String(nic.model ?? "virtio"), bridge: nic.bridge as string | undefined, firewall: bool(nic.firewall), tag: nic.vlanId === undefined ? undefined : String(nic.vlanId) }),
     ipconfig0: render({ ip: ip.address as string | undefined, gw: ip.gateway as string | undefined }),
-    nameserver: strings(dns.servers).join(" ") || undefined,
-    searchdomain: dns.domain as string | undefined,
     ciuser: user.username as string | undefined,
     sshkeys: strings(user.keys).length > 0 ? encodeSshKeys(strings(user.keys).join("\n")) : undefined,
     ide2: init.datastoreId === undefined ? undefined : `${String(init.datastoreId)}:cloudinit,media=cdrom`,
     onboot: bool(i.onBoot),
-    startup: startupString(i.startup),
     machine: i.machine as string | undefined,
     scsihw: i.scsiHardware as string | undefined,
     ostype: obj(i.operatingSystem).type as string | undefined,

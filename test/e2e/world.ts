@@ -6,6 +6,7 @@
 import { STEP_CA_OUTPUT_BEGIN } from "../../components/core/step-ca.render";
 import { runCommand } from "../../providers/ssh";
 import { readStackFile, validateStack, type RawStack } from "../../stacks/load";
+import type { StackConfig } from "../../stacks/schema";
 import { createPveClient, type PveApi } from "../../providers/pve";
 import { startSimulator, type Simulator } from "../pve-sim";
 import { startSshd, type SshRig } from "../rig/sshd";
@@ -49,18 +50,12 @@ export interface WorldOptions {
 }
 
 /** Disk paths the stack's pools name, so the sandbox has them as empty disks. */
-function poolDisks(raw: RawStack): string[] {
-  const host = raw.values.host as { zfs?: { pools?: Array<{ disks: string[] }> } };
-  return (host.zfs?.pools ?? []).flatMap((p) => p.disks);
+function poolDisks(config: StackConfig): string[] {
+  return config.host.zfs.pools.flatMap((p) => p.disks);
 }
 
-function lxcSharedGpus(raw: RawStack): string[] {
-  const host = raw.values.host as { gpus?: Array<{ pci: string; mode: string }> };
-  return (host.gpus ?? []).filter((g) => g.mode === "lxc-shared").map((g) => g.pci);
-}
-
-/** The stack file pointed at this simulator and rig, with every secret it may need set. */
-export function pointAt(raw: RawStack, sim: Simulator, rig: SshRig, node: string): RawStack {
+/** The stack file pointed at this simulator and rig, with every secret it may need set, and the configuration it describes. */
+export function pointAt(raw: RawStack, sim: Simulator, rig: SshRig, node: string): { raw: RawStack; config: StackConfig } {
   const values = structuredClone(raw.values);
   const proxmox = values.proxmox as { endpoint: string; tokenId: string; nodes: Array<{ name: string; ssh?: Record<string, unknown> }>; tls: Record<string, unknown> };
   proxmox.endpoint = sim.endpoint;
@@ -78,7 +73,7 @@ export function pointAt(raw: RawStack, sim: Simulator, rig: SshRig, node: string
     values[need.key] = `e2e-${need.key}`;
     pointed.secretKeys.add(need.key);
   }
-  return pointed;
+  return { raw: pointed, config: loaded.config };
 }
 
 /** How Phoenix runs a script inside a container: through the node, on stdin. */
@@ -110,16 +105,14 @@ export async function startWorld(opts: WorldOptions): Promise<World> {
   const rig = await startSshd();
   const files = nodeFiles(rig.sandbox, node);
   const sim = await startSimulator({ nodeName: node, tokenId: "phoenix@pve!pulumi", timing: { taskDurationMs: 5, allocationMs: 2 }, nodeFiles: files });
-  const raw = pointAt(file, sim, rig, node);
-  const checked = validateStack(raw, { requireSecrets: true });
-  if (checked.ok !== true) throw new Error(`the pointed stack does not validate: ${JSON.stringify(checked)}`);
-  const lab = await startLabNetwork(checked.config);
+  const { raw, config } = pointAt(file, sim, rig, node);
+  const lab = await startLabNetwork(config);
   const commands: CommandRun[] = [];
   rig.sandbox.update((s) => {
-    for (const d of poolDisks(raw)) s.disks[d] = { signatures: [], partitions: [] };
-    s.nvidia.gpus = lxcSharedGpus(raw).map((pci) => ({ busId: `0000${pci}`, name: "NVIDIA GeForce RTX 5060 Ti", memoryMiB: 16311 }));
+    for (const d of poolDisks(config)) s.disks[d] = { signatures: [], partitions: [] };
+    s.nvidia.gpus = config.host.gpus.filter((g) => g.mode === "lxc-shared").map((g) => ({ busId: `0000${g.pci}`, name: "NVIDIA GeForce RTX 5060 Ti", memoryMiB: 16311 }));
   });
-  for (const d of poolDisks(raw)) rig.sandbox.write(d.slice(1), "");
+  for (const d of poolDisks(config)) rig.sandbox.write(d.slice(1), "");
   const api = createPveClient({
     endpoint: sim.endpoint,
     auth: { kind: "token", tokenId: sim.token.id, secret: sim.token.secret },
