@@ -8,7 +8,8 @@ import { readStackFile, validateStack } from "../stacks/load";
 import type { StackConfig } from "../stacks/schema";
 
 export const ROOT = path.resolve(__dirname, "..");
-export const REFERENCE_DIR = path.join(ROOT, "..", "shared", "reference");
+/** Third-party schemas the tests check rendered files against (see each folder's NOTE.md). */
+export const REFERENCE_DIR = path.join(ROOT, "test", "reference");
 
 /** A committed stack file, validated offline (no secrets needed). */
 export function loadStack(file: string): StackConfig {

@@ -74,7 +74,13 @@ export const INDEX_COUNTS: Readonly<Record<string, number>> = {
   acmedomain: 5,
 };
 
-export const REFERENCE_DIR = path.resolve(__dirname, "../../../shared/reference");
+/** The reduced API schemas and the appliance catalogue (written by `npm run sim:schema`). */
+export const SCHEMA_DIR = path.join(__dirname, "schema");
+
+/** The reduced schema file of a PVE major version. */
+export function schemaFile(major: number): string {
+  return path.join(SCHEMA_DIR, `pve${major}.json`);
+}
 
 function expandIndexed(props: Record<string, ParamSchema>, where: string): Record<string, ParamSchema> {
   const out: Record<string, ParamSchema> = {};
@@ -153,17 +159,42 @@ export class ApiSchema {
   }
 }
 
+/** A file written by `npm run sim:schema` (reduce-schema.ts): parameter schemas stored once, named by index. */
+interface ReducedFile {
+  params: ParamSchema[];
+  tree: Array<ApiNode & { info?: Record<string, MethodInfo & { parameters?: { properties?: Record<string, number> } }> }>;
+}
+
+function expandReduced(file: ReducedFile): ApiNode[] {
+  const expand = (nodes: ReducedFile["tree"]): ApiNode[] =>
+    nodes.map((n) => ({
+      path: n.path,
+      ...(n.info && {
+        info: Object.fromEntries(
+          Object.entries(n.info).map(([method, info]) => {
+            const refs = info.parameters?.properties;
+            if (!refs) return [method, info];
+            const properties = Object.fromEntries(Object.entries(refs).map(([name, i]) => [name, file.params[i] as ParamSchema]));
+            return [method, { ...info, parameters: { ...info.parameters, properties } }];
+          }),
+        ),
+      }),
+      ...(n.children && { children: expand(n.children as ReducedFile["tree"]) }),
+    }));
+  return expand(file.tree);
+}
+
 const cache = new Map<PveVersion, ApiSchema>();
 
 /** Loads the official API dump for a PVE major version (parsed once per process). */
 export function loadApiSchema(version: PveVersion): ApiSchema {
   const hit = cache.get(version);
   if (hit) return hit;
-  const file = path.join(REFERENCE_DIR, version === 9 ? "pve-apidoc.json" : "pve8-apidoc.json");
+  const file = schemaFile(version);
   if (!fs.existsSync(file)) {
-    throw new Error(`pve-sim: API schema ${file} not found; check out the shared/ directory beside the repository`);
+    throw new Error(`pve-sim: API schema ${file} not found; write it from a node's apidoc.js with npm run sim:schema`);
   }
-  const schema = new ApiSchema(version, JSON.parse(fs.readFileSync(file, "utf8")) as ApiNode[]);
+  const schema = new ApiSchema(version, expandReduced(JSON.parse(fs.readFileSync(file, "utf8")) as ReducedFile));
   cache.set(version, schema);
   return schema;
 }

@@ -1,7 +1,7 @@
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { REFERENCE_DIR } from "./schema";
+import { SCHEMA_DIR } from "./schema";
 import { die } from "./tasks";
 
 export interface Volume {
@@ -127,7 +127,7 @@ export class SimState {
   private macCounter = 0;
 
   constructor(readonly now: () => number) {
-    this.aplinfo = parseAplinfo(fs.readFileSync(path.join(REFERENCE_DIR, "pve-aplinfo.dat"), "utf8"));
+    this.aplinfo = parseAplinfo(fs.readFileSync(path.join(SCHEMA_DIR, "aplinfo.dat"), "utf8"));
   }
 
   node(name: string): Node {
