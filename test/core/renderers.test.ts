@@ -91,8 +91,8 @@ describe("step-ca renderer", () => {
 describe("Traefik renderer", () => {
   const ajv = new Ajv({ strict: false, allErrors: true });
   addFormats(ajv);
-  const validateStatic = ajv.compile(JSON.parse(fs.readFileSync(path.join(REFERENCE_DIR, "traefik-v3.schema.json"), "utf8")) as object);
-  const validateDynamic = ajv.compile(JSON.parse(fs.readFileSync(path.join(REFERENCE_DIR, "traefik-v3-file-provider.schema.json"), "utf8")) as object);
+  const validateStatic = ajv.compile(JSON.parse(fs.readFileSync(path.join(REFERENCE_DIR, "traefik", "traefik-v3.schema.json"), "utf8")) as object);
+  const validateDynamic = ajv.compile(JSON.parse(fs.readFileSync(path.join(REFERENCE_DIR, "traefik", "traefik-v3-file-provider.schema.json"), "utf8")) as object);
   const staticFile = renderTraefikStatic(config, traefikInputs);
   const dynamicFile = renderTraefikDynamic(config);
   const staticDoc = parseYaml(staticFile.content) as Record<string, unknown>;
