@@ -4,8 +4,11 @@
  * tracks its secrecy per key. This module says which keys exist and which a
  * given configuration needs.
  */
-import type { StackConfig } from "./schema";
-import { guestLabel, rootOnlySettings } from "./validate";
+import { stackSchema, type StackConfig } from "./schema";
+import { guestLabel, rootOnlySettings, type ConfigIssue } from "./validate";
+
+/** The stack file's machine-description keys (phoenix:proxmox, phoenix:guests, ...). */
+export const MACHINE_KEYS = Object.keys(stackSchema.shape) as (keyof StackConfig)[];
 
 export const WELL_KNOWN_SECRETS = {
   proxmoxTokenSecret: "the secret of the Proxmox API token (proxmox.tokenId)",
@@ -17,6 +20,33 @@ export const WELL_KNOWN_SECRETS = {
 } as const;
 
 export type WellKnownSecret = keyof typeof WELL_KNOWN_SECRETS;
+
+/**
+ * Docker stack secrets (secretEnv) are every other phoenix:<key>: a stack's
+ * container may receive only secrets set for Docker stacks, never Phoenix's own
+ * (the program reads those by WellKnownSecret name only) nor its settings.
+ */
+export function isDockerSecretKey(key: string): boolean {
+  return !Object.hasOwn(WELL_KNOWN_SECRETS, key) && !(MACHINE_KEYS as string[]).includes(key);
+}
+
+/** secretEnv entries that name one of Phoenix's own secrets or settings. */
+export function dockerSecretIssues(config: StackConfig): ConfigIssue[] {
+  return dockerSecretUses(config)
+    .filter((use) => !isDockerSecretKey(use.key))
+    .map((use) => ({
+      path: use.path,
+      message: `phoenix:${use.key} is one of Phoenix's own ${Object.hasOwn(WELL_KNOWN_SECRETS, use.key) ? "secrets" : "settings"}, which no Docker stack may receive: name a secret of the stack's own here (any other key, set with \`${setSecretCommand("<key>")}\`)`,
+    }));
+}
+
+function dockerSecretUses(config: StackConfig): Array<{ key: string; variable: string; stack: string; path: string }> {
+  return config.guests.flatMap((guest, i) =>
+    guest.kind !== "vm"
+      ? []
+      : guest.dockerStacks.flatMap((stack, s) => Object.entries(stack.secretEnv).map(([variable, key]) => ({ key, variable, stack: stack.name, path: `guests[${i}].dockerStacks[${s}].secretEnv.${variable}` }))),
+  );
+}
 
 export interface SecretNeed {
   key: string;
@@ -53,14 +83,10 @@ export function requiredSecrets(config: StackConfig): SecretNeed[] {
     if (role?.type === "model-server" && role.server.engine === "vllm" && role.server.requireApiKey) {
       needs.push({ key: "modelApiKey", path: `guests[${i}].role.server.requireApiKey`, why: WELL_KNOWN_SECRETS.modelApiKey });
     }
-    if (guest.kind === "vm") {
-      guest.dockerStacks.forEach((stack, s) => {
-        for (const [variable, key] of Object.entries(stack.secretEnv)) {
-          needs.push({ key, path: `guests[${i}].dockerStacks[${s}].secretEnv.${variable}`, why: `${variable} of docker stack ${stack.name}` });
-        }
-      });
-    }
   });
+  for (const use of dockerSecretUses(config)) {
+    if (isDockerSecretKey(use.key)) needs.push({ key: use.key, path: use.path, why: `${use.variable} of docker stack ${use.stack}` });
+  }
   return needs;
 }
 
@@ -97,4 +123,77 @@ export function findPlainTextSecrets(value: unknown, path: string): string[] {
   };
   walk(value, path, undefined);
   return found;
+}
+
+// --- Secrets recognised by their value ------------------------------------------------
+// Names say nothing when a password sits inside DATABASE_URL or a token in OPENAI_KEY,
+// so text from outside Phoenix (the legacy importer's input) is also read for the
+// shapes credentials take.
+
+/** Token prefixes that mark a credential whatever the field is called. */
+const TOKEN_PREFIXES: [RegExp, string][] = [
+  // GitHub changelog 2021-03-31 "Authentication token format updates are generally available":
+  // ghp_ personal, gho_ OAuth, ghu_ user-to-server, ghs_ server-to-server, ghr_ refresh; github_pat_ fine-grained.
+  [/^(gh[pousr]_|github_pat_)[A-Za-z0-9_]{20,}$/, "a GitHub token"],
+  // huggingface.co/docs/hub/security-tokens and huggingface.js Credentials ("hf…" access tokens).
+  [/^hf_[A-Za-z0-9]{20,}$/, "a Hugging Face token"],
+  // unverified: OpenAI's key format (sk-…, sk-proj-…) is not in a document read here; it is the prefix secret scanners match.
+  [/^sk-[A-Za-z0-9_-]{20,}$/, "an API key (sk-)"],
+];
+
+const shannonBits = (s: string): number => {
+  const counts = new Map<string, number>();
+  for (const ch of s) counts.set(ch, (counts.get(ch) ?? 0) + 1);
+  let bits = 0;
+  for (const n of counts.values()) bits -= (n / s.length) * Math.log2(n / s.length);
+  return bits;
+};
+
+/** Share of neighbouring characters that switch between lower case, upper case and digit: high in random strings, low in names like Qwen3-Coder-30B. */
+const classSwitches = (s: string): number => {
+  const cls = (ch: string) => (/[a-z]/.test(ch) ? 1 : /[A-Z]/.test(ch) ? 2 : /\d/.test(ch) ? 3 : 0);
+  let switches = 0;
+  for (let i = 1; i < s.length; i++) {
+    const a = cls(s[i - 1]!);
+    const b = cls(s[i]!);
+    if (a && b && a !== b) switches++;
+  }
+  return switches / s.length;
+};
+
+/** One word of text: a token, a random key, or neither. */
+function secretWord(word: string): string | undefined {
+  for (const [re, kind] of TOKEN_PREFIXES) if (re.test(word)) return kind;
+  if (/^[0-9a-f]{32,}$/i.test(word) && /\d/.test(word) && /[a-f]/i.test(word)) return "a long hexadecimal key";
+  // Random base64/base62 keys: long, varied, and without the word structure of names, paths and model ids.
+  if (word.length >= 20 && /^[A-Za-z0-9+/=_~-]+$/.test(word) && !word.startsWith("/") && shannonBits(word) >= 4 && classSwitches(word) >= 0.3) return "a long random string";
+  return undefined;
+}
+
+/**
+ * What kind of credential a value holds, judged by its shape alone, or
+ * undefined. It looks inside text too: `HF_TOKEN=hf_…` in a config line, or a
+ * password in `postgres://app:pw@db/app`.
+ */
+export function secretValueKind(value: string): string | undefined {
+  // An OpenSSH public key line (sshd(8) AUTHORIZED_KEYS FILE FORMAT: type, base64 key, comment) is meant to be shared.
+  if (/^\s*(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp\d+|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) [A-Za-z0-9+/]+=*( .*)?$/.test(value)) return undefined;
+  if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(value)) return "a private key";
+  // RFC 3986 §3.2.1 userinfo: scheme://user:password@host.
+  if (/[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/\s:@]*:[^/\s@]+@/.test(value)) return "a password inside a URL";
+  // A key as the URL's user (https://<key>@host, as in DSNs).
+  for (const m of value.matchAll(/[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/\s:@]+)@/g)) if (secretWord(m[1]!)) return "a key inside a URL";
+  for (const word of value.split(/[\s"'`=,;&?]+/)) {
+    const kind = word && secretWord(word);
+    if (kind) return kind;
+  }
+  return undefined;
+}
+
+/** The secret parts of a value: the whole value, and a URL's password on its own, so neither is echoed anywhere. */
+export function secretParts(value: string): string[] {
+  const parts = [value];
+  for (const m of value.matchAll(/[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/\s:@]*:([^/\s@]+)@/g)) parts.push(m[1]!);
+  for (const word of value.split(/[\s"'`=,;&?]+/)) if (word && secretWord(word)) parts.push(word);
+  return parts.filter((p) => p.length >= 4);
 }

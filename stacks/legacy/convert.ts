@@ -7,7 +7,7 @@
 import type { z } from "zod";
 import { formatPath } from "../load";
 import { parseCidr, subnetOf } from "../net";
-import { findPlainTextSecrets as phoenixPlainTextSecrets, setSecretCommand } from "../secrets";
+import { findPlainTextSecrets as phoenixPlainTextSecrets, secretParts, secretValueKind, setSecretCommand } from "../secrets";
 import {
   hypervisorSchema,
   LEGACY_FILES,
@@ -41,6 +41,8 @@ export interface Conversion {
   /** phoenix:* values by key without the namespace; undefined when the files could not be read. */
   values: Record<string, unknown> | undefined;
   log: ImportLog;
+  /** Every secret string found in the input: no output may contain one. */
+  secrets: ReadonlySet<string>;
 }
 
 type Obj = Record<string, unknown>;
@@ -51,15 +53,27 @@ const LEGACY_CUDA_VERSION = "12.8";
 const VLLM_PLACEHOLDER_VERSION = "0.11.0";
 // A version Phoenix has checked the options of; still a placeholder the report asks to confirm.
 const OLLAMA_PLACEHOLDER_VERSION = "0.12.6";
+// unverified here: the SHA-256 of that release's ollama-linux-amd64.tgz as Pulumi.prod.yaml pins it; the
+// release's sha256sum.txt is the authority, and a wrong value only stops the install.
+const OLLAMA_PLACEHOLDER_SHA256 = "de82adce2ab79235115d511ff22fcb099ac53b67127870f12b80198c033ec0a1";
 const VM_TEMPLATE_DISK_GIB = 32; // `qm resize 9000 scsi0 32G`: every VM clone got this disk, whatever the config said
 // An ed25519 key line whose key bytes spell what to do: it passes the format check but never matches a node.
 const HOST_KEY_PLACEHOLDER = `ssh-ed25519 ${Buffer.from("\0\0\0\x0bssh-ed25519\0\0\0\x20FILL-IN-THE-NODE-SSH-HOST-KEY---", "latin1").toString("base64")} fill-in`;
+/** PVE's local dir storage, with the content types Phoenix uses on it. */
+const LOCAL_CONTENT = ["vztmpl", "iso", "backup", "snippets", "import"];
 const MODEL_ROUTES = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models"];
-// The legacy files name fields in snake_case (admin_password), which Phoenix's camelCase field check does not see.
-const SECRET_KEY_RE = /(^|_)(password|passwd|passphrase|secret|token|api_?key|private_?key)$/i;
+// The legacy files name fields in snake_case (admin_password, N8N_ENCRYPTION_KEY, OPENAI_KEY), which
+// Phoenix's camelCase field check does not see. A name ending in KEY is a secret unless it is a public key.
+const SECRET_KEY_RE = /(^|_)(pass|password|passwd|passphrase|pwd|secret|token|credentials?|[a-z0-9]*_?key)$/i;
+const PUBLIC_KEY_RE = /public_?key$/i;
+const isSecretName = (name: string): boolean => SECRET_KEY_RE.test(name) && !PUBLIC_KEY_RE.test(name);
 
-/** A variable Phoenix would refuse in plain text in a stack's env, so it must go to secretEnv. */
-const isSecretVariable = (name: string): boolean => phoenixPlainTextSecrets({ env: { [name]: "value" } }, "").length > 0;
+/**
+ * A variable that must go to secretEnv: Phoenix refuses its name in plain text,
+ * the legacy naming says secret, or its value has a credential's shape.
+ */
+const isSecretVariable = (name: string, value: string): boolean =>
+  value !== "" && (phoenixPlainTextSecrets({ env: { [name]: "value" } }, "").length > 0 || isSecretName(name) || secretValueKind(value) !== undefined);
 
 interface Sources {
   hyp: LegacyHypervisor;
@@ -71,10 +85,22 @@ interface Sources {
 export function convertLegacy(input: LegacyInput): Conversion {
   const log = new ImportLog();
   const parse = <S extends z.ZodType>(file: LegacyFileName, schema: S, raw: unknown): z.infer<S> | undefined => {
-    const parsed = schema.safeParse(raw ?? {});
-    if (parsed.success) return parsed.data;
-    for (const issue of parsed.error.issues) {
-      log.problem({ file, path: formatPath(issue.path) }, "error", `the old scripts could not have read this: ${issue.message}`, "correct the value in the legacy file and import again");
+    // A field the scripts could not have read is reported and left out, so the rest still makes a draft.
+    let working: unknown = raw === undefined ? {} : structuredClone(raw);
+    const removed = new Set<string>();
+    for (let round = 0; round < 16; round++) {
+      const parsed = schema.safeParse(working);
+      if (parsed.success) return parsed.data;
+      for (const issue of parsed.error.issues) {
+        let at = issue.path;
+        // A required field that is missing is left out with the object that needs it.
+        while (removed.has(formatPath(at)) && at.length > 0) at = at.slice(0, -1);
+        const path = formatPath(at);
+        if (at.length === 0) return undefined;
+        if (!removed.has(path)) log.problem({ file, path }, "error", `the old scripts could not have read this (${issue.message}): left out of the draft`, "correct the value in the legacy file and import again");
+        removed.add(path);
+        working = without(working, at);
+      }
     }
     return undefined;
   };
@@ -82,10 +108,16 @@ export function convertLegacy(input: LegacyInput): Conversion {
   const lxc = parse(LEGACY_FILES.lxc, lxcFileSchema, input.lxc);
   const vm = parse(LEGACY_FILES.vm, vmFileSchema, input.vm);
   const stacks = parse(LEGACY_FILES.stacks, stacksFileSchema, input.stacks);
-  if (!hyp || !lxc || !vm || !stacks) return { values: undefined, log };
+  if (!hyp || !lxc || !vm || !stacks) {
+    const read = { hypervisor: hyp, lxc, vm, stacks };
+    for (const key of Object.keys(LEGACY_FILES) as (keyof typeof LEGACY_FILES)[]) {
+      if (!read[key]) log.problem({ file: LEGACY_FILES[key], path: "" }, "error", "not the shape of this legacy file (a JSON object): nothing imported", "point the import at the legacy etc/ folder");
+    }
+    return { values: undefined, log, secrets: findPlainTextSecrets(log, input) };
+  }
 
   const values = withoutEmpty(new Converter(log, { hyp, lxc, vm, stacks }, input.scripts).run());
-  findPlainTextSecrets(log, input);
+  const secrets = findPlainTextSecrets(log, input);
   const raws: [LegacyFileName, unknown][] = [
     [LEGACY_FILES.hypervisor, input.hypervisor],
     [LEGACY_FILES.lxc, input.lxc],
@@ -93,7 +125,21 @@ export function convertLegacy(input: LegacyInput): Conversion {
     [LEGACY_FILES.stacks, input.stacks],
   ];
   for (const [file, raw] of raws) if (raw !== undefined) reportLeftovers(log, file, raw, FIELD_NOTES[file]);
-  return { values, log };
+  return { values, log, secrets };
+}
+
+/** A copy of a parsed JSON value with the field at `path` removed (an array entry is spliced out). */
+function without(value: unknown, path: readonly PropertyKey[]): unknown {
+  if (path.length === 0 || value === null || typeof value !== "object") return value;
+  const [head, ...rest] = path;
+  if (Array.isArray(value)) {
+    const i = Number(head);
+    return rest.length === 0 ? value.filter((_, k) => k !== i) : value.map((v, k) => (k === i ? without(v, rest) : v));
+  }
+  const record = { ...(value as Obj) };
+  if (rest.length === 0) delete record[String(head)];
+  else record[String(head)] = without(record[String(head)], rest);
+  return record;
 }
 
 /**
@@ -127,6 +173,8 @@ interface Machine {
   template: boolean;
   lxc?: LegacyLxc;
   vm?: LegacyVm;
+  /** The Phoenix name, once mapped. */
+  hostname?: string;
   /** Phoenix path once emitted, e.g. guests[3]. */
   at?: string;
   role?: Obj;
@@ -171,7 +219,13 @@ class Converter {
       guest.dependsOn = deps;
       guest.role = this.role(m, guest);
     }
-    if (this.existingStorages.length > 0) host.existingStorages = [{ id: "local", content: ["vztmpl", "iso", "backup", "snippets", "import"] }, ...this.existingStorages];
+    for (const [m, guest] of guests) {
+      this.vllmClone(m, guest, templates);
+      this.cloneDisk(m, guest, templates);
+    }
+    this.snippetStorage(host, [...guests.values()]);
+    this.gpuBudget(host.gpus as Obj[], guests);
+    if (this.existingStorages.length > 0) host.existingStorages = [{ id: "local", content: LOCAL_CONTENT }, ...this.existingStorages];
     const services = this.services();
     return {
       proxmox: this.proxmox(),
@@ -189,6 +243,8 @@ class Converter {
   private indexMachines(): void {
     const cts = Object.entries(this.src.lxc.lxc_configs ?? {});
     const clonedFrom = new Set(cts.map(([, c]) => c.clone_from_ctid).filter((id): id is string => id !== undefined));
+    // The scripts took template_snapshot_name as "this container is a template": they snapshot it for clones
+    // (LEGACY-FORMAT §3.9: the chain 900 → 901 → {910, 911, 912}), even when no clone is declared yet.
     for (const [id, c] of cts) {
       const vmid = Number(id);
       if (!Number.isInteger(vmid)) {
@@ -196,7 +252,7 @@ class Converter {
         continue;
       }
       // A container others clone from is what Phoenix calls a template: PVE templates give linked clones.
-      this.machines.push({ kind: "lxc", vmid, name: c.name, ref: (p) => ct(id, p), template: clonedFrom.has(id), lxc: c });
+      this.machines.push({ kind: "lxc", vmid, name: c.name, ref: (p) => ct(id, p), template: clonedFrom.has(id) || c.template_snapshot_name !== undefined, lxc: c });
     }
     (this.src.vm.vms ?? []).forEach((v, i) => {
       this.machines.push({ kind: "vm", vmid: v.vmid, name: v.name, ref: (p) => vmRef(i, p), template: v.is_template === true, vm: v });
@@ -211,7 +267,8 @@ class Converter {
     // A container's id is its key in lxc_configs, not a field of its own.
     if (m.vm) log.mapped(m.ref("vmid"), `${at}.vmid`);
     else log.trace(`${at}.vmid`, m.ref());
-    log.mapped(m.ref("name"), `${at}.name`);
+    const hostname = this.hostname(m);
+    log.mapped(m.ref("name"), `${at}.name`, hostname === m.name ? "" : `renamed to ${hostname}: a guest's name is its hostname (letters, digits and '-')`);
     const defaults = this.src.vm.vm_defaults;
     const cores = m.lxc?.cores ?? m.vm?.cores ?? (m.vm ? defaults?.cores : undefined);
     const memory = m.lxc?.memory_mb ?? m.vm?.memory_mb ?? (m.vm ? defaults?.memory_mb : undefined);
@@ -220,7 +277,7 @@ class Converter {
       if (own !== undefined) log.mapped(m.ref(field), target);
       else log.mapped({ file: LEGACY_FILES.vm, path: `vm_defaults.${field}` }, target, `vm_defaults for ${m.vmid}`);
     };
-    const fields: Obj = { vmid: m.vmid, name: m.name, cores, memoryMiB: memory, storage };
+    const fields: Obj = { vmid: m.vmid, name: hostname, cores, memoryMiB: memory, storage };
     if (m.lxc) {
       if (cores !== undefined) log.mapped(m.ref("cores"), `${at}.cores`);
       if (memory !== undefined) log.mapped(m.ref("memory_mb"), `${at}.memoryMiB`);
@@ -241,6 +298,18 @@ class Converter {
     if (storage !== undefined) this.noteStorage(storage);
     if (m.vm?.is_template !== undefined) this.log.mapped(m.ref("is_template"), at, m.template ? "a template" : "a guest");
     return fields;
+  }
+
+  /**
+   * The legacy name as a hostname: the scripts passed it to `pct --hostname`
+   * unchecked, so names like Copy-Cuda12.8 exist. Other characters become '-';
+   * a name another machine already maps to gets its id appended.
+   */
+  private hostname(m: Machine): string {
+    const base = m.name.replace(/[^A-Za-z0-9-]+/g, "-").replace(/-{2,}/g, "-").replace(/^-+|-+$/g, "").slice(0, 56).replace(/-+$/, "") || `guest-${m.vmid}`;
+    const taken = (name: string) => this.machines.some((x) => x !== m && x.hostname?.toLowerCase() === name.toLowerCase());
+    m.hostname = taken(base) ? `${base}-${m.vmid}` : base;
+    return m.hostname;
   }
 
   /** Storages PVE has out of the box are declared as existing, so references to them validate. */
@@ -537,6 +606,7 @@ class Converter {
     const c = m.lxc!;
     (c.lxc_options ?? []).forEach((o, i) => {
       const ref = m.ref(`lxc_options[${i}]`);
+      if (secretValueKind(o.value) || /^\s*\w+=/.test(o.value) && isSecretName(o.value.split("=")[0]!.trim())) return; // reported as a secret, never echoed
       if (/^lxc\.(mount\.entry|cgroup2?\.devices\.allow)$/.test(o.key) && /nvidia|19[5-9]|2\d\d|5\d\d/.test(o.value)) {
         this.log.mapped(ref, `${m.at!}.gpus`, "GPU device lines are generated from gpus");
       } else if (o.key === "lxc.apparmor.profile" && o.value === "unconfined") {
@@ -674,7 +744,8 @@ class Converter {
     this.log.mapped(m.ref("features"), `${m.at!}.role`, "ollama → model-server (ollama)");
     this.log.fillIn(m.ref("features"), `${at}.version`, `the Ollama version is not in the legacy config: ${OLLAMA_PLACEHOLDER_VERSION} is a placeholder`);
     this.log.fillIn(m.ref("features"), `${at}.models`, "the models and the VRAM each takes are not in the legacy config: one placeholder model of 1 GiB");
-    return { engine: "ollama", version: OLLAMA_PLACEHOLDER_VERSION, models: [{ name: `fill-in-model-${m.vmid}`, vramGiB: 1 }] };
+    this.log.check(m.ref("features"), `${at}.sha256`, `the SHA-256 of Ollama ${OLLAMA_PLACEHOLDER_VERSION}'s ollama-linux-amd64.tgz; change it with the version (from the release's sha256sum.txt)`);
+    return { engine: "ollama", version: OLLAMA_PLACEHOLDER_VERSION, sha256: OLLAMA_PLACEHOLDER_SHA256, models: [{ name: `fill-in-model-${m.vmid}`, vramGiB: 1 }] };
   }
 
   /** The old config's gateway has no feature of its own: it is the nginx container, by name, script or AppArmor profile. */
@@ -722,10 +793,17 @@ class Converter {
 
   private dockerStacks(m: Machine): Obj[] {
     const v = m.vm!;
-    return (v.docker_stacks ?? []).map((entry, i) => {
+    const isServer = v.portainer_role === "primary" || v.portainer_role === "server";
+    const stacks: Obj[] = [];
+    (v.docker_stacks ?? []).forEach((entry, i) => {
       const ref = m.ref(`docker_stacks[${i}]`);
       const legacyName = typeof entry === "string" ? entry : entry.name;
-      const at = `${m.at!}.dockerStacks[${i}]`;
+      // The legacy server VM deployed Portainer itself as a stack; Phoenix's portainer-server role does that.
+      if (isServer && /portainer/i.test(legacyName)) {
+        this.log.mapped(ref, `${m.at!}.role`, `${legacyName} is Portainer itself: the portainer-server role runs it`);
+        return;
+      }
+      const at = `${m.at!}.dockerStacks[${stacks.length}]`;
       const name = legacyName.toLowerCase().replace(/[^a-z0-9_-]+/g, "-");
       this.log.mapped(ref, `${at}.name`, name === legacyName ? "" : `renamed to ${name}: compose project names are lower case`);
       const def = this.src.stacks.docker_stacks?.[legacyName];
@@ -736,13 +814,13 @@ class Converter {
       const envs = Object.keys(def?.environments ?? {});
       const wanted = (typeof entry === "string" ? undefined : entry.environment) ?? v.portainer_environment_name;
       const envName = wanted !== undefined && envs.includes(wanted) ? wanted : envs[0];
-      if (envName === undefined) return stack;
+      if (envName === undefined) return void stacks.push(stack);
       if (envs.length > 1 && envName !== wanted) this.log.check(stackRef(`docker_stacks.${legacyName}.environments`), `${at}.env`, `several environments (${envs.join(", ")}): took ${envName}`);
       const env: Record<string, string> = {};
       const secretEnv: Record<string, string> = {};
       (def?.environments?.[envName]?.variables ?? []).forEach((variable, j) => {
         const vref = stackRef(`docker_stacks.${legacyName}.environments.${envName}.variables[${j}]`);
-        if (isSecretVariable(variable.name)) {
+        if (isSecretVariable(variable.name, variable.value)) {
           const key = secretKeyName(name, variable.name);
           secretEnv[variable.name] = key;
           this.log.secret(vref, `${variable.name} of stack ${name} (mapped to secretEnv → ${key})`, `\`${setSecretCommand(key)}\``);
@@ -752,8 +830,9 @@ class Converter {
           this.log.mapped(vref, `${at}.env.${variable.name}`);
         }
       });
-      return { ...stack, env, secretEnv };
+      stacks.push({ ...stack, env, secretEnv });
     });
+    return stacks;
   }
 
   private dependencies(m: Machine): number[] {
@@ -894,7 +973,7 @@ class Converter {
         const sharedBy = users.get(id)!.filter((m) => !m.template);
         const shared = sharedBy.length > 1 ? `; shared by ${sharedBy.map((m) => m.vmid).join(", ")}, so check the memory budget` : "";
         const pci = `0000:${(id + 1).toString(16).padStart(2, "0")}:00.0`;
-        this.log.fillIn(first.ref("gpu_assignment"), `host.gpus[${i}]`, `GPU ${id}: PCI address, model and memory are not in the legacy config (placeholders: ${pci}, ${GPU_PLACEHOLDER_GIB} GiB); mode lxc-shared, as the old scripts shared every GPU with containers${shared}`);
+        this.log.fillIn(first.ref("gpu_assignment"), `host.gpus[${i}]`, `GPU ${id}: PCI address, model and memory are not in the legacy config (placeholders: ${pci}, and at least ${GPU_PLACEHOLDER_GIB} GiB, enough for the servers that share it); mode lxc-shared, as the old scripts shared every GPU with containers${shared}`);
         return { id, pci, model: `FILL-IN GPU ${id}`, memoryGiB: GPU_PLACEHOLDER_GIB, mode: "lxc-shared" };
       });
   }
@@ -993,22 +1072,130 @@ class Converter {
 
   private services(): Obj[] {
     const services: Obj[] = [];
+    const names = new Set<string>();
+    // Service names are lower case letters, digits and '-', starting with a letter, and unique.
+    const serviceName = (raw: string, m: Machine): string => {
+      const base = raw.toLowerCase().replace(/[^a-z0-9-]+/g, "-").replace(/-{2,}/g, "-").replace(/^[^a-z]+|-+$/g, "").slice(0, 50) || `svc-${m.vmid}`;
+      const name = names.has(base) ? `${base}-${m.vmid}` : base;
+      names.add(name);
+      return name;
+    };
     for (const m of this.machines) {
-      const svc = m.lxc?.traefik_service ?? m.vm?.traefik_service;
-      if (!svc || m.template) continue;
-      const at = `services[${services.length}]`;
-      const name = svc.name.toLowerCase().replace(/[^a-z0-9-]+/g, "-");
-      this.log.mapped(m.ref("traefik_service.name"), `${at}.name`, name === svc.name ? "" : `renamed to ${name}: service names are lower case letters, digits and '-'`);
-      this.log.mapped(m.ref("traefik_service.port"), `${at}.port`);
-      this.log.trace(`${at}.guest`, m.ref());
+      if (m.template) continue;
       const type = m.role?.type;
-      const engine = (m.role?.server as Obj | undefined)?.engine;
+      const server = m.role?.server as Obj | undefined;
+      const legacy = m.lxc?.traefik_service ?? m.vm?.traefik_service;
+      if (legacy && (type === "nginx-gateway" || type === "traefik")) {
+        this.log.problem(m.ref("traefik_service"), "warning", `${m.name} is the ${type === "traefik" ? "Traefik proxy" : "gateway"} itself: a route to its own traefik_service would loop back. Dropped`, `delete traefik_service from ${m.ref().path}`);
+        continue;
+      }
+      const engine = server?.engine;
+      // A model server the legacy Traefik never named is still reached through the gateway's model routes.
+      const svc = legacy ?? (type === "model-server" ? { name: m.hostname ?? m.name, port: (server?.port as number | undefined) ?? (engine === "ollama" ? 11434 : 8000) } : undefined);
+      if (!svc) continue;
+      const at = `services[${services.length}]`;
+      const name = serviceName(svc.name, m);
+      if (legacy) {
+        this.log.mapped(m.ref("traefik_service.name"), `${at}.name`, name === svc.name ? "" : `renamed to ${name}: service names are lower case letters, digits and '-', unique`);
+        this.log.mapped(m.ref("traefik_service.port"), `${at}.port`);
+      } else {
+        this.log.check(m.ref(), at, `no traefik_service: service ${name} on port ${svc.port}, so the gateway's model routes reach ${m.name}`);
+      }
+      this.log.trace(`${at}.guest`, m.ref());
       const scheme = type === "step-ca" || type === "portainer-server" ? "https" : "http";
       const healthPath = type === "step-ca" ? "/health" : type === "portainer-server" ? "/api/system/status" : engine === "ollama" ? "/api/tags" : engine === "vllm" ? "/health" : "/";
-      if (scheme === "https" || healthPath !== "/") this.log.check(m.ref("traefik_service"), `${at}.healthPath`, `${scheme}, health ${healthPath}: what a ${type} answers on`);
+      if (scheme === "https" || healthPath !== "/") this.log.check(m.ref(legacy ? "traefik_service" : ""), `${at}.healthPath`, `${scheme}, health ${healthPath}: what a ${type} answers on`);
       services.push({ name, guest: m.vmid, port: svc.port, scheme, healthPath });
     }
     return services;
+  }
+
+  /**
+   * Phoenix runs vLLM only from a vllm template (it pins the version). A legacy
+   * vLLM container cloned from the CUDA template is moved onto the vLLM
+   * template built on that same CUDA template, when there is one.
+   */
+  private vllmClone(m: Machine, guest: Obj, templates: Obj[]): void {
+    const server = (guest.role as Obj | undefined)?.server as Obj | undefined;
+    if (server?.engine !== "vllm" || guest.clone === undefined) return;
+    const byVmid = new Map(templates.map((t) => [t.vmid as number, t]));
+    const source = byVmid.get(guest.clone as number);
+    if (!source || source.layer === "vllm") return;
+    const builtOn = (t: Obj): boolean => {
+      for (let cur: Obj | undefined = t, n = 0; cur && n < templates.length; cur = byVmid.get((cur.source as Obj | undefined)?.clone as number), n++) {
+        if (cur.vmid === source.vmid) return true;
+      }
+      return false;
+    };
+    const vllm = templates.find((t) => t.layer === "vllm" && builtOn(t));
+    const field = m.ref("clone_from_ctid");
+    const at = `${m.at!}.clone`;
+    if (vllm) {
+      guest.clone = vllm.vmid;
+      this.log.problem(field, "warning", `${m.name} ran vLLM in a clone of ${String(source.vmid)} (layer ${String(source.layer)}); Phoenix runs vLLM from a vllm template: cloned from ${String(vllm.vmid)}, the vLLM template built on ${String(source.vmid)}`, `set clone_from_ctid to "${String(vllm.vmid)}"`, at);
+      return;
+    }
+    server.version = VLLM_PLACEHOLDER_VERSION;
+    this.log.fillIn(m.ref("features"), `${m.at!}.role.server.version`, `the old scripts installed whatever vLLM was current: ${VLLM_PLACEHOLDER_VERSION} is a placeholder; pin the version you run`);
+    this.log.problem(field, "error", `${m.name} ran vLLM in a clone of ${String(source.vmid)} (layer ${String(source.layer)}), and no vLLM template is built on it`, `add a template container with features ["nvidia", "vllm"], template_snapshot_name and clone_from_ctid "${String(source.vmid)}", and set this clone_from_ctid to it`, at);
+  }
+
+  /** A clone starts with its template's disk, so a smaller storage_size_gb never took effect: the template's size is kept. */
+  private cloneDisk(m: Machine, guest: Obj, templates: Obj[]): void {
+    const template = templates.find((t) => t.vmid === guest.clone);
+    const own = guest.diskGiB as number | undefined;
+    const base = template?.diskGiB as number | undefined;
+    if (own === undefined || base === undefined || own >= base) return;
+    guest.diskGiB = base;
+    this.log.problem(m.ref("storage_size_gb"), "warning", `${m.name} asked for ${own} GiB but is a clone of ${String(template!.vmid)}, whose disk is ${base} GiB: a clone starts with its template's disk and cannot be smaller. Kept ${base} GiB`, `set storage_size_gb to ${base} or more`, `${m.at!}.diskGiB`);
+  }
+
+  /** Docker VMs get their cloud-init user data from a snippets storage: a dataset's dir storage with snippets, or PVE's local. */
+  private snippetStorage(host: Obj, guests: Obj[]): void {
+    const docker = guests.some((g) => g.kind === "vm" && /^portainer-/.test(String((g.role as Obj | undefined)?.type)));
+    if (!docker) return;
+    const dataset = this.datasets.map((d) => d.storage as { id: string; type: string; content: string[] } | undefined).find((st) => st?.type === "dir" && st.content.includes("snippets"));
+    if (dataset) {
+      host.snippetStorage = dataset.id;
+      this.log.check(hv("zfs.datasets"), "host.snippetStorage", `${dataset.id}: the VMs' cloud-init user data is written there (a dir storage with snippets content)`);
+      return;
+    }
+    host.snippetStorage = "local";
+    if (!this.existingStorages.length) host.existingStorages = [{ id: "local", content: LOCAL_CONTENT }];
+    this.log.check(hv(""), "host.snippetStorage", "local: the VMs' cloud-init user data is written to PVE's local storage (/var/lib/vz), which must list snippets in its content");
+  }
+
+  /**
+   * The memory each GPU's model servers reserve. Over 0.95 of a GPU for vLLM is
+   * a mistake of the legacy setup (the servers cannot all hold their share), so
+   * it is reported with the edit that fits them. A placeholder GPU's memory is
+   * sized so that the placeholder itself adds no error.
+   */
+  private gpuBudget(gpus: Obj[], guests: Map<Machine, Obj>): void {
+    gpus.forEach((gpu, i) => {
+      const vllm: { m: Machine; util: number }[] = [];
+      let otherGiB = 0;
+      for (const [m, g] of guests) {
+        const ids = (g.gpus as number[] | undefined) ?? [];
+        const server = (g.role as Obj | undefined)?.server as Obj | undefined;
+        if (!ids.includes(gpu.id as number) || !server) continue;
+        if (server.engine === "vllm") vllm.push({ m, util: (server.gpuMemoryUtilization as number | undefined) ?? 0.9 });
+        else if (server.engine === "ollama") otherGiB += (server.models as { vramGiB: number }[]).reduce((sum, x) => sum + x.vramGiB, 0) / ids.length;
+      }
+      const sum = vllm.reduce((total, v) => total + v.util, 0);
+      if (String(gpu.model).startsWith("FILL-IN") && sum < 1) gpu.memoryGiB = Math.max(GPU_PLACEHOLDER_GIB, Math.ceil(otherGiB / (1 - Math.min(sum, 0.95))));
+      if (sum <= 0.95 + 1e-9) return;
+      const round = (x: number) => Math.floor(x * 100) / 100;
+      const users = vllm.map((v) => `${v.m.vmid} ${v.m.name} ${v.util}`).join(", ");
+      const edit = vllm.map((v) => `${v.m.ref("vllm_engine_config.CacheConfig.gpu_memory_utilization").path} to ${round((v.util * 0.95) / sum)}`).join(", ");
+      this.log.problem(
+        vllm[0]!.m.ref("vllm_engine_config.CacheConfig.gpu_memory_utilization"),
+        "error",
+        `GPU ${String(gpu.id)} is over-subscribed in the legacy config: its vLLM servers reserve ${Math.round(sum * 100) / 100} of its memory (${users}); at most 0.95 fits`,
+        `set ${edit} (together 0.95), or give one of them another GPU in gpu_assignment`,
+        `host.gpus[${i}]`,
+      );
+    });
   }
 
   private routes(services: Obj[]): Obj[] {
@@ -1113,8 +1300,29 @@ export function secretKeyName(stack: string, variable: string): string {
   return words.map((w, i) => (i === 0 ? w : w.charAt(0).toUpperCase() + w.slice(1))).join("");
 }
 
-/** Secrets written into the legacy files; the Portainer password maps to its Phoenix secret. */
-function findPlainTextSecrets(log: ImportLog, input: LegacyInput): void {
+/** Why a legacy string is a secret (its field's name, its shape, or a NAME=value inside it), or undefined. */
+function secretIn(key: string, value: string): string | undefined {
+  if (value === "") return undefined;
+  if (isSecretName(key)) return key;
+  const kind = secretValueKind(value);
+  if (kind) return `${kind} in ${key}`;
+  const assigned = [...value.matchAll(/\b([A-Za-z_][A-Za-z0-9_]*)=(\S+)/g)].find((m) => isSecretName(m[1]!));
+  return assigned ? `${assigned[1]!} in ${key}` : undefined;
+}
+
+/** The strings to keep out of every output: each secret value, and its parts (a URL's password, NAME=value's value). */
+function secretStrings(value: string): string[] {
+  const assigned = [...value.matchAll(/\b([A-Za-z_][A-Za-z0-9_]*)=(\S+)/g)].filter((m) => isSecretName(m[1]!)).map((m) => m[2]!);
+  return [...secretParts(value), ...assigned];
+}
+
+/**
+ * Secrets written into the legacy files, found by field name and by value
+ * shape, each reported once with what to do; the Portainer password maps to
+ * its Phoenix secret. Returns every secret string, so that no output echoes one.
+ */
+function findPlainTextSecrets(log: ImportLog, input: LegacyInput): Set<string> {
+  const secrets = new Set<string>();
   const files: [LegacyFileName, unknown][] = [
     [LEGACY_FILES.hypervisor, input.hypervisor],
     [LEGACY_FILES.lxc, input.lxc],
@@ -1123,24 +1331,31 @@ function findPlainTextSecrets(log: ImportLog, input: LegacyInput): void {
   ];
   const known: Record<string, string> = { "portainer_api.admin_password": "portainerAdminPassword" };
   for (const [file, raw] of files) {
+    const reported = (path: string) => log.entries.some((e) => e.kind === "secret" && e.source.file === file && (e.source.path === path || path.startsWith(`${e.source.path}.`)));
     const report = (path: string, what: string) => {
+      if (reported(path)) return;
       const phoenixKey = known[path];
       if (phoenixKey) log.secret({ file, path }, `${what} (set it as phoenix:${phoenixKey})`, `\`${setSecretCommand(phoenixKey)}\``);
-      else log.secret({ file, path }, `${what}: no Phoenix setting takes it`, "delete it from the legacy file and rotate it");
+      else log.secret({ file, path }, `${what}: no Phoenix setting takes it`, "delete it from the legacy file and rotate it; if a Docker stack needs it, map it in that stack's secretEnv and set it with `pulumi config set --secret phoenix:<key> <value>`");
     };
     const walk = (value: unknown, path: string): void => {
-      if (value === null || typeof value !== "object" || log.isHandled({ file, path })) return;
+      if (value === null || typeof value !== "object") return;
       const record = value as Record<string, unknown>;
-      // Stack variables are {name, value} pairs: the name says whether the value is a secret.
-      if (typeof record.name === "string" && typeof record.value === "string" && record.value !== "" && isSecretVariable(record.name)) {
+      // Stack variables are {name, value} pairs: the name or the value says whether the value is a secret.
+      if (typeof record.name === "string" && typeof record.value === "string" && isSecretVariable(record.name, record.value)) {
+        secretStrings(record.value).forEach((x) => secrets.add(x));
         return report(`${path}.value`, `variable ${record.name}`);
       }
       for (const [key, child] of Object.entries(record)) {
         const childPath = Array.isArray(value) ? `${path}[${key}]` : path ? `${path}.${key}` : key;
-        if (typeof child === "string" && child !== "" && SECRET_KEY_RE.test(key) && !log.isHandled({ file, path: childPath })) report(childPath, key);
-        else walk(child, childPath);
+        const what = typeof child === "string" ? secretIn(Array.isArray(value) ? path.split(".").at(-1)!.replace(/\[\d+\]$/, "") : key, child) : undefined;
+        if (what) {
+          secretStrings(child as string).forEach((x) => secrets.add(x));
+          report(childPath, what);
+        } else walk(child, childPath);
       }
     };
     walk(raw, "");
   }
+  return secrets;
 }

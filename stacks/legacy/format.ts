@@ -37,7 +37,8 @@ export interface LxcOption {
 export const lxcOption = z.string().transform((line, ctx): LxcOption => {
   const at = line.search(/[:=]/);
   if (at <= 0) {
-    ctx.addIssue({ code: "custom", message: `'${line}' is neither key=value nor key: value` });
+    // The line is not echoed: it may hold anything, secrets included.
+    ctx.addIssue({ code: "custom", message: "is neither key=value nor key: value" });
     return z.NEVER;
   }
   return { key: line.slice(0, at).trim(), value: line.slice(at + 1).trim() };

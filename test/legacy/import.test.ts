@@ -119,7 +119,7 @@ describe("import-legacy on a realistic legacy machine", () => {
       [1001, "vm", 9000],
       [1002, "vm", 9000],
     ]);
-    expect(guest(802)).toMatchObject({ cores: 8, memoryMiB: 32768, diskGiB: 32, gpus: [0, 1], network: { ip: "10.0.0.142/24", mac: "52:54:00:67:89:82" } });
+    expect(guest(802)).toMatchObject({ cores: 8, memoryMiB: 32768, diskGiB: 64, gpus: [0, 1], network: { ip: "10.0.0.142/24", mac: "52:54:00:67:89:82" } });
     expect(guest(801).gpus).toEqual([0]);
     expect(guest(101)).toMatchObject({ features: { nesting: true }, idPassthrough: { gids: [33] }, dependsOn: [102, 103] });
     expect(guest(1001)).toMatchObject({ startup: { onBoot: true, order: 4, upDelay: 2 }, cloudInit: { user: "phoenix_user" }, diskGiB: 32 });
@@ -264,16 +264,17 @@ describe("the migration report of the realistic machine", () => {
 });
 
 describe("import-legacy on a legacy config Phoenix rejects", () => {
-  it("exits non-zero on an IP collision, naming the legacy field, and writes no stack", () => {
+  it("exits non-zero on an IP collision, naming the legacy field, and writes a draft instead of the stack", () => {
     const cwd = tempProject();
     const { code, stdout } = runImport([COLLISION, "--stack", "lab"], cwd);
     expect(code).toBe(1);
     expect(stdout).toContain(
-      "phoenix:guests[1].network.ip: IP 192.168.50.20 is already used by guests[0].network.ip (phoenix_lxc_configs.json: lxc_configs.201.network_config.ip): every guest needs its own address [from phoenix_lxc_configs.json: lxc_configs.202.network_config.ip]",
+      "phoenix_lxc_configs.json: lxc_configs.202.network_config.ip (phoenix:guests[1].network.ip): Phoenix rejects phoenix:guests[1].network.ip: IP 192.168.50.20 is already used by guests[0].network.ip (phoenix_lxc_configs.json: lxc_configs.201.network_config.ip): every guest needs its own address",
     );
     expect(fs.existsSync(path.join(cwd, "Pulumi.lab.yaml"))).toBe(false);
+    expect(fs.readFileSync(path.join(cwd, "Pulumi.lab.draft.yaml"), "utf8")).toContain("# A DRAFT: it does not validate yet.");
     const report = fs.readFileSync(path.join(cwd, "import-report.md"), "utf8");
-    expect(report).toContain("**The import failed**");
+    expect(report).toContain("**The import is a draft**");
     expect(report).toContain("- phoenix_vm_configs.json: missing");
     expect(report).toContain("- **error** `phoenix_lxc_configs.json: lxc_configs.202.network_config.ip` → `guests[1].network.ip`");
   });
@@ -283,7 +284,7 @@ describe("import-legacy on a legacy config Phoenix rejects", () => {
     input.vm.vms.push({ vmid: 103, name: "ca-vm", clone_from_vmid: 9000, network_config: { ip: "10.0.0.250/24" } });
     const outcome = importLegacy(input, "legacy");
     expect(outcome.stackYaml).toBeUndefined();
-    expect(outcome.errors).toContain("phoenix:guests[3].vmid: vmid 103 is already used by guests[2].vmid (phoenix_lxc_configs.json: lxc_configs.103): give every template and guest its own vmid [from phoenix_vm_configs.json: vms[3].vmid]");
+    expect(outcome.errors).toContain("phoenix_vm_configs.json: vms[3].vmid (phoenix:guests[3].vmid): Phoenix rejects phoenix:guests[3].vmid: vmid 103 is already used by guests[2].vmid (phoenix_lxc_configs.json: lxc_configs.103): give every template and guest its own vmid");
   });
 
   it("traces GPU oversubscription to the containers that share the GPU", () => {
@@ -291,8 +292,11 @@ describe("import-legacy on a legacy config Phoenix rejects", () => {
     input.lxc.lxc_configs["801"]!.vllm_engine_config.CacheConfig.gpu_memory_utilization = 0.5;
     const outcome = importLegacy(input, "legacy");
     expect(outcome.stackYaml).toBeUndefined();
-    expect(outcome.errors).toContain("phoenix:host.gpus[0]: GPU 0 (FILL-IN GPU 0): vLLM gpuMemoryUtilization sums to 1.1");
-    expect(outcome.errors).toContain("[from phoenix_lxc_configs.json: lxc_configs.801.gpu_assignment]");
+    expect(outcome.draftYaml).toBeDefined();
+    expect(outcome.errors).toContain(
+      "phoenix_lxc_configs.json: lxc_configs.801.vllm_engine_config.CacheConfig.gpu_memory_utilization (phoenix:host.gpus[0]): GPU 0 is over-subscribed in the legacy config: its vLLM servers reserve 1.1 of its memory (801 granite-embedding 0.5, 802 qwen3-chat 0.6); at most 0.95 fits",
+    );
+    expect(outcome.errors).toContain("edit: set lxc_configs.801.vllm_engine_config.CacheConfig.gpu_memory_utilization to 0.43, lxc_configs.802.vllm_engine_config.CacheConfig.gpu_memory_utilization to 0.51 (together 0.95)");
   });
 
   it("names the legacy field the old scripts could not have read", () => {
@@ -300,7 +304,9 @@ describe("import-legacy on a legacy config Phoenix rejects", () => {
     input.lxc.lxc_configs["802"]!.cores = "eight";
     const outcome = importLegacy(input, "legacy");
     expect(outcome.stackYaml).toBeUndefined();
-    expect(outcome.errors).toMatch(/phoenix_lxc_configs\.json: lxc_configs\.802\.cores: the old scripts could not have read this/);
+    expect(outcome.errors).toMatch(/phoenix_lxc_configs\.json: lxc_configs\.802\.cores: the old scripts could not have read this \(.*\): left out of the draft/);
+    // The rest of the machine is still converted, so the draft shows it.
+    expect(outcome.draftYaml).toContain("name: qwen3-chat");
   });
 
   it("explains its usage", () => {
