@@ -6,6 +6,7 @@
  */
 import { z } from "zod";
 import { CIDR_RE, IPV4_RE } from "./net";
+import { DATASET_REF, DISK_BY_ID, ENV_NAME, ENV_VALUE, FREE_TEXT, GGUF_PATH, GUEST_PATH, HF_MODEL, IDENTIFIER, MODEL_NAME, PROJECT_FILE, RESERVED_ZFS_PROPERTIES, text, TIME_ZONE, URL_PATH, USER_NAME, ZFS_NAME, ZFS_VALUE } from "./patterns";
 
 export { UNKNOWN } from "../providers/common";
 
@@ -42,18 +43,19 @@ const sha256 = z.string().regex(/^[0-9a-fA-F]{64}$/, "must be a SHA-256 hex dige
 
 // --- Proxmox connection ------------------------------------------------------
 
-const HOST_KEY_RE = /^(ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|ssh-rsa) [A-Za-z0-9+/=]+( .*)?$/;
+// The comment after the key is one line of printable text.
+const HOST_KEY_RE = /^(ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|ssh-rsa) [A-Za-z0-9+/=]+( [\x20-\x7e]*)?$/;
 
 const sshAccess = z
   .strictObject({
     /** Address the node's sshd listens on. */
-    host: z.string().min(1),
+    host: z.union([ipv4, dnsName], { error: "must be an IPv4 address or a DNS name" }),
     port: z.number().int().min(1).max(65535).default(22),
-    user: z.string().min(1).default("root"),
+    user: text(USER_NAME).default("root"),
     /** The node's host key as an OpenSSH public key line: an unknown key is refused. */
     hostKey: z.string().regex(HOST_KEY_RE, "must be an OpenSSH public key line, as in /etc/ssh/ssh_host_ed25519_key.pub").optional(),
     /** Or the path of that .pub file, relative to the project directory. */
-    hostKeyFile: z.string().min(1).optional(),
+    hostKeyFile: text(PROJECT_FILE).optional(),
   })
   .refine((s) => (s.hostKey === undefined) !== (s.hostKeyFile === undefined), { message: "set exactly one of hostKey or hostKeyFile: Phoenix refuses an unpinned host key", path: ["hostKey"] });
 
@@ -61,7 +63,8 @@ export const proxmoxSchema = z.strictObject({
   /** API base URL, e.g. https://10.0.0.13:8006. */
   endpoint: z.url({ protocol: /^https$/, error: "must be an https:// URL such as https://10.0.0.13:8006" }),
   /** The API token's id, USER@REALM!TOKENID; its secret is the Pulumi secret proxmoxTokenSecret. */
-  tokenId: z.string().regex(/^[^\s@!]+@[A-Za-z0-9.\-_]+![A-Za-z][A-Za-z0-9.\-_]+$/, "must be USER@REALM!TOKENID, e.g. phoenix@pve!pulumi"),
+  // eslint-disable-next-line no-control-regex -- the point is to refuse them
+  tokenId: z.string().regex(/^[^\s\x00-\x1f\x7f@!]+@[A-Za-z0-9.\-_]+![A-Za-z][A-Za-z0-9.\-_]+$/, "must be USER@REALM!TOKENID, e.g. phoenix@pve!pulumi"),
   nodes: z
     .array(
       z.strictObject({
@@ -76,7 +79,7 @@ export const proxmoxSchema = z.strictObject({
       /** PEM of the CA that signed the API's certificate (on a PVE node: /etc/pve/pve-root-ca.pem). */
       caPem: z.string().regex(/-----BEGIN CERTIFICATE-----/, "must be a PEM certificate").optional(),
       /** Path of that PEM, relative to the project directory. */
-      caFile: z.string().min(1).optional(),
+      caFile: text(PROJECT_FILE).optional(),
       /** Skip certificate verification. Only for a first bootstrap: anyone on the path can read the token. */
       insecure: z.boolean().default(false),
     })
@@ -94,16 +97,25 @@ const gpuSchema = z.strictObject({
   id: z.number().int().min(0),
   /** PCI address of the GPU function, e.g. 0000:01:00.0. */
   pci: z.string().regex(PCI_RE, "must be a full PCI address such as 0000:01:00.0"),
-  model: z.string().min(1),
+  model: text(FREE_TEXT, 200).min(1),
   memoryGiB: z.number().positive(),
+  /** CUDA compute capability, e.g. "12.0" (sm_120); defaults to the one known for the model name (stacks/compat.ts). */
+  computeCapability: z.string().regex(/^\d{1,2}\.\d$/, "must be major.minor, e.g. 12.0").optional(),
   /** lxc-shared: host driver, shared into containers; vm-passthrough: bound to vfio for one VM. */
   mode: z.enum(gpuModes),
 });
 
-const zfsProperties = z.record(
-  z.string().regex(/^[a-z][a-z0-9_:.]*$/, "ZFS property names are lower case, e.g. recordsize"),
-  z.union([z.string(), z.number(), z.boolean()]),
-);
+const zfsProperties = z
+  .record(
+    z.string().regex(/^[a-z][a-z0-9_:.]*$/, "ZFS property names are lower case, e.g. recordsize"),
+    z.union([text(ZFS_VALUE, 1024), z.number(), z.boolean()]),
+  )
+  .superRefine((props, ctx) => {
+    for (const name of Object.keys(props)) {
+      const why = RESERVED_ZFS_PROPERTIES[name];
+      if (why !== undefined) ctx.addIssue({ code: "custom", path: [name], message: `Phoenix owns the ZFS property ${name}: ${why}; remove it` });
+    }
+  });
 
 export const poolTopologies = { single: 1, mirror: 2, raidz1: 3, raidz2: 4 } as const;
 
@@ -111,17 +123,32 @@ const poolSchema = z.strictObject({
   name: z.string().regex(ZFS_COMPONENT_RE, "must be a ZFS pool name"),
   topology: z.enum(Object.keys(poolTopologies) as [keyof typeof poolTopologies]),
   /** Disks by stable id: /dev/disk/by-id/… . */
-  disks: z.array(z.string().regex(/^\/dev\/disk\/by-id\/\S+$/, "must be a /dev/disk/by-id/ path: /dev/sdX names change between boots")).min(1),
+  disks: z.array(text(DISK_BY_ID)).min(1),
   ashift: z.number().int().min(9).max(16).default(12),
   properties: zfsProperties.default({}),
-  /** Allow Phoenix to wipe these disks or destroy the pool. Never set this casually. */
+  /** Let Phoenix wipe declared disks that are not empty when it creates the pool. Never used on an existing pool. */
+  wipeDisksOnCreate: z.boolean().optional(),
+  /** Let Phoenix destroy the pool, and every dataset in it, when it is removed from this file. Never used on an edit. */
   allowDestroy: z.boolean().default(false),
+}).superRefine((p, ctx) => {
+  // Until the split, allowDestroy also let Phoenix wipe disks to create the pool: such a stack must say which it means.
+  if (p.allowDestroy && p.wipeDisksOnCreate === undefined) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["allowDestroy"],
+      message:
+        "allowDestroy now only lets Phoenix destroy the pool when you remove it from this file; wiping non-empty disks to create it is wipeDisksOnCreate. " +
+        "Set wipeDisksOnCreate (true or false), and keep allowDestroy: true only if removing the pool should destroy it",
+    });
+  }
 });
 
+/** PVE storage plugin types (pve-storage src/PVE/Storage/*Plugin.pm). */
+export const storageTypes = ["dir", "zfspool", "zfs", "lvm", "lvmthin", "rbd", "cephfs", "btrfs", "nfs", "cifs", "iscsi", "iscsidirect", "glusterfs", "pbs", "esxi"] as const;
 export const storageContents = ["images", "rootdir", "vztmpl", "iso", "backup", "snippets", "import"] as const;
 
 const datasetSchema = z.strictObject({
-  pool: z.string().min(1),
+  pool: text(ZFS_NAME),
   /** Dataset name below the pool, e.g. shared-models or vm-disks/fast. */
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]*(\/[A-Za-z0-9][A-Za-z0-9_.:-]*)*$/, "must be a ZFS dataset path below the pool"),
   properties: zfsProperties.default({}),
@@ -157,7 +184,7 @@ export const hostSchema = z.strictObject({
   dnsServers: z.array(ipv4).min(1),
   /** Internal DNS domain; service hosts are <name>.<domain>. */
   domain: dnsName,
-  timezone: z.string().default("Etc/UTC"),
+  timezone: text(TIME_ZONE).default("Etc/UTC"),
   /** Networks allowed to reach SSH (22) and the web UI (8006) when the node firewall drops inbound. */
   adminNetworks: z.array(cidr).default([]),
   /** Other bridges (or VLANs) guests attach to, with their subnet. */
@@ -177,7 +204,7 @@ export const hostSchema = z.strictObject({
     .array(
       z.strictObject({
         /** The dataset, as pool/name from zfs.datasets. */
-        volume: z.string().min(1),
+        volume: text(DATASET_REF),
         /** vmids of the VMs allowed to mount it; it is mounted at /srv/phoenix-data in each. */
         clients: z.array(vmid).min(1),
         options: z.array(z.string().regex(/^[a-z_]+(=[A-Za-z0-9_.:/-]+)?$/, "must be an exports(5) option such as rw or no_subtree_check")).default(["rw", "sync", "no_subtree_check", "root_squash"]),
@@ -186,8 +213,13 @@ export const hostSchema = z.strictObject({
     .default([]),
   /** Storages that exist on the node without Phoenix managing them (e.g. local). */
   existingStorages: z
-    .array(z.strictObject({ id: storageId, content: z.array(z.enum(storageContents)).min(1) }))
+    .array(z.strictObject({ id: storageId, content: z.array(z.enum(storageContents)).min(1), /** The PVE storage type, e.g. dir or zfspool; checked where it matters (linked clones). */ type: z.enum(storageTypes).optional() }))
     .default([{ id: "local", content: ["vztmpl", "iso", "backup", "snippets", "import"] }]),
+  /**
+   * The storage Phoenix writes the VMs' cloud-init user data to (a dir storage of a dataset
+   * here, or local): named, so another storage gaining snippets content moves nothing.
+   */
+  snippetStorage: storageId.optional(),
 });
 
 // --- Firewall ---------------------------------------------------------------
@@ -222,7 +254,7 @@ export const firewallRuleSchema = z
     dport: portSpec.optional(),
     sport: portSpec.optional(),
     iface: z.string().regex(/^[a-z][a-z0-9_]{1,20}$/).optional(),
-    comment: z.string().max(200).optional(),
+    comment: text(FREE_TEXT, 200).optional(),
     enabled: z.boolean().default(true),
   })
   .refine((r) => !(r.dport || r.sport) || r.proto === "tcp" || r.proto === "udp" || r.proto === "sctp" || r.proto === "udplite", {
@@ -239,7 +271,13 @@ const guestFirewallSchema = z
     policyOut: policy.default("ACCEPT"),
     rules: z.array(firewallRuleSchema).default([]),
     /** Security groups (declared under phoenix:firewall) applied to this guest. */
-    groups: z.array(z.string()).default([]),
+    groups: z.array(text(IDENTIFIER, 18)).default([]),
+    /**
+     * PVE's ipfilter: the guest may send only from its own address, so it cannot take another's
+     * on the bridge to pass their source-IP rules. Defaults to on for a static address; a DHCP
+     * guest cannot have it (PVE would drop all its traffic).
+     */
+    ipfilter: z.boolean().optional(),
   })
   .default({ enabled: true, policyIn: "DROP", policyOut: "ACCEPT", rules: [], groups: [] });
 
@@ -254,12 +292,16 @@ export const firewallSchema = z
       .array(
         z.strictObject({
           name: z.string().regex(/^[A-Za-z][A-Za-z0-9_-]{1,17}$/, "must be 2–18 characters: letters, digits, '-', '_', starting with a letter"),
-          comment: z.string().optional(),
+          comment: text(FREE_TEXT, 200).optional(),
           rules: z.array(firewallRuleSchema).min(1),
         }),
       )
       .default([]),
-    /** The nodes' own firewall; their inbound policy is policyIn above, as in PVE. */
+    /**
+     * The nodes' own firewall; their inbound policy is policyIn above, as in PVE. Its rules are
+     * deployed as security group phoenix-node, after Phoenix's admin rules (components/firewall.ts),
+     * so they cannot carry iface; the datacenter's rules above apply to the nodes too and may.
+     */
     node: z
       .strictObject({
         enabled: z.boolean().default(true),
@@ -296,9 +338,9 @@ const featuresSchema = z.strictObject({
 
 const mountSchema = z.strictObject({
   /** The dataset to mount, as pool/name from host.zfs.datasets. */
-  volume: z.string().min(1),
+  volume: text(DATASET_REF),
   /** Absolute path inside the guest. */
-  path: z.string().min(1),
+  path: text(GUEST_PATH),
   /** Owner inside the guest. */
   uid: z.number().int().min(0).max(65535).default(0),
   gid: z.number().int().min(0).max(65535).default(0),
@@ -318,7 +360,7 @@ const machineFields = {
   /** Storage of the root disk. */
   storage: storageId,
   tags: z.array(z.string().regex(TAG_RE, "tags are letters, digits, '_', '-', '+', '.'")).default([]),
-  description: z.string().optional(),
+  description: text(FREE_TEXT, 8192).optional(),
   // Accepted so that a template asking for them gets a precise error, not "unknown key".
   gpus: z.array(z.number().int().min(0)).default([]),
   startup: startupSchema.optional(),
@@ -346,7 +388,7 @@ export const templateSchema = z.discriminatedUnion("kind", [
     unprivileged: z.boolean().default(true),
     features: featuresSchema.default({ nesting: false, keyctl: false, fuse: false }),
     /** Pinned versions of what the layer installs (e.g. cuda: 12.8, vllm: 0.11.0). */
-    versions: z.record(z.string(), version).default({}),
+    versions: z.record(text(IDENTIFIER, 32), version).default({}),
   }),
   z.strictObject({
     kind: z.literal("vm"),
@@ -369,8 +411,8 @@ export const templateSchema = z.discriminatedUnion("kind", [
 const vllmSchema = z.strictObject({
   engine: z.literal("vllm"),
   version: version.optional(),
-  model: z.string().min(1),
-  servedModelName: z.string().min(1),
+  model: text(HF_MODEL),
+  servedModelName: text(MODEL_NAME, 128),
   task: z.enum(["generate", "embed"]).default("generate"),
   maxModelLen: z.number().int().positive().optional(),
   dtype: z.enum(["auto", "half", "float16", "bfloat16", "float", "float32"]).default("auto"),
@@ -379,21 +421,25 @@ const vllmSchema = z.strictObject({
   tensorParallelSize: z.number().int().min(1).default(1),
   trustRemoteCode: z.boolean().default(false),
   /** Where weights are downloaded; should be on a mounted model volume. */
-  downloadDir: z.string().default("/models"),
+  downloadDir: text(GUEST_PATH).default("/models"),
   port: z.number().int().min(1).max(65535).default(8000),
   /** Require the API key held in the Pulumi secret modelApiKey. */
   requireApiKey: z.boolean().default(false),
+  /** vLLM's --reasoning-parser: splits a reasoning model's trace from its answer (components/models/vllm.options.ts lists the names). */
+  reasoningParser: z.string().regex(/^[a-z0-9_]+$/, "must be a reasoning parser name such as deepseek_r1").optional(),
 });
 
 const ollamaSchema = z.strictObject({
   engine: z.literal("ollama"),
   version,
+  /** SHA-256 of the release's ollama-linux-amd64.tgz, verified before it is unpacked. */
+  sha256: z.string().regex(/^[0-9a-f]{64}$/, "must be the archive's SHA-256: 64 lower-case hex characters"),
   port: z.number().int().min(1).max(65535).default(11434),
-  modelsDir: z.string().default("/models/ollama"),
+  modelsDir: text(GUEST_PATH).default("/models/ollama"),
   models: z
     .array(
       z.strictObject({
-        name: z.string().min(1),
+        name: text(MODEL_NAME, 128),
         kind: z.enum(["chat", "embedding"]).default("chat"),
         /** VRAM the model takes when loaded, counted against the server's GPUs. */
         vramGiB: z.number().positive(),
@@ -406,9 +452,13 @@ const llamacppSchema = z.strictObject({
   engine: z.literal("llamacpp"),
   /** llama.cpp release tag, e.g. b6500. */
   version: z.string().regex(/^b\d+$/, "must be a llama.cpp release tag such as b6500"),
+  /** The commit the tag must resolve to, checked after checkout. */
+  commit: z.string().regex(/^[0-9a-f]{40}$/, "must be the tag's full 40-character commit id"),
+  /** CMAKE_CUDA_ARCHITECTURES, e.g. "120"; defaults to the compute capabilities of the guest's GPUs. */
+  cudaArchitectures: z.string().regex(/^[0-9]{2,3}[af]?(-real|-virtual)?(;[0-9]{2,3}[af]?(-real|-virtual)?)*$/, "must be CUDA architectures such as 120 or 86;120").optional(),
   /** GGUF file, absolute path inside the guest (on a mounted volume). */
-  model: z.string().regex(/^\/.*\.gguf$/, "must be an absolute path to a .gguf file"),
-  servedModelName: z.string().min(1),
+  model: text(GGUF_PATH),
+  servedModelName: text(MODEL_NAME, 128),
   kind: z.enum(["chat", "embedding"]).default("chat"),
   contextSize: z.number().int().positive().default(8192),
   gpuLayers: z.number().int().min(-1).default(999),
@@ -421,11 +471,14 @@ export const roleSchema = z.discriminatedUnion("type", [
     type: z.literal("step-ca"),
     version: version.default("0.28.4"),
     cliVersion: version.default("0.28.7"),
-    rootName: z.string().default("Phoenix Root CA"),
-    intermediateName: z.string().default("Phoenix Intermediate CA"),
+    rootName: text(FREE_TEXT, 64).min(1).default("Phoenix Root CA"),
+    intermediateName: text(FREE_TEXT, 64).min(1).default("Phoenix Intermediate CA"),
     /** Names the CA answers on; defaults to ca.<domain>. */
     dnsNames: z.array(dnsName).default([]),
-    provisioner: z.string().default("admin"),
+    /** The admin (JWK) provisioner's name. Not "acme": step ca init --acme would then name the ACME provisioner acme-1 (smallstep/certificates v0.28.4 pki/pki.go), and Phoenix uses /acme/acme/directory. */
+    provisioner: text(IDENTIFIER, 64)
+      .refine((v) => v !== "acme", { message: "'acme' is the name of the CA's ACME provisioner, which step ca init would rename to acme-1: choose another name, e.g. admin" })
+      .default("admin"),
     port: z.number().int().min(1).max(65535).default(9000),
   }),
   z.strictObject({
@@ -443,7 +496,7 @@ export const roleSchema = z.discriminatedUnion("type", [
   z.strictObject({
     type: z.literal("portainer-server"),
     version: version.default("2.33.2"),
-    adminUser: z.string().min(1).default("admin"),
+    adminUser: text(USER_NAME).default("admin"),
     port: z.number().int().min(1).max(65535).default(9443),
   }),
   z.strictObject({
@@ -460,11 +513,14 @@ export const roleSchema = z.discriminatedUnion("type", [
 const dockerStackSchema = z.strictObject({
   name: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, "must be lower case letters, digits, '-', '_' (a compose project name)"),
   /** Compose file path, relative to the project root. */
-  compose: z.string().min(1),
-  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string()).default({}),
+  compose: text(PROJECT_FILE),
+  env: z.record(text(ENV_NAME), text(ENV_VALUE, 4096)).default({}),
   /** Environment variables whose values are Pulumi secrets: VAR → secret config key. */
-  secretEnv: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string().regex(/^[A-Za-z][A-Za-z0-9_-]*$/)).default({}),
+  secretEnv: z.record(text(ENV_NAME), z.string().regex(/^[A-Za-z][A-Za-z0-9_-]*$/)).default({}),
 });
+
+/** Guest fields whose change makes bpg's provider destroy and re-clone the guest (components/guest/replacement.ts). */
+export const replaceableGuestFields = ["clone", "storage", "unprivileged"] as const;
 
 const guestFields = {
   ...machineFields,
@@ -477,6 +533,10 @@ const guestFields = {
   /** Guests (by vmid) that must be up before this one, where no data flows to say so. */
   dependsOn: z.array(vmid).default([]),
   role: roleSchema.optional(),
+  /** Lifts the guest's protection: apply once with this set, then remove the guest from the stack to destroy it and its disk. */
+  allowDestroy: z.boolean().default(false),
+  /** Fields whose change in this apply may destroy the guest with its disk and clone it anew; remove them once applied. */
+  allowReplace: z.array(z.enum(replaceableGuestFields)).default([]),
 };
 
 export const guestSchema = z.discriminatedUnion("kind", [
@@ -501,7 +561,7 @@ export const guestSchema = z.discriminatedUnion("kind", [
       .strictObject({
         user: z.string().regex(/^[a-z_][a-z0-9_-]*$/).default("phoenix"),
         /** Public keys only; never private keys. */
-        sshKeys: z.array(z.string().regex(/^(ssh-ed25519|ecdsa-sha2-\S+|ssh-rsa) /, "must be an OpenSSH public key line")).default([]),
+        sshKeys: z.array(z.string().regex(/^(ssh-ed25519|ecdsa-sha2-[a-z0-9-]+|ssh-rsa) [A-Za-z0-9+/=]+( [\x20-\x7e]*)?$/, "must be one OpenSSH public key line (type, key, optional comment)")).default([]),
       })
       .default({ user: "phoenix", sshKeys: [] }),
     dockerStacks: z.array(dockerStackSchema).default([]),
@@ -526,7 +586,7 @@ export const serviceSchema = z.strictObject({
   /** What the backend speaks on that port. */
   scheme: z.enum(["http", "https"]).default("http"),
   /** Path that answers 2xx when healthy. */
-  healthPath: z.string().regex(/^\//, "must start with '/'").default("/"),
+  healthPath: text(URL_PATH).default("/"),
 });
 
 export const routeSchema = z
@@ -534,9 +594,9 @@ export const routeSchema = z
     /** Host name the route matches; defaults to the gateway's host. */
     host: dnsName.optional(),
     /** Path prefix the route matches, e.g. /qdrant/. */
-    path: z.string().regex(/^\//, "must start with '/'").default("/"),
+    path: text(URL_PATH).default("/"),
     /** Service that receives the request. */
-    service: z.string().optional(),
+    service: text(IDENTIFIER, 63).optional(),
     /** Route by the request body's "model" to the model server serving it (OpenAI-compatible paths). */
     byModel: z.boolean().default(false),
     stripPrefix: z.boolean().default(false),

@@ -4,9 +4,10 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { CONTROL_CHARS } from "../../stacks/patterns";
 import type { Route, Service, StackConfig } from "../../stacks/schema";
 import { renderHostsBlock } from "../render/hosts";
-import { renderCertRenewal, RENEW_WHEN_LEFT } from "../render/cert-timer";
+import { renderCertRenewal, RENEW_AT_PERCENT_USED } from "../render/cert-timer";
 import { fileList, indent, type RenderedFile } from "../render/files";
 import { renderAptEnsure, renderInstallScript, renderReleaseInstalls, type PinnedRelease } from "../render/install-script";
 import { gatewayHost, guestOfRole, internalHosts, modelRoutes, serviceHost, type ModelRoute } from "./routing";
@@ -62,6 +63,21 @@ function gatewayRole(config: StackConfig) {
 
 const upstreamName = (service: string) => `traefik_${service}`;
 
+/**
+ * One nginx config token holding exactly `value`. nginx's tokenizer
+ * (nginx release-1.31.4 src/core/ngx_conf_file.c, ngx_conf_read_token) ends a
+ * bare word at a space, ';' or '{', opens a quoted one at '"' or "'", and in a
+ * quoted word turns \" \' \\ into the character: so a double-quoted word with
+ * those escaped holds any text. Plain words stay bare, so configs read as
+ * before; control characters are refused (\n and \t would be unescaped into a
+ * different value).
+ */
+export function nginxWord(value: string): string {
+  if (/^[A-Za-z0-9/_.~:@+-]+$/.test(value)) return value;
+  if (value === "" || CONTROL_CHARS.test(value)) throw new Error(`nginx word ${JSON.stringify(value)} is empty or holds control characters`);
+  return `"${value.replace(/[\\"']/g, "\\$&")}"`;
+}
+
 /** Services the gateway sends requests to: route targets and the model servers. */
 function proxiedServices(config: StackConfig, models: ModelRoute[]): Service[] {
   const names = new Set([...config.routes.flatMap((r) => (r.service === undefined ? [] : [r.service])), ...models.map((m) => m.service)]);
@@ -89,15 +105,16 @@ function proxyTo(config: StackConfig, layout: GatewayLayout, service: Service, o
 function routeLocation(config: StackConfig, layout: GatewayLayout, route: Route & { service: string }): string {
   const service = serviceByName(config, route.service);
   const websocket = route.websocket;
+  const path = nginxWord(route.path);
   if (!route.stripPrefix || route.path === "/") {
-    return `location ${route.path} {\n${indent(proxyTo(config, layout, service, { websocket }), "    ")}\n}`;
+    return `location ${path} {\n${indent(proxyTo(config, layout, service, { websocket }), "    ")}\n}`;
   }
   if (route.path.endsWith("/")) {
     // proxy_pass with a URI replaces the matched prefix, keeping the client's encoding.
-    return `location ${route.path} {\n${indent(proxyTo(config, layout, service, { websocket, uri: "/" }), "    ")}\n}`;
+    return `location ${path} {\n${indent(proxyTo(config, layout, service, { websocket, uri: "/" }), "    ")}\n}`;
   }
   const escaped = route.path.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-  return `location ${route.path} {\n    rewrite ^${escaped}/?(.*)$ /$1 break;\n${indent(proxyTo(config, layout, service, { websocket }), "    ")}\n}`;
+  return `location ${path} {\n    rewrite ${nginxWord(`^${escaped}/?(.*)$`)} /$1 break;\n${indent(proxyTo(config, layout, service, { websocket }), "    ")}\n}`;
 }
 
 function modelLocations(config: StackConfig, layout: GatewayLayout, maxBodyMiB: number, routes: Route[], models: ModelRoute[]): string {
@@ -108,8 +125,8 @@ function modelLocations(config: StackConfig, layout: GatewayLayout, maxBodyMiB: 
     const base = route.path.replace(/\/$/, "");
     blocks.push(
       listing
-        ? `location = ${base} {\n    js_content openai.models;\n}\n\nlocation ${base}/ {\n    js_content openai.models;\n}`
-        : `location ${route.path} {
+        ? `location = ${nginxWord(base)} {\n    js_content openai.models;\n}\n\nlocation ${nginxWord(`${base}/`)} {\n    js_content openai.models;\n}`
+        : `location ${nginxWord(route.path)} {
     # njs reads the whole body to find "model": keep it in one memory buffer.
     client_body_buffer_size ${maxBodyMiB}m;
     client_body_in_single_buffer on;
@@ -327,7 +344,7 @@ export interface GatewayCertInputs {
 /**
  * The gateway certificate: issued by Step-CA's ACME provisioner over HTTP-01
  * (served from the ACME web root by the port-80 server), reissued when the host
- * names change or a third of its life is left, then nginx reloads.
+ * names change or a third of its life is left (RENEW_AT_PERCENT_USED), then nginx reloads.
  */
 export function renderGatewayCertFiles(config: StackConfig, cert: GatewayCertInputs, layout: GatewayLayout = GATEWAY_LAYOUT): RenderedFile[] {
   const hosts = gatewayHostNames(config);
@@ -342,7 +359,7 @@ names=${JSON.stringify(hosts.join(" "))}
 if [ -s "$cert" ] && [ "$(cat "$cert.names" 2>/dev/null || true)" = "$names" ]; then
   # needs-renewal exits 1 for "not yet"; 0 (renew) and anything else (unreadable) fall through to issuance.
   due=0
-  step certificate needs-renewal "$cert" --expires-in ${RENEW_WHEN_LEFT} >/dev/null 2>&1 || due=$?
+  step certificate needs-renewal "$cert" --expires-in ${RENEW_AT_PERCENT_USED} >/dev/null 2>&1 || due=$?
   if [ "$due" -eq 1 ]; then exit 0; fi
 fi
 mkdir -p ${layout.acmeRoot}

@@ -5,6 +5,7 @@
  * never replaces a working configuration. Running it twice changes nothing
  * the second time (no reload either).
  */
+import { CONTROL_CHARS } from "../../stacks/patterns";
 import { indent, shQuote, type RenderedFile } from "./files";
 
 export interface InstallScriptSpec {
@@ -29,6 +30,8 @@ const NAME_RE = /^[a-z][a-z0-9-]*$/;
 
 export function renderInstallScript(spec: InstallScriptSpec): string {
   if (!NAME_RE.test(spec.name)) throw new Error(`install script name '${spec.name}' must be lower case letters, digits and '-'`);
+  // The description is a comment line: a line break in it would start a command.
+  if (CONTROL_CHARS.test(spec.description)) throw new Error(`install script ${spec.name}: its description must be one line without control characters`);
   const files = spec.files;
   const staged = files.map((f, i) => `base64 -d >"$stage/new/${i}" <<'PHOENIX_FILE'\n${base64Lines(f.content)}\nPHOENIX_FILE`).join("\n");
   const array = (name: string, values: string[]) => `${name}=(\n${values.map((v) => `  ${shQuote(v)}`).join("\n")}\n)`;

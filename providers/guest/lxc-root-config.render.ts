@@ -4,6 +4,7 @@
  * in what the probe printed and runs what comes out.
  */
 import type { IdmapRange } from "../../stacks/idmap";
+import { CONTROL_CHARS } from "../../stacks/patterns";
 import { readFiles, renderScript, shellQuote, writeFileIfChanged } from "../ssh/script";
 
 export interface RootDevice {
@@ -44,15 +45,29 @@ export function volumeSlots(config: Record<string, string>): string[] {
     .map(([k]) => k);
 }
 
+/**
+ * A value for a PVE property string. PVE has no escaping there: pve-common
+ * (libpve-common-perl 9.2.1, src/PVE/JSONSchema.pm) parse_property_string
+ * splits the string on every ',' and reads `key=value` up to the first '=', a
+ * part without '=' being the default key's value; print_property_string dies
+ * on "illegal value with commas". So a ',' or '=' in a value would add or
+ * change keys (`/models,backup=1` → backup=1), and a blank value is skipped
+ * (`next if $part =~ /^\s*$/`): refused, as are control characters.
+ */
+export function propertyValue(what: string, value: string): string {
+  if (/^\s*$/.test(value) || /[,=]/.test(value) || CONTROL_CHARS.test(value)) throw new Error(`${what} ${JSON.stringify(value)} cannot go into a PVE property string: it must be non-blank, without ',', '=' or control characters`);
+  return value;
+}
+
 /** The config keys the spec stands for, in PVE's canonical property-string form. */
 export function desiredKeys(spec: RootConfigSpec, volumeSlots: readonly string[] = []): Record<string, string> {
   const keys: Record<string, string> = {};
-  spec.devices.forEach((d, i) => (keys[`dev${i}`] = `${d.path},gid=${d.gid},mode=${d.mode}`));
+  spec.devices.forEach((d, i) => (keys[`dev${i}`] = `${propertyValue("device path", d.path)},gid=${d.gid},mode=${propertyValue("device mode", d.mode)}`));
   // Bind mounts take the mpN slots no volume holds: writing over a volume's slot would detach it.
   let slot = 0;
   for (const m of spec.mounts) {
     while (volumeSlots.includes(`mp${slot}`)) slot++;
-    keys[`mp${slot++}`] = `${m.hostPath},mp=${m.path}${m.readOnly ? ",ro=1" : ""}`;
+    keys[`mp${slot++}`] = `${propertyValue("mount source", m.hostPath)},mp=${propertyValue("mount point", m.path)}${m.readOnly ? ",ro=1" : ""}`;
   }
   const features = (["fuse", "keyctl", "nesting"] as const).filter((f) => spec.features[f]).map((f) => `${f}=1`);
   if (features.length > 0) keys.features = features.join(",");
