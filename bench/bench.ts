@@ -17,6 +17,7 @@ import { OFFLINE_ENV } from "../stacks/engine";
 import { readStackFile, validateStack, type RawStack } from "../stacks/load";
 import type { ApplyResult } from "../test/e2e/engine";
 import { startWorld } from "../test/e2e/world";
+import { runCli, PlacedError } from "../scripts/cli";
 
 const ROOT = path.resolve(__dirname, "..");
 
@@ -31,7 +32,7 @@ function freshProgram(): Promise<Record<string, unknown>> {
 
 /** The prod stack with `extra` more containers on a /16, each a clone of the base template with its own address. */
 function generated(extra: number): RawStack {
-  const raw = readStackFile(path.join(ROOT, "Pulumi.prod.yaml"));
+  const raw = readStackFile(path.join(ROOT, "Pulumi.prod.yaml"), "Pulumi.prod.yaml");
   const values = structuredClone(raw.values) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
   values.host.address = "10.0.0.13/16";
   for (const g of values.guests) g.network.ip = g.network.ip.replace("/24", "/16");
@@ -53,7 +54,8 @@ async function evaluation(extra: number): Promise<{ guests: number; resources: n
   const raw = generated(extra);
   const started = performance.now();
   const checked = validateStack(raw, { requireSecrets: false });
-  if (checked.ok !== true) throw new Error(`generated stack (${extra}) does not validate: ${JSON.stringify(checked)}`);
+  if (checked.ok === false) throw new PlacedError(`the stack with ${extra} generated guests does not validate: ${checked.issues.map((i) => `phoenix:${i.path}: ${i.message}`).join("; ")}`, { file: "Pulumi.prod.yaml" });
+  if (checked.ok !== true) throw new PlacedError(`the stack with ${extra} generated guests has unknown values: ${checked.unknownPaths.join(", ")}`, { file: "Pulumi.prod.yaml" });
   const missing = [...new Set(checked.missingSecrets.map((s) => s.key))];
   const run = await runOffline(
     { values: { ...raw.values, ...Object.fromEntries(missing.map((k) => [k, "[secret]"])) }, secretKeys: new Set([...raw.secretKeys, ...missing]) },
@@ -131,7 +133,4 @@ async function main(): Promise<void> {
   console.log("wrote bench/results.json");
 }
 
-main().catch((e: unknown) => {
-  console.error(`bench failed: ${e instanceof Error ? e.stack : String(e)}`);
-  process.exitCode = 1;
-});
+void runCli("bench", main);

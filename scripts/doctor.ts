@@ -3,7 +3,7 @@
  * inside-out diagnostics of every service of a running stack (guest, firewall,
  * host → service, gateway → Traefik → service, through the gateway), one table,
  * and for each failing service the first failing layer with what to do.
- * Exit 0 when every service is healthy, 1 when one is not, 2 on a usage or configuration error.
+ * Exit 0 when every service is healthy, 1 when one is not (or on an error, printed by runCli), 2 on a usage or configuration error.
  */
 import { execFile } from "node:child_process";
 import { X509Certificate } from "node:crypto";
@@ -11,12 +11,15 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import { formatIssues, readStackFile, validateStack } from "../stacks/load";
+import { parseFailure, PlacedError } from "../stacks/errors";
+import { readProjectFile } from "../stacks/project-files";
 import type { StackConfig } from "../stacks/schema";
 import { guestsViaNode, sshNode } from "./doctor/channels";
 import { diagnose } from "./doctor/diagnose";
 import { planDoctor, type Address, type OutputsJson } from "./doctor/plan";
 import { renderJson, renderTable } from "./doctor/report";
 import { runChecks, type Channels } from "./doctor/run";
+import { runCli } from "./cli";
 
 export interface DoctorArgs {
   stack: string;
@@ -58,21 +61,22 @@ export function parseArgs(argv: readonly string[]): DoctorArgs | string {
 export async function runDoctor(argv: readonly string[], deps: DoctorDeps): Promise<{ code: number; text: string }> {
   const args = parseArgs(argv);
   if (typeof args === "string") return { code: 2, text: args };
-  const file = path.join(deps.cwd, `Pulumi.${args.stack}.yaml`);
-  if (!fs.existsSync(file)) return { code: 2, text: `no stack file Pulumi.${args.stack}.yaml in ${deps.cwd}` };
-  const checked = validateStack(readStackFile(file), { requireSecrets: false });
-  if (checked.ok === false) return { code: 2, text: formatIssues(checked.issues) };
-  if (checked.ok === "deferred") return { code: 2, text: `values not known: ${checked.unknownPaths.join(", ")}` };
+  const name = `Pulumi.${args.stack}.yaml`;
+  const file = path.join(deps.cwd, name);
+  if (!fs.existsSync(file)) return { code: 2, text: `no stack file ${name} in ${deps.cwd}` };
+  const checked = validateStack(readStackFile(file, name), { requireSecrets: false, projectRoot: deps.cwd });
+  if (checked.ok === false) return { code: 2, text: `${name}: ${formatIssues(checked.issues)}` };
+  if (checked.ok === "deferred") return { code: 2, text: `${name}: values not known: ${checked.unknownPaths.join(", ")}` };
 
   const notes: string[] = [];
   let outputsText: string | undefined;
-  if (args.outputs) outputsText = fs.readFileSync(path.resolve(deps.cwd, args.outputs), "utf8");
+  if (args.outputs) outputsText = readArgFile(deps.cwd, args.outputs);
   else {
     outputsText = await deps.stackOutputs?.(args.stack);
     if (outputsText === undefined) notes.push(`no stack outputs for ${args.stack}: addresses come from the stack file`);
   }
-  const outputs = (outputsText === undefined ? {} : JSON.parse(outputsText)) as OutputsJson;
-  const caPem = outputs.caRootPem ?? (args.ca ? fs.readFileSync(path.resolve(deps.cwd, args.ca), "utf8") : undefined);
+  const outputs = parseOutputs(outputsText, args.outputs ?? "pulumi stack output --json");
+  const caPem = outputs.caRootPem ?? (args.ca ? readArgFile(deps.cwd, args.ca) : undefined);
   if (!caPem) notes.push("no CA root (caRootPem output or --ca): certificate chains are shown, not verified");
 
   const plan = planDoctor(checked.config, outputs);
@@ -86,16 +90,39 @@ export async function runDoctor(argv: readonly string[], deps: DoctorDeps): Prom
   return { code: report.ok ? 0 : 1, text: args.json ? renderJson(report) : renderTable(report) };
 }
 
+/** A file named on the command line (the operator's own, so not confined to the project); errors name it. */
+function readArgFile(cwd: string, file: string): string {
+  try {
+    return fs.readFileSync(path.resolve(cwd, file), "utf8");
+  } catch (e) {
+    throw new PlacedError(`cannot be read (${(e as NodeJS.ErrnoException).code ?? "error"})`, { file });
+  }
+}
+
+/** The stack outputs: they hold secrets (--show-secrets), so a parse error never quotes them. */
+function parseOutputs(text: string | undefined, from: string): OutputsJson {
+  if (text === undefined) return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (e) {
+    throw new PlacedError(parseFailure(e), { file: from });
+  }
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) throw new PlacedError("must be a JSON object of stack outputs", { file: from });
+  return parsed as OutputsJson;
+}
+
 const run = promisify(execFile);
 
 /** The node's SSH connection from the stack file, with the key from --ssh-key or the stack's secret. */
 async function sshChannels(config: StackConfig, args: DoctorArgs, cwd: string): Promise<Channels> {
   const nodeName = config.host.node ?? config.proxmox.nodes[0]!.name;
   const ssh = config.proxmox.nodes.find((n) => n.name === nodeName)?.ssh;
-  if (!ssh) throw new Error(`proxmox.nodes[${nodeName}].ssh is not set: the doctor reaches the node and its guests over SSH`);
-  const hostKey = ssh.hostKey ?? fs.readFileSync(path.resolve(cwd, ssh.hostKeyFile!), "utf8");
+  if (!ssh) throw new PlacedError(`node ${nodeName} has no ssh: the doctor reaches the node and its guests over SSH`, { configPath: "proxmox.nodes" });
+  const nodeIndex = config.proxmox.nodes.findIndex((n) => n.name === nodeName);
+  const hostKey = ssh.hostKey ?? readProjectFile(cwd, ssh.hostKeyFile!, `proxmox.nodes[${nodeIndex}].ssh.hostKeyFile`);
   const privateKey = args.sshKey
-    ? fs.readFileSync(path.resolve(cwd, args.sshKey), "utf8")
+    ? readArgFile(cwd, args.sshKey)
     : (await run("pulumi", ["config", "get", "phoenix:sshPrivateKey", "--stack", args.stack], { cwd })).stdout;
   const node = sshNode({ host: ssh.host, port: ssh.port, username: ssh.user, hostKey, privateKey });
   return { node, guest: guestsViaNode(node) };
@@ -103,22 +130,17 @@ async function sshChannels(config: StackConfig, args: DoctorArgs, cwd: string): 
 
 if (require.main === module) {
   const cwd = process.cwd();
-  runDoctor(process.argv.slice(2), {
-    cwd,
-    channels: (config, args) => sshChannels(config, args, cwd),
-    stackOutputs: (stack) =>
-      run("pulumi", ["stack", "output", "--json", "--show-secrets", "--stack", stack], { cwd, maxBuffer: 16 * 1024 * 1024 }).then(
-        (r) => r.stdout,
-        () => undefined,
-      ),
-  }).then(
-    ({ code, text }) => {
-      (code === 0 ? console.log : console.error)(text);
-      process.exitCode = code;
-    },
-    (e: unknown) => {
-      console.error(`doctor failed: ${e instanceof Error ? e.message : String(e)}`);
-      process.exitCode = 2;
-    },
-  );
+  void runCli("doctor", async (argv) => {
+    const { code, text } = await runDoctor(argv, {
+      cwd,
+      channels: (config, args) => sshChannels(config, args, cwd),
+      stackOutputs: (stack) =>
+        run("pulumi", ["stack", "output", "--json", "--show-secrets", "--stack", stack], { cwd, maxBuffer: 16 * 1024 * 1024 }).then(
+          (r) => r.stdout,
+          () => undefined,
+        ),
+    });
+    (code === 0 ? console.log : console.error)(text);
+    return code;
+  });
 }

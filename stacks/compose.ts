@@ -11,6 +11,8 @@ import { ClusterFirewall } from "../components/firewall";
 import { ModelServer } from "../components/models/model-server";
 import type { GuestContext } from "../components/guest/common";
 import { LxcGuest } from "../components/guest/lxc";
+import { guardedGuests } from "../components/guest/replacement";
+import { DestroyGuard } from "../providers/guest/destroy-guard";
 import { VmGuest } from "../components/guest/vm";
 import { HostPrep } from "../components/host";
 import { Templates } from "../components/templates";
@@ -18,9 +20,8 @@ import { proxmoxProvider } from "../components/proxmox";
 import type { RootTransport } from "../providers/guest/lxc-root-config";
 import type { SshConnection } from "../providers/ssh";
 import type { LoadedStack } from "./engine";
-import { bridgeNetwork, gpuAllocation, guestAddress, modelsOf, planCloneOrder } from "./plan";
+import { bridgeNetwork, cloneOrder, creationOrder, gpuAllocation, guestAddress, implicitDependencies, modelsOf, trustsInternalCa } from "./plan";
 import type { Guest, StackConfig } from "./schema";
-import { implicitDependencies } from "./validate";
 import { openaiBaseUrl, serviceUrls, type GuestOutput, type PhoenixExports, type PhoenixOutputs } from "./outputs";
 
 function sshConnection(stack: LoadedStack, nodeIndex: number): pulumi.Output<SshConnection> | undefined {
@@ -46,7 +47,7 @@ export function buildStack(stack: LoadedStack): PhoenixExports {
     { templates: config.templates, host: config.host, node: hostNode, api, connections: Object.fromEntries(connections), provider, nvidia: host?.nvidia, storages: host?.storages },
     { providers: [provider] },
   );
-  const firewall = new ClusterFirewall("firewall", { firewall: config.firewall, nodes: config.proxmox.nodes.map((n) => n.name), adminNetworks: config.host.adminNetworks }, { providers: [provider] });
+  const firewall = new ClusterFirewall("firewall", { config }, { providers: [provider] });
 
   const rootTransport = (node: string): pulumi.Input<RootTransport> | undefined => {
     const connection = connections.get(node);
@@ -55,75 +56,78 @@ export function buildStack(stack: LoadedStack): PhoenixExports {
     return stack.secret("proxmoxRootPassword").apply((password): RootTransport => ({ kind: "api", endpoint: config.proxmox.endpoint, password, caPem: caPem(), insecure: config.proxmox.tls.insecure }));
   };
 
-  const cloneAfter = planCloneOrder(config.guests.map((g) => ({ vmid: g.vmid, source: g.clone, storage: g.storage, priority: g.startup?.order })));
+  const cloneAfter = cloneOrder(config);
+  // Fails preview when an edit would destroy a guest the configuration does not allow to (components/guest/replacement.ts).
+  const guard = new DestroyGuard("destroy-guard", { guests: guardedGuests(config) });
   const built = new Map<number, LxcGuest | VmGuest>();
+  const builtGuest = (vmid: number): LxcGuest | VmGuest => built.get(vmid)!;
   const build = (g: Guest): LxcGuest | VmGuest => {
-    const existing = built.get(g.vmid);
-    if (existing) return existing;
     const previous = cloneAfter.get(g.vmid);
-    const byId = (vmid: number) => build(config.guests.find((x) => x.vmid === vmid)!);
-    // Validation refused cycles, so building what a guest waits for first always ends.
+    // creationOrder puts every guest after those it waits for, so they are all built.
     // PVE locks the template only while a clone runs: the next clone waits for the previous guest's creation, not its setup.
-    const before = [...(previous === undefined ? [] : [byId(previous).machine]), ...[...g.dependsOn, ...implicitDependencies(g)].map((d) => byId(d).ready)];
+    const before = [...(previous === undefined ? [] : [builtGuest(previous).machine]), ...[...g.dependsOn, ...implicitDependencies(g)].map((d) => builtGuest(d).ready)];
     const node = g.node ?? hostNode;
     const net = bridgeNetwork(config.host, g.network.bridge ?? config.host.managementBridge, g.network.vlan);
     const context: GuestContext = { node, bridge: config.host.managementBridge, gateway: net?.gateway, dnsServers: config.host.dnsServers, domain: config.host.domain };
     const groups = g.firewall.groups.map((name) => firewall.groups[name]!);
     const storage = host?.storages[g.storage];
-    const dependsOn = [...before, ...groups, ...(storage ? [storage] : []), templates.byVmid[g.clone]!];
+    const dependsOn = [...before, ...groups, ...(storage ? [storage] : []), templates.byVmid[g.clone]!, guard];
     const opts = { providers: [provider] };
     const vmUserData = g.kind === "vm" ? userData(g) : undefined;
-    const guest =
-      g.kind === "lxc"
-        ? new LxcGuest(
-            `guest-${g.vmid}`,
-            {
-              guest: g,
-              context,
-              template: g.clone,
-              gpus: config.host.gpus,
-              hostGpus: host?.gpuInfo,
-              datasets: config.host.zfs.datasets,
-              rootTransport: rootTransport(node),
-              dependsOn: [...dependsOn, ...g.mounts.map((m) => host?.datasets[m.volume]).filter((d): d is pulumi.Resource => d !== undefined), ...(g.gpus.length > 0 && host?.nvidia ? [host.nvidia] : [])],
-            },
-            opts,
-          )
-        : new VmGuest(`guest-${g.vmid}`, { guest: g, context, template: g.clone, dependsOn: [...dependsOn, ...(vmUserData?.deps ?? [])], userDataFileId: vmUserData?.fileId, pciMappings: host?.pciMappings }, opts);
-    built.set(g.vmid, guest);
-    return guest;
+    return g.kind === "lxc"
+      ? new LxcGuest(
+          `guest-${g.vmid}`,
+          {
+            guest: g,
+            context,
+            template: g.clone,
+            templateDiskGiB: config.templates.find((t) => t.vmid === g.clone)!.diskGiB,
+            api,
+            gpus: config.host.gpus,
+            hostGpus: host?.gpuInfo,
+            datasets: config.host.zfs.datasets,
+            rootTransport: rootTransport(node),
+            dependsOn: [...dependsOn, ...g.mounts.map((m) => host?.datasets[m.volume]).filter((d): d is pulumi.Resource => d !== undefined), ...(g.gpus.length > 0 && host?.nvidia ? [host.nvidia] : [])],
+          },
+          opts,
+        )
+      : new VmGuest(`guest-${g.vmid}`, { guest: g, context, template: g.clone, dependsOn: [...dependsOn, ...(vmUserData?.deps ?? [])], userDataFileId: vmUserData?.fileId, pciMappings: host?.pciMappings }, opts);
   };
-  // The core tier, built on first need: Docker hosts' user data trusts its CA.
-  let core: CoreOutputs | undefined;
-  const coreTier = (): CoreOutputs => (core ??= buildCore(stack, build, connections, hostNode));
+  const connectionOf = (g: Guest) => connections.get(g.node ?? hostNode)!;
+  // Step-CA, built on first need: Docker hosts' user data trusts its CA, and they wait for its guest (guestDependencies).
+  const caGuest = config.guests.find((g) => g.role?.type === "step-ca");
+  let stepCa: StepCa | undefined;
+  const ca = (): StepCa | undefined =>
+    caGuest && (stepCa ??= new StepCa("step-ca", { config, connection: connectionOf(caGuest), dependsOn: [builtGuest(caGuest.vmid).ready], password: stack.secret("stepCaPassword") }));
   const userData = (g: Guest): { deps: pulumi.Resource[]; fileId?: string } => {
-    if (g.kind !== "vm" || (g.role?.type !== "portainer-server" && g.role?.type !== "portainer-agent")) return { deps: [] };
-    const { caRootPem, caUrl } = coreTier();
-    if (!caRootPem || !caUrl) throw new Error(`${g.name}: a Docker host trusts the internal CA: declare a guest with role step-ca`);
+    if (!trustsInternalCa(g)) return { deps: [] };
+    const stepCaOf = ca();
+    if (!stepCaOf) throw new Error(`${g.name}: a Docker host trusts the internal CA: declare a guest with role step-ca`);
     const nfs = nfsMountOf(config, g.vmid);
-    const { file, fileId } = dockerHostUserData(`vm-${g.vmid}-user-data`, { config, guest: g, connection: connections.get(hostNode)!, caRootPem, caUrl, nfs }, {});
-    return { deps: [file, ...(nfs && host?.exports ? [host.exports] : [])], fileId };
+    const { file, fileId } = dockerHostUserData(`vm-${g.vmid}-user-data`, { config, guest: g, connection: connections.get(hostNode)!, caRootPem: stepCaOf.rootPem, nfs }, {});
+    // The VM mounts its export at boot: the export and the node's ACCEPT for it come first.
+    return { deps: [file, ...(nfs && host?.exports ? [host.exports] : []), ...(nfs ? [firewall.nodeRules[hostNode]!] : [])], fileId };
   };
-  config.guests.forEach(build);
+  for (const g of creationOrder(config)) built.set(g.vmid, build(g));
   for (const g of config.guests) {
     if (g.role?.type !== "model-server") continue;
     const apiKey = g.role.server.engine === "vllm" && g.role.server.requireApiKey ? stack.secret("modelApiKey") : undefined;
     new ModelServer(`model-${g.vmid}`, { config, vmid: g.vmid, connection: connections.get(g.node ?? hostNode)!, apiKey, dependsOn: [built.get(g.vmid)!.ready] });
   }
-  coreTier();
-  if (core!.caRootPem && config.guests.some((g) => g.role?.type === "portainer-server")) {
-    portainerTier({ config, caRootPem: core!.caRootPem, adminPassword: stack.secret("portainerAdminPassword"), projectFile: stack.projectFile, secret: stack.secret, ready: (vmid) => built.get(vmid)!.ready, gateway: core!.gateway });
+  const core = buildCore(config, ca(), (g) => ({ config, connection: connectionOf(g), dependsOn: [builtGuest(g.vmid).ready] }));
+  if (core.caRootPem && config.guests.some((g) => g.role?.type === "portainer-server")) {
+    portainerTier({ config, caRootPem: core.caRootPem, adminPassword: stack.secret("portainerAdminPassword"), projectFile: stack.projectFile, secret: stack.dockerSecret, ready: (vmid) => built.get(vmid)!.ready, gateway: core.gateway, serverNode: connectionOf(config.guests.find((g) => g.role?.type === "portainer-server")!) });
   }
   const urls = serviceUrls(config);
   return {
     ...describeStack(config),
-    gatewayUrl: core!.gatewayUrl,
-    caUrl: core!.caUrl,
-    acmeDirectoryUrl: core!.acmeDirectoryUrl,
-    caRootPem: core!.caRootPem,
-    caFingerprint: core!.caFingerprint,
+    gatewayUrl: core.gatewayUrl,
+    caUrl: core.caUrl,
+    acmeDirectoryUrl: core.acmeDirectoryUrl,
+    caRootPem: core.caRootPem,
+    caFingerprint: core.caFingerprint,
     serviceUrls: urls,
-    openaiBaseUrl: core!.gatewayUrl ? openaiBaseUrl(config) : undefined,
+    openaiBaseUrl: core.gatewayUrl ? openaiBaseUrl(config) : undefined,
     qdrantUrl: urls.qdrant,
     portainerUrl: urls.portainer,
   };
@@ -140,13 +144,9 @@ export interface CoreOutputs {
 }
 
 /** Step-CA → Traefik → gateway, each in the guest with its role, ordered by the data they pass on. */
-function buildCore(stack: LoadedStack, build: (g: Guest) => LxcGuest | VmGuest, connections: Map<string, pulumi.Output<SshConnection> | undefined>, hostNode: string): CoreOutputs {
-  const { config } = stack;
+function buildCore(config: StackConfig, ca: StepCa | undefined, tierArgs: (g: Guest) => { config: StackConfig; connection: pulumi.Input<SshConnection>; dependsOn: pulumi.Resource[] }): CoreOutputs {
   const withRole = (type: string) => config.guests.find((g) => g.role?.type === type);
-  const tierArgs = (g: Guest) => ({ config, connection: connections.get(g.node ?? hostNode)!, dependsOn: [build(g).ready] });
-  const caGuest = withRole("step-ca");
-  if (!caGuest) return {};
-  const ca = new StepCa("step-ca", { ...tierArgs(caGuest), password: stack.secret("stepCaPassword") });
+  if (!ca) return {};
   const out: CoreOutputs = { caUrl: ca.caUrl, acmeDirectoryUrl: ca.acmeDirectoryUrl, caRootPem: ca.rootPem, caFingerprint: ca.fingerprint };
   const traefikGuest = withRole("traefik");
   if (!traefikGuest) return out;

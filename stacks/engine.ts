@@ -1,9 +1,10 @@
 /** The stack configuration as the Pulumi engine hands it to the program. */
-import * as fs from "node:fs";
-import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { formatIssues, NAMESPACE, readEngineConfig, validateStack } from "./load";
+import { PlacedError } from "./errors";
+import { readProjectFile } from "./project-files";
 import type { StackConfig } from "./schema";
+import { isDockerSecretKey, type WellKnownSecret } from "./secrets";
 
 /** Set by `npm run synth`: no secrets and no local files are needed, and none are read. */
 export const OFFLINE_ENV = "PHOENIX_OFFLINE";
@@ -11,11 +12,13 @@ export const SECRET_PLACEHOLDER = "[secret]";
 
 export interface LoadedStack {
   config: StackConfig;
-  /** A secret's value, kept secret in the graph. */
-  secret(key: string): pulumi.Output<string>;
+  /** One of Phoenix's own secrets, kept secret in the graph. */
+  secret(key: WellKnownSecret): pulumi.Output<string>;
+  /** A Docker stack's secret (secretEnv): never one of Phoenix's own secrets or settings. */
+  dockerSecret(key: string): pulumi.Output<string>;
   /** Whether an optional secret is set. */
-  hasSecret(key: string): boolean;
-  /** A file the stack names relative to the project directory (a CA, a host key). */
+  hasSecret(key: WellKnownSecret): boolean;
+  /** A file the stack names relative to the project folder (a CA, a host key, a compose file), read only from inside it. */
   projectFile(file: string, configPath: string): string;
 }
 
@@ -33,21 +36,24 @@ function configSecretCheck(): (key: string) => boolean {
 export function loadFromEngine(): LoadedStack {
   const offline = process.env[OFFLINE_ENV] === "1";
   const raw = readEngineConfig(pulumi.runtime.allConfig(), configSecretCheck());
-  const result = validateStack(raw, { requireSecrets: !offline });
+  // Pulumi runs the program in the project folder (where Pulumi.yaml is): the stack's files are read from there only.
+  const root = process.cwd();
+  const result = validateStack(raw, { requireSecrets: !offline, ...(offline ? {} : { projectRoot: root }) });
   if (result.ok !== true) {
     const issues = result.ok === false ? result.issues : result.unknownPaths.map((p) => ({ path: p, message: "has no value" }));
     throw new pulumi.RunError(formatIssues(issues));
   }
   const cfg = new pulumi.Config(NAMESPACE);
+  const secret = (key: string) => (offline ? pulumi.secret(SECRET_PLACEHOLDER) : cfg.requireSecret(key));
   return {
     config: result.config,
-    secret: (key) => (offline ? pulumi.secret(SECRET_PLACEHOLDER) : cfg.requireSecret(key)),
-    hasSecret: (key) => result.secretsSet.has(key),
-    projectFile(file, configPath) {
-      if (offline) return `[contents of ${file}]`;
-      const full = path.resolve(file);
-      if (!fs.existsSync(full)) throw new Error(`${configPath}: ${file} does not exist (looked in ${path.dirname(full)})`);
-      return fs.readFileSync(full, "utf8").trim();
+    secret,
+    dockerSecret(key) {
+      // Validation refused these already (dockerSecretIssues); this keeps any other caller from passing one on.
+      if (!isDockerSecretKey(key)) throw new PlacedError(`phoenix:${key} is not a Docker stack secret`, {});
+      return secret(key);
     },
+    hasSecret: (key) => result.secretsSet.has(key),
+    projectFile: (file, configPath) => (offline ? `[contents of ${file}]` : readProjectFile(root, file, configPath)),
   };
 }

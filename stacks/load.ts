@@ -6,12 +6,14 @@
 import * as fs from "node:fs";
 import { parse as parseYaml } from "yaml";
 import type { z } from "zod";
-import { findPlainTextSecrets, knownSecretKeys, requiredSecrets, setSecretCommand, WELL_KNOWN_SECRETS, type SecretNeed } from "./secrets";
+import { parseFailure, PlacedError } from "./errors";
+import { projectFileIssues, type ProjectFileUse } from "./project-files";
+import { dockerSecretIssues, findPlainTextSecrets, knownSecretKeys, MACHINE_KEYS, requiredSecrets, setSecretCommand, WELL_KNOWN_SECRETS, type SecretNeed } from "./secrets";
 import { roleSchema, stackSchema, UNKNOWN, type StackConfig } from "./schema";
 import { crossValidate, type ConfigIssue, type Unchecked } from "./validate";
 
 export const NAMESPACE = "phoenix";
-export const MACHINE_KEYS = Object.keys(stackSchema.shape) as (keyof StackConfig)[];
+export { MACHINE_KEYS };
 
 /** The phoenix:* config of one stack, as raw values. */
 export interface RawStack {
@@ -29,27 +31,35 @@ export type LoadResult =
       secretsSet: Set<string>;
       /** Secrets the configuration needs that are not set (only when not required). */
       missingSecrets: SecretNeed[];
+      /** Files from the node (CA, host keys) not yet in the project (only with projectRoot, when not required). */
+      missingFiles: ProjectFileUse[];
     }
   | { ok: false; issues: ConfigIssue[] }
   /** Only preview unknowns stood in the way: validate again when Pulumi knows them. */
   | { ok: "deferred"; unknownPaths: string[] };
 
 export interface LoadOptions {
-  /** Missing secrets are errors (pulumi preview/up) or only listed (offline synth). */
+  /** Missing secrets (and, with projectRoot, the node's files) are errors (pulumi preview/up) or only listed (offline synth). */
   requireSecrets: boolean;
+  /** The project folder: the files the stack names are checked there (inside it, regular files, present). */
+  projectRoot?: string;
 }
 
 export function validateStack(raw: RawStack, options: LoadOptions): LoadResult {
   const issues: ConfigIssue[] = [];
   const machine: Record<string, unknown> = {};
   for (const key of MACHINE_KEYS) if (key in raw.values) machine[key] = raw.values[key];
+  // Every walk below recurses; a value nested past any setting's depth stops here.
+  const tooDeep = MACHINE_KEYS.filter((key) => depthOf(machine[key]) > MAX_DEPTH);
+  if (tooDeep.length > 0) return { ok: false, issues: tooDeep.map((path) => ({ path, message: `nests deeper than ${MAX_DEPTH} levels, which no Phoenix setting does` })) };
 
   for (const path of findPlainTextSecrets(machine, "")) {
     issues.push({ path, message: `a secret is written into the machine description: remove it and keep it as its own secret key (${setSecretCommand("<key>")}); for a Docker stack variable, map it in secretEnv` });
   }
 
   const unknownPaths = findUnknowns(machine, "");
-  const parsed = stackSchema.safeParse(machine);
+  // reportInput: an issue carries the value it is about, to tell a wrong type from a missing setting.
+  const parsed = stackSchema.safeParse(machine, { reportInput: true });
   if (!parsed.success) {
     const structural = parsed.error.issues.map(convertIssue);
     const underUnknown = (path: string) => unknownPaths.some((u) => path === u || path.startsWith(`${u}.`) || path.startsWith(`${u}[`));
@@ -76,7 +86,9 @@ export function validateStack(raw: RawStack, options: LoadOptions): LoadResult {
     }
   }
 
-  issues.push(...crossValidate(config));
+  issues.push(...crossValidate(config), ...dockerSecretIssues(config));
+  const files = options.projectRoot === undefined ? { issues: [], missing: [] } : projectFileIssues(config, options.projectRoot, options.requireSecrets);
+  issues.push(...files.issues);
 
   const missingSecrets = requiredSecrets(config).filter((need) => !secretsSet.has(need.key));
   if (options.requireSecrets) {
@@ -89,7 +101,7 @@ export function validateStack(raw: RawStack, options: LoadOptions): LoadResult {
       issues.push({ path: need.path, message: `needs the secret phoenix:${need.key} (${need.why}), which is not set: run \`${setSecretCommand(need.key)}\`` });
     }
   }
-  return issues.length > 0 ? { ok: false, issues } : { ok: true, config, secretsSet, missingSecrets };
+  return issues.length > 0 ? { ok: false, issues } : { ok: true, config, secretsSet, missingSecrets, missingFiles: files.missing };
 }
 
 const LIST_KEYS = ["templates", "guests", "services", "routes"] as const;
@@ -154,7 +166,8 @@ function convertIssue(issue: z.core.$ZodIssue): ConfigIssue {
       }
       return { path, message: issue.message };
     case "invalid_type":
-      return { path, message: issue.input === undefined ? `is required (${issue.expected})` : `must be ${article(issue.expected)}` };
+      // The value itself is never repeated: it may be a secret typed into the wrong field.
+      return { path, message: issue.input === undefined ? `is required (${issue.expected})` : `must be ${article(issue.expected)}, but is ${typeOf(issue.input)}` };
     default:
       return { path, message: issue.message };
   }
@@ -165,6 +178,15 @@ const DISCRIMINATOR_VALUES: Record<string, string> = {
   type: roleSchema.options.map((o) => o.shape.type.value).join(", "),
   engine: "vllm, ollama, llamacpp",
 };
+
+/** The kind of a parsed YAML/JSON value, in the words of the stack file. */
+function typeOf(value: unknown): string {
+  if (value === null) return "null (empty)";
+  if (Array.isArray(value)) return "a list";
+  if (typeof value === "number") return Number.isInteger(value) ? "a whole number" : "a number with a fraction";
+  if (typeof value === "object") return "a mapping";
+  return article(typeof value);
+}
 
 function article(expected: string): string {
   return /^[aeiou]/.test(expected) ? `an ${expected}` : `a ${expected}`;
@@ -177,15 +199,36 @@ export function formatIssues(issues: readonly ConfigIssue[]): string {
 
 // --- Sources -------------------------------------------------------------------
 
-/** Reads a Pulumi.<stack>.yaml file. Secret values stay encrypted: only their presence is known. */
-export function readStackFile(file: string): RawStack {
-  const doc = (parseYaml(fs.readFileSync(file, "utf8")) ?? {}) as { config?: Record<string, unknown> };
+/**
+ * Reads a Pulumi.<stack>.yaml file. Secret values stay encrypted: only their presence is known.
+ * A file that cannot be read or parsed is a PlacedError naming it (never quoting it).
+ * @param label how to name the file in errors (default: its path)
+ */
+export function readStackFile(file: string, label = file): RawStack {
+  let text: string;
+  try {
+    if (!fs.statSync(file).isFile()) throw new PlacedError("is not a regular file", { file: label });
+    text = fs.readFileSync(file, "utf8");
+  } catch (e) {
+    if (e instanceof PlacedError) throw e;
+    throw new PlacedError(`cannot be read (${(e as NodeJS.ErrnoException).code ?? "error"})`, { file: label });
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text) ?? {};
+  } catch (e) {
+    throw new PlacedError(parseFailure(e), { file: label });
+  }
+  const isMapping = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
+  if (!isMapping(doc)) throw new PlacedError("must be a mapping with a config: section (a Pulumi stack file)", { file: label });
+  const config = doc.config ?? {};
+  if (!isMapping(config)) throw new PlacedError("config: must be a mapping of keys to values", { file: label });
   const values: Record<string, unknown> = {};
   const secretKeys = new Set<string>();
-  for (const [fullKey, value] of Object.entries(doc.config ?? {})) {
+  for (const [fullKey, value] of Object.entries(config)) {
     const [ns, key] = splitKey(fullKey);
     if (ns !== NAMESPACE) continue;
-    if (value !== null && typeof value === "object" && !Array.isArray(value) && Object.keys(value).length === 1 && "secure" in value) {
+    if (isMapping(value) && Object.keys(value).length === 1 && "secure" in value) {
       secretKeys.add(key);
       values[key] = "[secret]";
     } else {
@@ -193,6 +236,23 @@ export function readStackFile(file: string): RawStack {
     }
   }
   return { values, secretKeys };
+}
+
+/** Far deeper than any setting, and shallow enough for every recursive walk over the values. */
+const MAX_DEPTH = 64;
+
+/** How deeply a parsed value nests, counted without recursion. */
+function depthOf(value: unknown): number {
+  let max = 0;
+  const todo: Array<[unknown, number]> = [[value, 1]];
+  while (todo.length > 0) {
+    const [v, depth] = todo.pop()!;
+    if (v === null || typeof v !== "object") continue;
+    max = Math.max(max, depth);
+    if (max > MAX_DEPTH) return max;
+    for (const child of Object.values(v)) todo.push([child, depth + 1]);
+  }
+  return max;
 }
 
 /** Reads the config the Pulumi engine handed to this program. */

@@ -73,18 +73,24 @@ export interface CloneJob {
   storage: string;
   /** Lower goes first within a chain: the guest's boot order, as others tend to wait for it. */
   priority?: number;
+  /** Guests it waits for anyway (dependsOn and the like): they are cloned before it. */
+  after?: readonly number[];
 }
 
 /**
  * Orders clones so that PVE's locks never collide: all clones of one template
  * run one after another (a clone locks its source for the whole task), and at
  * most `perStorage` clone chains run at once on a storage. Returns, for each
- * clone, the clone it must wait for.
+ * clone, the clone it must wait for. Every lane follows one order of all jobs
+ * that respects `after`, so these waits never close a cycle with the
+ * dependencies (when those have none themselves).
  */
 export function planCloneOrder(jobs: readonly CloneJob[], perStorage = 2): Map<number, number> {
-  const chains = new Map<number, CloneJob[]>();
   const rank = (j: CloneJob) => j.priority ?? Number.MAX_SAFE_INTEGER;
-  for (const job of [...jobs].sort((a, b) => rank(a) - rank(b) || a.vmid - b.vmid)) chains.set(job.source, [...(chains.get(job.source) ?? []), job]);
+  const global = dependencyOrder([...jobs].sort((a, b) => rank(a) - rank(b) || a.vmid - b.vmid));
+  const position = new Map(global.map((j, i) => [j.vmid, i]));
+  const chains = new Map<number, CloneJob[]>();
+  for (const job of global) chains.set(job.source, [...(chains.get(job.source) ?? []), job]);
   // A chain runs on the storage most of its clones use; ties go to the first clone's.
   const lanes = new Map<string, CloneJob[][]>();
   const ordered = [...chains.values()].sort((a, b) => b.length - a.length || a[0]!.source - b[0]!.source);
@@ -97,9 +103,115 @@ export function planCloneOrder(jobs: readonly CloneJob[], perStorage = 2): Map<n
   }
   const after = new Map<number, number>();
   for (const storageLanes of lanes.values()) {
-    for (const lane of storageLanes) lane.forEach((job, i) => i > 0 && after.set(job.vmid, lane[i - 1]!.vmid));
+    for (const lane of storageLanes) {
+      lane.sort((a, b) => position.get(a.vmid)! - position.get(b.vmid)!);
+      lane.forEach((job, i) => i > 0 && after.set(job.vmid, lane[i - 1]!.vmid));
+    }
   }
   return after;
+}
+
+/** The jobs in their given order, except that each comes after those it waits for; a cycle among them keeps its given order. */
+function dependencyOrder(jobs: readonly CloneJob[]): CloneJob[] {
+  const pending = new Set(jobs);
+  // How many pending jobs carry each vmid (validation reports duplicates; they must not hang the plan).
+  const pendingIds = new Map<number, number>();
+  for (const j of jobs) pendingIds.set(j.vmid, (pendingIds.get(j.vmid) ?? 0) + 1);
+  const result: CloneJob[] = [];
+  while (pending.size > 0) {
+    const ready = [...pending].find((j) => !(j.after ?? []).some((d) => d !== j.vmid && (pendingIds.get(d) ?? 0) > 0)) ?? pending.values().next().value!;
+    pending.delete(ready);
+    pendingIds.set(ready.vmid, pendingIds.get(ready.vmid)! - 1);
+    result.push(ready);
+  }
+  return result;
+}
+
+/** Dependencies that roles imply: an agent needs its server. */
+export function implicitDependencies(g: Guest): number[] {
+  return g.role?.type === "portainer-agent" ? [g.role.server] : [];
+}
+
+/** Whether a guest is a Docker host, whose cloud-init user data trusts the internal CA (so it waits for Step-CA). */
+export function trustsInternalCa(g: Guest): g is Extract<Guest, { kind: "vm" }> {
+  return g.kind === "vm" && (g.role?.type === "portainer-server" || g.role?.type === "portainer-agent");
+}
+
+/** One reason a guest is created after another. */
+export interface OrderEdge {
+  /** The guest that waits. */
+  from: number;
+  /** The guest it waits for. */
+  to: number;
+  /** Config path of the setting that makes it wait. */
+  path: string;
+  /** Why, for messages. */
+  why: string;
+}
+
+/** Every declared reason for a guest to wait for another: dependsOn, an agent's server, a Docker host's CA. */
+export function guestDependencies(config: StackConfig): OrderEdge[] {
+  const edges: OrderEdge[] = [];
+  const ca = config.guests.find((g) => g.role?.type === "step-ca");
+  config.guests.forEach((g, i) => {
+    g.dependsOn.forEach((d, j) => edges.push({ from: g.vmid, to: d, path: `guests[${i}].dependsOn[${j}]`, why: "dependsOn" }));
+    for (const d of implicitDependencies(g)) edges.push({ from: g.vmid, to: d, path: `guests[${i}].role.server`, why: "its Portainer server" });
+    if (ca && trustsInternalCa(g)) edges.push({ from: g.vmid, to: ca.vmid, path: `guests[${i}].role`, why: "its user data trusts the CA of the step-ca guest" });
+  });
+  return edges.filter((e) => e.from !== e.to);
+}
+
+/** For each guest, the guest whose clone it waits for (planCloneOrder over the configuration). */
+export function cloneOrder(config: StackConfig): Map<number, number> {
+  const deps = guestDependencies(config);
+  return planCloneOrder(
+    config.guests.map((g) => ({ vmid: g.vmid, source: g.clone, storage: g.storage, priority: g.startup?.order, after: deps.filter((e) => e.from === g.vmid).map((e) => e.to) })),
+  );
+}
+
+/** Every edge that orders guest creation: the declared dependencies and the planned clone order. */
+export function orderingEdges(config: StackConfig): OrderEdge[] {
+  const index = new Map(config.guests.map((g, i) => [g.vmid, i]));
+  const clones = [...cloneOrder(config)].map(([from, to]) => ({
+    from,
+    to,
+    path: `guests[${index.get(from)}].clone`,
+    why: `clone order: PVE clones one guest at a time per template and storage, so ${from} is cloned after ${to}`,
+  }));
+  // A guest never waits for itself (duplicate vmids are reported by validation, not planned around).
+  return [...guestDependencies(config), ...clones.filter((e) => e.from !== e.to)];
+}
+
+/**
+ * The guests in an order where each comes after every guest it waits for.
+ * Iterative, so its depth does not grow with the configuration; a cycle (which
+ * validation refuses) is an error naming the guests on it.
+ */
+export function creationOrder(config: StackConfig): Guest[] {
+  const waiting = new Map(config.guests.map((g) => [g.vmid, 0]));
+  const waiters = new Map<number, number[]>();
+  const seen = new Set<string>();
+  for (const e of orderingEdges(config)) {
+    if (!waiting.has(e.to) || seen.has(`${e.from}>${e.to}`)) continue;
+    seen.add(`${e.from}>${e.to}`);
+    waiting.set(e.from, waiting.get(e.from)! + 1);
+    waiters.set(e.to, [...(waiters.get(e.to) ?? []), e.from]);
+  }
+  const byId = new Map(config.guests.map((g) => [g.vmid, g]));
+  const queue = config.guests.filter((g) => waiting.get(g.vmid) === 0);
+  const result: Guest[] = [];
+  for (let next = queue.shift(); next; next = queue.shift()) {
+    result.push(next);
+    for (const w of waiters.get(next.vmid) ?? []) {
+      waiting.set(w, waiting.get(w)! - 1);
+      if (waiting.get(w) === 0) queue.push(byId.get(w)!);
+    }
+  }
+  if (result.length < config.guests.length) {
+    const stuck = config.guests.filter((g) => !result.includes(g)).map((g) => g.vmid);
+    throw new Error(`guests ${stuck.join(", ")} wait for each other: validation should have refused this cycle`);
+  }
+  return result;
 }
 
 function primaryStorage(chain: CloneJob[]): string {

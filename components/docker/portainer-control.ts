@@ -6,7 +6,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import type { PortainerAccess } from "../../providers/portainer/client";
-import { PortainerAdmin } from "../../providers/portainer/admin";
+import { PortainerAdmin, type PortainerRestart } from "../../providers/portainer/admin";
 import { PortainerEnvironment } from "../../providers/portainer/environment";
 import { PortainerStack } from "../../providers/portainer/stack";
 import type { VmGuest } from "../../stacks/schema";
@@ -40,6 +40,8 @@ export interface PortainerControlArgs {
   adminPassword: pulumi.Input<string>;
   /** Description of Phoenix's API token, unique per Pulumi stack, e.g. phoenix-prod. */
   tokenDescription: string;
+  /** The server VM, restarted when Portainer has disabled itself waiting for an administrator. */
+  restart?: pulumi.Input<PortainerRestart>;
   agents: PortainerAgentSpec[];
   /** The server VM and whatever installs Portainer and its certificate. */
   dependsOn?: pulumi.Input<pulumi.Resource>[];
@@ -48,7 +50,7 @@ export interface PortainerControlArgs {
 /**
  * The stacks a VM declares, with each compose file read and each secret resolved.
  * @param readFile reads a path relative to the project directory (LoadedStack.projectFile)
- * @param secret a secret config value by key (LoadedStack.secret)
+ * @param secret a Docker stack secret by key (LoadedStack.dockerSecret, which refuses Phoenix's own secrets)
  */
 export function dockerStackSpecs(guest: VmGuest, readFile: (file: string, configPath: string) => string, secret: (key: string) => pulumi.Input<string>, guestIndex: number): DockerStackSpec[] {
   return guest.dockerStacks.map((s, i) => ({
@@ -69,7 +71,7 @@ export class PortainerControl extends pulumi.ComponentResource {
     super("phoenix:docker:PortainerControl", name, {}, opts);
     this.admin = new PortainerAdmin(
       `${name}-admin`,
-      { access: args.access, username: args.adminUser, password: args.adminPassword, tokenDescription: args.tokenDescription },
+      { access: args.access, username: args.adminUser, password: args.adminPassword, tokenDescription: args.tokenDescription, ...(args.restart ? { restart: args.restart } : {}) },
       { parent: this, dependsOn: args.dependsOn },
     );
     const api = pulumi.all([args.access, this.admin.apiToken]).apply(([access, apiKey]) => ({ ...access, apiKey }));

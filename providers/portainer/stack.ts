@@ -7,6 +7,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { parse as parseYaml } from "yaml";
+import { parseFailure } from "../../stacks/errors";
 import { changedKeys, Checker, diffResult, isUnknown } from "../common";
 import { dynamicProvider, type Implementation } from "../dynamic";
 import type { Pair, PortainerClient } from "./client";
@@ -140,7 +141,8 @@ export const implementation: Implementation = {
       try {
         doc = parseYaml(String(news.compose));
       } catch (err) {
-        c.require("compose", false, `compose is not YAML: ${(err as Error).message}`);
+        // Never the parser's message: it quotes the file, which preview prints.
+        c.require("compose", false, `the compose file is ${parseFailure(err)}`);
       }
       c.require("compose", typeof doc === "object" && doc !== null && "services" in doc, "compose must be a compose file with a services mapping");
       if (known) {
@@ -184,6 +186,7 @@ export const implementation: Implementation = {
   async update(id: string, _olds: PortainerStackOutputs, news: PortainerStackInputs) {
     return withApi(news.api, async (c) => {
       await c.updateStack(Number(id), news.endpointId, news.compose, envPairs(news));
+      await removeOrphans(c, news);
       const outs = await current(c, Number(id), news);
       if (!outs) throw new Error(`Portainer stack ${news.name} (id ${id}) disappeared during the update; run pulumi refresh`);
       return { outs };
@@ -195,3 +198,17 @@ export const implementation: Implementation = {
     await withApi(props.api, (c) => c.deleteStack(Number(id), props.endpointId));
   },
 };
+
+/**
+ * Portainer redeploys a compose stack without --remove-orphans and ignores Prune for it
+ * (client.updateStack), so the containers of services gone from the file are removed here,
+ * found by the labels compose gives them (com.docker.compose.project / .service).
+ */
+async function removeOrphans(c: PortainerClient, stack: PortainerStackInputs): Promise<void> {
+  const doc = parseYaml(stack.compose) as { services?: Record<string, unknown> };
+  const declared = new Set(Object.keys(doc.services ?? {}));
+  for (const container of await c.projectContainers(stack.endpointId, stack.name)) {
+    const service = container.Labels["com.docker.compose.service"];
+    if (service !== undefined && !declared.has(service)) await c.removeContainer(stack.endpointId, container.Id);
+  }
+}

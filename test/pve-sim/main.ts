@@ -3,6 +3,7 @@ import * as path from "node:path";
 import { startSshd } from "../rig/sshd";
 import { faultsFromEnv } from "./faults";
 import { startSimulator } from "./server";
+import { runCli } from "../../scripts/cli";
 
 /**
  * `npm run sim`: the simulator seeded like the prod host, for the dev stack.
@@ -62,7 +63,4 @@ async function main(): Promise<void> {
   process.on("SIGTERM", shutdown);
 }
 
-main().catch((e: unknown) => {
-  console.error(`pve-sim: ${e instanceof Error ? e.message : String(e)}`);
-  process.exit(1);
-});
+void runCli("pve-sim", main);

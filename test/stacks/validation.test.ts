@@ -79,8 +79,8 @@ const cases: Case[] = [
       guest(v, 102).dependsOn = [101];
       guest(v, 101).dependsOn = [103];
     },
-    path: "guests[2].dependsOn",
-    message: "dependency cycle: 101 → 103 → 102 → 101",
+    path: "guests[2].dependsOn[0]",
+    message: "dependency cycle: 101 → 103 → 102 → 101 (101 waits for 103: guests[2].dependsOn[0], dependsOn; 103 waits for 102: guests[0].dependsOn[0], dependsOn;",
   },
   { rule: "linked clone on another storage than its template", mutate: (v) => (guest(v, 1001).storage = "quickOS-lxc-disks"), path: "guests[7].storage", message: "lives on quickOS-vm-disks (template 9000)" },
   { rule: "GPU guest cloned from a template without NVIDIA user-space", mutate: (v) => (guest(v, 914).clone = 900), path: "guests[5].clone", message: "template 900 is layer base, without NVIDIA user-space" },
