@@ -80,32 +80,45 @@ export async function runOffline(raw: RawStack, opts: OfflineOptions): Promise<O
   setEngineConfig(raw);
   let exports: Record<string, unknown> = {};
   let failure: unknown;
-  // Transformations attach to the root stack, which only exists inside runInPulumiStack.
-  await pulumi.runtime.runInPulumiStack(async () => {
-    pulumi.runtime.registerStackTransformation((args) => {
-      opts.onRegister?.(args.name);
-      const dependsOn = args.opts.dependsOn;
-      const deps = Array.isArray(dependsOn) ? (dependsOn as pulumi.Resource[]) : dependsOn ? [dependsOn as pulumi.Resource] : [];
-      pending.push({ resource: args.resource, type: args.type, name: args.name, parent: args.opts.parent, deps, props: args.props });
-      return undefined;
+  // A renderer that throws inside an Output's apply rejects promises of the SDK's that nobody
+  // awaits; Node would end the process on the first one. They are this run's failure instead.
+  const rejected: unknown[] = [];
+  const onRejection = (reason: unknown) => void rejected.push(reason);
+  process.on("unhandledRejection", onRejection);
+  try {
+    // Transformations attach to the root stack, which only exists inside runInPulumiStack.
+    await pulumi.runtime.runInPulumiStack(async () => {
+      pulumi.runtime.registerStackTransformation((args) => {
+        opts.onRegister?.(args.name);
+        const dependsOn = args.opts.dependsOn;
+        const deps = Array.isArray(dependsOn) ? (dependsOn as pulumi.Resource[]) : dependsOn ? [dependsOn as pulumi.Resource] : [];
+        pending.push({ resource: args.resource, type: args.type, name: args.name, parent: args.opts.parent, deps, props: args.props });
+        return undefined;
+      });
+      // A program failure is rethrown below: rejecting here would surface as an unhandled stack output error.
+      try {
+        exports = await opts.load();
+      } catch (e) {
+        failure = e;
+      }
+      return {};
     });
-    // A program failure is rethrown below: rejecting here would surface as an unhandled stack output error.
-    try {
-      exports = await opts.load();
-    } catch (e) {
-      failure = e;
+    await new Promise((r) => setTimeout(r, 50));
+    if (failure !== undefined) throw failure;
+    const names = new Map(pending.map((p) => [p.resource, p.name]));
+    const resources: Registered[] = [];
+    for (const p of pending) {
+      const fromData = new Set<pulumi.Resource>();
+      await outputResources(p.props, fromData);
+      const deps = [...new Set([...p.deps, ...fromData])].map((d) => names.get(d)).filter((n): n is string => n !== undefined && n !== p.name);
+      resources.push({ type: p.type, name: p.name, custom: customs.has(`${p.type}::${p.name}`), inputs: inputs.get(`${p.type}::${p.name}`) ?? {}, parent: p.parent ? names.get(p.parent) : undefined, dependsOn: [...new Set(deps)] });
     }
-    return {};
-  });
-  if (failure !== undefined) throw failure;
-  await new Promise((r) => setTimeout(r, 50));
-  const names = new Map(pending.map((p) => [p.resource, p.name]));
-  const resources: Registered[] = [];
-  for (const p of pending) {
-    const fromData = new Set<pulumi.Resource>();
-    await outputResources(p.props, fromData);
-    const deps = [...new Set([...p.deps, ...fromData])].map((d) => names.get(d)).filter((n): n is string => n !== undefined && n !== p.name);
-    resources.push({ type: p.type, name: p.name, custom: customs.has(`${p.type}::${p.name}`), inputs: inputs.get(`${p.type}::${p.name}`) ?? {}, parent: p.parent ? names.get(p.parent) : undefined, dependsOn: [...new Set(deps)] });
+    if (rejected.length > 0) throw rejected[0];
+    return { resources, exports };
+  } catch (e) {
+    // The program's own error, else the first rejection: it explains the rest (every resource built on a failed input fails too).
+    throw e === failure ? e : (rejected[0] ?? e);
+  } finally {
+    process.off("unhandledRejection", onRejection);
   }
-  return { resources, exports };
 }

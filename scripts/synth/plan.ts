@@ -4,21 +4,10 @@
  * guests and the GPU budget, and the graph in Graphviz form. Pure.
  */
 import type { Registered } from "../offline-program";
-import { modelsOf } from "../../stacks/plan";
-import { gpuAllocation } from "../../stacks/plan";
+import { gpuAllocation, modelsOf } from "../../stacks/plan";
 import type { StackConfig } from "../../stacks/schema";
-
-export const TIERS = ["providers", "host", "firewall", "templates", "core", "models", "docker", "guests"] as const;
-export type Tier = (typeof TIERS)[number];
-
-const ROLE_TIER: Record<string, Tier> = {
-  "step-ca": "core",
-  traefik: "core",
-  "nginx-gateway": "core",
-  "model-server": "models",
-  "portainer-server": "docker",
-  "portainer-agent": "docker",
-};
+import { overviewSection } from "./overview";
+import { ROLE_TIER, TIERS, type Tier } from "./tiers";
 
 /** The top-level component a resource belongs to decides its tier; guests go by their role. */
 export function tierOf(r: Registered, byName: Map<string, Registered>, config: StackConfig): Tier {
@@ -72,10 +61,17 @@ export function waves(resources: readonly Registered[]): string[][] {
   return out.map((w) => w.sort());
 }
 
+/**
+ * Config text in a Markdown table cell. GFM spec 0.29 §4.10 Tables: a `|` in a cell's content is
+ * escaped as `\|`; CommonMark 0.31 §2.4 Backslash escapes: any ASCII punctuation may be, which
+ * keeps `<`, `&`, backticks, emphasis and links from turning text into markup.
+ */
+export const mdCell = (text: string): string => text.replace(/[\\|<>&`*_[\]~]/g, "\\$&");
+
 export function renderPlan(stack: string, config: StackConfig, resources: readonly Registered[], missingSecrets: readonly string[], notes: readonly string[] = []): string {
   const byName = new Map(resources.map((r) => [r.name, r]));
   const custom = resources.filter((r) => r.custom);
-  const lines: string[] = [`# Phoenix plan: ${stack}`, "", `${custom.length} resources in ${TIERS.filter((t) => custom.some((r) => tierOf(r, byName, config) === t)).length} tiers.`, ""];
+  const lines: string[] = [`# Phoenix plan: ${stack}`, "", ...overviewSection(config), `${custom.length} resources in ${TIERS.filter((t) => custom.some((r) => tierOf(r, byName, config) === t)).length} tiers.`, ""];
   if (missingSecrets.length > 0) lines.push(`Secrets to set before \`pulumi up\`: ${missingSecrets.map((s) => `\`phoenix:${s}\``).join(", ")}.`, "");
   for (const note of notes) lines.push(note, "");
 
@@ -94,14 +90,14 @@ export function renderPlan(stack: string, config: StackConfig, resources: readon
   for (const g of config.guests) {
     const services = new Set(config.services.filter((s) => s.guest === g.vmid).map((s) => s.name));
     const routed = config.routes.filter((r) => (r.service !== undefined && services.has(r.service)) || (r.byModel && modelsOf(g).length > 0)).map((r) => `${r.host ?? ""}${r.path}`);
-    lines.push(`| ${g.vmid} | ${g.name} | ${g.network.ip} | ${g.clone} | ${g.gpus.join(", ") || "—"} | ${routed.join(", ") || "—"} |`);
+    lines.push(`| ${g.vmid} | ${g.name} | ${g.network.ip} | ${g.clone} | ${g.gpus.join(", ") || "—"} | ${mdCell(routed.join(", ")) || "—"} |`);
   }
   lines.push("");
 
   lines.push("## GPU memory", "", "| GPU | model | memory | allocated | users |", "|---|---|---|---|---|");
   for (const a of gpuAllocation(config)) {
     const users = a.users.map((u) => `${u.guest} (${u.engine}, ${Math.round(u.memoryGiB * 10) / 10} GiB)`).join("; ") || "—";
-    lines.push(`| ${a.gpu} | ${a.model} | ${a.memoryGiB} GiB | ${Math.round(a.totalGiB * 10) / 10} GiB | ${users} |`);
+    lines.push(`| ${a.gpu} | ${mdCell(a.model)} | ${a.memoryGiB} GiB | ${Math.round(a.totalGiB * 10) / 10} GiB | ${users} |`);
   }
   lines.push("");
   return lines.join("\n");
@@ -165,7 +161,8 @@ export function artifacts(config: StackConfig, resources: readonly Registered[])
   const out: Artifact[] = [];
   for (const r of resources.filter((x) => x.type === "phoenix:guest:GuestInstall")) {
     const dir = folder(Number(r.inputs.vmid));
-    for (const f of (r.inputs.files as { path: string; content: string }[] | undefined) ?? []) out.push({ path: `${dir}${f.path}`, content: f.content });
+    // A file list that holds a secret (a model server's key) is a secret as a whole.
+    for (const f of (unwrapSecret(r.inputs.files) as { path: string; content: string }[] | undefined) ?? []) out.push({ path: `${dir}${f.path}`, content: f.content });
     for (const run of resources.filter((x) => x.parent === r.name && x.type === "command:remote:Command")) {
       const script = unwrapSecret(run.inputs.stdin);
       if (typeof script === "string") out.push({ path: `${dir}/install/${run.name}.sh`, content: script });
