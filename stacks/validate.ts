@@ -5,11 +5,15 @@
  */
 import { inSubnet, isNetworkOrBroadcast, parseCidr, subnetOf, type Cidr } from "./net";
 import { hostIdOf } from "./idmap";
+import { compatibilityIssues } from "./compat";
 import { LLAMACPP_OPTION_LISTS } from "../components/models/llamacpp.options";
 import { OLLAMA_ENV_LISTS } from "../components/models/ollama.options";
 import { VLLM_OPTION_LISTS } from "../components/models/vllm.options";
-import { bridgeNetwork, gpuAllocation, guestAddress, templateVersion } from "./plan";
+import { snippetStorage } from "../components/docker/cloud-init";
+import { routeHostConflict } from "../components/core/routing";
+import { bridgeNetwork, gpuAllocation, guestAddress, orderingEdges, templateVersion, type OrderEdge } from "./plan";
 import { poolTopologies, UNKNOWN, type Guest, type Host, type StackConfig, type Template, type FirewallRule } from "./schema";
+import { ADMIN_GROUP, canonicalMacro, firstMatch, guestChain, hostNodeChain, ifaceProblem, NODE_GROUP, type Outcome, type RuleScope } from "./firewall-rules";
 
 export interface ConfigIssue {
   /** Path inside the phoenix namespace, e.g. guests[3].network.ip. */
@@ -48,11 +52,13 @@ export function crossValidate(config: StackConfig, unchecked: Unchecked = NOTHIN
   checkTemplates(ctx, report);
   for (const issue of templateVersionIssues(config)) report(issue.path, issue.message);
   checkClonesAndDependencies(ctx, report);
+  checkLinkedClones(ctx, report);
   checkGpus(ctx, report);
   checkMounts(ctx, report);
   checkSshNeeds(ctx, report);
   checkNfsExports(ctx, report);
   checkModelEngines(ctx, report);
+  for (const issue of compatibilityIssues(config)) report(issue.path, issue.message);
   checkRoles(ctx, report);
   checkServicesAndRoutes(ctx, report);
   checkFirewall(ctx, report);
@@ -198,6 +204,51 @@ function checkStorageAndZfs(ctx: Context, report: Report): void {
   ctx.config.guests.forEach((g, i) => wants(`guests[${i}].storage`, g.storage, g.kind === "lxc" ? "rootdir" : "images", `the disk of ${guestLabel(g)}`));
 }
 
+// --- Linked clones: disks, privilege, storage ------------------------------------------------
+
+/**
+ * Storage types that can hold a container template's linked clones: their volume_has_feature
+ * offers `clone` from a base volume in a raw or subvol format (pve-storage 0c56bad
+ * src/PVE/Storage/ZFSPoolPlugin.pm:814, LvmThinPlugin.pm:413, RBDPlugin.pm:960,
+ * BTRFSPlugin.pm:608). A dir storage's clone_image makes qcow2 only (Plugin.pm:1583-1608), which
+ * a container cannot use (pve-container 94f5585 src/PVE/API2/LXC.pm:2094-2100 asks for raw or subvol).
+ */
+const LINK_CLONE_STORAGE_TYPES: ReadonlySet<string> = new Set(["zfspool", "lvmthin", "rbd", "btrfs"]);
+
+/**
+ * A clone starts at its template's disk and grows from there (a disk never shrinks: LXC.pm:2402),
+ * keeps its template's privilege (bpg's `unprivileged` forces a new container: container.go:1156,
+ * components/guest/replacement.ts), and a container template lives where linked clones can be made.
+ */
+function checkLinkedClones(ctx: Context, report: Report): void {
+  const storageTypes = new Map<string, string | undefined>([
+    ...ctx.config.host.existingStorages.map((s) => [s.id, s.type] as const),
+    ...ctx.config.host.zfs.datasets.flatMap((d) => (d.storage ? [[d.storage.id, d.storage.type] as const] : [])),
+  ]);
+  const smaller = (what: string, size: number, template: Template) =>
+    `${what}: its disk is ${size} GiB but template ${template.vmid} (${template.name}) has ${template.diskGiB} GiB; a linked clone starts with its template's disk and cannot be smaller: set diskGiB to ${template.diskGiB} or more`;
+  ctx.config.templates.forEach((t, i) => {
+    if (t.kind !== "lxc") return;
+    const type = storageTypes.get(t.storage);
+    if (type !== undefined && known(t.storage) && !LINK_CLONE_STORAGE_TYPES.has(type)) {
+      report(`templates[${i}].storage`, `template ${t.vmid}: storage ${t.storage} is of type ${type}, which cannot make linked clones of a container: use a zfspool, lvmthin, rbd or btrfs storage`);
+    }
+    const src = "clone" in t.source ? ctx.templates.get(t.source.clone)?.t : undefined;
+    if (src?.kind !== "lxc") return;
+    if (t.diskGiB < src.diskGiB) report(`templates[${i}].diskGiB`, smaller(`template ${t.vmid}`, t.diskGiB, src));
+    if (t.unprivileged !== src.unprivileged) report(`templates[${i}].unprivileged`, `template ${t.vmid}: unprivileged is ${t.unprivileged} but its source ${src.vmid} has ${src.unprivileged}; a linked clone keeps its source's id mapping: make them equal`);
+  });
+  ctx.config.guests.forEach((g, i) => {
+    const src = ctx.templates.get(g.clone)?.t;
+    if (!src || src.kind !== g.kind) return;
+    if (g.diskGiB < src.diskGiB) report(`guests[${i}].diskGiB`, smaller(guestLabel(g), g.diskGiB, src));
+    if (g.kind === "lxc" && src.kind === "lxc" && g.unprivileged !== src.unprivileged) {
+      report(`guests[${i}].unprivileged`, `${guestLabel(g)}: unprivileged is ${g.unprivileged} but template ${src.vmid} has ${src.unprivileged}; a linked clone keeps its template's id mapping: make them equal`);
+    }
+    if (g.kind === "vm" && g.allowReplace.includes("unprivileged")) report(`guests[${i}].allowReplace`, `${guestLabel(g)}: a VM has no unprivileged setting: remove it from allowReplace`);
+  });
+}
+
 function checkTemplates(ctx: Context, report: Report): void {
   ctx.config.templates.forEach((t, i) => {
     if (t.gpus.length > 0) report(`templates[${i}].gpus`, `template ${t.vmid}: a template cannot hold GPUs (its clones would inherit them): assign GPUs to the guests cloned from it`);
@@ -241,14 +292,25 @@ function checkClonesAndDependencies(ctx: Context, report: Report): void {
       else if (!ctx.guests.has(d) && !ctx.unchecked.guests.has(d)) report(`guests[${i}].dependsOn[${j}]`, `${guestLabel(g)} depends on ${d}, which is not a declared guest`);
     });
   });
-  // Cycles: among templates (clone chains) and among guests (dependsOn); a guest→template edge cannot close a cycle.
+  // Cycles: among templates (clone chains) and among guests (every edge that orders their creation); a guest→template edge cannot close a cycle.
   const edges = new Map<number, number[]>();
-  for (const t of ctx.config.templates) if (t.kind === "lxc" && "clone" in t.source) edges.set(t.vmid, [t.source.clone]);
-  for (const g of ctx.config.guests) edges.set(g.vmid, [...g.dependsOn, ...implicitDependencies(g)].filter((d) => d !== g.vmid));
+  const why = new Map<string, OrderEdge>();
+  ctx.config.templates.forEach((t, i) => {
+    if (t.kind !== "lxc" || !("clone" in t.source)) return;
+    edges.set(t.vmid, [t.source.clone]);
+    why.set(`${t.vmid}>${t.source.clone}`, { from: t.vmid, to: t.source.clone, path: `templates[${i}].source.clone`, why: "cloned from it" });
+  });
+  for (const g of ctx.config.guests) edges.set(g.vmid, []);
+  for (const e of orderingEdges(ctx.config)) {
+    edges.get(e.from)?.push(e.to);
+    if (!why.has(`${e.from}>${e.to}`)) why.set(`${e.from}>${e.to}`, e);
+  }
   for (const cycle of findCycles(edges)) {
-    const first = cycle[0]!;
-    const where = ctx.guests.get(first) ? `guests[${ctx.guests.get(first)!.i}].dependsOn` : `templates[${ctx.templates.get(first)?.i ?? 0}].source.clone`;
-    report(where, `dependency cycle: ${[...cycle, first].join(" → ")}: remove one of these dependencies`);
+    const steps = cycle.map((from, k) => why.get(`${from}>${cycle[(k + 1) % cycle.length]}`)!);
+    // Reported at the first edge the user declared (a clone-order edge is Phoenix's plan, not a setting).
+    const at = steps.find((e) => !e.path.endsWith(".clone") || e.path.startsWith("templates")) ?? steps[0]!;
+    const chain = [...cycle, cycle[0]!].join(" → ");
+    report(at.path, `dependency cycle: ${chain} (${steps.map((e) => `${e.from} waits for ${e.to}: ${e.path}, ${e.why}`).join("; ")}): remove one of these dependencies`);
   }
 }
 
@@ -266,11 +328,6 @@ export function rootOnlySettings(g: Guest): { api: string[]; sshOnly: string[] }
   if (g.mounts.length > 0) sshOnly.push("mounts (bind mounts, owner of their host directory)");
   if (g.idPassthrough.uids.length + g.idPassthrough.gids.length > 0) sshOnly.push("idPassthrough (lxc.idmap)");
   return { api, sshOnly };
-}
-
-/** Dependencies that roles imply: an agent needs its server. */
-export function implicitDependencies(g: Guest): number[] {
-  return g.role?.type === "portainer-agent" ? [g.role.server] : [];
 }
 
 /** Elementary cycles, each reported once, starting at its smallest id. */
@@ -474,10 +531,15 @@ function checkRoles(ctx: Context, report: Report): void {
       if (!ctx.unchecked.guests.has(role.server) && server?.g.role?.type !== "portainer-server") report(`${path}.server`, `${guestLabel(g)}: ${role.server} is not a guest with role portainer-server`);
     }
   });
-  const snippets = [...ctx.storages.entries()].some(([, content]) => content.includes("snippets"));
+  const { host } = ctx.config;
+  const usable = [...host.zfs.datasets.map((d) => d.storage?.id), "local"].filter((id): id is string => id !== undefined && snippetStorage({ ...host, snippetStorage: id }) !== undefined);
+  const choose = `name a dir storage with snippets content${usable.length ? ` (here: ${usable.join(", ")})` : "; add snippets to a dir storage's content"}`;
+  if (host.snippetStorage !== undefined && !snippetStorage(host)) {
+    report("host.snippetStorage", `storage '${host.snippetStorage}' cannot hold the VMs' cloud-init user data: it must be a dir storage of a dataset in host.zfs.datasets, or local, with snippets content; ${choose}`);
+  }
   ctx.config.guests.forEach((g, i) => {
-    if (g.kind === "vm" && (g.role?.type === "portainer-server" || g.role?.type === "portainer-agent") && !snippets) {
-      report(`guests[${i}].role`, `${guestLabel(g)}: a Docker host is set up by cloud-init user data, which Proxmox reads from a storage with snippets content: add snippets to a dir storage's content`);
+    if (g.kind === "vm" && (g.role?.type === "portainer-server" || g.role?.type === "portainer-agent") && host.snippetStorage === undefined) {
+      report(`guests[${i}].role`, `${guestLabel(g)}: a Docker host is set up by cloud-init user data, which Phoenix writes to the storage host.snippetStorage names: ${choose}`);
     }
     if (g.kind === "vm" && g.dockerStacks.length > 0 && g.role?.type !== "portainer-agent") {
       report(`guests[${i}].dockerStacks`, `${guestLabel(g)}: Docker stacks are deployed through Portainer: give this VM role portainer-agent`);
@@ -537,6 +599,8 @@ function checkServicesAndRoutes(ctx: Context, report: Report): void {
     if (r.host && known(r.host) && r.host !== host.domain && !r.host.endsWith(`.${host.domain}`)) {
       report(`routes[${i}].host`, `route host ${r.host} is outside the internal domain ${host.domain}: the CA issues certificates for that domain only`);
     }
+    const taken = r.host && known(r.host) ? routeHostConflict(ctx.config, r.host) : undefined;
+    if (taken) report(`routes[${i}].host`, `route host ${r.host}: ${taken}, so the CA would validate the gateway's certificate there and refuse it: choose another host`);
     claims.push({ key: `${(r.host ?? "").toLowerCase()}${r.path}`, path: `routes[${i}]` });
   });
   duplicates(claims, (path, first, claim) => report(path, `route ${claim.startsWith("/") ? `(gateway host)${claim}` : claim} is already claimed by ${first}: each host+path goes to one service`));
@@ -563,29 +627,114 @@ function checkFirewall(ctx: Context, report: Report): void {
   const fw = ctx.config.firewall;
   const groups = new Set(fw.groups.map((g) => g.name));
   duplicates(fw.groups.map((g, i) => ({ key: g.name.toLowerCase(), path: `firewall.groups[${i}].name` })), (path, first, n) => report(path, `security group ${n} is already declared at ${first}`));
+  fw.groups.forEach((g, i) => {
+    // PVE lower-cases group names (Firewall.pm parse_clusterfw_config: `$group = lc($1)`).
+    if (g.name.toLowerCase() === ADMIN_GROUP || g.name.toLowerCase() === NODE_GROUP) report(`firewall.groups[${i}].name`, `security group ${g.name} is Phoenix's own (the nodes' admin and node rules): choose another name`);
+  });
   ctx.config.guests.forEach((g, i) => {
     g.firewall.groups.forEach((name, j) => {
       if (!groups.has(name)) report(`guests[${i}].firewall.groups[${j}]`, `${guestLabel(g)}: security group '${name}' is not declared in firewall.groups`);
     });
-  });
-  if (fw.enabled && fw.node.enabled && fw.policyIn !== "ACCEPT") {
-    const admin = ctx.config.host.adminNetworks;
-    const opens = (port: number) => fw.node.rules.some((r) => allowsAdmin(r, port));
-    const missing = [22, 8006].filter((p) => !opens(p));
-    if (admin.length === 0 && missing.length > 0) {
-      report("firewall.node", `the node firewall drops inbound traffic and nothing keeps ports ${missing.join(" and ")} open: declare host.adminNetworks (SSH and the web UI stay open from there) or add ACCEPT rules for them, or you will lock yourself out`);
+    if (g.firewall.ipfilter === true && g.network.ip === "dhcp") {
+      report(`guests[${i}].firewall.ipfilter`, `${guestLabel(g)} uses DHCP: ipfilter lets a guest send only from its configured address, so PVE would drop all its traffic: give it a static IP or set ipfilter: false`);
     }
+  });
+  checkRuleShapes(ctx, report);
+  checkAdminLockout(ctx, report);
+  checkNfsFirewall(ctx, report);
+}
+
+/**
+ * Macros and iface as PVE accepts them in each rule list's scope (stacks/firewall-rules.ts).
+ * The node's rules are deployed as security group phoenix-node (components/firewall.ts),
+ * so they follow a group's rules.
+ */
+function checkRuleShapes(ctx: Context, report: Report): void {
+  const fw = ctx.config.firewall;
+  const lists: Array<{ rules: readonly FirewallRule[]; path: string; scope: RuleScope }> = [
+    ...ctx.config.guests.map((g, i) => ({ rules: g.firewall.rules, path: `guests[${i}].firewall.rules`, scope: g.kind === "vm" ? ("vm" as const) : ("ct" as const) })),
+    ...fw.groups.map((g, i) => ({ rules: g.rules, path: `firewall.groups[${i}].rules`, scope: "group" as const })),
+    { rules: fw.rules, path: "firewall.rules", scope: "cluster" },
+    { rules: fw.node.rules, path: "firewall.node.rules", scope: "group" },
+  ];
+  for (const { rules, path, scope } of lists) {
+    rules.forEach((r, j) => {
+      const at = `${path}[${j}]`;
+      if (r.macro !== undefined) {
+        const canonical = canonicalMacro(r.macro);
+        if (canonical === undefined) report(`${at}.macro`, `PVE has no macro '${r.macro}' and refuses the rule: use one of pve-firewall's macros (listed in stacks/firewall-rules.ts), or proto and dport`);
+        else if (canonical !== r.macro) report(`${at}.macro`, `PVE stores this macro as ${canonical}, so '${r.macro}' would show a change on every run: write ${canonical}`);
+        // Firewall.pm $apply_macro: a rule's proto/dport/sport that differ from the macro's fail "parameter … already define in macro".
+        if (r.proto !== undefined || r.dport !== undefined || r.sport !== undefined) report(at, `a macro brings its own protocol and ports: remove proto, dport and sport, or the macro`);
+      }
+      const problem = r.iface === undefined ? undefined : ifaceProblem(scope, r.iface);
+      if (problem && path === "firewall.node.rules") {
+        report(`${at}.iface`, `the node's rules are deployed as security group ${NODE_GROUP}, behind Phoenix's admin rules, and ${problem}: put an interface-specific node rule in firewall.rules (the datacenter's rules, which PVE applies to every node after its own)`);
+      } else if (problem) report(`${at}.iface`, problem);
+    });
   }
 }
 
-function allowsAdmin(r: FirewallRule, port: number): boolean {
-  if (r.type !== "in" || r.action !== "ACCEPT" || !r.enabled) return false;
-  if (r.macro) return port === 22 && r.macro.toUpperCase() === "SSH";
-  if (r.proto !== "tcp" || !r.dport) return false;
-  return r.dport.split(",").some((part) => {
-    const [lo, hi] = part.split(":").map(Number) as [number, number | undefined];
-    return port >= lo && port <= (hi ?? lo);
-  });
+/** Where a chain walk drops the probe: the deciding rule, or the policy; undefined when it admits or names an alias or ipset. */
+function dropsAt(outcome: Outcome, policy: string, policyPath: string): { path: string; what: string } | undefined {
+  if (outcome.by === "unknown") return undefined;
+  if (outcome.by === "policy") return policy === "ACCEPT" ? undefined : { path: policyPath, what: `the ${policy} policy` };
+  const { rule, path, group } = outcome.entry;
+  if (rule.action === "ACCEPT") return undefined;
+  return { path, what: `this ${rule.action} rule${group ? ` (in group ${group})` : ""}${outcome.partly ? " (for part of the traffic)" : ""}` };
+}
+
+/**
+ * SSH (22) and the web UI (8006) must stay reachable: the node's effective chain
+ * (hostNodeChain: its own rules, the datacenter's, PVE's management ACCEPTs, then
+ * policyIn) is walked from every admin network or, with none declared, from the node's
+ * local network, which PVE admits last through its management ipset. That traffic is
+ * taken to arrive on host.managementBridge (Phoenix does not know routes to other
+ * networks), so a rule limited to another iface does not count.
+ */
+function checkAdminLockout(ctx: Context, report: Report): void {
+  const { firewall: fw, host } = ctx.config;
+  if (!fw.enabled || !fw.node.enabled || !ctx.hostCidr) return;
+  const chain = hostNodeChain(ctx.config);
+  const declared = host.adminNetworks.length > 0;
+  const found = new Map<string, { what: string; net: string; ports: number[] }>();
+  for (const net of declared ? host.adminNetworks : [subnetOf(ctx.hostCidr)]) {
+    for (const port of [22, 8006]) {
+      const drop = dropsAt(firstMatch(chain, { direction: "in", port, source: net, dest: ctx.hostCidr.address, iface: host.managementBridge }), fw.policyIn, "firewall.policyIn");
+      if (!drop) continue;
+      const key = `${drop.path} ${net}`;
+      const seen = found.get(key);
+      if (seen) seen.ports.push(port);
+      else found.set(key, { ...drop, net, ports: [port] });
+    }
+  }
+  for (const [key, { what, net, ports }] of found) {
+    const from = declared ? `admin network ${net}` : `${net}, the node's local network (no host.adminNetworks are declared; PVE admits its local network last)`;
+    const advice = declared ? "narrow it" : "declare host.adminNetworks (Phoenix admits SSH and the web UI from them ahead of every node rule) or narrow it";
+    report(key.split(" ")[0]!, `${what} drops ${ports.map((p) => `tcp/${p}`).join(" and ")} to the node from ${from} before anything admits it, so you would lock yourself out: ${advice}`);
+  }
+}
+
+/**
+ * NFS to the exporting node: Phoenix adds the node's ACCEPT for each client ahead of the
+ * node's own rules (nfsRules); the client's own outbound rules and policy must let TCP 2049
+ * to the node out too.
+ */
+function checkNfsFirewall(ctx: Context, report: Report): void {
+  if (!ctx.config.firewall.enabled || !ctx.hostCidr) return;
+  const node = ctx.hostCidr.address;
+  ctx.config.host.nfsExports.forEach((e, i) =>
+    e.clients.forEach((vmid, j) => {
+      const entry = ctx.guests.get(vmid);
+      const ip = entry && guestAddress(entry.g);
+      if (!entry || !ip || !entry.g.firewall.enabled) return;
+      const g = entry.g;
+      const drop = dropsAt(firstMatch(guestChain(ctx.config, g), { direction: "out", port: 2049, source: ip, dest: node, iface: "net0" }), g.firewall.policyOut, `guests[${entry.i}].firewall.policyOut`);
+      if (drop) {
+        report(`host.nfsExports[${i}].clients[${j}]`, `${guestLabel(g)} mounts /${e.volume} over NFS, but ${drop.what} at ${drop.path} keeps tcp/2049 to the node ${node} from going out: add { type: out, action: ACCEPT, proto: tcp, dport: 2049, dest: ${node} } ahead of it`);
+      }
+    }),
+  );
 }
 
 /** Which `versions` keys each layer pins, and which it must pin. */

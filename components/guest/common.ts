@@ -1,4 +1,5 @@
 /** What LxcGuest and VmGuest derive the same way from a guest's declaration. */
+import type * as pulumi from "@pulumi/pulumi";
 import type { Guest } from "../../stacks/schema";
 
 /** Defaults a guest takes from the host when it declares none. */
@@ -51,7 +52,23 @@ export function startupOf(g: Guest): { onBoot: boolean; startup?: { order?: numb
   return { onBoot: s.onBoot, startup: Object.values(startup).some((v) => v !== undefined) ? startup : undefined };
 }
 
-/** Resource name that says what the guest is: ct-103-step-ca, vm-1001-portainer. */
+/**
+ * The guest's resource name before it was keyed by vmid alone (ct-103-step-ca): an alias, so a
+ * stack applied with those names keeps its guests. Valid until the guest is renamed.
+ */
 export function guestResourceName(g: { kind: "lxc" | "vm"; vmid: number; name: string }): string {
   return `${g.kind === "lxc" ? "ct" : "vm"}-${g.vmid}-${g.name}`;
+}
+
+/**
+ * Options of a guest's bridged resource. Named by vmid, so a rename is an update, aliased to the
+ * name it had before (above). Protected unless the configuration lifts it for this guest
+ * (allowDestroy, allowReplace): the engine then refuses any plan that deletes or replaces it
+ * (https://www.pulumi.com/docs/iac/concepts/resources/options/protect/). When a replacement is
+ * allowed it deletes first: create-before-delete would clone onto the vmid still in use, which
+ * bpg adopts as "already exists" before Pulumi deletes the "old" guest, the same one
+ * (components/guest/replacement.ts).
+ */
+export function guestOptions(g: Guest): Pick<pulumi.CustomResourceOptions, "protect" | "deleteBeforeReplace" | "aliases"> {
+  return { protect: !g.allowDestroy && g.allowReplace.length === 0, deleteBeforeReplace: true, aliases: [{ name: guestResourceName(g) }] };
 }

@@ -6,12 +6,15 @@
  */
 import * as proxmox from "@muhlba91/pulumi-proxmoxve";
 import * as pulumi from "@pulumi/pulumi";
+import { GuestDisk } from "../../providers/guest/guest-disk";
 import { LxcRootConfig, type RootTransport } from "../../providers/guest/lxc-root-config";
+import type { ApiAccess } from "../../providers/hardware/gpu-functions";
 import { hostIdOf, planIdmap } from "../../stacks/idmap";
 import type { Gpu, Host, LxcGuest as LxcGuestConfig } from "../../stacks/schema";
 import { rootOnlySettings } from "../../stacks/validate";
+import { guestAddress } from "../../stacks/plan";
 import { attachGuestFirewall } from "../firewall";
-import { guestDescription, guestResourceName, guestTags, resolveNetwork, startupOf, type GuestContext } from "./common";
+import { guestDescription, guestOptions, guestResourceName, guestTags, resolveNetwork, startupOf, type GuestContext } from "./common";
 import { expectedGpuView, gpuDevices, type HostGpuInfo } from "./gpu";
 
 export interface LxcGuestArgs {
@@ -21,6 +24,10 @@ export interface LxcGuestArgs {
   context: GuestContext;
   /** vmid of the template this guest is a linked clone of. */
   template: number;
+  /** The template's disk size: what a fresh clone has, and what bpg records for it. */
+  templateDiskGiB: number;
+  /** Phoenix's own API access, to grow the disk after the clone. */
+  api: pulumi.Input<ApiAccess>;
   /** The host's declared GPUs, to find the assigned ones by PCI address. */
   gpus: Gpu[];
   /** What the host driver reports; required when the guest has GPUs. */
@@ -36,6 +43,8 @@ export interface LxcGuestArgs {
 export class LxcGuest extends pulumi.ComponentResource {
   readonly vmid: number;
   readonly container: proxmox.ContainerLegacy;
+  /** The root disk at its declared size, grown after the clone. */
+  readonly disk: GuestDisk;
   /** The guest itself, created once its clone task has finished. */
   readonly machine: pulumi.CustomResource;
   /** The resource after which the guest is fully configured (root settings applied). */
@@ -44,7 +53,7 @@ export class LxcGuest extends pulumi.ComponentResource {
   constructor(name: string, args: LxcGuestArgs, opts: pulumi.ComponentResourceOptions = {}) {
     super("phoenix:guest:LxcGuest", name, {}, opts);
     const g = args.guest;
-    const label = guestResourceName(g);
+    const label = `ct-${g.vmid}`;
     const net = resolveNetwork(g, args.context);
     const { onBoot, startup } = startupOf(g);
     const { api, sshOnly } = rootOnlySettings(g);
@@ -64,7 +73,9 @@ export class LxcGuest extends pulumi.ComponentResource {
         unprivileged: g.unprivileged,
         cpu: { cores: g.cores },
         memory: { dedicated: g.memoryMiB, swap: g.swapMiB },
-        disk: { datastoreId: g.storage, size: g.diskGiB },
+        // bpg never resizes a clone and records the template's size (components/guest/replacement.ts):
+        // given that size, its state and this input always agree; GuestDisk grows the disk.
+        disk: { datastoreId: g.storage, size: args.templateDiskGiB },
         networkInterfaces: [{ name: "eth0", bridge: net.bridge, firewall: true, macAddress: net.mac, vlanId: net.vlan }],
         initialization: {
           hostname: g.name,
@@ -76,13 +87,14 @@ export class LxcGuest extends pulumi.ComponentResource {
         startup,
         started: true,
       },
-      { parent: this, dependsOn: args.dependsOn, ignoreChanges: rootOnly ? rootKeys : [] },
+      { ...guestOptions(g), parent: this, dependsOn: args.dependsOn, ignoreChanges: rootOnly ? rootKeys : [] },
     );
+    this.disk = new GuestDisk(`${label}-disk`, { api: args.api, node: args.context.node, vmid: g.vmid, disk: "rootfs", sizeGiB: g.diskGiB }, { parent: this, dependsOn: [this.container] });
 
-    attachGuestFirewall(this, label, { node: args.context.node, vmid: g.vmid, kind: "lxc", firewall: g.firewall }, { dependsOn: [this.container] });
+    attachGuestFirewall(this, label, { node: args.context.node, vmid: g.vmid, kind: "lxc", firewall: g.firewall, address: guestAddress(g) }, { dependsOn: [this.container] }, guestResourceName(g));
 
     this.machine = this.container;
-    this.ready = this.container;
+    this.ready = this.disk;
     if (rootOnly) {
       if (!args.rootTransport) throw new Error(`${label}: needs root@pam settings (${[...api, ...sshOnly].join(", ")}) but no root transport was given`);
       const idmap = planIdmap(g.unprivileged ? g.idPassthrough : { uids: [], gids: [] });
@@ -115,7 +127,7 @@ export class LxcGuest extends pulumi.ComponentResource {
           subgid: idmap.subgid,
           verifyGpus,
         },
-        { parent: this, dependsOn: [this.container] },
+        { parent: this, dependsOn: [this.disk], aliases: [{ name: `${guestResourceName(g)}-root` }] },
       );
     }
     this.registerOutputs({ vmid: this.vmid });

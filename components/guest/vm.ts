@@ -6,8 +6,9 @@
 import * as proxmox from "@muhlba91/pulumi-proxmoxve";
 import * as pulumi from "@pulumi/pulumi";
 import type { VmGuest as VmGuestConfig } from "../../stacks/schema";
+import { guestAddress } from "../../stacks/plan";
 import { attachGuestFirewall } from "../firewall";
-import { guestDescription, guestResourceName, guestTags, resolveNetwork, startupOf, type GuestContext } from "./common";
+import { guestDescription, guestOptions, guestResourceName, guestTags, resolveNetwork, startupOf, type GuestContext } from "./common";
 
 export interface VmGuestArgs {
   /** The guest as declared in the stack configuration. */
@@ -35,7 +36,7 @@ export class VmGuest extends pulumi.ComponentResource {
   constructor(name: string, args: VmGuestArgs, opts: pulumi.ComponentResourceOptions = {}) {
     super("phoenix:guest:VmGuest", name, {}, opts);
     const g = args.guest;
-    const label = guestResourceName(g);
+    const label = `vm-${g.vmid}`;
     const mappings = g.gpus.map((id) => {
       const mapping = args.pciMappings?.[id];
       if (!mapping) throw new Error(`${label}: GPU ${id} has no PCI mapping; it must be declared vm-passthrough in host.gpus`);
@@ -65,15 +66,16 @@ export class VmGuest extends pulumi.ComponentResource {
           // With user data, the snippet creates the user; PVE refuses both at once.
           ...(args.userDataFileId ? { userDataFileId: args.userDataFileId } : { userAccount: { username: g.cloudInit.user, keys: g.cloudInit.sshKeys } }),
         },
+        // bpg grows a VM's disk right after the clone (vm.go:2867 → vm/disk/disk.go:134), so the declared size goes to it.
         // PCIe passthrough needs the q35 machine type.
         ...(mappings.length > 0 ? { machine: "q35", hostpcis: mappings.map((m, i) => ({ device: `hostpci${i}`, mapping: m.name, pcie: true })) } : {}),
         onBoot,
         startup,
         started: true,
       },
-      { parent: this, dependsOn: [...(args.dependsOn ?? []), ...mappings] },
+      { ...guestOptions(g), parent: this, dependsOn: [...(args.dependsOn ?? []), ...mappings] },
     );
-    attachGuestFirewall(this, label, { node: args.context.node, vmid: g.vmid, kind: "vm", firewall: g.firewall }, { dependsOn: [this.vm] });
+    attachGuestFirewall(this, label, { node: args.context.node, vmid: g.vmid, kind: "vm", firewall: g.firewall, address: guestAddress(g) }, { dependsOn: [this.vm] }, guestResourceName(g));
     this.machine = this.vm;
     this.ready = this.vm;
     this.registerOutputs({ vmid: this.vmid });

@@ -25,7 +25,7 @@ describe("the core tier of the prod stack", () => {
     expect(program.byName("step-ca-install-run").inputs.create).toBe("pct exec 103 -- bash -s");
     expect(program.byName("traefik-install-run").inputs.create).toBe("pct exec 102 -- bash -s");
     expect(program.byName("gateway-install-run").inputs.create).toBe("pct exec 101 -- bash -s");
-    expect(program.dependenciesOf("step-ca-install-run")).toContain("ct-103-step-ca-root");
+    expect(program.dependenciesOf("step-ca-install-run")).toContain("ct-103-root");
   });
 
   it("gives Traefik and the gateway the CA's root, and exports its fingerprint", async () => {

@@ -9,9 +9,9 @@ beforeAll(async () => {
 
 describe("the Docker tier of the prod stack", () => {
   it("clones each Portainer VM with user data written first, trusting the CA and starting its compose project", () => {
-    const server = p.byName("vm-1001-portainer");
+    const server = p.byName("vm-1001");
     expect((server.inputs.initialization as { userDataFileId: string }).userDataFileId).toBe("fastData-iso:snippets/phoenix-vm-1001.yaml");
-    expect(p.dependenciesOf("vm-1001-portainer")).toContain("vm-1001-user-data");
+    expect(p.dependenciesOf("vm-1001")).toContain("vm-1001-user-data");
     const userData = p.byName("vm-1001-user-data").inputs;
     expect(userData.path).toBe("/fastData/shared-iso/snippets/phoenix-vm-1001.yaml");
     const content = String(userData.content);
@@ -25,10 +25,10 @@ describe("the Docker tier of the prod stack", () => {
   });
 
   it("drives Portainer only once it answers: admin, then the agent's environment, then its stacks", () => {
-    expect(p.dependenciesOf("portainer-health")).toContain("vm-1001-portainer");
+    expect(p.dependenciesOf("portainer-health")).toContain("vm-1001");
     expect(p.dependenciesOf("portainer-admin")).toContain("portainer-health");
     const env = p.dependenciesOf("portainer-env-1002");
-    expect(env).toContain("vm-1002-drphoenix");
+    expect(env).toContain("vm-1002");
     expect(env).toContain("portainer-admin");
     for (const stack of ["qdrant", "webapp", "n8n"]) expect(p.dependenciesOf(`portainer-stack-1002-${stack}`)).toContain("portainer-env-1002");
     expect(p.byName("portainer-env-1002").inputs.agentUrl).toBe("tcp://10.0.0.102:9001");
@@ -47,7 +47,7 @@ describe("NFS for the Docker host's data", () => {
     expect(exports.exports).toEqual([{ path: "/fastData/docker-data", clients: [{ host: "10.0.0.102", options: ["rw", "sync", "no_subtree_check", "root_squash"] }] }]);
     expect(String(exports.reload)).toContain('chown 1000:1000 "$R"/fastData/docker-data');
     expect(p.dependenciesOf("host-nfs-exports")).toContain("host-dataset-fastData-docker-data");
-    expect(p.dependenciesOf("vm-1002-drphoenix")).toContain("host-nfs-exports");
+    expect(p.dependenciesOf("vm-1002")).toContain("host-nfs-exports");
     expect(String(p.byName("vm-1002-user-data").inputs.content)).toContain("10.0.0.13:/fastData/docker-data");
     expect(String(p.byName("vm-1001-user-data").inputs.content)).not.toContain("/fastData/docker-data");
   });

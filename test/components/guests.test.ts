@@ -19,15 +19,15 @@ beforeAll(async () => {
 describe("guests of the prod stack", () => {
   it("are linked clones of their declared templates, named for what they are", () => {
     const expected: Record<string, number> = {
-      "ct-101-nginx-gateway": 900,
-      "ct-102-traefik": 900,
-      "ct-103-step-ca": 900,
-      "ct-801-vllm-embed": 920,
-      "ct-802-vllm-chat": 920,
-      "ct-914-ollama": 901,
-      "ct-917-llamacpp": 901,
-      "vm-1001-portainer": 9000,
-      "vm-1002-drphoenix": 9000,
+      "ct-101": 900,
+      "ct-102": 900,
+      "ct-103": 900,
+      "ct-801": 920,
+      "ct-802": 920,
+      "ct-914": 901,
+      "ct-917": 901,
+      "vm-1001": 9000,
+      "vm-1002": 9000,
     };
     const guests = [...guestsOf(CT), ...guestsOf(VM)];
     expect(Object.fromEntries(guests.map((g) => [g.name, input<{ vmId: number }>(g, "clone").vmId]))).toEqual(expected);
@@ -55,18 +55,18 @@ describe("guests of the prod stack", () => {
   it("pass exactly the assigned GPU, found by PCI address, to each GPU guest", () => {
     const devices = (name: string) => (program.byName(`${name}-root`).inputs.devices as { path: string }[]).map((d) => d.path);
     // config GPU 0 is 0000:01:00.0, which the driver enumerates as /dev/nvidia1
-    expect(devices("ct-802-vllm-chat")).toEqual(["/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"]);
-    expect(devices("ct-914-ollama")[0]).toBe("/dev/nvidia0");
-    expect(devices("ct-103-step-ca")).toEqual([]);
-    expect(program.byName("ct-802-vllm-chat-root").inputs.verifyGpus).toEqual({ busIds: ["00000000:01:00.0"], driverVersion: "580.95.05" });
-    expect(program.byName("ct-103-step-ca-root").inputs.verifyGpus).toBeUndefined();
-    expect(program.resources.some((r) => r.name === "ct-102-traefik-root")).toBe(false);
+    expect(devices("ct-802")).toEqual(["/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"]);
+    expect(devices("ct-914")[0]).toBe("/dev/nvidia0");
+    expect(devices("ct-103")).toEqual([]);
+    expect(program.byName("ct-802-root").inputs.verifyGpus).toEqual({ busIds: ["00000000:01:00.0"], driverVersion: "580.95.05" });
+    expect(program.byName("ct-103-root").inputs.verifyGpus).toBeUndefined();
+    expect(program.resources.some((r) => r.name === "ct-102-root")).toBe(false);
   });
 
   it("mount the Step-CA volume into the CA and nowhere else, owned through the id map", () => {
     const mounts = program.ofType(ROOT_CONFIG).flatMap((r) => ((r.inputs.mounts as { hostPath: string; owner: unknown }[] | undefined) ?? []).map((m) => ({ guest: r.name, ...m })));
-    expect(mounts.filter((m) => m.hostPath === "/fastData/step-ca").map((m) => m.guest)).toEqual(["ct-103-step-ca-root"]);
-    expect(mounts.find((m) => m.guest === "ct-801-vllm-embed-root")?.owner).toEqual({ uid: 101000, gid: 101000, mode: "0755" });
+    expect(mounts.filter((m) => m.hostPath === "/fastData/step-ca").map((m) => m.guest)).toEqual(["ct-103-root"]);
+    expect(mounts.find((m) => m.guest === "ct-801-root")?.owner).toEqual({ uid: 101000, gid: 101000, mode: "0755" });
   });
 
   it("never clones two guests from one template at the same time", () => {
@@ -88,22 +88,22 @@ describe("guests of the prod stack", () => {
   });
 
   it("clone each guest only once its template is built", () => {
-    expect(program.dependenciesOf("ct-802-vllm-chat")).toContain("ct-920-tpl-vllm");
-    expect(program.dependenciesOf("vm-1001-portainer")).toContain("vm-9000-tpl-ubuntu-cloud");
+    expect(program.dependenciesOf("ct-802")).toContain("ct-920-tpl-vllm");
+    expect(program.dependenciesOf("vm-1001")).toContain("vm-9000-tpl-ubuntu-cloud");
     // the golden template sits on top of the CUDA one, which waits for the host driver
     expect(program.dependenciesOf("ct-920-tpl-vllm")).toContain("host-nvidia");
   });
 
   it("start GPU guests only after the host driver, and guests after their storage and datasets", () => {
-    const chat = program.dependenciesOf("ct-802-vllm-chat");
+    const chat = program.dependenciesOf("ct-802");
     expect(chat).toContain("host-nvidia");
     expect(chat).toContain("host-storage-quickOS-lxc-disks");
     expect(chat).toContain("host-dataset-fastData-shared-models");
-    expect(program.dependenciesOf("ct-102-traefik")).not.toContain("host-nvidia");
+    expect(program.dependenciesOf("ct-102")).not.toContain("host-nvidia");
   });
 
   it("register the Portainer agent after its server", () => {
-    expect(program.dependenciesOf("vm-1002-drphoenix")).toContain("vm-1001-portainer");
+    expect(program.dependenciesOf("vm-1002")).toContain("vm-1001");
   });
 
   it("keep SSH and the web UI open from the admin network ahead of the node's DROP", () => {
@@ -142,10 +142,10 @@ describe("a GPU passed through to a VM next to one shared with containers", () =
   it("maps the passthrough card and gives it to the VM as a PCIe device", () => {
     const mapping = mixed.byName("host-pci-gpu-1");
     expect(mapping.inputs.maps).toEqual([{ node: "phoenix", path: "0000:02:00.0", id: "10de:2d04", iommuGroup: 15 }]);
-    const vm = mixed.byName("vm-1002-drphoenix");
+    const vm = mixed.byName("vm-1002");
     expect(vm.inputs.machine).toBe("q35");
     expect(vm.inputs.hostpcis).toEqual([{ device: "hostpci0", mapping: "phoenix-gpu-1", pcie: true }]);
-    expect(mixed.dependenciesOf("vm-1002-drphoenix")).toContain("host-vfio");
+    expect(mixed.dependenciesOf("vm-1002")).toContain("host-vfio");
     expect(mixed.resources.some((r) => r.name === "host-pci-gpu-0")).toBe(false);
   });
 });

@@ -4,7 +4,7 @@ import { prodWithSecrets } from "../stacks/fixtures";
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 const filesOf = (p: Program, name: string) => p.byName(name).inputs.files as { path: string; content: string }[];
-const SERVERS: Record<number, string> = { 801: "ct-801-vllm-embed", 802: "ct-802-vllm-chat", 914: "ct-914-ollama", 917: "ct-917-llamacpp" };
+const SERVERS: Record<number, string> = { 801: "ct-801", 802: "ct-802", 914: "ct-914", 917: "ct-917" };
 
 describe("model servers of the prod stack", () => {
   let p: Program;

@@ -11,7 +11,7 @@ import { DEV_FILE } from "../stacks/fixtures";
 import type { ApplyResult } from "./engine";
 import { imageDigest } from "./lab-network";
 import type { RawStack } from "../../stacks/load";
-import { changed, edited, exported, expectNoOrphans, failuresOf, loadProgram, stagedContents, withoutGuest } from "./support";
+import { changed, edited, exported, expectNoOrphans, failuresOf, guestDestroys, loadProgram, stagedContents, withoutGuest } from "./support";
 import { startWorld, type World } from "./world";
 
 const conf = (w: World, vmid: number) => w.rig.sandbox.read(`etc/pve/lxc/${vmid}.conf`);
@@ -147,7 +147,7 @@ describe("dev stack, applied against the simulator, the sshd rig and the lab net
     });
     const r = await w.apply(current);
     expect(failuresOf(r)).toEqual([]);
-    expect(changed(r)).toEqual(["update ct-101-nginx-gateway"]);
+    expect(changed(r)).toEqual(["update ct-101"]);
     expect(w.sim.log.mutating().map((m) => `${m.method} ${m.path}`)).toEqual([`PUT /api2/json/nodes/${w.node}/lxc/101/config`]);
     expect(w.sim.state.guests.get(101)?.config.memory).toBe("1024");
     expect(w.sim.state.guests.get(101)?.status).toBe("running");
@@ -169,8 +169,18 @@ describe("dev stack, applied against the simulator, the sshd rig and the lab net
     expect(w.sim.log.mutating()).toEqual([]);
   }, 60_000);
 
-  it("removal of a guest: it is deleted, its data volume (a dataset the stack no longer declares) is kept", async () => {
+  it("removal of a guest: refused while it is protected; once allowDestroy is applied it is deleted, its data volume (a dataset the stack no longer declares) is kept", async () => {
     w.sim.log.clear();
+    const refused = await w.apply(edited(current, (v) => withoutGuest(v, 914)));
+    expect(failuresOf(refused).join("\n")).toContain("CT 914 ollama was applied before and would be destroyed with its disk");
+    expect(w.sim.state.guests.has(914)).toBe(true);
+    expect(guestDestroys(w)).toEqual([]);
+    current = edited(current, (v) => {
+      v.guests.find((g) => g.vmid === 914)!.allowDestroy = true;
+    });
+    const lift = await w.apply(current);
+    expect(failuresOf(lift)).toEqual([]);
+    expect(w.sim.log.mutating()).toEqual([]);
     current = edited(current, (v) => {
       withoutGuest(v, 914);
       v.host.zfs.datasets = v.host.zfs.datasets.filter((d) => d.name !== "models");
@@ -179,7 +189,7 @@ describe("dev stack, applied against the simulator, the sshd rig and the lab net
     expect(failuresOf(r)).toEqual([]);
     expect(w.sim.state.guests.has(914)).toBe(false);
     expect(w.rig.sandbox.exists("etc/pve/lxc/914.conf")).toBe(false);
-    expect(changed(r)).toEqual(expect.arrayContaining(["delete ct-914-ollama", "delete ct-914-ollama-root", "delete ct-914-ollama-firewall", "delete ct-914-ollama-firewall-rules"]));
+    expect(changed(r)).toEqual(expect.arrayContaining(["delete ct-914", "delete ct-914-disk", "delete ct-914-root", "delete ct-914-firewall", "delete ct-914-firewall-rules"]));
     // Forgotten, not destroyed: the dataset and the files on it stay on the host.
     expect(changed(r)).not.toContain("delete host-dataset-tank-models");
     expect(w.rig.sandbox.state().datasets["tank/models"]).toBeDefined();

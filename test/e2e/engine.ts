@@ -37,6 +37,8 @@ export interface StateEntry {
   /** Resources this one depends on (dependsOn, data flow): deleted after them. */
   dependencies: Key[];
   retainOnDelete: boolean;
+  /** Pulumi's `protect`, as the last registration set it: a protected entry is never deleted. */
+  protect?: boolean;
   /** Set when the create failed after the object was made: the next run must update it. */
   initErrors?: string[];
 }
@@ -87,6 +89,12 @@ export interface Translation {
   read(entry: StateEntry): Promise<Record<string, unknown> | undefined>;
   /** Input properties that cannot change in place. */
   replaceOnChanges?: readonly string[];
+  /**
+   * The provider's own diff, where it compares the new inputs with what it read back into the
+   * state rather than with the last inputs (bpg's guests: their disk size). Overrides
+   * replaceOnChanges.
+   */
+  diff?(entry: StateEntry, inputs: Record<string, unknown>): { changes: boolean; replaces: string[] };
 }
 
 export interface ApplyOptions {
@@ -194,6 +202,10 @@ interface Declared {
   props: Record<string, unknown>;
   retainOnDelete: boolean;
   ignoreChanges: string[];
+  protect: boolean;
+  deleteBeforeReplace: boolean;
+  /** Names this resource had before (name-only aliases: same type and parent). */
+  aliases: string[];
 }
 
 /** Every Output reachable from a property value, so data-flow edges can be recovered. */
@@ -263,6 +275,14 @@ export async function apply(opts: ApplyOptions): Promise<ApplyResult> {
     inflight.add(key);
     const news = plain(rawInputs) as Record<string, unknown>;
     inputsSeen.set(key, news);
+    // Aliases: an entry under a former name is this resource (https://www.pulumi.com/docs/iac/concepts/resources/options/aliases/).
+    for (const alias of d?.aliases ?? []) {
+      const former = state.resources.get(keyOf(type, alias));
+      if (former && !state.resources.has(key)) {
+        state.resources.delete(keyOf(type, alias));
+        state.resources.set(key, { ...former, name });
+      }
+    }
     const old = state.resources.get(key);
     // ignoreChanges: the engine keeps the old value of an ignored input.
     if (old && d) for (const k of d.ignoreChanges) if (k in old.inputs) news[k] = old.inputs[k];
@@ -274,6 +294,7 @@ export async function apply(opts: ApplyOptions): Promise<ApplyResult> {
       outputs,
       dependencies: old?.dependencies ?? [],
       retainOnDelete: d?.retainOnDelete ?? false,
+      protect: d?.protect ?? false,
     });
     try {
       if (type.startsWith(DYNAMIC_PREFIX)) {
@@ -316,22 +337,33 @@ export async function apply(opts: ApplyOptions): Promise<ApplyResult> {
       const translation = opts.translations[type];
       if (!translation) throw new Error(`${key}: the e2e harness has no translation for ${type}; add one to test/e2e/translations.ts`);
       if (old) {
-        if (!old.initErrors && same(old.inputs, news)) {
+        const planned = translation.diff?.(old, news) ?? { changes: !same(old.inputs, news), replaces: (translation.replaceOnChanges ?? []).filter((k) => !same(old.inputs[k], news[k])) };
+        if (!planned.changes && !old.initErrors) {
           state.resources.set(key, entry(old.id, news, old.outputs));
           operations.push({ key, kind: "same", start: now(), end: now() });
           return { id: old.id, state: old.outputs };
         }
-        const replaced = (translation.replaceOnChanges ?? []).filter((k) => !same(old.inputs[k], news[k]));
+        const replaced = planned.replaces;
         if (replaced.length === 0) {
           const outputs = await record(key, "update", () => translation.update(old, news));
           state.resources.set(key, entry(old.id, news, outputs));
           return { id: old.id, state: outputs };
         }
-        // Bridged resources replace delete-first: a vmid or storage id cannot exist twice.
+        // A protected resource is never replaced; the engine checks the goal's flag, so lifting it
+        // and replacing may happen in one run (pulumi/pulumi#8873, step_generator.go).
+        if (d?.protect) throw new Error(`${key}: unable to replace a protected resource (${replaced.join(", ")} changed); lift protect first`);
+        // Pulumi replaces create-before-delete unless deleteBeforeReplace is set
+        // (https://www.pulumi.com/docs/iac/concepts/resources/options/deletebeforereplace/); with
+        // retainOnDelete the old object is dropped from the state, not deleted.
         const created = await record(key, "replace", async () => {
-          await translation.delete(old);
-          state.resources.delete(key);
-          return translation.create(news);
+          if (d?.deleteBeforeReplace) {
+            if (!old.retainOnDelete) await translation.delete(old);
+            state.resources.delete(key);
+            return translation.create(news);
+          }
+          const made = await translation.create(news);
+          if (!old.retainOnDelete) await translation.delete(old);
+          return made;
         });
         state.resources.set(key, entry(created.id, news, created.outputs));
         return { id: created.id, state: created.outputs };
@@ -385,7 +417,11 @@ export async function apply(opts: ApplyOptions): Promise<ApplyResult> {
           // isInstance relies on a brand set after transformations run; the prototype is already there.
           const custom = args.resource instanceof pulumi.CustomResource;
           const ignoreChanges = (args.opts as pulumi.CustomResourceOptions).ignoreChanges ?? [];
-          declared.set(key, { key, custom, parent, explicit, props: args.props as Record<string, unknown>, retainOnDelete: args.opts.retainOnDelete ?? false, ignoreChanges });
+          const aliases = (args.opts.aliases ?? []).flatMap((a) => (typeof a === "object" && a !== null && "name" in a && typeof a.name === "string" ? [a.name] : []));
+          // protect is inherited from the parent when not set (https://www.pulumi.com/docs/iac/concepts/resources/options/protect/).
+          const protect = args.opts.protect ?? (parent ? (declared.get(parent)?.protect ?? false) : false);
+          const deleteBeforeReplace = (args.opts as pulumi.CustomResourceOptions).deleteBeforeReplace ?? false;
+          declared.set(key, { key, custom, parent, explicit, props: args.props as Record<string, unknown>, retainOnDelete: args.opts.retainOnDelete ?? false, ignoreChanges, protect, deleteBeforeReplace, aliases });
           return undefined;
         });
         try {
@@ -417,7 +453,13 @@ export async function apply(opts: ApplyOptions): Promise<ApplyResult> {
     if (e) e.dependencies = deps;
   }
 
-  if (failures.length === 0) await deleteUndeclared(state, registered, record, opts.translations);
+  if (failures.length === 0) {
+    try {
+      await deleteUndeclared(state, registered, record, opts.translations);
+    } catch (e) {
+      failures.push({ key: "deletions", message: e instanceof Error ? e.message : String(e) });
+    }
+  }
 
   const skipped = [...declared.values()].filter((d) => d.custom && !registered.has(d.key) && !d.key.startsWith("pulumi:providers:")).map((d) => d.key);
   return { operations, failures, skipped, registered, exports, graph, makespan: now() };
@@ -464,6 +506,8 @@ async function deleteUndeclared(state: EngineState, registered: Set<Key>, record
       await Promise.all(dependents.map(remove));
       const e = state.resources.get(key);
       if (!e) return;
+      // "it will be an error to do a Pulumi deployment which tries to delete a protected resource" (protect docs).
+      if (e.protect) throw new Error(`${key}: refusing to delete a protected resource; lift protect first`);
       if (!e.retainOnDelete) await record(key, "delete", () => deleteEntry(e, translations));
       state.resources.delete(key);
     })();

@@ -61,15 +61,16 @@ describe("dev stack under injected faults", () => {
     // First allow destruction of the dataset (a change of that one input), then drop both from the stack.
     const allowed = edited(w.raw, (v) => {
       v.host.zfs.datasets.find((d) => d.name === "models")!.allowDestroy = true;
+      v.guests.find((g) => g.vmid === 914)!.allowDestroy = true;
     });
     const allow = await w.apply(allowed);
-    expect(changed(allow)).toEqual(["update host-dataset-tank-models"]);
+    expect(changed(allow)).toEqual(["update destroy-guard", "update host-dataset-tank-models"]);
     const r = await w.apply(edited(allowed, (v) => {
       withoutGuest(v, 914);
       v.host.zfs.datasets = v.host.zfs.datasets.filter((d) => d.name !== "models");
     }));
     expect(failuresOf(r)).toEqual([]);
-    expect(changed(r)).toEqual(expect.arrayContaining(["delete ct-914-ollama", "delete host-dataset-tank-models"]));
+    expect(changed(r)).toEqual(expect.arrayContaining(["delete ct-914", "delete host-dataset-tank-models"]));
     expect(w.sim.state.guests.has(914)).toBe(false);
     expect(w.rig.sandbox.state().datasets["tank/models"]).toBeUndefined();
     await expectNoOrphans(w, expect);

@@ -72,3 +72,13 @@ export async function expectNoOrphans(w: World, expect: (v: unknown, m?: string)
 export function stagedContents(script: string): string[] {
   return [...script.matchAll(/<<'PHOENIX_FILE'\n([\s\S]*?)\nPHOENIX_FILE/g)].map((m) => Buffer.from(m[1]!.replace(/\s/g, ""), "base64").toString("utf8"));
 }
+
+/**
+ * Every call that destroyed a guest: DELETE of a container or VM through the API, and `pct
+ * destroy` / `qm destroy` on the node. Scenarios assert it empty unless they allowed it.
+ */
+export function guestDestroys(w: World): string[] {
+  const api = w.sim.log.entries.filter((e) => e.method === "DELETE" && /\/nodes\/[^/]+\/(lxc|qemu)\/\d+$/.test(e.path) && e.status === 200).map((e) => `DELETE ${e.path}`);
+  const node = w.rig.sandbox.calls().filter((c) => (c[0] === "pct" || c[0] === "qm") && c[1] === "destroy").map((c) => c.join(" "));
+  return [...api, ...node];
+}

@@ -7,7 +7,11 @@
  * it. A type the program starts to use without an entry here fails the apply by name.
  */
 import { encodeSshKeys, type FormParams, type GuestKind, type PveApi } from "../../providers/pve";
+import { same } from "../../providers/common";
 import { PartialCreateError, type Translation } from "./engine";
+
+/** vmids bpg's create adopted because they already existed (see guestTranslation). */
+export const adopted: number[] = [];
 
 type Inputs = Record<string, unknown>;
 
@@ -182,13 +186,19 @@ function normalisedConfig(kind: GuestKind, have: Inputs): Inputs {
 
 const PROPERTY_KEYS = new Set(["features", "startup", "ide2", "agent"]);
 
-async function converge(api: PveApi, g: GuestShape): Promise<Inputs> {
+/**
+ * `resize`: whether this step grows the disk to the declared size. bpg grows a VM's disk right
+ * after its clone (bpg v0.111.1 proxmoxtf/resource/vm/vm.go:2867 → vm/disk/disk.go:134) and a
+ * container's only on an update that changes `disk` (container/container.go:3636-3679, compared
+ * with the live size); never at a container's clone (containerCreateClone :1260-1731).
+ */
+async function converge(api: PveApi, g: GuestShape, resize = true): Promise<Inputs> {
   const have = normalisedConfig(g.kind, (await api.guestConfig(g.node, g.kind, g.vmid)) as Inputs);
   const delta = configDelta(g.config, have, PROPERTY_KEYS);
   // The cloud-init drive is allocated once; its spec never reads back the way it was written.
   if ("ide2" in delta && typeof have.ide2 === "string" && have.ide2.includes("cloudinit")) delete delta.ide2;
   if (Object.keys(delta).length > 0) await api.updateGuestConfig(g.node, g.kind, g.vmid, delta);
-  if (g.disk.gib > sizeGiB(have[g.disk.key])) await api.resizeGuestDisk(g.node, g.kind, g.vmid, g.disk.key, `${g.disk.gib}G`);
+  if (resize && g.disk.gib > sizeGiB(have[g.disk.key])) await api.resizeGuestDisk(g.node, g.kind, g.vmid, g.disk.key, `${g.disk.gib}G`);
   if (g.isTemplate) {
     if (Number(have.template ?? 0) !== 1) await api.convertToTemplate(g.node, g.kind, g.vmid);
     return guestOutputs(api, g);
@@ -198,9 +208,38 @@ async function converge(api: PveApi, g: GuestShape): Promise<Inputs> {
   return guestOutputs(api, g);
 }
 
+/** What bpg's read puts in the state: the disk's size as PVE reports it (container.go:2814), whatever was asked. */
 async function guestOutputs(api: PveApi, g: GuestShape): Promise<Inputs> {
   const config = (await api.guestConfig(g.node, g.kind, g.vmid)) as Inputs;
-  return { nodeName: g.node, vmId: g.vmid, config };
+  return { nodeName: g.node, vmId: g.vmid, config, diskGiB: sizeGiB(config[g.disk.key]) };
+}
+
+/**
+ * bpg's ForceNew inputs among those Phoenix sets (components/guest/replacement.ts lists them all
+ * with their lines): container.go node_name :991, clone.* :239-:268, disk.datastore_id :412,
+ * unprivileged :1156, vm_id ForceNewIf :1172; vm.go clone.* :605-:633, vm_id :1767, node_name
+ * unless migrate :1781, initialization.user_data_file_id :999.
+ */
+const FORCE_NEW: Record<GuestKind, Array<(i: Inputs) => unknown>> = {
+  lxc: [(i) => i.nodeName, (i) => i.vmId, (i) => i.clone, (i) => obj(i.disk).datastoreId, (i) => i.unprivileged],
+  qemu: [(i) => i.nodeName, (i) => i.vmId, (i) => i.clone, (i) => obj(i.initialization).userDataFileId],
+};
+const FORCE_NEW_NAMES: Record<GuestKind, string[]> = { lxc: ["nodeName", "vmId", "clone", "disk.datastoreId", "unprivileged"], qemu: ["nodeName", "vmId", "clone", "initialization.userDataFileId"] };
+
+/**
+ * bpg diffs the new inputs against its state, where the disk size is what it read back: for a
+ * container, a declared size below it forces a new container (CustomizeDiff ForceNewIf on
+ * `disk`, container.go:1183-1227); for a VM it is an update that fails (vm/disk/disk.go:83).
+ */
+function guestDiff(kind: GuestKind, shape: (i: Inputs) => GuestShape) {
+  return (entry: { inputs: Inputs; outputs: Inputs }, news: Inputs): { changes: boolean; replaces: string[] } => {
+    const replaces = FORCE_NEW_NAMES[kind].filter((_, n) => !same(FORCE_NEW[kind][n]!(entry.inputs), FORCE_NEW[kind][n]!(news)));
+    const stateGiB = Number(entry.outputs.diskGiB ?? shape(entry.inputs).disk.gib);
+    const wantGiB = shape(news).disk.gib;
+    if (kind === "lxc" && wantGiB < stateGiB) replaces.push("disk.size");
+    const withoutSize = (i: Inputs) => ({ ...i, disk: undefined, disks: undefined });
+    return { changes: replaces.length > 0 || wantGiB !== stateGiB || !same(withoutSize(entry.inputs), withoutSize(news)) || !same(obj(entry.inputs.disk).datastoreId, obj(news.disk).datastoreId), replaces };
+  };
 }
 
 async function guestExists(api: PveApi, node: string, kind: GuestKind, vmid: number): Promise<boolean> {
@@ -209,14 +248,19 @@ async function guestExists(api: PveApi, node: string, kind: GuestKind, vmid: num
 
 function guestTranslation(api: PveApi, kind: GuestKind, shape: (i: Inputs) => GuestShape): Translation {
   return {
-    replaceOnChanges: ["nodeName", "vmId", "clone"],
+    diff: guestDiff(kind, shape),
     async create(inputs) {
       const g = shape(inputs);
       if (g.createDisk) await api.createVm(g.node, { vmid: g.vmid, ...g.createDisk, ...definedOnly(g.config) });
+      // A clone onto a vmid in use: PVE answers "CT <vmid> already exists" as a 500 (pve-guest-common
+      // src/PVE/AbstractConfig.pm:261), bpg retries it as transient and, on the retry, takes
+      // "already exists" as done (proxmox/nodes/containers/containers.go:31, vms/vms.go:39,
+      // proxmox/retry/retry.go:144): it adopts the guest that is there.
+      else if (await guestExists(api, g.node, kind, g.vmid)) adopted.push(g.vmid);
       else if (g.kind === "lxc") await api.cloneContainer(g.node, g.template, g.vmid, g.cloneParams as FormParams & { hostname?: string });
       else await api.cloneVm(g.node, g.template, g.vmid, g.cloneParams as FormParams & { name?: string });
       try {
-        return { id: String(g.vmid), outputs: await converge(api, g) };
+        return { id: String(g.vmid), outputs: await converge(api, g, kind === "qemu") };
       } catch (err) {
         throw new PartialCreateError(String(g.vmid), { nodeName: g.node, vmId: g.vmid }, err);
       }
@@ -267,14 +311,26 @@ function sameRule(want: Record<string, string>, have: Inputs): boolean {
   return RULE_KEYS.every((k) => (want[k] ?? "") === (have[k] === undefined ? "" : String(have[k])));
 }
 
-/** A rules resource owns the whole rule list of its scope, in order. */
+/**
+ * A rules resource owns the whole rule list of its scope, in order. Rules go in the way bpg
+ * v0.111.1 posts them (proxmoxtf/resource/firewall/rules.go RulesCreate: `slices.Backward(rules)`,
+ * one POST each through proxmox/firewall/rules.go CreateRule, no `pos`): last first, since PVE
+ * puts every new rule on top (pve-firewall 6.0.4 src/PVE/API2/Firewall/Rules.pm create_rule),
+ * so they end in the declared order. A POST is never replayed (it would add the rule twice);
+ * a delete by position carries the list's digest, so a replay cannot remove the next rule.
+ * Simpler than bpg's update (match by signature, `moveto`, delete the excess): the harness
+ * empties the list and posts it again.
+ */
 async function convergeRules(api: PveApi, path: string, rules: Inputs[]): Promise<Inputs[]> {
   const want = rules.map(ruleParams);
-  const have = await api.client.get<Inputs[]>(path);
+  let have = await api.client.get<Array<Inputs & { digest?: string }>>(path);
   const matches = want.length === have.length && want.every((w, i) => sameRule(w, have[i] ?? {}));
   if (!matches) {
-    for (let pos = have.length - 1; pos >= 0; pos--) await api.client.delete(`${path}/${pos}`);
-    for (const [pos, w] of want.entries()) await api.client.post(path, { ...w, pos });
+    while (have.length > 0) {
+      await api.client.delete(`${path}/${have.length - 1}`, { digest: have[0]?.digest });
+      have = await api.client.get(path);
+    }
+    for (const w of [...want].reverse()) await api.client.post(path, w, { retry: "unapplied" });
   }
   return api.client.get<Inputs[]>(path);
 }

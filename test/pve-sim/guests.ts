@@ -66,8 +66,11 @@ function formatSize(gib: number): string {
   return Number.isInteger(gib) ? `${gib}G` : `${Math.round(gib * 1024)}M`;
 }
 
-/** The storage-backed volumes of a config (not bind mounts, not cdroms). */
-function volumesOf(kind: Kind, config: Record<string, string>, sim: Sim): Array<{ key: string; volid: string }> {
+/** A QEMU drive's volume is cloud-init: `STORAGE:cloudinit` on create, then `vm-<vmid>-cloudinit[.fmt]`. */
+const CLOUDINIT = /^([^/:\s]+):(?:\d+\/)?(?:vm-\d+-)?cloudinit(\.\w+)?$/;
+
+/** The storage-backed volumes of a config (not bind mounts, not cdroms); with `cloudinit`, only QEMU's cloud-init drives. */
+function volumesOf(kind: Kind, config: Record<string, string>, sim: Sim, cloudinit = false): Array<{ key: string; volid: string }> {
   const out: Array<{ key: string; volid: string }> = [];
   const schema = configSchema(sim, kind);
   for (const [k, v] of Object.entries(config)) {
@@ -76,7 +79,9 @@ function volumesOf(kind: Kind, config: Record<string, string>, sim: Sim): Array<
     if (!s) continue;
     const parsed = parseWithSchema(s, v, k);
     const volid = parsed[diskField(kind)];
-    if (volid && /^[^/:\s]+:/.test(volid) && !volid.includes("cloudinit") && parsed.media !== "cdrom") out.push({ key: k, volid });
+    if (!volid || !/^[^/:\s]+:/.test(volid)) continue;
+    const isCloudinit = kind === "qemu" && CLOUDINIT.test(volid);
+    if (cloudinit ? isCloudinit : !isCloudinit && parsed.media !== "cdrom") out.push({ key: k, volid });
   }
   return out;
 }
@@ -187,6 +192,24 @@ async function allocate(sim: Sim, kind: Kind, g: Guest, disks: Array<{ key: stri
     log(`allocated ${vol.volid} (${formatSize(d.gib)})`);
     setVolume(sim, kind, g, d.key, vol.volid, d.gib);
   }
+  if (kind === "qemu") {
+    for (const { key, volid } of volumesOf(kind, g.config, sim, true)) {
+      const m = /^([^/:\s]+):cloudinit$/.exec(volid);
+      if (!m) continue;
+      const vol = await withStorageLock(sim, m[1] as string, sleep, () => sim.state.allocCloudinit(m[1] as string, g.vmid));
+      log(`${key}: successfully created disk '${vol.volid},media=cdrom'`);
+      setCloudinit(sim, g, key, vol.volid);
+    }
+  }
+}
+
+/** Points a cloud-init drive at its volume; PVE keeps no size on it. */
+function setCloudinit(sim: Sim, g: Guest, key: string, volid: string): void {
+  const schema = configSchema(sim, "qemu")[key] as ParamSchema;
+  const parsed = parseWithSchema(schema, g.config[key] as string, key);
+  parsed.file = volid;
+  parsed.media = "cdrom";
+  g.config[key] = printPropertyString(propertyKeys(schema) ?? {}, parsed);
 }
 
 function makeTemplate(sim: Sim, kind: Kind, g: Guest): void {
@@ -201,7 +224,7 @@ function makeTemplate(sim: Sim, kind: Kind, g: Guest): void {
 }
 
 function removeGuest(sim: Sim, g: Guest): void {
-  for (const { volid } of volumesOf(g.kind, g.config, sim)) {
+  for (const { volid } of [...volumesOf(g.kind, g.config, sim), ...volumesOf(g.kind, g.config, sim, true)]) {
     if (sim.state.storages.get(volid.split(":")[0] ?? "")?.volumes.has(volid)) sim.state.freeVolume(volid);
   }
   sim.state.guests.delete(g.vmid);
@@ -234,6 +257,13 @@ function create(kind: Kind): Handler {
       values.arch ??= "amd64";
       values.ostype ??= ostypeOf(ostemplate);
       values.hostname ??= `CT${vmid}`;
+      // pve-container@6.0.18 src/PVE/API2/LXC.pm create_vm $check_and_activate_storage: every
+      // volume's storage (and the default `storage`) must allow container directories, a 400.
+      for (const sid of new Set([...newDisks(kind, sim, values).map((d) => d.storage), ...volumesOf(kind, values, sim).map((v) => v.volid.split(":")[0] as string)])) {
+        if (!sim.state.contentOf(sim.state.storage(sid)).includes("rootdir")) {
+          throw paramError({ storage: `storage '${sid}' does not support container directories` });
+        }
+      }
     }
     for (const [k, v] of Object.entries(values)) {
       if (DISK_KEY[kind].test(k)) {
@@ -312,9 +342,16 @@ function putConfig(kind: Kind, async: boolean): Handler {
     if (kind === "lxc" && !isRoot(ctx) && del.some((k) => /^dev\d+$/.test(k))) {
       throw permError("configuring device passthrough is only allowed for root@pam");
     }
-    for (const k of [...del, ...Object.keys(values)]) {
-      if (kind === "lxc" && k === "unprivileged" && (values[k] ?? "") !== (g.config[k] ?? "0")) {
-        throw die("unable to modify read-only option: 'unprivileged'");
+    if (kind === "lxc") {
+      // pve-container@6.0.18 src/PVE/LXC/Config.pm update_pct_config: `unprivileged` is
+      // read-only, whatever the value (deleting it when unset only warns); a new mount point's
+      // storage must allow container directories.
+      if (del.includes("unprivileged") && g.config.unprivileged !== undefined) throw die("unable to delete read-only option: 'unprivileged'");
+      if ("unprivileged" in values) throw die("unable to modify read-only option: 'unprivileged'");
+      for (const d of newDisks(kind, ctx.sim, values)) {
+        if (!ctx.sim.state.contentOf(ctx.sim.state.storage(d.storage)).includes("rootdir")) {
+          throw die(`storage '${d.storage}' does not allow content type 'rootdir' (Container)`);
+        }
       }
     }
     const overlap = del.find((k) => k in values);
@@ -334,18 +371,48 @@ function putConfig(kind: Kind, async: boolean): Handler {
   };
 }
 
+/**
+ * pve-storage@9.1.0 src/PVE/Storage/ZFSPoolPlugin.pm and Plugin.pm volume_has_feature('clone'):
+ * only a base volume can be linked-cloned; on a directory storage the clone is a qcow2, which a
+ * container cannot use (pve-container passes valid_target_formats raw/subvol).
+ */
+function canLinkClone(sim: Sim, kind: Kind, volid: string): boolean {
+  const storage = sim.state.storage(volid.split(":")[0] ?? "");
+  if (kind === "lxc" && storage.type !== "zfspool") return false;
+  return /(^|[:/])base(vol)?-\d+-disk-\d+(\.\w+)?$/.test(volid);
+}
+
+/**
+ * pve-container@6.0.18 src/PVE/API2/LXC.pm clone_vm and qemu-server@9.1.2 src/PVE/API2/Qemu.pm
+ * clone_vm. Up front: a `storage` must hold the new disks (QEMU: a 400 without `images`), is
+ * refused for linked clones ("parameter 'storage' not allowed for linked clones", a 500), and
+ * every disk of a linked clone must support it ("Linked clone feature …"). The clone gets the
+ * source's firewall file (pve-firewall@6.0.4 src/PVE/Firewall/Helpers.pm clone_vmfw_conf) and,
+ * for a VM, a copy of its cloud-init drive named `vm-<newid>-cloudinit` (QemuServer.pm clone_disk).
+ */
 function clone(kind: Kind): Handler {
   return (ctx) => {
+    const { sim } = ctx;
     const src = guestOf(ctx, kind);
     const newid = Number(req(ctx, "newid"));
-    const existing = ctx.sim.state.guests.get(newid);
+    const existing = sim.state.guests.get(newid);
     if (existing) throw die(`${LABEL[existing.kind]} ${newid} already exists on node '${existing.node}'`);
-    const isTemplate = src.config.template === "1";
-    const full = flag(ctx, "full") ?? !isTemplate;
-    if (!full && !isTemplate) throw die(`linked clone feature is only available for templates`);
     const storage = str(ctx, "storage");
-    if (storage !== undefined && !full) throw paramError({ storage: "storage is only allowed for full clones" });
+    if (storage !== undefined) {
+      const s = sim.state.storage(storage);
+      if (kind === "qemu" && !sim.state.contentOf(s).includes("images")) throw paramError({ storage: `storage '${storage}' does not support vm images` });
+    }
     checkLock(src, ctx);
+    const full = flag(ctx, "full") ?? src.config.template !== "1";
+    if (storage !== undefined && !full) throw die("parameter 'storage' not allowed for linked clones");
+    const disks = volumesOf(kind, src.config, sim);
+    if (!full) {
+      for (const { key, volid } of disks) {
+        if (!canLinkClone(sim, kind, volid)) {
+          throw die(kind === "lxc" ? `Linked clone feature for '${volid}' is not available` : `Linked clone feature is not supported for '${volid}' (${key})`);
+        }
+      }
+    }
     // pve-container takes the source's `disk` lock before forking and holds it for the whole
     // clone; qemu-server only takes a shared flock inside the worker.
     if (kind === "lxc") src.config.lock = "disk";
@@ -360,7 +427,7 @@ function clone(kind: Kind): Handler {
     if (description !== undefined) config.description = description;
     for (const k of Object.keys(config)) {
       if (/^net\d+$/.test(k)) {
-        const schema = configSchema(ctx.sim, kind)[k] as ParamSchema;
+        const schema = configSchema(sim, kind)[k] as ParamSchema;
         const parsed = parseWithSchema(schema, config[k] as string, k);
         delete parsed[kind === "lxc" ? "hwaddr" : "macaddr"];
         if (kind === "qemu") delete parsed[parsed.model as string];
@@ -368,33 +435,40 @@ function clone(kind: Kind): Handler {
       }
     }
     const g: Guest = { kind, vmid: newid, node: src.node, config: {}, status: "stopped", snapshots: new Map() };
-    for (const [k, v] of Object.entries(config)) g.config[k] = DISK_KEY[kind].test(k) ? v : canonical(ctx.sim, kind, k, v);
+    for (const [k, v] of Object.entries(config)) g.config[k] = DISK_KEY[kind].test(k) ? v : canonical(sim, kind, k, v);
     g.config.lock = kind === "lxc" ? "create" : "clone";
-    ctx.sim.state.guests.set(newid, g);
+    sim.state.guests.set(newid, g);
+    const srcFw = sim.state.guestFirewall.get(src.vmid);
+    if (srcFw) sim.state.guestFirewall.set(newid, structuredClone(srcFw));
+    else sim.state.guestFirewall.delete(newid);
     let ok = false;
     return startTask(
       ctx,
       kind === "lxc" ? "vzclone" : "qmclone",
       String(src.vmid),
       async ({ log, sleep }) => {
-        for (const { key, volid } of volumesOf(kind, src.config, ctx.sim)) {
-          const base = ctx.sim.state.volume(volid);
+        for (const { key, volid } of disks) {
+          const base = sim.state.volume(volid);
           const gib = base.size / 1024 ** 3;
           const target = storage ?? base.storage;
-          const vol = await withStorageLock(ctx.sim, target, sleep, () =>
-            full
-              ? ctx.sim.state.allocDisk(target, newid, gib, kind === "lxc" ? "rootdir" : "images")
-              : ctx.sim.state.linkClone(volid, newid),
+          const vol = await withStorageLock(sim, target, sleep, () =>
+            full ? sim.state.allocDisk(target, newid, gib, kind === "lxc" ? "rootdir" : "images") : sim.state.linkClone(volid, newid),
           );
-          log(`${full ? "copied" : "linked"} ${volid} to ${vol.volid}`);
-          setVolume(ctx.sim, kind, g, key, vol.volid, gib);
+          log(`create ${full ? "full" : "linked"} clone of drive ${key} (${volid})`);
+          setVolume(sim, kind, g, key, vol.volid, gib);
+        }
+        for (const { key, volid } of volumesOf(kind, src.config, sim, true)) {
+          const target = storage ?? (volid.split(":")[0] as string);
+          log(`create full clone of drive ${key} (${volid})`);
+          const vol = await withStorageLock(sim, target, sleep, () => sim.state.allocCloudinit(target, newid));
+          setCloudinit(sim, g, key, vol.volid);
         }
         ok = true;
       },
       () => {
         if (kind === "lxc") delete src.config.lock;
         if (ok) delete g.config.lock;
-        else removeGuest(ctx.sim, g);
+        else removeGuest(sim, g);
       },
     );
   };
@@ -403,32 +477,70 @@ function clone(kind: Kind): Handler {
 function template(kind: Kind): Handler {
   return (ctx) => {
     const g = guestOf(ctx, kind);
+    // pve-container@6.0.18 src/PVE/API2/LXC.pm and qemu-server@9.1.2 src/PVE/API2/Qemu.pm
+    // `template`: these checks, in this order, before the worker.
     checkLock(g, ctx);
-    const what = kind === "lxc" ? "CT" : "VM";
-    if (g.status === "running") throw die(`you can't convert a ${what} to template if the ${what} is running`);
-    if (g.snapshots.size > 0) throw die(`you can't convert a ${what} to template if the ${what} has snapshots`);
-    if (g.config.template === "1") throw die(`${what} ${g.vmid} is already a template`);
+    if (g.snapshots.size > 0) throw die(`unable to create template, because ${LABEL[kind]} contains snapshots`);
+    if (g.config.template === "1") throw die("you can't convert a template to a template");
+    if (g.status === "running") {
+      throw die(kind === "lxc" ? "you can't convert a CT to template if the CT is running" : "you can't convert a VM to template if VM is running");
+    }
     const upid = startTask(ctx, kind === "lxc" ? "vztemplate" : "qmtemplate", String(g.vmid), () => makeTemplate(ctx.sim, kind, g));
-    // pve-container's handler forks the worker yet declares `returns: null` (PVE-API.md §2.4).
+    // pve-container forks the `vztemplate` worker yet declares `returns: null` and returns undef;
+    // qemu-server returns the `qmtemplate` UPID.
     return kind === "lxc" ? null : upid;
   };
 }
 
+/**
+ * Start, stop, shutdown and reboot, with each check where PVE makes it: before the worker (the
+ * call fails) or inside it (the call returns a UPID and the task fails).
+ *
+ * pve-container@6.0.18 src/PVE/API2/LXC/Status.pm: start refuses a running CT up front; its
+ * worker refuses a template ("you can't start a CT if it's a template") and a lock (unless
+ * `skiplock` or the lock is `mounted`). stop and shutdown refuse a stopped CT up front; the
+ * worker checks the lock (stop honours `skiplock`/`mounted`, shutdown does not). reboot refuses
+ * a stopped CT up front with "VM <vmid> not running".
+ * qemu-server@9.1.2 src/PVE/QemuServer.pm vm_start / _do_vm_stop: every check runs in the
+ * worker: a template, the lock (unless `skiplock` or `suspended`), "VM <vmid> already running";
+ * stopping a VM that is not running does nothing. src/PVE/API2/Qemu.pm vm_reboot refuses a
+ * stopped VM up front.
+ */
 function statusChange(kind: Kind, action: "start" | "stop" | "shutdown" | "reboot" | "suspend" | "resume"): Handler {
   return (ctx) => {
     const g = guestOf(ctx, kind);
     checkSkiplock(ctx);
     const label = `${LABEL[kind]} ${g.vmid}`;
+    const lockedFor = (exempt?: string): void => {
+      if (g.config.lock !== undefined && g.config.lock !== exempt) checkLock(g, ctx);
+    };
+    let inTask: () => boolean = () => true;
     if (action === "start") {
-      if (g.config.template === "1") throw die(`${label} is a template`);
-      if (g.status === "running") throw die(`${label} already running`);
-      checkLock(g, ctx);
+      if (kind === "lxc" && g.status === "running") throw die(`${label} already running`);
+      inTask = () => {
+        if (g.config.template === "1") throw die(kind === "lxc" ? "you can't start a CT if it's a template" : "you can't start a vm if it's a template");
+        lockedFor(kind === "lxc" ? "mounted" : "suspended");
+        if (g.status === "running") throw die(`${label} already running`);
+        return true;
+      };
+    } else if (action === "stop" || action === "shutdown") {
+      if (kind === "lxc" && g.status !== "running") throw die(`${label} not running`);
+      inTask = () => {
+        if (g.status !== "running") return false;
+        if (kind === "lxc" && action === "shutdown") checkLock(g, ctx);
+        else lockedFor(kind === "lxc" ? "mounted" : undefined);
+        return true;
+      };
+    } else if (action === "reboot") {
+      if (g.status !== "running") throw die(`VM ${g.vmid} not running`);
     } else {
+      // suspend/resume: unverified against upstream, Phoenix does not use them.
       if (g.status !== "running") throw die(`${label} not running`);
-      if (action !== "stop") checkLock(g, ctx);
+      checkLock(g, ctx);
     }
     const prefix = kind === "lxc" ? "vz" : "qm";
     return startTask(ctx, `${prefix}${action}`, String(g.vmid), () => {
+      if (!inTask()) return;
       if (action === "start" && kind === "qemu") {
         for (const [k, v] of Object.entries(g.config)) {
           if (/^hostpci\d+$/.test(k) && /(^|,)pcie=1/.test(v) && !/q35/.test(g.config.machine ?? "")) {
@@ -482,25 +594,44 @@ function destroy(kind: Kind): Handler {
   };
 }
 
+/**
+ * pve-container@6.0.18 src/PVE/API2/LXC.pm resize_vm: lock, digest and size are checked before
+ * the worker ("unable to shrink disk size", "disk is already at specified size") and again in it.
+ * qemu-server@9.1.2 src/PVE/API2/Qemu.pm resize_vm: all checks run in the worker; a smaller size
+ * fails it ("shrinking disks is not supported"), the same size is a no-op.
+ */
 function resize(kind: Kind): Handler {
   return (ctx) => {
     const g = guestOf(ctx, kind);
     checkSkiplock(ctx);
-    checkLock(g, ctx);
-    checkDigest(ctx, digestOf(g.config));
     const disk = req(ctx, "disk");
-    const value = g.config[disk];
-    if (value === undefined) throw die(`unable to parse volume ID '${disk}'`);
-    const schema = configSchema(ctx.sim, kind)[disk] as ParamSchema;
-    const parsed = parseWithSchema(schema, value, disk);
-    const volid = parsed[diskField(kind)] as string;
-    const current = parseSize(parsed.size ?? "0");
     const sizeArg = req(ctx, "size");
-    const target = sizeArg.startsWith("+") ? current + parseSize(sizeArg.slice(1)) : parseSize(sizeArg);
-    if (target < current) throw die(`unable to shrink disk size`);
+    const check = (): { volid: string; target: number } | undefined => {
+      if (kind === "qemu") {
+        const given = str(ctx, "digest");
+        if (given && given !== digestOf(g.config)) throw die("checksum mismatch (file change by other user?)");
+      }
+      checkLock(g, ctx);
+      if (kind === "lxc") checkDigest(ctx, digestOf(g.config));
+      const value = g.config[disk];
+      if (value === undefined) throw die(kind === "lxc" ? `unable to parse volume ID '${disk}'` : `disk '${disk}' does not exist`);
+      const parsed = parseWithSchema(configSchema(ctx.sim, kind)[disk] as ParamSchema, value, disk);
+      const volid = parsed[diskField(kind)] as string;
+      const current = parseSize(parsed.size ?? "0");
+      const target = sizeArg.startsWith("+") ? current + parseSize(sizeArg.slice(1)) : parseSize(sizeArg);
+      if (target < current) throw die(kind === "lxc" ? "unable to shrink disk size" : "shrinking disks is not supported");
+      if (target === current) {
+        if (kind === "lxc") throw die("disk is already at specified size");
+        return undefined;
+      }
+      return { volid, target };
+    };
+    if (kind === "lxc") check();
     return startTask(ctx, "resize", String(g.vmid), () => {
-      ctx.sim.state.volume(volid).size = Math.round(target * 1024 ** 3);
-      setVolume(ctx.sim, kind, g, disk, volid, target);
+      const r = check();
+      if (!r) return;
+      ctx.sim.state.volume(r.volid).size = Math.round(r.target * 1024 ** 3);
+      setVolume(ctx.sim, kind, g, disk, r.volid, r.target);
     });
   };
 }
