@@ -41,8 +41,12 @@ export interface PveClientOptions {
 }
 
 export interface RequestOptions {
-  /** Off for calls that must not be repeated. */
-  retry?: boolean;
+  /**
+   * `false`: one try. `"unapplied"`, for calls that must not run twice (a firewall rule POST
+   * inserts one more rule each time): tried again only after an answer that proves the first
+   * try changed nothing (see `neverApplied`).
+   */
+  retry?: boolean | "unapplied";
   /**
    * For creates: a retried call that fails with "already exists" succeeds
    * when this says the existing object is the one asked for (the first try
@@ -51,16 +55,35 @@ export interface RequestOptions {
   adoptExisting?: () => Promise<boolean>;
 }
 
-/** Why a failed call may be tried again (bpg: ≥ 500, "got timeout"; PVE locks; lost connections). */
+/**
+ * 500s that name a passing condition. PVE answers every `die` of a handler with 500 (pve-http-server),
+ * so most 500s are deterministic ("Linked clone feature for '…' is not available", "disk is already
+ * at specified size") and repeating the call cannot change them. These can pass: a busy config or
+ * storage lock (pve-common PVE/Tools.pm lock_file: "can't lock file '…' - got timeout"), a guest
+ * held by another task ("CT 100 is locked (disk)"), a cluster without quorum (pve-cluster
+ * check_cfs_quorum: "cluster not ready - no quorum?"), a worker that did not start.
+ */
+const TRANSIENT_500 = /got timeout|can't lock file|is locked \(|no quorum|got no worker upid/;
+
+/** Why a failed call may be tried again: a lost connection, a gateway/proxy 5xx, or a transient 500. */
 export function isTransient(err: unknown): boolean {
   if (err instanceof PveConnectionError) return true;
   if (err instanceof PveApiError) {
-    // PVE reports these as 500s too, but repeating the call cannot change the answer.
-    if (/already exists|does not exist|already running|not running/.test(err.detail)) return false;
-    if (err.status >= 500) return true;
-    return /got timeout|is locked|got no worker upid/.test(err.detail);
+    if (err.status === 500) return TRANSIENT_500.test(err.detail);
+    // 501 is "not implemented"; 502-504 and pveproxy's 595/596 (no connection to the daemon) pass.
+    return err.status > 501;
   }
   return false;
+}
+
+/**
+ * The failed try certainly changed nothing: PVE refused it before its handler ran (a lock it
+ * could not take, no quorum), or the connection was refused before the request was sent. A
+ * reset or timed-out connection does not qualify: the call may have been applied.
+ */
+export function neverApplied(err: unknown): boolean {
+  if (err instanceof PveConnectionError) return err.cause.code === "ECONNREFUSED";
+  return err instanceof PveApiError && err.status === 500 && /got timeout|can't lock file|no quorum/.test(err.detail);
 }
 
 const realSleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -135,7 +158,7 @@ export class PveClient {
             { cause: err },
           );
         }
-        if (attempt >= attempts || !isTransient(err)) throw err;
+        if (attempt >= attempts || !(opts.retry === "unapplied" ? neverApplied(err) : isTransient(err))) throw err;
         await this.sleep(Math.min(max, base * 2 ** (attempt - 1)));
       }
     }

@@ -1,6 +1,5 @@
 import type { PveClient } from "./client";
 import type { FormParams } from "./form";
-import { PveTaskTimeoutError } from "./errors";
 import { isUpid, waitForTask, type TaskResult, type WaitOptions } from "./tasks";
 
 export type GuestKind = "lxc" | "qemu";
@@ -105,15 +104,26 @@ class Rules {
     return this.client.get(this.base);
   }
 
+  /**
+   * Inserts a rule at the top of the list: pve-firewall 6.0.4 src/PVE/API2/Firewall/Rules.pm
+   * create_rule does `unshift @$rules` and ignores `pos`, and checks no digest. So a replayed
+   * POST would add the rule twice: it is tried again only when the first try changed nothing.
+   */
   add(rule: FormParams): Promise<null> {
-    return this.client.post(this.base, rule);
+    return this.client.post(this.base, rule, { retry: "unapplied" });
   }
 
-  update(pos: number, rule: FormParams): Promise<null> {
-    return this.client.put(`${this.base}/${pos}`, rule);
+  /** `digest` (from `list()`) makes PVE refuse the change if the list changed meanwhile (Rules.pm update_rule). */
+  update(pos: number, rule: FormParams, digest?: string): Promise<null> {
+    return this.client.put(`${this.base}/${pos}`, { ...rule, digest });
   }
 
-  remove(pos: number, digest?: string): Promise<null> {
+  /**
+   * Deletes the rule at `pos` of the list whose `digest` (from `list()`) is given. Rules.pm
+   * delete_rule checks it with PVE::Tools::assert_if_modified, so a replay after the first try
+   * went through fails ("detected modified configuration") instead of deleting the next rule.
+   */
+  remove(pos: number, digest: string): Promise<null> {
     return this.client.delete(`${this.base}/${pos}`, { digest });
   }
 }
@@ -320,18 +330,25 @@ export class PveApi {
   }
 
   /**
-   * Converts a guest to a template. For containers PVE answers `null` yet
-   * converts in a background worker, so the config is polled for `template: 1`.
+   * Converts a guest to a template and waits for its task; a failed conversion throws
+   * PveTaskError with the task's exit status. qemu-server 9.1.2 src/PVE/API2/Qemu.pm `template`
+   * returns the `qmtemplate` UPID. pve-container 6.0.18 src/PVE/API2/LXC.pm `template` forks a
+   * `vztemplate` worker (id: the vmid) under the config lock yet returns null, so the task is
+   * found in the node's task list (pve-manager PVE/API2/Tasks.pm: `typefilter`, `vmid`,
+   * `source=all` lists running tasks first, then finished ones newest first).
    */
-  async convertToTemplate(node: string, kind: GuestKind, vmid: number, opts: WaitOptions = {}): Promise<void> {
+  async convertToTemplate(node: string, kind: GuestKind, vmid: number, opts: WaitOptions = {}): Promise<TaskResult> {
     const result = await this.runTask("POST", `${this.guestPath(node, kind, vmid)}/template`, {}, opts);
-    if (result) return;
-    const timeoutMs = opts.timeoutMs ?? this.client.options.task?.timeoutMs ?? 30 * 60_000;
-    const deadline = this.client.now() + timeoutMs;
-    while (Number((await this.guestConfig(node, kind, vmid)).template ?? 0) !== 1) {
-      if (this.client.now() >= deadline) throw new PveTaskTimeoutError(`vztemplate of CT ${vmid} on ${node}`, timeoutMs);
-      await this.client.sleep(opts.pollIntervalMs ?? this.client.options.task?.pollIntervalMs ?? 1000);
-    }
+    if (result) return result;
+    const tasks = await this.client.get<Array<{ upid: string; starttime: number; pstart: number }>>(`/nodes/${e(node)}/tasks`, {
+      typefilter: "vztemplate",
+      vmid,
+      source: "all",
+    });
+    // The newest one is ours: PVE refuses a second conversion of a template up front.
+    const newest = [...tasks].sort((a, b) => b.starttime - a.starttime || b.pstart - a.pstart)[0];
+    if (!newest) throw new Error(`PVE accepted POST ${this.guestPath(node, kind, vmid)}/template, but node ${node} lists no vztemplate task for CT ${vmid}`);
+    return this.waitForTask(newest.upid, opts);
   }
 
   snapshots(node: string, kind: GuestKind, vmid: number): Promise<Array<{ name: string; description?: string; snaptime?: number; parent?: string }>> {

@@ -42,7 +42,7 @@ function client(s: Simulator, opts: Partial<PveClientOptions> = {}): PveApi {
 
 async function template(api: PveApi, vmid = 900): Promise<void> {
   await api.createContainer("pve", { vmid, ostemplate: DEBIAN_TEMPLATE, rootfs: "local-zfs:8", hostname: "base" });
-  await api.convertToTemplate("pve", "lxc", vmid);
+  expect((await api.convertToTemplate("pve", "lxc", vmid)).exitstatus).toBe("OK");
 }
 
 describe("form encoding and UPIDs", () => {
@@ -251,6 +251,53 @@ describe("PVE client against the simulator", () => {
     expect(err).toBeInstanceOf(PveTaskTimeoutError);
     expect((err as Error).message).toMatch(/vzcreate 106 on pve .* still running after 0 s; it was left running/);
     expect(s.state.guests.get(106)?.config.lock).toBe("create");
+  });
+
+  it("reports a failed container template conversion from its vztemplate task, not a 30-minute poll", async () => {
+    const s = await sim();
+    const api = client(s, { task: { pollIntervalMs: 10, timeoutMs: 60_000 } });
+    await api.createContainer("pve", { vmid: 910, ostemplate: DEBIAN_TEMPLATE, rootfs: "local-zfs:8" });
+    s.faults.add({ kind: "failTask", method: "POST", path: "/nodes/{node}/lxc/{vmid}/template", count: 1, message: "zfs error: cannot snapshot" });
+    const began = Date.now();
+    const err = await api.convertToTemplate("pve", "lxc", 910).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PveTaskError);
+    expect((err as PveTaskError).exitstatus).toBe("zfs error: cannot snapshot");
+    expect((err as Error).message).toMatch(/^PVE task vztemplate 910 on pve/);
+    expect(Date.now() - began).toBeLessThan(10_000);
+    expect((await api.convertToTemplate("pve", "lxc", 910)).exitstatus).toBe("OK");
+    expect((await api.guestConfig("pve", "lxc", 910)).template).toBe(1);
+  });
+
+  it("does not retry a deterministic 500", async () => {
+    const s = await sim();
+    const api = client(s);
+    await api.createVm("pve", { vmid: 911, scsi0: "local-zfs:8" });
+    s.log.clear();
+    const err = await api.cloneVm("pve", 911, 912, { full: false }).catch((e: unknown) => e);
+    expect((err as PveApiError).pveMessage).toBe("Linked clone feature is not supported for 'local-zfs:vm-911-disk-0' (scsi0)\n");
+    expect(s.log.find("POST", "/nodes/{node}/qemu/{vmid}/clone").length).toBe(1);
+  });
+
+  it("never replays a rule POST, and deletes by position only with the list's digest", async () => {
+    const s = await sim();
+    const api = client(s);
+    await api.createContainer("pve", { vmid: 913, ostemplate: DEBIAN_TEMPLATE, rootfs: "local-zfs:8" });
+    const rules = api.firewall({ kind: "lxc", node: "pve", vmid: 913 }).rules;
+    // The first POST is applied but its answer is lost: a replay would insert the rule twice.
+    s.faults.add({ kind: "dropReply", method: "POST", path: "/nodes/{node}/lxc/{vmid}/firewall/rules", count: 1 });
+    await expect(rules.add({ type: "in", action: "ACCEPT", proto: "tcp", dport: "22", enable: 1 })).rejects.toBeInstanceOf(PveConnectionError);
+    await rules.add({ type: "in", action: "ACCEPT", proto: "tcp", dport: "443", enable: 1 });
+    expect((await rules.list()).map((r) => r.dport)).toEqual(["443", "22"]);
+    // A lock timeout proves nothing was applied: that one is tried again.
+    s.faults.add({ kind: "lockTimeout", method: "POST", path: "/nodes/{node}/lxc/{vmid}/firewall/rules", count: 1 });
+    await rules.add({ type: "in", action: "ACCEPT", proto: "tcp", dport: "80", enable: 1 });
+    expect((await rules.list()).map((r) => r.dport)).toEqual(["80", "443", "22"]);
+    // The delete is applied and its answer lost; the retry carries the old digest and is refused.
+    s.faults.add({ kind: "dropReply", method: "DELETE", path: "/nodes/{node}/lxc/{vmid}/firewall/rules/{pos}", count: 1 });
+    const digest = String((await rules.list())[0]?.digest);
+    const err = await rules.remove(0, digest).catch((e: unknown) => e);
+    expect((err as PveApiError).pveMessage).toMatch(/^detected modified configuration/);
+    expect((await rules.list()).map((r) => r.dport)).toEqual(["443", "22"]);
   });
 
   it("drives firewall, storage, download and PCI mapping endpoints", async () => {

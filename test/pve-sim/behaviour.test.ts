@@ -93,7 +93,8 @@ describe("simulator state and tasks", () => {
   });
 
   it("answers task status and log like PVE, and 400 for unknown tasks", async () => {
-    const s = await start();
+    // Long enough that the status call sees the task running on a loaded machine.
+    const s = await start({ timing: { taskDurationMs: 1_000 } });
     const upid = String(await ok(s, "POST", "/nodes/pve/lxc", { vmid: 110, ostemplate: DEBIAN_TEMPLATE, rootfs: "local-zfs:4" }));
     const running = (await ok(s, "GET", `/nodes/pve/tasks/${encodeURIComponent(upid)}/status`)) as Record<string, unknown>;
     expect(running).toMatchObject({ status: "running", type: "vzcreate", id: "110", user: "root@pam", tokenid: "phoenix" });
@@ -172,7 +173,8 @@ describe("simulator faults and request log", () => {
     const mutating = s.log.mutating();
     expect(mutating.map((e) => [e.method, e.template, e.status])).toEqual([
       ["POST", "/cluster/firewall/groups", 200],
-      ["POST", "/cluster/firewall/groups", 500],
+      // pve-firewall@6.0.4 src/PVE/API2/Firewall/Groups.pm: a duplicate name is raise_param_exc, a 400.
+      ["POST", "/cluster/firewall/groups", 400],
     ]);
     expect(s.log.find("GET", "/nodes/{node}/lxc")[0]?.user).toBe("root@pam!phoenix");
   });
@@ -184,5 +186,131 @@ describe("simulator faults and request log", () => {
       { kind: "latency", latencyMs: 200, method: "POST" },
     ]);
     expect(() => faultsFromEnv("explode:2", undefined)).toThrow(/PVE_SIM_FAULTS: cannot parse 'explode:2'/);
+  });
+});
+
+/** A request's status and PVE's message and per-parameter errors, for the refusals below. */
+async function refused(s: Simulator, method: string, path: string, params: Record<string, string | number> = {}): Promise<[number, string | undefined, Record<string, string> | undefined]> {
+  const res = await rawCall(s, method, path, method === "GET" || method === "DELETE" ? { query: form(params) } : { form: form(params) });
+  return [res.status, res.body.message, res.body.errors];
+}
+
+describe("simulator agrees with upstream PVE", () => {
+  const rules = "/nodes/pve/lxc/120/firewall/rules";
+  const list = async (s: Simulator, path = rules) => (await ok(s, "GET", path)) as Array<Record<string, unknown>>;
+
+  it("inserts every posted rule at the top whatever pos says, stores a missing enable as 0, and moves like Rules.pm", async () => {
+    const s = await start();
+    await ok(s, "POST", "/nodes/pve/lxc", { vmid: 120, ostemplate: DEBIAN_TEMPLATE, rootfs: "local-zfs:4" });
+    await settle(s);
+    for (const dport of ["1", "2", "3"]) await ok(s, "POST", rules, { type: "in", action: "ACCEPT", proto: "tcp", dport, pos: 5, ...(dport === "3" ? { enable: 1 } : {}) });
+    const got = await list(s);
+    expect(got.map((r) => [r.pos, r.dport, r.enable])).toEqual([[0, "3", 1], [1, "2", 0], [2, "1", 0]]);
+    // One digest for the whole list (copy_list_with_digest), on every entry.
+    expect(new Set(got.map((r) => r.digest)).size).toBe(1);
+    // moveto: the rule lands before the one that was at `moveto` (3,2,1 → 2,3,1), or last past the end.
+    await ok(s, "PUT", `${rules}/0`, { moveto: 2 });
+    expect((await list(s)).map((r) => r.dport)).toEqual(["2", "3", "1"]);
+    await ok(s, "PUT", `${rules}/0`, { moveto: 9 });
+    expect((await list(s)).map((r) => r.dport)).toEqual(["3", "1", "2"]);
+    await ok(s, "PUT", `${rules}/2`, { moveto: 0 });
+    expect((await list(s)).map((r) => r.dport)).toEqual(["2", "3", "1"]);
+    // A stale digest is refused on delete; no digest is never checked on create.
+    expect(await refused(s, "DELETE", `${rules}/0`, { digest: String(got[0]?.digest) })).toEqual([500, "detected modified configuration - file changed by other user? Try again.\n", undefined]);
+    expect(await refused(s, "DELETE", `${rules}/7`)).toEqual([500, "no rule at position 7\n", undefined]);
+  });
+
+  it("verifies rules per scope: canonical macro names, net<N> interfaces on guests, none in security groups", async () => {
+    const s = await start();
+    await ok(s, "POST", "/nodes/pve/lxc", { vmid: 120, ostemplate: DEBIAN_TEMPLATE, rootfs: "local-zfs:4" });
+    await settle(s);
+    await ok(s, "POST", rules, { type: "in", action: "ACCEPT", macro: "ssh", iface: "net0", enable: 1 });
+    expect((await list(s))[0]).toMatchObject({ macro: "SSH", iface: "net0" });
+    expect(await refused(s, "POST", rules, { type: "in", action: "ACCEPT", macro: "Telnetz" })).toEqual([400, "Parameter verification failed.\n", { macro: "unknown macro 'Telnetz'" }]);
+    expect(await refused(s, "POST", rules, { type: "in", action: "ACCEPT", iface: "eth0" })).toEqual([400, "Parameter verification failed.\n", { iface: "value does not match the regex pattern 'net\\d+'" }]);
+    expect(await refused(s, "POST", rules, { type: "forward", action: "ACCEPT" })).toEqual([400, "Parameter verification failed.\n", { type: "invalid rule type 'forward' for rule_env 'ct'" }]);
+    expect(await refused(s, "POST", rules, { type: "in", action: "ACCEPT", dport: "22" })).toEqual([400, "Parameter verification failed.\n", { proto: "missing property - 'dport' requires this property" }]);
+    await ok(s, "POST", "/cluster/firewall/groups", { group: "web" });
+    const group = "/cluster/firewall/groups/web";
+    expect(await refused(s, "POST", group, { type: "in", action: "ACCEPT", iface: "net0" })).toEqual([400, "Parameter verification failed.\n", { type: "parameter -i not allowed for this rule type" }]);
+    expect(await refused(s, "POST", group, { type: "group", action: "web" })).toEqual([400, "Parameter verification failed.\n", { type: "invalid rule type 'group' for rule_env 'group'" }]);
+    // A host rule may name any interface.
+    await ok(s, "POST", "/nodes/pve/firewall/rules", { type: "in", action: "DROP", iface: "vmbr0" });
+  });
+
+  it("renames a security group from `rename` to `group` and follows it in the rules that insert it", async () => {
+    const s = await start();
+    await ok(s, "POST", "/cluster/firewall/groups", { group: "web", comment: "front" });
+    await ok(s, "POST", "/cluster/firewall/rules", { type: "group", action: "web", enable: 1 });
+    await ok(s, "POST", "/cluster/firewall/groups", { group: "www", rename: "web" });
+    expect((await ok(s, "GET", "/cluster/firewall/groups")) as unknown[]).toMatchObject([{ group: "www", comment: "front" }]);
+    expect((await list(s, "/cluster/firewall/rules"))[0]).toMatchObject({ type: "group", action: "www" });
+    expect(await refused(s, "POST", "/cluster/firewall/groups", { group: "x1", rename: "web" })).toEqual([400, "Parameter verification failed.\n", { group: "Security group 'web' does not exist" }]);
+  });
+
+  it("checks a container's lock inside the start and stop tasks, and a template inside start", async () => {
+    const s = await start();
+    await ok(s, "POST", "/nodes/pve/lxc", { vmid: 121, ostemplate: DEBIAN_TEMPLATE, rootfs: "local-zfs:4" });
+    await settle(s);
+    s.state.guests.get(121)!.config.lock = "backup";
+    const start1 = await ok(s, "POST", "/nodes/pve/lxc/121/status/start");
+    expect((await taskOf(s, start1)).exitstatus).toBe("CT is locked (backup)");
+    delete s.state.guests.get(121)!.config.lock;
+    await taskOf(s, await ok(s, "POST", "/nodes/pve/lxc/121/status/start"));
+    s.state.guests.get(121)!.config.lock = "backup";
+    expect((await taskOf(s, await ok(s, "POST", "/nodes/pve/lxc/121/status/stop"))).exitstatus).toBe("CT is locked (backup)");
+    s.state.guests.get(121)!.config.lock = "mounted";
+    expect((await taskOf(s, await ok(s, "POST", "/nodes/pve/lxc/121/status/stop"))).exitstatus).toBe("OK");
+    delete s.state.guests.get(121)!.config.lock;
+    await ok(s, "POST", "/nodes/pve/lxc/121/template");
+    await settle(s);
+    expect(await refused(s, "POST", "/nodes/pve/lxc/121/template")).toEqual([500, "you can't convert a template to a template\n", undefined]);
+    expect((await taskOf(s, await ok(s, "POST", "/nodes/pve/lxc/121/status/start"))).exitstatus).toBe("you can't start a CT if it's a template");
+  });
+
+  it("refuses a same-size container resize, any unprivileged change, and container disks on storage without rootdir", async () => {
+    const s = await start();
+    await ok(s, "POST", "/nodes/pve/lxc", { vmid: 122, ostemplate: DEBIAN_TEMPLATE, rootfs: "local-zfs:4" });
+    await settle(s);
+    expect(await refused(s, "PUT", "/nodes/pve/lxc/122/resize", { disk: "rootfs", size: "4G" })).toEqual([500, "disk is already at specified size\n", undefined]);
+    expect(await refused(s, "PUT", "/nodes/pve/lxc/122/config", { unprivileged: 1 })).toEqual([500, "unable to modify read-only option: 'unprivileged'\n", undefined]);
+    expect(await refused(s, "PUT", "/nodes/pve/lxc/122/config", { delete: "unprivileged" })).toEqual([500, "unable to delete read-only option: 'unprivileged'\n", undefined]);
+    expect(await refused(s, "POST", "/nodes/pve/lxc", { vmid: 123, ostemplate: DEBIAN_TEMPLATE, rootfs: "local:4" })).toEqual([400, "Parameter verification failed.\n", { storage: "storage 'local' does not support container directories" }]);
+    expect(s.state.guests.has(123)).toBe(false);
+    // A VM's same-size resize is a no-op task; a smaller size fails the task.
+    await ok(s, "POST", "/nodes/pve/qemu", { vmid: 124, scsi0: "local-zfs:8" });
+    await settle(s);
+    expect((await taskOf(s, await ok(s, "PUT", "/nodes/pve/qemu/124/resize", { disk: "scsi0", size: "8G" }))).exitstatus).toBe("OK");
+    expect((await taskOf(s, await ok(s, "PUT", "/nodes/pve/qemu/124/resize", { disk: "scsi0", size: "4G" }))).exitstatus).toBe("shrinking disks is not supported");
+  });
+
+  it("drops storage content types the plugin does not support", async () => {
+    const s = await start();
+    await ok(s, "POST", "/storage", { storage: "tank", type: "zfspool", pool: "tank", content: "rootdir,images,iso" });
+    expect(((await ok(s, "GET", "/storage/tank")) as Record<string, unknown>).content).toBe("rootdir,images");
+    expect(await refused(s, "POST", "/storage", { storage: "tank2", type: "zfspool", pool: "tank2", content: "iso" })).toEqual([500, "storage does not support content type 'none'\n", undefined]);
+  });
+
+  it("clones like PVE: storage refused for linked clones, linked clones only of base volumes on fitting storage, cloud-init copied", async () => {
+    const s = await start();
+    await ok(s, "POST", "/nodes/pve/qemu", { vmid: 130, scsi0: "local-zfs:8", ide2: "local-zfs:cloudinit,media=cdrom" });
+    await settle(s);
+    expect(((await ok(s, "GET", "/nodes/pve/qemu/130/config")) as Record<string, unknown>).ide2).toBe("local-zfs:vm-130-cloudinit,media=cdrom");
+    expect(await refused(s, "POST", "/nodes/pve/qemu/130/clone", { newid: 131, full: 0 })).toEqual([500, "Linked clone feature is not supported for 'local-zfs:vm-130-disk-0' (scsi0)\n", undefined]);
+    await taskOf(s, await ok(s, "POST", "/nodes/pve/qemu/130/template"));
+    expect(await refused(s, "POST", "/nodes/pve/qemu/130/clone", { newid: 131, storage: "local-zfs" })).toEqual([500, "parameter 'storage' not allowed for linked clones\n", undefined]);
+    expect(await refused(s, "POST", "/nodes/pve/qemu/130/clone", { newid: 131, full: 1, storage: "local" })).toEqual([400, "Parameter verification failed.\n", { storage: "storage 'local' does not support vm images" }]);
+    expect((await taskOf(s, await ok(s, "POST", "/nodes/pve/qemu/130/clone", { newid: 131 }))).exitstatus).toBe("OK");
+    const clone = (await ok(s, "GET", "/nodes/pve/qemu/131/config")) as Record<string, unknown>;
+    expect([clone.scsi0, clone.ide2]).toEqual(["local-zfs:base-130-disk-0/vm-131-disk-0,size=8G", "local-zfs:vm-131-cloudinit,media=cdrom"]);
+    expect(s.state.storage("local-zfs").volumes.has("local-zfs:vm-131-cloudinit")).toBe(true);
+
+    // A container template on a directory storage cannot be linked-cloned.
+    s.state.storage("local").config.content += ",rootdir";
+    await ok(s, "POST", "/nodes/pve/lxc", { vmid: 140, ostemplate: DEBIAN_TEMPLATE, rootfs: "local:4" });
+    await settle(s);
+    await ok(s, "POST", "/nodes/pve/lxc/140/template");
+    await settle(s);
+    expect(await refused(s, "POST", "/nodes/pve/lxc/140/clone", { newid: 141 })).toEqual([500, "Linked clone feature for 'local:140/base-140-disk-0.raw' is not available\n", undefined]);
   });
 });

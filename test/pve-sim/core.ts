@@ -107,9 +107,10 @@ export function typed(values: Record<string, string>, schema: Record<string, Par
   return out;
 }
 
+/** pve-common@9.1.1 src/PVE/Tools.pm assert_if_modified: only a non-empty digest is compared (a die: HTTP 500). */
 export function checkDigest(ctx: HandlerCtx, current: string): void {
   const given = str(ctx, "digest");
-  if (given !== undefined && given !== current) {
+  if (given && given !== current) {
     throw die("detected modified configuration - file changed by other user? Try again.");
   }
 }

@@ -1,11 +1,13 @@
 /** What an injected fault does to a matching request or task. */
 export type FaultKind =
-  /** Answer with an HTTP 5xx (default 500) instead of handling the request. */
+  /** Answer with an HTTP 5xx (default 500 "cluster not ready - no quorum?") instead of handling the request. */
   | "http5xx"
   /** Answer 500 `can't lock file '…' - got timeout`, as PVE does when a config or storage lock is busy. */
   | "lockTimeout"
   /** Destroy the socket without answering (a connection reset for the client). */
   | "drop"
+  /** Handle the request, then destroy the socket instead of answering: the call was applied but its answer lost. */
+  | "dropReply"
   /** Delay the answer by `latencyMs`. */
   | "latency"
   /** Let the request start its task, but make the task fail with `message`. */

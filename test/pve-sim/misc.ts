@@ -1,6 +1,7 @@
 import { checkDigest, deleteList, flag, int, req, startTask, str, typed, withStorageLock, type Handler, type HandlerCtx } from "./core";
 import { splitList } from "./formats";
-import { digestOf, type FirewallRule, type FirewallScope } from "./state";
+import { firewallHandlers } from "./firewall";
+import { digestOf } from "./state";
 import { die, paramError } from "./tasks";
 
 function nodeOf(ctx: HandlerCtx): string {
@@ -125,13 +126,17 @@ function taskHandlers(): Record<string, Handler> {
       const vmid = str(ctx, "vmid");
       const typefilter = str(ctx, "typefilter");
       const source = str(ctx, "source") ?? "archive";
+      const since = int(ctx, "since");
       return [...ctx.sim.tasks.tasks.values()]
         .filter((t) => t.node === node)
         .filter((t) => vmid === undefined || t.id === vmid)
         .filter((t) => typefilter === undefined || t.type === typefilter)
         .filter((t) => source === "all" || (source === "active") === (t.status === "running"))
-        .map((t) => ({ upid: t.upid, node: t.node, type: t.type, id: t.id, user: t.user, starttime: t.starttime, pid: t.pid, pstart: t.pstart, ...(t.exitstatus ? { status: t.exitstatus } : {}) }))
-        .reverse();
+        .filter((t) => since === undefined || t.starttime >= since)
+        // pve-manager@9.1.3 PVE/API2/Tasks.pm node_tasks: a running task's status reads RUNNING.
+        .map((t) => ({ upid: t.upid, node: t.node, type: t.type, id: t.id, user: t.user, starttime: t.starttime, pid: t.pid, pstart: t.pstart, status: t.exitstatus ?? "RUNNING" }))
+        .reverse()
+        .slice(int(ctx, "start") ?? 0, (int(ctx, "start") ?? 0) + (int(ctx, "limit") ?? 50));
     },
   };
 }
@@ -142,6 +147,7 @@ const STORAGE_KEYS: Record<string, string[]> = {
   dir: ["path", "content", "content-dirs", "nodes", "shared", "disable", "prune-backups", "max-protected-backups", "format", "mkdir", "create-base-path", "create-subdirs", "is_mountpoint", "bwlimit", "preallocation", "snapshot-as-volume-chain"],
 };
 const STORAGE_FIXED: Record<string, string[]> = { zfspool: ["pool"], dir: ["path"] };
+/** pve-storage@9.1.0 src/PVE/Storage/ZFSPoolPlugin.pm and DirPlugin.pm plugindata `content`. */
 const CONTENT_ALLOWED: Record<string, string[]> = {
   zfspool: ["images", "rootdir"],
   dir: ["images", "rootdir", "vztmpl", "iso", "backup", "snippets", "import", "none"],
@@ -150,17 +156,21 @@ const STORAGE_CONTROL = new Set(["storage", "type", "delete", "digest"]);
 
 function storageValues(ctx: HandlerCtx, type: string): Record<string, string> {
   const out: Record<string, string> = {};
-  const allowed = STORAGE_KEYS[type];
+  const keys = STORAGE_KEYS[type];
   for (const [k, v] of Object.entries(ctx.params)) {
     if (STORAGE_CONTROL.has(k)) continue;
-    if (allowed && !allowed.includes(k)) throw paramError({ [k]: `unexpected property '${k}'` });
+    if (keys && !keys.includes(k)) throw paramError({ [k]: `unexpected property '${k}'` });
     out[k] = Array.isArray(v) ? v.join(",") : v;
   }
-  if (out.content !== undefined && CONTENT_ALLOWED[type]) {
-    for (const c of splitList(out.content)) {
-      if (!CONTENT_ALLOWED[type].includes(c)) throw paramError({ content: `storage does not support content type '${c}'` });
-    }
-    out.content = splitList(out.content).join(",");
+  const allowed = CONTENT_ALLOWED[type];
+  if (out.content !== undefined && allowed) {
+    // pve-storage@9.1.0 src/PVE/Storage/Plugin.pm decode_value: a content type the plugin does
+    // not support is dropped with a warning (`warn`, which a synchronous API call does not
+    // return); 'none' cannot be combined, and nothing left is an error unless 'none' is allowed.
+    const content = splitList(out.content).filter((c) => allowed.includes(c));
+    if (content.includes("none") && content.length > 1) throw die("unable to combine 'none' with other content types");
+    if (content.length === 0 && !allowed.includes("none")) throw die("storage does not support content type 'none'");
+    out.content = content.join(",");
   }
   return out;
 }
@@ -403,202 +413,6 @@ function pciHandlers(): Record<string, Handler> {
       return null;
     },
   };
-}
-
-const RULE_CONTROL = new Set(["node", "vmid", "group", "pos", "digest", "delete", "moveto"]);
-
-function firewallHandlers(): Record<string, Handler> {
-  const out: Record<string, Handler> = {};
-  const scopes: Array<[string, (ctx: HandlerCtx) => FirewallScope]> = [
-    ["/cluster/firewall", (ctx) => ctx.sim.state.firewall],
-    ["/nodes/{node}/firewall", (ctx) => ctx.sim.state.node(nodeOf(ctx)).firewall],
-    ["/nodes/{node}/lxc/{vmid}/firewall", (ctx) => ctx.sim.state.guestFw(ctx.sim.state.guest(nodeOf(ctx), "lxc", Number(req(ctx, "vmid"))).vmid)],
-    ["/nodes/{node}/qemu/{vmid}/firewall", (ctx) => ctx.sim.state.guestFw(ctx.sim.state.guest(nodeOf(ctx), "qemu", Number(req(ctx, "vmid"))).vmid)],
-  ];
-  const ruleValues = (ctx: HandlerCtx): FirewallRule => {
-    const r: FirewallRule = {};
-    for (const [k, v] of Object.entries(ctx.params)) if (!RULE_CONTROL.has(k) && typeof v === "string") r[k] = v;
-    return r;
-  };
-  const rulesApi = (base: string, rules: (ctx: HandlerCtx) => FirewallRule[]) => {
-    const ruleOut = (r: FirewallRule, pos: number) => ({ ...r, pos, ...(r.enable !== undefined ? { enable: Number(r.enable) } : {}) });
-    const at = (ctx: HandlerCtx) => {
-      const list = rules(ctx);
-      const pos = Number(req(ctx, "pos"));
-      const rule = list[pos];
-      if (!rule) throw die(`no rule at position ${pos}`);
-      return { list, pos, rule };
-    };
-    out[`GET ${base}`] = (ctx) => rules(ctx).map(ruleOut);
-    out[`POST ${base}`] = (ctx) => {
-      const list = rules(ctx);
-      checkDigest(ctx, digestOf(list));
-      const r = ruleValues(ctx);
-      if (r.type === "group" && !ctx.sim.state.groups.has(r.action ?? "")) throw die(`no such security group '${r.action}'`);
-      list.splice(Math.min(int(ctx, "pos") ?? 0, list.length), 0, r);
-      return null;
-    };
-    out[`GET ${base}/{pos}`] = (ctx) => {
-      const { rule, pos } = at(ctx);
-      return ruleOut(rule, pos);
-    };
-    out[`PUT ${base}/{pos}`] = (ctx) => {
-      const { list, pos, rule } = at(ctx);
-      checkDigest(ctx, digestOf(list));
-      const moveto = int(ctx, "moveto");
-      if (moveto !== undefined) {
-        list.splice(pos, 1);
-        list.splice(Math.min(moveto, list.length), 0, rule);
-        return null;
-      }
-      for (const k of deleteList(ctx)) delete rule[k];
-      Object.assign(rule, ruleValues(ctx));
-      return null;
-    };
-    out[`DELETE ${base}/{pos}`] = (ctx) => {
-      const { list, pos } = at(ctx);
-      checkDigest(ctx, digestOf(list));
-      list.splice(pos, 1);
-      return null;
-    };
-  };
-  for (const [base, scope] of scopes) {
-    out[`GET ${base}/options`] = (ctx) => {
-      const s = scope(ctx);
-      const schema = ctx.sim.schema.find("PUT", `${base}/options`)?.params ?? {};
-      return { ...typed(s.options, schema), digest: digestOf(s.options) };
-    };
-    out[`PUT ${base}/options`] = (ctx) => {
-      const s = scope(ctx);
-      checkDigest(ctx, digestOf(s.options));
-      for (const k of deleteList(ctx)) delete s.options[k];
-      for (const [k, v] of Object.entries(ctx.params)) {
-        if (k !== "node" && k !== "vmid" && k !== "delete" && k !== "digest" && typeof v === "string") s.options[k] = v;
-      }
-      return null;
-    };
-    rulesApi(`${base}/rules`, (ctx) => scope(ctx).rules);
-    const ipset = (ctx: HandlerCtx) => {
-      const name = req(ctx, "name");
-      const set = scope(ctx).ipsets.get(name);
-      if (!set) throw die(`no such IPSet '${name}'`);
-      return set;
-    };
-    out[`GET ${base}/ipset`] = (ctx) =>
-      [...scope(ctx).ipsets.entries()].map(([name, s]) => ({ name, ...(s.comment !== undefined ? { comment: s.comment } : {}), digest: digestOf([...s.entries]) }));
-    out[`POST ${base}/ipset`] = (ctx) => {
-      const s = scope(ctx);
-      const name = req(ctx, "name");
-      const rename = str(ctx, "rename");
-      const comment = str(ctx, "comment");
-      if (rename !== undefined) {
-        const old = s.ipsets.get(rename);
-        if (!old) throw die(`no such IPSet '${rename}'`);
-        if (rename !== name && s.ipsets.has(name)) throw die(`IPSet '${name}' already exists`);
-        s.ipsets.delete(rename);
-        s.ipsets.set(name, { ...old, ...(comment !== undefined ? { comment } : {}) });
-        return null;
-      }
-      if (s.ipsets.has(name)) throw die(`IPSet '${name}' already exists`);
-      s.ipsets.set(name, { entries: new Map(), ...(comment !== undefined ? { comment } : {}) });
-      return null;
-    };
-    out[`GET ${base}/ipset/{name}`] = (ctx) =>
-      [...ipset(ctx).entries.entries()].map(([cidr, e]) => ({ cidr, ...(e.comment !== undefined ? { comment: e.comment } : {}), ...(e.nomatch !== undefined ? { nomatch: Number(e.nomatch) } : {}) }));
-    out[`POST ${base}/ipset/{name}`] = (ctx) => {
-      const set = ipset(ctx);
-      const cidr = req(ctx, "cidr");
-      if (set.entries.has(cidr)) throw die(`address '${cidr}' already exists`);
-      set.entries.set(cidr, { ...(str(ctx, "comment") !== undefined ? { comment: str(ctx, "comment") } : {}), ...(str(ctx, "nomatch") !== undefined ? { nomatch: str(ctx, "nomatch") } : {}) });
-      return null;
-    };
-    out[`DELETE ${base}/ipset/{name}`] = (ctx) => {
-      const set = ipset(ctx);
-      if (set.entries.size > 0 && !flag(ctx, "force")) throw die("IPSet is not empty");
-      scope(ctx).ipsets.delete(req(ctx, "name"));
-      return null;
-    };
-    out[`GET ${base}/ipset/{name}/{cidr}`] = (ctx) => {
-      const e = ipset(ctx).entries.get(req(ctx, "cidr"));
-      if (!e) throw die(`no such IP address '${req(ctx, "cidr")}'`);
-      return { cidr: req(ctx, "cidr"), ...e };
-    };
-    out[`PUT ${base}/ipset/{name}/{cidr}`] = (ctx) => {
-      const e = ipset(ctx).entries.get(req(ctx, "cidr"));
-      if (!e) throw die(`no such IP address '${req(ctx, "cidr")}'`);
-      if (str(ctx, "comment") !== undefined) e.comment = str(ctx, "comment");
-      if (str(ctx, "nomatch") !== undefined) e.nomatch = str(ctx, "nomatch");
-      return null;
-    };
-    out[`DELETE ${base}/ipset/{name}/{cidr}`] = (ctx) => {
-      if (!ipset(ctx).entries.delete(req(ctx, "cidr"))) throw die(`no such IP address '${req(ctx, "cidr")}'`);
-      return null;
-    };
-    const alias = (ctx: HandlerCtx) => {
-      const a = scope(ctx).aliases.get(req(ctx, "name").toLowerCase());
-      if (!a) throw die(`no such alias '${req(ctx, "name")}'`);
-      return a;
-    };
-    out[`GET ${base}/aliases`] = (ctx) =>
-      [...scope(ctx).aliases.entries()].map(([name, a]) => ({ name, ...a, digest: digestOf([...scope(ctx).aliases]) }));
-    out[`POST ${base}/aliases`] = (ctx) => {
-      const s = scope(ctx);
-      const name = req(ctx, "name").toLowerCase();
-      if (s.aliases.has(name)) throw die(`alias '${name}' already exists`);
-      s.aliases.set(name, { cidr: req(ctx, "cidr"), ...(str(ctx, "comment") !== undefined ? { comment: str(ctx, "comment") } : {}) });
-      return null;
-    };
-    out[`GET ${base}/aliases/{name}`] = (ctx) => ({ name: req(ctx, "name").toLowerCase(), ...alias(ctx) });
-    out[`PUT ${base}/aliases/{name}`] = (ctx) => {
-      const a = alias(ctx);
-      checkDigest(ctx, digestOf([...scope(ctx).aliases]));
-      a.cidr = req(ctx, "cidr");
-      if (str(ctx, "comment") !== undefined) a.comment = str(ctx, "comment");
-      const rename = str(ctx, "rename");
-      if (rename !== undefined) {
-        scope(ctx).aliases.delete(req(ctx, "name").toLowerCase());
-        scope(ctx).aliases.set(rename.toLowerCase(), a);
-      }
-      return null;
-    };
-    out[`DELETE ${base}/aliases/{name}`] = (ctx) => {
-      alias(ctx);
-      scope(ctx).aliases.delete(req(ctx, "name").toLowerCase());
-      return null;
-    };
-  }
-  const group = (ctx: HandlerCtx) => {
-    const g = ctx.sim.state.groups.get(req(ctx, "group"));
-    if (!g) throw die(`no such security group '${req(ctx, "group")}'`);
-    return g;
-  };
-  out["GET /cluster/firewall/groups"] = (ctx) =>
-    [...ctx.sim.state.groups.entries()].map(([group, g]) => ({ group, ...(g.comment !== undefined ? { comment: g.comment } : {}), digest: digestOf(g) }));
-  out["POST /cluster/firewall/groups"] = (ctx) => {
-    const name = req(ctx, "group");
-    const rename = str(ctx, "rename");
-    const comment = str(ctx, "comment");
-    const groups = ctx.sim.state.groups;
-    if (rename !== undefined) {
-      const g = groups.get(name);
-      if (!g) throw die(`Security group '${name}' does not exist`);
-      if (rename !== name && groups.has(rename)) throw die(`Security group '${rename}' already exists`);
-      groups.delete(name);
-      groups.set(rename, { ...g, ...(comment !== undefined ? { comment } : {}) });
-      return null;
-    }
-    if (groups.has(name)) throw die(`Security group '${name}' already exists`);
-    groups.set(name, { rules: [], ...(comment !== undefined ? { comment } : {}) });
-    return null;
-  };
-  out["DELETE /cluster/firewall/groups/{group}"] = (ctx) => {
-    const g = group(ctx);
-    if (g.rules.length > 0) throw die(`Security group '${req(ctx, "group")}' is not empty`);
-    ctx.sim.state.groups.delete(req(ctx, "group"));
-    return null;
-  };
-  rulesApi("/cluster/firewall/groups/{group}", (ctx) => group(ctx).rules);
-  return out;
 }
 
 /** Handlers for cluster, tasks, storage, hardware, mapping and firewall endpoints, keyed by `METHOD template`. */

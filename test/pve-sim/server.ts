@@ -300,7 +300,9 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     if (Object.keys(errors).length > 0) return reply(400, null, "Parameter verification failed.\n", errors);
 
     const fault5xx = faults.take("http5xx", method, template, apiPath)[0];
-    if (fault5xx) return reply(fault5xx.status ?? 500, null, fault5xx.message ?? "injected server error\n");
+    // By default a 500 that PVE gives while a condition lasts (pve-cluster PVE/Cluster.pm
+    // check_cfs_quorum), raised before the handler changes anything.
+    if (fault5xx) return reply(fault5xx.status ?? 500, null, fault5xx.message ?? "cluster not ready - no quorum?\n");
     const lockFault = faults.take("lockTimeout", method, template, apiPath)[0];
     if (lockFault) {
       const vmid = params.vmid;
@@ -312,6 +314,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
       return reply(500, null, lockFault.message ?? `can't lock file '${file}' - got timeout\n`);
     }
     const failTask = faults.take("failTask", method, template, apiPath)[0];
+    const dropReply = faults.take("dropReply", method, template, apiPath).length > 0;
 
     try {
       const handler = key === "POST /access/ticket" ? login : handlers[key];
@@ -323,6 +326,11 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
           : genericAnswer(route);
       } finally {
         opts.nodeFiles?.push(state);
+      }
+      if (dropReply) {
+        entry.status = -1;
+        req.socket.destroy();
+        return;
       }
       reply(200, data ?? null);
     } catch (e) {

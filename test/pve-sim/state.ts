@@ -202,6 +202,22 @@ export class SimState {
     return vol;
   }
 
+  /**
+   * A QEMU cloud-init drive, `vm-<vmid>-cloudinit` (with `.qcow2` on storages with a path), 4 MiB:
+   * qemu-server@9.1.2 src/PVE/API2/Qemu.pm create_disks and src/PVE/QemuServer.pm clone_disk,
+   * CLOUDINIT_DISK_SIZE in src/PVE/QemuServer/Cloudinit.pm.
+   */
+  allocCloudinit(storageId: string, vmid: number): Volume {
+    const storage = this.storage(storageId);
+    if (!this.contentOf(storage).includes("images")) throw die(`storage '${storageId}' does not support vm images`);
+    const dir = storage.config.path !== undefined;
+    const volid = `${storageId}:${dir ? `${vmid}/` : ""}vm-${vmid}-cloudinit${dir ? ".qcow2" : ""}`;
+    if (storage.volumes.has(volid)) throw die(`volume '${volid}' already exists`);
+    const vol: Volume = { volid, storage: storageId, content: "images", format: dir ? "qcow2" : "raw", size: 4 * 1024 ** 2, ctime: Math.floor(this.now() / 1000), vmid };
+    storage.volumes.set(volid, vol);
+    return vol;
+  }
+
   /** A linked clone of a base volume, named `<base>/<new>` as pve-storage does on zfspool. */
   linkClone(baseVolid: string, vmid: number): Volume {
     const base = this.volume(baseVolid);
