@@ -36,6 +36,50 @@ export function healthChecks(spec: ModelServerSpec): HealthCheck[] {
   }
 }
 
+/**
+ * One real request per served model, sent once the endpoints above answer: they answer while
+ * generation itself can still fail (a sampler kernel that cannot be compiled, a model that does not
+ * fit), so "healthy" means a model produced a token or a vector.
+ */
+export interface GenerationProbe {
+  /** For messages: the model and what is asked of it. */
+  what: string;
+  path: string;
+  body: object;
+  /** A JSON member the answer must hold. */
+  member: string;
+}
+
+const PROMPT = "Reply with OK.";
+const EMBED_INPUT = "Phoenix health check";
+
+// vLLM and llama-server speak the OpenAI API: /v1/chat/completions answers with "choices"
+// (vllm/entrypoints/openai/protocol.py ChatCompletionResponse; llama.cpp tools/server/server.cpp at b6500),
+// /v1/embeddings with data[].embedding. max_tokens: 1 keeps the probe to one token.
+const chatProbe = (model: string): GenerationProbe => ({ what: `chat ${model}`, path: "/v1/chat/completions", body: { model, messages: [{ role: "user", content: PROMPT }], max_tokens: 1 }, member: "choices" });
+const embedProbe = (model: string): GenerationProbe => ({ what: `embedding ${model}`, path: "/v1/embeddings", body: { model, input: EMBED_INPUT }, member: "embedding" });
+
+export function generationProbes(spec: ModelServerSpec): GenerationProbe[] {
+  switch (spec.engine) {
+    case "vllm":
+      return [spec.server.task === "embed" ? embedProbe(spec.server.servedModelName) : chatProbe(spec.server.servedModelName)];
+    case "llamacpp":
+      return [spec.server.kind === "embedding" ? embedProbe(spec.server.servedModelName) : chatProbe(spec.server.servedModelName)];
+    case "ollama":
+      // ollama@v0.12.6 server/routes.go: POST /api/generate and /api/embed; api/types.go: Options.NumPredict
+      // is "num_predict", GenerateResponse.Response "response", EmbedResponse.Embeddings "embeddings".
+      return spec.server.models.map((m) =>
+        m.kind === "embedding"
+          ? { what: `embedding ${m.name}`, path: "/api/embed", body: { model: m.name, input: EMBED_INPUT }, member: "embeddings" }
+          : { what: `generate ${m.name}`, path: "/api/generate", body: { model: m.name, prompt: PROMPT, stream: false, options: { num_predict: 1 } }, member: "response" },
+      );
+  }
+}
+
+function renderProbe(p: GenerationProbe): string {
+  return `probe ${shQuote(p.what)} ${shQuote(p.path)} ${shQuote(JSON.stringify(p.body))} ${shQuote(JSON.stringify(p.member))}`;
+}
+
 /** Seconds a fresh server may take: vLLM downloads and compiles on first start, Ollama's models are pulled before. */
 const DEFAULT_SECONDS: Record<ModelServerSpec["engine"], number> = { vllm: 900, ollama: 120, llamacpp: 300 };
 const JOURNAL_LINES = 50;
@@ -51,14 +95,16 @@ export function renderHealthScript(spec: ModelServerSpec): string {
   const seconds = DEFAULT_SECONDS[spec.engine];
   return `#!/usr/bin/env bash
 # Phoenix: health of ${spec.unit} on guest ${spec.vmid} (${spec.guestName}), ${ENGINE_NAMES[spec.engine]} ${spec.version}.
-# Exits 0 once every check passes; otherwise prints the unit's last journal lines and exits 1.
-# PHOENIX_HEALTH_SECONDS and PHOENIX_HEALTH_INTERVAL override the deadline and the polling interval.
+# Exits 0 once every check passes and every model answers one real request; otherwise prints the
+# unit's last journal lines and exits 1. PHOENIX_HEALTH_SECONDS and PHOENIX_HEALTH_INTERVAL override
+# the deadline and the polling interval, PHOENIX_HEALTH_REQUEST_SECONDS the time one request may take.
 set -euo pipefail
 
 unit=${spec.unit}
 base=http://127.0.0.1:${spec.server.port}
 limit=\${PHOENIX_HEALTH_SECONDS:-${seconds}}
 interval=\${PHOENIX_HEALTH_INTERVAL:-5}
+request_seconds=\${PHOENIX_HEALTH_REQUEST_SECONDS:-120}
 deadline=$((SECONDS + limit))
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -105,6 +151,20 @@ check() {
 ${healthChecks(spec).map(renderCheck).join("\n")}
 }
 
+# POST $3 to $2 for $1; fails unless the answer is 2xx JSON holding the member $4.
+probe() {
+  local code
+  code=$(curl -sS --connect-timeout 5 --max-time "$request_seconds" "\${auth[@]}" -H 'Content-Type: application/json' \\
+    --data-binary "$3" -o "$work/answer" -w '%{http_code}' "$base$2" 2>"$work/err") || code="curl: $(tr -d '\\n' <"$work/err")"
+  case $code in
+    2??) ;;
+    *) fail "the endpoints answer but $1 failed: POST $2: $code: $(head -c 400 "$work/answer" 2>/dev/null | tr -s '\\n\\t ' '   ')" ;;
+  esac
+  if ! tr -d '\\n' <"$work/answer" | sed 's/"[[:space:]]*:[[:space:]]*/":/g' | grep -qF -- "$4:"; then
+    fail "the endpoints answer but $1 failed: POST $2 answered without $4: $(head -c 400 "$work/answer" | tr -s '\\n\\t ' '   ')"
+  fi
+}
+
 restarts() {
   systemctl show -p NRestarts --value "$unit" 2>/dev/null || echo 0
 }
@@ -120,6 +180,7 @@ until check; do
   if [ "$SECONDS" -ge "$deadline" ]; then fail "not healthy after \${limit}s; last check: $last"; fi
   sleep "$interval"
 done
+${generationProbes(spec).map(renderProbe).join("\n")}
 echo "$unit: healthy"
 `;
 }

@@ -4,6 +4,7 @@
  */
 import { fileList, type RenderedFile } from "../render/files";
 import { assertListed, flagsOf, optionListFor, settingsToArgs } from "./args";
+import { gpuEnvironment } from "./gpu";
 import { LLAMACPP_OPTION_LISTS } from "./llamacpp.options";
 import type { LlamaCppSpec } from "./server";
 import { renderServiceUnit } from "./systemd";
@@ -17,7 +18,7 @@ export function llamaServerBin(tag: string): string {
   return `${llamaCppHome(tag)}/bin/llama-server`;
 }
 
-const NOT_OPTIONS = new Set(["engine", "version", "kind", "vramGiB"]);
+const NOT_OPTIONS = new Set(["engine", "version", "commit", "cudaArchitectures", "kind", "vramGiB"]);
 const RENAMED = { servedModelName: "--alias", contextSize: "--ctx-size", gpuLayers: "--n-gpu-layers" };
 
 export function llamaServerArgv(spec: LlamaCppSpec): string[] {
@@ -45,6 +46,7 @@ export function renderLlamaCppFiles(spec: LlamaCppSpec): RenderedFile[] {
         group: spec.user.name,
         workingDirectory: spec.user.home,
         argv: llamaServerArgv(spec),
+        environment: gpuEnvironment(spec),
       }),
     },
   ]);

@@ -26,6 +26,8 @@ const V0_12_6 = [
   "OLLAMA_SCHED_SPREAD",
   "OLLAMA_GPU_OVERHEAD",
   "OLLAMA_NOPRUNE",
+  // config.go AsMap(), on every OS but darwin; discover/runner.go filters each runner to one GPU with it.
+  "CUDA_VISIBLE_DEVICES",
 ];
 
 export const OLLAMA_ENV_LISTS: readonly OptionList[] = [

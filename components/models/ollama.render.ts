@@ -6,6 +6,7 @@
  */
 import { fileList, type RenderedFile } from "../render/files";
 import { assertListed, optionListFor } from "./args";
+import { gpuEnvironment } from "./gpu";
 import { OLLAMA_ENV_LISTS } from "./ollama.options";
 import type { OllamaSpec } from "./server";
 import { renderServiceUnit } from "./systemd";
@@ -26,7 +27,7 @@ export function ollamaTagged(name: string): string {
 }
 
 // Settings the renderer turns into variables itself; any other becomes OLLAMA_<NAME> and must be one the release reads.
-const HANDLED = new Set(["engine", "version", "port", "modelsDir", "models"]);
+const HANDLED = new Set(["engine", "version", "sha256", "port", "modelsDir", "models"]);
 const snake = (key: string) => key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase();
 
 export function ollamaEnvironment(spec: OllamaSpec): Record<string, string> {
@@ -43,7 +44,8 @@ export function ollamaEnvironment(spec: OllamaSpec): Record<string, string> {
     if (!HANDLED.has(key) && value !== undefined) env[`OLLAMA_${snake(key)}`] = String(value);
   }
   assertListed(Object.keys(env), list);
-  return env;
+  // CUDA_DEVICE_ORDER is the CUDA runtime's, read by the runners Ollama starts, not by Ollama itself.
+  return { ...env, ...gpuEnvironment(spec) };
 }
 
 export function renderOllamaFiles(spec: OllamaSpec): RenderedFile[] {

@@ -4,6 +4,7 @@
  * install script and the health check all agree.
  */
 import { templateVersion } from "../../stacks/plan";
+import { computeCapability, cudaArch } from "../../stacks/compat";
 import type { LxcGuest, Role, StackConfig } from "../../stacks/schema";
 
 type Server = Extract<Role, { type: "model-server" }>["server"];
@@ -31,6 +32,15 @@ interface SpecBase {
   unit: string;
   /** Where the unit file is installed. */
   unitFile: string;
+  /** The guest's GPUs in PCI bus order, the order nvidia-smi and (with CUDA_DEVICE_ORDER=PCI_BUS_ID) CUDA number them. */
+  gpus: GuestGpu[];
+}
+
+export interface GuestGpu {
+  /** As declared, e.g. 0000:01:00.0. */
+  pci: string;
+  /** sm_ architecture, e.g. "120"; undefined when neither declared nor known for the model. */
+  arch?: string;
 }
 
 export type VllmSpec = SpecBase & { engine: "vllm"; server: VllmServer };
@@ -75,7 +85,15 @@ export function modelServerSpec(config: StackConfig, vmid: number): ModelServerS
   if (version === undefined) {
     throw new Error(`guest ${vmid} (${guest.name}): no ${server.engine} version: set role.server.version or clone it from a template whose versions pin ${server.engine}`);
   }
-  const base = { vmid, guestName: guest.name, version, user: serviceUser(guest, server), unit: UNITS[server.engine], unitFile: `/etc/systemd/system/${UNITS[server.engine]}` };
+  const gpus = guest.gpus
+    .map((id) => config.host.gpus.find((g) => g.id === id))
+    .filter((g) => g !== undefined)
+    .map((g): GuestGpu => {
+      const cc = computeCapability(g);
+      return { pci: g.pci.toLowerCase(), ...(cc ? { arch: cudaArch(cc) } : {}) };
+    })
+    .sort((a, b) => a.pci.localeCompare(b.pci));
+  const base = { vmid, guestName: guest.name, version, user: serviceUser(guest, server), unit: UNITS[server.engine], unitFile: `/etc/systemd/system/${UNITS[server.engine]}`, gpus };
   switch (server.engine) {
     case "vllm":
       return { ...base, engine: "vllm", server };

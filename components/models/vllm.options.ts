@@ -116,8 +116,28 @@ const V0_11_0 = [
   "--enable-chunked-prefill",
   "--no-enable-chunked-prefill",
   "--scheduling-policy",
+  // StructuredOutputsConfig (vllm/config/structured_outputs.py reasoning_parser in 0.11.0)
+  "--reasoning-parser",
 ];
+
+/**
+ * Reasoning parsers Phoenix has read and may name with --reasoning-parser
+ * (registered with ReasoningParserManager.register_module in vllm/reasoning/).
+ * - deepseek_r1 (deepseek_r1_reasoning_parser.py): when the output has no <think>, all text up to
+ *   </think> is the reasoning and the rest the answer. Right for Qwen3-*-Thinking-2507, whose chat
+ *   template opens <think> in the prompt so the output carries only </think>.
+ * - qwen3 (qwen3_reasoning_parser.py): in the 0.11 era it returned the whole output as content unless
+ *   both <think> and </think> were in it; later releases add "Qwen3-Thinking models add <think> as a
+ *   prompt prefix" handling. Right for Qwen3 hybrid models, which emit both tags.
+ * unverified at the v0.11.0 tag itself: read from stored versions of those files and from patches
+ * that quote the original ("Original parser required both tags").
+ */
+const REASONING_PARSERS_0_11_0 = ["deepseek_r1", "qwen3"];
 
 export const VLLM_OPTION_LISTS: readonly OptionList[] = [
   { engine: "vLLM", version: "0.11.0", source: "https://docs.vllm.ai/en/v0.11.0/configuration/engine_args.html", options: new Set(V0_11_0) },
+];
+
+export const VLLM_REASONING_PARSERS: readonly OptionList[] = [
+  { engine: "vLLM", version: "0.11.0", source: "https://github.com/vllm-project/vllm/tree/v0.11.0/vllm/reasoning", options: new Set(REASONING_PARSERS_0_11_0) },
 ];

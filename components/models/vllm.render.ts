@@ -5,11 +5,13 @@
  * holds it (the key never appears on a command line, where `ps` shows it).
  */
 import { VLLM_VENV } from "../../providers/template/layers";
+import { SECRET_PLACEHOLDER } from "../../stacks/engine";
 import { fileList, type RenderedFile } from "../render/files";
 import { assertListed, flagsOf, optionListFor, settingsToArgs } from "./args";
+import { gpuEnvironment } from "./gpu";
 import type { VllmSpec } from "./server";
 import { renderServiceUnit } from "./systemd";
-import { VLLM_OPTION_LISTS } from "./vllm.options";
+import { VLLM_OPTION_LISTS, VLLM_REASONING_PARSERS } from "./vllm.options";
 
 /** Where the vLLM template layer installs its virtualenv: a contract with that layer. */
 /** The golden vLLM template's virtualenv, where its layer installed vLLM. */
@@ -38,14 +40,33 @@ export function vllmArgv(spec: VllmSpec): string[] {
     ...(s.task === "embed" ? ["--runner", "pooling", "--convert", "embed"] : ["--runner", "generate"]),
   ];
   assertListed(flagsOf(argv), list);
+  if (s.reasoningParser !== undefined) assertListed([s.reasoningParser], optionListFor(VLLM_REASONING_PARSERS, "vLLM", spec.version));
   return argv;
+}
+
+/**
+ * The unit's environment: the GPU selection (./gpu.ts) and the sampler.
+ *
+ * Sampler: with top_k/top_p in a request (Qwen3's generation_config.json sets both, and vLLM applies
+ * the model's generation config by default) the v1 TopKTopPSampler uses FlashInfer when it is
+ * importable and VLLM_USE_FLASHINFER_SAMPLER "is not False" (vllm/v1/sample/ops/topk_topp_sampler.py:
+ * the variable is None by default and "interpreted as True"); flashinfer-python 0.3.x ships no
+ * prebuilt sampling kernels and JIT-compiles them with nvcc on first use, which the template does not
+ * have. VLLM_USE_FLASHINFER_SAMPLER=0 (vllm/envs.py: bool(int(...))) selects forward_native, PyTorch's
+ * own top-k/top-p: no compiler on the request path, and the answer is the same distribution.
+ * unverified at the v0.11.0 tag itself: the stored versions on both sides of it read as above.
+ */
+export function vllmEnvironment(spec: VllmSpec): Record<string, string> {
+  return { ...gpuEnvironment(spec), VLLM_USE_FLASHINFER_SAMPLER: "0" };
 }
 
 /** The unit, and the key's environment file when the server requires one; apiKey is phoenix:modelApiKey. */
 export function renderVllmFiles(spec: VllmSpec, apiKey?: string): RenderedFile[] {
   const s = spec.server;
   if (s.requireApiKey && apiKey === undefined) throw new Error(`guest ${spec.vmid} (${spec.guestName}) requires an API key: pass phoenix:modelApiKey to the renderer`);
-  if (apiKey !== undefined && !API_KEY_RE.test(apiKey)) {
+  // Offline synth hands every renderer SECRET_PLACEHOLDER for a secret (stacks/engine.ts): it is shown as it is, and
+  // is no key (its brackets fail API_KEY_RE), so nothing else passes for one.
+  if (apiKey !== undefined && apiKey !== SECRET_PLACEHOLDER && !API_KEY_RE.test(apiKey)) {
     throw new Error(`phoenix:modelApiKey must be 16–512 characters of letters, digits and . _ ~ + / = -: set a new one with pulumi config set --secret phoenix:modelApiKey`);
   }
   const withKey = s.requireApiKey && apiKey !== undefined;
@@ -58,6 +79,7 @@ export function renderVllmFiles(spec: VllmSpec, apiKey?: string): RenderedFile[]
       group: spec.user.name,
       workingDirectory: spec.user.home,
       argv: vllmArgv(spec),
+      environment: vllmEnvironment(spec),
       ...(withKey ? { environmentFile: VLLM_ENV_FILE } : {}),
     }),
   };

@@ -4,6 +4,8 @@
  * changes anything, prints `changed <what>` for every change it makes, and so
  * may run any number of times (a retried build re-runs it from the top).
  */
+import * as fs from "node:fs";
+import * as path from "node:path";
 import { INSTALLED_FN, renderScript, shellQuote, writeFileIfChanged } from "../ssh/script";
 
 export interface BaseLayer {
@@ -33,6 +35,8 @@ export interface VllmLayer {
   layer: "vllm";
   /** Exact vLLM release, e.g. 0.11.0. */
   vllm: string;
+  /** Hash-locked requirements (pip --require-hashes); defaults to the repository's lock for the release (vllmLock). */
+  requirements?: string;
 }
 
 export type LayerSpec = BaseLayer | CudaLayer | VllmLayer;
@@ -160,14 +164,59 @@ fi`,
   ].join("\n");
 }
 
+/** Where the hash-locked requirements of each vLLM release live in this repository: scripts/lock-vllm.sh writes them. */
+export const VLLM_LOCK_DIR = path.join(__dirname, "vllm-locks");
+
+/** The repository's lock for a vLLM release, or undefined when none has been generated. */
+export function vllmLock(version: string): string | undefined {
+  if (!/^\d+\.\d+\.\d+(\.post\d+)?$/.test(version)) throw new Error(`vllm layer: vLLM version ${version} must be an exact release such as 0.11.0`);
+  const file = path.join(VLLM_LOCK_DIR, `${version}.txt`);
+  return fs.existsSync(file) ? fs.readFileSync(file, "utf8") : undefined;
+}
+
+/**
+ * Every requirement pinned with == and at least one --hash: pip's --require-hashes mode refuses
+ * anything else at install time too (pip docs, "Hash-checking mode"); this fails the render first.
+ */
+function checkLock(version: string, lock: string): void {
+  const requirements = lock
+    .replace(/\\\n/g, " ")
+    .split("\n")
+    .map((l) => l.replace(/(^|\s)#.*$/, "").trim())
+    .filter((l) => l !== "");
+  const vllm = requirements.find((r) => /^vllm==/i.test(r));
+  if (!vllm?.startsWith(`vllm==${version} `)) throw new Error(`vllm layer: the lock for ${version} does not pin vllm==${version}`);
+  const bad = requirements.find((r) => !/^[A-Za-z0-9._-]+(\[[A-Za-z0-9._,-]+\])?==\S+(\s*;[^-]*)?(\s+--hash=sha256:[0-9a-f]{64})+$/.test(r));
+  if (bad !== undefined) throw new Error(`vllm layer: the lock for ${version} has a requirement without an exact pin and sha256 hashes: ${bad.slice(0, 120)}`);
+}
+
+/**
+ * vLLM into its own virtualenv, from hash-locked wheels, plus what vLLM 0.11.0 compiles on the guest at run time:
+ * - gcc: vLLM compiles the model with torch.compile/Inductor by default, and Triton builds a small C launcher
+ *   for each kernel on first use; triton python/triton/runtime/build.py looks for $CC, then gcc, then clang,
+ *   and raises "Failed to find C compiler. Please specify via CC environment variable." (vllm-project/vllm#15329).
+ * - python3-dev: that launcher includes Python.h from sysconfig's include path (same file).
+ * unverified at the exact Triton release vLLM 0.11.0 resolves to (3.4.0 with torch 2.8.0): read from the
+ *   stored versions of build.py around it.
+ * No nvcc: the one vLLM path that would JIT-compile CUDA on a request, FlashInfer's top-k/top-p sampler,
+ * is switched off in the unit (components/models/vllm.render.ts vllmEnvironment).
+ */
 function renderVllm(spec: VllmLayer): string {
+  const lock = spec.requirements ?? vllmLock(spec.vllm);
+  if (lock === undefined) {
+    throw new Error(`vllm layer: no hash-locked requirements for vLLM ${spec.vllm} (providers/template/vllm-locks/${spec.vllm}.txt): run providers/template/vllm-locks/generate.sh ${spec.vllm} on a machine that reaches PyPI and commit the file`);
+  }
+  checkLock(spec.vllm, lock);
+  const lockPath = `${VLLM_VENV}-requirements/${spec.vllm}.txt`;
   return [
-    ensurePackages(["python3-venv"]),
+    ensurePackages(["python3-venv", "python3-dev", "gcc"]),
+    writeFileIfChanged(lockPath, lock),
     `venv="$R"${shellQuote(VLLM_VENV)}`,
     `v=${shellQuote(spec.vllm)}`,
     `if [ ! -x "$venv/bin/pip" ]; then python3 -m venv "$venv"; echo ${shellQuote(`changed venv ${VLLM_VENV}`)}; fi`,
     `have="$("$venv/bin/pip" show vllm 2>/dev/null | sed -n 's/^Version: //p' || true)"`,
-    `if [ "$have" != "$v" ]; then "$venv/bin/pip" install --no-cache-dir "vllm==$v"; echo "changed vllm $v"; fi`,
+    // --no-deps: the lock is the whole resolved set, so pip installs exactly it and resolves nothing itself.
+    `if [ "$have" != "$v" ]; then "$venv/bin/pip" install --no-cache-dir --require-hashes --no-deps -r "$R"${shellQuote(lockPath)}; echo "changed vllm $v"; fi`,
   ].join("\n");
 }
 

@@ -15,8 +15,10 @@ import { ollamaBin, ollamaEnvironment, ollamaTagged } from "../../components/mod
 import { modelServerSpec, modelServerSpecs, type ModelServerSpec, type VllmSpec } from "../../components/models/server";
 import { execLine, renderServiceUnit, systemdQuote } from "../../components/models/systemd";
 import { VLLM_OPTION_LISTS } from "../../components/models/vllm.options";
-import { renderVllmFiles, vllmArgv } from "../../components/models/vllm.render";
+import { renderVllmFiles, vllmArgv, vllmEnvironment } from "../../components/models/vllm.render";
+import { gpuEnvironment } from "../../components/models/gpu";
 import { shQuote } from "../../components/render/files";
+import { renderLayer } from "../../providers/template/layers";
 import { validateStack, type RawStack } from "../../stacks/load";
 import { gpuAllocation } from "../../stacks/plan";
 import { expectGolden, prodConfig, prodRaw, prodSpec, shellcheck, systemdVerify, tempDir } from "./helpers";
@@ -131,6 +133,14 @@ describe("stack validation holds what the renderers rely on", () => {
 });
 
 describe("golden files for the prod servers", () => {
+  it("renders prod's vLLM template layer (920) as committed: compiler, Python headers, hash-locked wheels", () => {
+    const t = config.templates.find((x) => x.vmid === 920)!;
+    if (t.kind !== "lxc" || t.layer !== "vllm") throw new Error("prod's template 920 is no longer the vllm layer");
+    // The repository ships no real lock (vllm-locks/generate.sh needs PyPI): the layer is shown with the test fixture's.
+    const requirements = fs.readFileSync(`${__dirname}/../template/fixtures/vllm-0.11.0.lock.txt`, "utf8");
+    expectGolden("920/vllm-layer.sh", renderLayer({ layer: "vllm", vllm: t.versions.vllm!, requirements }));
+  });
+
   for (const vmid of [801, 802, 914, 917]) {
     it(`renders ${vmid}'s unit, install script and health script as committed`, () => {
       const spec = prodSpec(vmid);
@@ -152,6 +162,19 @@ describe("command lines use only options the pinned engine accepts", () => {
       "--runner", "pooling", "--convert", "embed",
     ]);
     expect(vllmArgv(vllm(802)).slice(-2)).toEqual(["--runner", "generate"]);
+  });
+
+  it("splits 802's reasoning trace with deepseek_r1, a parser the pinned vLLM has, and refuses an unknown one", () => {
+    expect(vllmArgv(vllm(802)).join(" ")).toContain("--reasoning-parser deepseek_r1");
+    expect(vllmArgv(vllm(801))).not.toContain("--reasoning-parser");
+    expect(() => vllmArgv(withServer(vllm(802), { reasoningParser: "qwen4" }))).toThrow("vLLM 0.11.0 does not accept qwen4 (see https://github.com/vllm-project/vllm/tree/v0.11.0/vllm/reasoning)");
+  });
+
+  it("turns FlashInfer's sampler off and pins each server to its own GPU in the unit", () => {
+    expect(vllmEnvironment(vllm(802))).toEqual({ CUDA_DEVICE_ORDER: "PCI_BUS_ID", CUDA_VISIBLE_DEVICES: "0", VLLM_USE_FLASHINFER_SAMPLER: "0" });
+    expect(gpuEnvironment(llamacpp(917))).toEqual({ CUDA_DEVICE_ORDER: "PCI_BUS_ID", CUDA_VISIBLE_DEVICES: "0" });
+    expect(gpuEnvironment({ gpus: [{ pci: "0000:01:00.0" }, { pci: "0000:02:00.0" }] })).toEqual({ CUDA_DEVICE_ORDER: "PCI_BUS_ID", CUDA_VISIBLE_DEVICES: "0,1" });
+    expect(llamacpp(917).gpus).toEqual([{ pci: "0000:02:00.0", arch: "120" }]);
   });
 
   it("passes quantization and trust-remote-code when set, and leaves false flags out", () => {
@@ -183,9 +206,13 @@ describe("command lines use only options the pinned engine accepts", () => {
 
   it("sets only variables the pinned Ollama reads", () => {
     const env = ollamaEnvironment(ollama(914));
-    expect(env).toEqual({ OLLAMA_HOST: "0.0.0.0:11434", OLLAMA_MODELS: "/models/ollama", OLLAMA_KEEP_ALIVE: "-1", OLLAMA_MAX_LOADED_MODELS: "2" });
+    expect(env).toEqual({
+      OLLAMA_HOST: "0.0.0.0:11434", OLLAMA_MODELS: "/models/ollama", OLLAMA_KEEP_ALIVE: "-1", OLLAMA_MAX_LOADED_MODELS: "2",
+      CUDA_DEVICE_ORDER: "PCI_BUS_ID", CUDA_VISIBLE_DEVICES: "0",
+    });
     const list = OLLAMA_ENV_LISTS.find((l) => l.version === "0.12.6")!;
-    for (const name of Object.keys(env)) expect(list.options.has(name)).toBe(true);
+    // CUDA_DEVICE_ORDER is the CUDA runtime's own variable; every other one is Ollama's.
+    for (const name of Object.keys(env).filter((n) => n !== "CUDA_DEVICE_ORDER")) expect(list.options.has(name), name).toBe(true);
   });
 
   it("catches a typo'd vLLM setting forced past the schema", () => {
@@ -263,7 +290,8 @@ describe("systemd units", () => {
       const argv = spec.engine === "vllm" ? vllmArgv(spec) : spec.engine === "llamacpp" ? llamaServerArgv(spec) : [ollamaBin(spec.version), "serve"];
       const verdict = systemdVerify(spec.unit, renderModelServerFiles(spec)[0]!.content, scratch("parse"));
       expect(verdict.argv, `${spec.vmid}`).toEqual(argv);
-      if (spec.engine === "ollama") expect(verdict.environment).toEqual(Object.entries(ollamaEnvironment(spec)).map(([k, v]) => `${k}=${v}`));
+      const env = spec.engine === "ollama" ? ollamaEnvironment(spec) : spec.engine === "vllm" ? vllmEnvironment(spec) : gpuEnvironment(spec);
+      expect(verdict.environment, `${spec.vmid}`).toEqual(Object.entries(env).map(([k, v]) => `${k}=${v}`));
     }
   });
 
@@ -313,13 +341,24 @@ describe("health checks", () => {
 });
 
 describe("install scripts", () => {
-  it("verify Ollama's archive against a given SHA-256, or else the release's checksum file", () => {
-    const sha = "a".repeat(64);
-    const pinned = renderModelInstallScript(ollama(914), { ollamaSha256: sha });
-    expect(pinned).toContain(`expected=${sha}`);
-    expect(pinned).not.toContain("sha256sum.txt");
-    expect(renderModelInstallScript(ollama(914))).toContain(shQuote("https://github.com/ollama/ollama/releases/download/v0.12.6/sha256sum.txt"));
-    expect(() => renderModelInstallScript(ollama(914), { ollamaSha256: "ABC" })).toThrow("Ollama 0.12.6: the archive's sha256 must be 64 lower-case hex characters");
+  it("verify Ollama's archive against the SHA-256 pinned in the stack, never a checksum file", () => {
+    const script = renderModelInstallScript(ollama(914));
+    expect(script).toContain("expected=de82adce2ab79235115d511ff22fcb099ac53b67127870f12b80198c033ec0a1\n");
+    expect(script).toContain('if ! echo "$expected  $dl/archive" | sha256sum -c --quiet -; then');
+    expect(script).not.toContain("sha256sum.txt");
+    expect(() => renderModelInstallScript(withServer(ollama(914), { sha256: "ABC" }))).toThrow("Ollama 0.12.6: the archive's sha256 must be 64 lower-case hex characters");
+  });
+
+  it("refuse a stack whose Ollama or llama.cpp server pins no archive hash or commit", () => {
+    const r = validateStack(
+      rawWith((g) => {
+        delete serverOf(g, 914).sha256;
+        delete serverOf(g, 917).commit;
+      }),
+      { requireSecrets: false },
+    );
+    const paths = r.ok === false ? r.issues.map((i) => i.path) : [];
+    expect(paths).toEqual(expect.arrayContaining(["guests[5].role.server.sha256", "guests[6].role.server.commit"]));
   });
 
   it("pull only the declared Ollama models that are missing, and never remove any", () => {
@@ -329,18 +368,33 @@ describe("install scripts", () => {
     expect(script).not.toMatch(/ollama (rm|delete)/);
   });
 
-  it("build llama.cpp with CUDA from the pinned tag, checking the commit when one is given", () => {
-    const commit = "0123456789abcdef0123456789abcdef01234567";
-    const script = renderModelInstallScript(llamacpp(917), { llamaCppCommit: commit, cudaArchitectures: "120" });
+  it("build llama.cpp with CUDA and CUB from the pinned tag, check the commit after checkout, for the GPU's architecture", () => {
+    const script = renderModelInstallScript(llamacpp(917));
     expect(script).toContain("git clone --quiet --depth 1 --branch b6500 https://github.com/ggml-org/llama.cpp.git");
     expect(script).toContain("-DGGML_CUDA=ON");
     expect(script).toContain("-DCMAKE_CUDA_COMPILER=/usr/local/cuda-12.8/bin/nvcc");
-    const packages = ["git", "cmake", "build-essential", "cuda-nvcc-12-8", "cuda-cudart-dev-12-8", "libcublas-dev-12-8", "cuda-driver-dev-12-8"];
+    const packages = ["git", "cmake", "build-essential", "cuda-nvcc-12-8", "cuda-cudart-dev-12-8", "libcublas-dev-12-8", "cuda-driver-dev-12-8", "cuda-cccl-12-8"];
     expect(script).toContain(`for p in ${packages.map(shQuote).join(" ")}; do`);
+    // The RTX 5060 Ti is sm_120; never `native`, which depends on the GPUs visible while building.
     expect(script).toContain(`-DCMAKE_CUDA_ARCHITECTURES=${shQuote("120")}`);
-    expect(script).toContain(`!= ${commit} ]`);
-    expect(() => renderModelInstallScript(llamacpp(917), { llamaCppCommit: "abc" })).toThrow("the commit must be a full 40-character hex id");
-    expect(() => renderModelInstallScript(llamacpp(917), { cudaArchitectures: "$(reboot)" })).toThrow("CUDA architectures '$(reboot)'");
+    expect(script).not.toContain("native");
+    const clone = script.indexOf("git clone");
+    const pin = script.indexOf('if [ "$(git -C "$src" rev-parse HEAD)" != a7a98e0fffed794396b3fbad4dcdbbc184963645 ]; then');
+    expect(pin).toBeGreaterThan(clone);
+    expect(pin).toBeLessThan(script.indexOf("cmake -S"));
+    expect(renderModelInstallScript(withServer(llamacpp(917), { cudaArchitectures: "86;120" }))).toContain(`-DCMAKE_CUDA_ARCHITECTURES=${shQuote("86;120")}`);
+    expect(() => renderModelInstallScript(withServer(llamacpp(917), { commit: "abc" }))).toThrow("the commit must be a full 40-character hex id");
+    expect(() => renderModelInstallScript(withServer(llamacpp(917), { cudaArchitectures: "$(reboot)" }))).toThrow("CUDA architectures '$(reboot)'");
+    expect(() => renderModelInstallScript({ ...llamacpp(917), gpus: [{ pci: "0000:02:00.0" }] })).toThrow(
+      "guest 917 (llamacpp): llama.cpp is built for its GPUs' architectures: declare host.gpus[].computeCapability or role.server.cudaArchitectures",
+    );
+  });
+
+  it("check inside the guest, before anything is built, that nvidia-smi sees exactly the server's GPUs", () => {
+    const script = renderModelInstallScript(llamacpp(917));
+    expect(script).toContain(`if [ "$gpus_seen" != ${shQuote("0:02:00.0")} ]; then`);
+    expect(script.indexOf("gpus_seen=")).toBeLessThan(script.indexOf("git clone"));
+    expect(renderModelInstallScript(vllm(802))).toContain(`if [ "$gpus_seen" != ${shQuote("0:01:00.0")} ]; then`);
   });
 
   it("check the template's vLLM version instead of installing one", () => {
@@ -360,8 +414,7 @@ describe("install scripts", () => {
       ]),
       ["802 keyed install", renderModelInstallScript(keyed, { apiKey: API_KEY })],
       ["802 keyed health", renderHealthScript(keyed)],
-      ["914 pinned install", renderModelInstallScript(ollama(914), { ollamaSha256: "b".repeat(64) })],
-      ["917 pinned install", renderModelInstallScript(llamacpp(917), { llamaCppCommit: "c".repeat(40) })],
+      ["917 two archs install", renderModelInstallScript(withServer(llamacpp(917), { cudaArchitectures: "86;120" }))],
     ];
     for (const [name, script] of scripts) shellcheck(name, script);
   });

@@ -150,6 +150,31 @@ function parseOpts(args: string[], valueFlags: string[]): { props: Record<string
   return { props, rest, flags };
 }
 
+/** Pool property defaults (zfs-2.3.4 module/zcommon/zpool_prop.c) for the settable ones the tests use. */
+const ZPOOL_DEFAULTS: Record<string, string> = {
+  ashift: "0",
+  autotrim: "off",
+  autoexpand: "off",
+  autoreplace: "off",
+  failmode: "wait",
+  listsnapshots: "off",
+  multihost: "off",
+  delegation: "on",
+  comment: "-",
+  cachefile: "-",
+};
+
+/**
+ * The state's key for a disk named by any of its /dev/disk/by-id links: like udev's, an alias is
+ * a symlink in the sandbox root that resolves to the same file as the disk the state names.
+ */
+function diskKey(s: SandboxState, dev: string): string {
+  if (s.disks[dev]) return dev;
+  const real = (p: string) => (fs.existsSync(path.join(root, p)) ? fs.realpathSync(path.join(root, p)) : undefined);
+  const target = real(dev);
+  return (target && Object.keys(s.disks).find((k) => real(k) === target)) || dev;
+}
+
 function zfs(s: SandboxState, args: string[]): void {
   const [sub, ...rest] = args;
   switch (sub) {
@@ -226,16 +251,47 @@ function zpool(s: SandboxState, args: string[]): void {
       return out((names.length ? names : Object.keys(s.pools).sort()).map((n) => n));
     }
     case "status": {
-      const name = rest.filter((a) => !a.startsWith("-"))[0]!;
-      const pool = s.pools[name];
-      if (!pool) fail(`cannot open '${name}': no such pool`);
       const row = (n: string, depth: number) => `\t${"  ".repeat(depth)}${n.padEnd(40 - 2 * depth)}  ONLINE       0     0     0`;
-      const leaves = pool.disks.map((d) => d + "-part1");
-      const tree =
-        pool.vdevType === "single" || pool.vdevType === "stripe"
-          ? leaves.map((l) => row(l, 1))
-          : [row(`${pool.vdevType}-0`, 1), ...leaves.map((l) => row(l, 2))];
-      return out([`  pool: ${name}`, " state: ONLINE", "config:", "", `\t${"NAME".padEnd(40)}  STATE     READ WRITE CKSUM`, row(name, 0), ...tree, "", "errors: No known data errors"]);
+      const named = rest.filter((a) => !a.startsWith("-"));
+      for (const n of named) if (!s.pools[n]) fail(`cannot open '${n}': no such pool`);
+      const shown = named.length ? named : Object.keys(s.pools).sort();
+      // zfs-2.3.4 cmd/zpool/zpool_main.c zpool_do_status: with no pool named and none imported, "no pools available" goes to stderr, exit 0.
+      if (shown.length === 0) return void process.stderr.write("no pools available\n");
+      return out(
+        shown.flatMap((name) => {
+          const pool = s.pools[name]!;
+          const leaves = pool.disks.map((d) => d + "-part1");
+          const tree = pool.vdevType === "single" || pool.vdevType === "stripe" ? leaves.map((l) => row(l, 1)) : [row(`${pool.vdevType}-0`, 1), ...leaves.map((l) => row(l, 2))];
+          return [`  pool: ${name}`, " state: ONLINE", "config:", "", `\t${"NAME".padEnd(40)}  STATE     READ WRITE CKSUM`, row(name, 0), ...tree, "", "errors: No known data errors"];
+        }),
+      );
+    }
+    case "get": {
+      // zpool-get(8): `zpool get [-Hp] [-o field[,field]…] property[,property]… pool`.
+      const o = rest.indexOf("-o");
+      const cols = (o >= 0 ? rest[o + 1]! : "name,property,value,source").split(",");
+      const [propList, name] = rest.filter((a, i) => !a.startsWith("-") && rest[i - 1] !== "-o");
+      const pool = s.pools[name!] ?? fail(`cannot open '${name}': no such pool`);
+      return out(
+        propList!.split(",").map((p) => {
+          const local = pool.options[p];
+          const value = local ?? ZPOOL_DEFAULTS[p] ?? fail(`bad property list: invalid property '${p}'`, 2);
+          return cols.map((c) => ({ name: name!, property: p, value, source: local !== undefined ? "local" : "default" })[c] ?? "-").join("\t");
+        }),
+      );
+    }
+    case "set": {
+      // zpool-set(8): one property=value, then the pool. The refusals are zpool_valid_proplist's
+      // (zfs-2.3.4 lib/libzfs/libzfs_pool.c); ashift is accepted, and like the real pool only
+      // records the hint: the existing vdevs keep theirs (zpoolprops(7)).
+      const [kv, name] = rest;
+      const pool = s.pools[name!] ?? fail(`cannot open '${name}': no such pool`);
+      const [k, ...v] = kv!.split("=");
+      const why = k === "altroot" ? "can only be set during pool creation or import" : k === "readonly" ? "can only be set at import time" : !(k! in ZPOOL_DEFAULTS) ? undefined : "";
+      if (why === undefined) fail(`cannot set property for '${name}': invalid property '${k}'`);
+      if (why) fail(`cannot set property for '${name}': property '${k}' ${why}`);
+      pool.options[k!] = v.join("=");
+      return;
     }
     case "create": {
       const o = parseOpts(rest, ["-o", "-O"]);
@@ -244,13 +300,13 @@ function zpool(s: SandboxState, args: string[]): void {
       if (s.pools[name!]) fail(`cannot create '${name}': pool already exists`);
       const vdevType = spec[0] && !spec[0].startsWith("/") ? spec.shift()! : spec.length > 1 ? "stripe" : "single";
       for (const d of spec) {
-        const disk = s.disks[d];
+        const disk = s.disks[diskKey(s, d)];
         if (!disk) fail(`cannot open '${d}': no such device in /dev\nmust be a full path or shorthand device name`);
         if (!force && (disk.signatures.length || disk.partitions.length)) {
           fail(`invalid vdev specification\nuse '-f' to override the following errors:\n${d} contains a filesystem of type '${disk.signatures[0] ?? "gpt"}'`);
         }
       }
-      for (const d of spec) s.disks[d] = { signatures: ["zfs_member"], partitions: [d + "-part1", d + "-part9"] };
+      for (const d of spec) s.disks[diskKey(s, d)] = { signatures: ["zfs_member"], partitions: [d + "-part1", d + "-part9"] };
       s.pools[name!] = { vdevType, disks: spec, options: o.props["-o"]! };
       s.datasets[name!] = o.props["-O"]!;
       fs.mkdirSync(path.join(root, propValue(s, name!, "mountpoint")!), { recursive: true });
@@ -460,7 +516,13 @@ function pip(s: SandboxState, venv: string, args: string[]): void {
     return out([`Name: ${rest[0]}`, `Version: ${version}`]);
   }
   if (sub !== "install") fail(`pip stand-in: unsupported command ${sub}`, 2);
-  for (const spec of rest.filter((a) => !a.startsWith("-"))) {
+  // `-r FILE` (a hash-locked requirements file): its `name==version` lines; a path that does not exist fails as pip does.
+  const files = rest.flatMap((a, i) => (a === "-r" ? [rest[i + 1]!] : []));
+  const fromFiles = files.flatMap((f) => {
+    if (!fs.existsSync(f)) fail(`ERROR: Could not open requirements file: [Errno 2] No such file or directory: '${f}'`);
+    return [...fs.readFileSync(f, "utf8").matchAll(/^([A-Za-z0-9._-]+==[^\s;\\]+)/gm)].map((m) => m[1]!);
+  });
+  for (const spec of [...rest.filter((a) => !a.startsWith("-") && !files.includes(a)), ...fromFiles]) {
     const [name, version] = spec.split("==");
     if (!name || !version) fail(`pip stand-in: unpinned requirement ${spec}`, 2);
     pkgs[name] = version;
@@ -488,7 +550,7 @@ function main(): void {
       case "zpool":
         return zpool(s, args);
       case "wipefs": {
-        const dev = args[args.length - 1]!;
+        const dev = diskKey(s, args[args.length - 1]!);
         const disk = s.disks[dev] ?? fail(`wipefs: error: ${dev}: probing initialization failed: No such file or directory`);
         if (args.includes("-a")) {
           s.disks[dev] = { signatures: [], partitions: [] };
@@ -497,7 +559,7 @@ function main(): void {
         return out(disk.signatures);
       }
       case "lsblk": {
-        const dev = args[args.length - 1]!;
+        const dev = diskKey(s, args[args.length - 1]!);
         const disk = s.disks[dev] ?? fail(`lsblk: ${dev}: not a block device`, 32);
         return out([path.basename(dev), ...disk.partitions.map((p) => path.basename(p))]);
       }

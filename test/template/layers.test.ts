@@ -6,11 +6,13 @@ import { runScriptChecked } from "../../providers/ssh";
 import { CA_PATH, renderInContainer, renderLayer, renderSeal, type LayerSpec } from "../../providers/template/layers";
 import { startSshd, type SshRig } from "../rig/sshd";
 
+/** A lock in generate.sh's shape with made-up hashes: the repository ships no real one (see vllm-locks/generate.sh). */
+const LOCK = readFileSync(join(__dirname, "fixtures", "vllm-0.11.0.lock.txt"), "utf8");
 const CA = "-----BEGIN CERTIFICATE-----\nMIIBPhoenixTestCA\n-----END CERTIFICATE-----\n";
 const LAYERS: LayerSpec[] = [
   { layer: "base", timezone: "America/New_York", locale: "en_US.UTF-8", packages: ["htop"], caPem: CA },
   { layer: "cuda", driverVersion: "580.95.05", runfileUrl: "https://us.download.nvidia.com/XFree86/Linux-x86_64/580.95.05/NVIDIA-Linux-x86_64-580.95.05.run", cuda: "12.8" },
-  { layer: "vllm", vllm: "0.11.0" },
+  { layer: "vllm", vllm: "0.11.0", requirements: LOCK },
 ];
 const VMID = 950;
 
@@ -69,8 +71,13 @@ describe("template layer scripts", () => {
     expect(rig.sandbox.read(`ct/${VMID}${CA_PATH}`)).toBe(CA);
     expect(rig.sandbox.read(`ct/${VMID}/etc/ssl/certs/ca-certificates.crt`)).toBe(CA);
     expect(ct.nvidiaUserspace).toBe("580.95.05");
-    expect(ct.aptInstalled).toEqual(expect.arrayContaining(["htop", "cuda-keyring", "cuda-libraries-12-8", "python3-venv"]));
-    expect(ct.venvs).toEqual({ "/opt/vllm": { vllm: "0.11.0" } });
+    // gcc and Python.h: Triton compiles its launcher on the guest the first time vLLM runs a kernel.
+    expect(ct.aptInstalled).toEqual(expect.arrayContaining(["htop", "cuda-keyring", "cuda-libraries-12-8", "python3-venv", "python3-dev", "gcc"]));
+    // Exactly the lock's pins, installed through pip's hash-checking mode.
+    expect(ct.venvs).toEqual({ "/opt/vllm": { torch: "2.8.0", triton: "3.4.0", vllm: "0.11.0" } });
+    expect(rig.sandbox.read(`ct/${VMID}/opt/vllm-requirements/0.11.0.txt`)).toBe(LOCK);
+    const pipCalls = rig.sandbox.state().calls.filter((c) => c[0] === "pip" && c[2] === "install");
+    expect(pipCalls.map((c) => c.slice(3).filter((a) => a.startsWith("--")))).toEqual([["--no-cache-dir", "--require-hashes", "--no-deps"]]);
     expect(rig.sandbox.read(`ct/${VMID}/etc/apt/preferences.d/phoenix-no-nvidia-driver`)).toMatch(/^Package: nvidia-\* libnvidia-\*.*\nPin: version \*\nPin-Priority: -1$/m);
     // Nothing reached the node itself.
     expect(rig.sandbox.state().aptInstalled).toEqual([]);
@@ -78,12 +85,21 @@ describe("template layer scripts", () => {
   });
 
   it("a changed pin converges the container to the new version", async () => {
-    const out = await run({ layer: "vllm", vllm: "0.11.1" });
-    expect(out.stdout).toBe("changed vllm 0.11.1\n");
-    expect(container()!.venvs["/opt/vllm"]).toEqual({ vllm: "0.11.1" });
+    const out = await run({ layer: "vllm", vllm: "0.11.1", requirements: LOCK.replace("vllm==0.11.0", "vllm==0.11.1") });
+    expect(out.stdout).toBe("changed /opt/vllm-requirements/0.11.1.txt\nchanged vllm 0.11.1\n");
+    expect(container()!.venvs["/opt/vllm"]).toMatchObject({ vllm: "0.11.1" });
     const driver = await run({ ...(LAYERS[1] as Extract<LayerSpec, { layer: "cuda" }>), driverVersion: "580.105.08", runfileUrl: "https://x/NVIDIA-Linux-x86_64-580.105.08.run" });
     expect(driver.stdout).toBe("changed nvidia user-space 580.105.08\n");
     expect(rig.sandbox.exists(`ct/${VMID}/usr/lib/x86_64-linux-gnu/libcuda.so.580.95.05`)).toBe(false);
+  });
+
+  it("refuses to build vLLM without a hash lock, or from a lock with an unhashed or unpinned requirement", () => {
+    expect(() => renderLayer({ layer: "vllm", vllm: "0.0.1" })).toThrow(
+      "vllm layer: no hash-locked requirements for vLLM 0.0.1 (providers/template/vllm-locks/0.0.1.txt): run providers/template/vllm-locks/generate.sh 0.0.1",
+    );
+    expect(() => renderLayer({ layer: "vllm", vllm: "0.11.0", requirements: `${LOCK}numpy==2.2.6\n` })).toThrow("the lock for 0.11.0 has a requirement without an exact pin and sha256 hashes: numpy==2.2.6");
+    expect(() => renderLayer({ layer: "vllm", vllm: "0.11.0", requirements: LOCK.replace("torch==2.8.0", "torch>=2.8.0") })).toThrow("without an exact pin");
+    expect(() => renderLayer({ layer: "vllm", vllm: "0.12.0", requirements: LOCK })).toThrow("the lock for 0.12.0 does not pin vllm==0.12.0");
   });
 
   it("refuses bad pins at render time", () => {

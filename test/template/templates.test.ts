@@ -51,7 +51,7 @@ beforeAll(async () => {
   if (vm.kind === "vm") vm.source = { url: vm.source.url, sha256: IMAGE_SHA, storage: vm.source.storage };
   const provider = new proxmox.Provider("pve", { endpoint: "https://10.0.0.13:8006", apiToken: "phoenix@pve!pulumi=secret" });
   const connection = { host: "10.0.0.13", username: "root", privateKey: "key", hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFJFUExBQ0UtV0lUSC1USEUtTk9ERS1IT1NULUtFWQ" };
-  nvidia = new NvidiaDriver("host-nvidia", { connection, version: config.host.nvidiaDriver!.version });
+  nvidia = new NvidiaDriver("host-nvidia", { node: "pve", connection, version: config.host.nvidiaDriver!.version });
   const names = new WeakMap<pulumi.Resource, string>([[nvidia, "host-nvidia"]]);
   templates = new Templates(
     "templates",

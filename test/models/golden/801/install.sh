@@ -13,13 +13,20 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+# The unit's CUDA_VISIBLE_DEVICES counts on this guest seeing exactly its GPUs, in PCI bus order.
+gpus_seen=$(nvidia-smi --query-gpu=pci.bus_id --format=csv,noheader | tr 'A-F' 'a-f' | sed -E 's/^0*([0-9a-f]+):/\1:/' | paste -sd ' ' -)
+if [ "$gpus_seen" != 0:01:00.0 ]; then
+  echo "guest 801: nvidia-smi sees GPUs [$gpus_seen], expected exactly [0:01:00.0]: check the container's /dev/nvidia* entries" >&2
+  exit 1
+fi
 if [ ! -x /opt/vllm/bin/vllm ]; then
   echo "vLLM is not installed at /opt/vllm: guest 801 must be cloned from the vLLM template (layer vllm)" >&2
   exit 1
 fi
+want=0.11.0
 have=$(/opt/vllm/bin/python -c 'import importlib.metadata as m; print(m.version("vllm"))')
 if [ "$have" != 0.11.0 ]; then
-  echo "the template installed vLLM $have but guest 801 pins 0.11.0: rebuild the template or change the pin" >&2
+  echo "the template installed vLLM $have but guest 801 pins $want: rebuild the template or change the pin" >&2
   exit 1
 fi
 holder=$(getent group 1000 | cut -d: -f1 || true)
@@ -71,15 +78,17 @@ base64 -d >"$stage/new/0" <<'PHOENIX_FILE'
 W1VuaXRdCkRlc2NyaXB0aW9uPXZMTE0gMC4xMS4wIHNlcnZpbmcgZ3Jhbml0ZS1lbWJlZGRpbmct
 ZW5nbGlzaC1yMiAoUGhvZW5peCBtb2RlbCBzZXJ2ZXIgODAxKQpBZnRlcj1uZXR3b3JrLW9ubGlu
 ZS50YXJnZXQKV2FudHM9bmV0d29yay1vbmxpbmUudGFyZ2V0CgpbU2VydmljZV0KVHlwZT1zaW1w
-bGUKVXNlcj12bGxtCkdyb3VwPXZsbG0KV29ya2luZ0RpcmVjdG9yeT0vdmFyL2xpYi92bGxtCkV4
-ZWNTdGFydD0vb3B0L3ZsbG0vYmluL3ZsbG0gc2VydmUgaWJtLWdyYW5pdGUvZ3Jhbml0ZS1lbWJl
-ZGRpbmctZW5nbGlzaC1yMiAtLWhvc3QgMC4wLjAuMCAtLXNlcnZlZC1tb2RlbC1uYW1lIGdyYW5p
-dGUtZW1iZWRkaW5nLWVuZ2xpc2gtcjIgLS1tYXgtbW9kZWwtbGVuIDgxOTIgLS1kdHlwZSBhdXRv
-IC0tZ3B1LW1lbW9yeS11dGlsaXphdGlvbiAwLjIgLS10ZW5zb3ItcGFyYWxsZWwtc2l6ZSAxIC0t
-ZG93bmxvYWQtZGlyIC9tb2RlbHMvaGYgLS1wb3J0IDgwMDAgLS1ydW5uZXIgcG9vbGluZyAtLWNv
-bnZlcnQgZW1iZWQKUmVzdGFydD1vbi1mYWlsdXJlClJlc3RhcnRTZWM9MTBzCkxpbWl0Tk9GSUxF
-PTY1NTM2Ck5vTmV3UHJpdmlsZWdlcz10cnVlCgpbSW5zdGFsbF0KV2FudGVkQnk9bXVsdGktdXNl
-ci50YXJnZXQK
+bGUKVXNlcj12bGxtCkdyb3VwPXZsbG0KV29ya2luZ0RpcmVjdG9yeT0vdmFyL2xpYi92bGxtCkVu
+dmlyb25tZW50PUNVREFfREVWSUNFX09SREVSPVBDSV9CVVNfSUQKRW52aXJvbm1lbnQ9Q1VEQV9W
+SVNJQkxFX0RFVklDRVM9MApFbnZpcm9ubWVudD1WTExNX1VTRV9GTEFTSElORkVSX1NBTVBMRVI9
+MApFeGVjU3RhcnQ9L29wdC92bGxtL2Jpbi92bGxtIHNlcnZlIGlibS1ncmFuaXRlL2dyYW5pdGUt
+ZW1iZWRkaW5nLWVuZ2xpc2gtcjIgLS1ob3N0IDAuMC4wLjAgLS1zZXJ2ZWQtbW9kZWwtbmFtZSBn
+cmFuaXRlLWVtYmVkZGluZy1lbmdsaXNoLXIyIC0tbWF4LW1vZGVsLWxlbiA4MTkyIC0tZHR5cGUg
+YXV0byAtLWdwdS1tZW1vcnktdXRpbGl6YXRpb24gMC4yIC0tdGVuc29yLXBhcmFsbGVsLXNpemUg
+MSAtLWRvd25sb2FkLWRpciAvbW9kZWxzL2hmIC0tcG9ydCA4MDAwIC0tcnVubmVyIHBvb2xpbmcg
+LS1jb252ZXJ0IGVtYmVkClJlc3RhcnQ9b24tZmFpbHVyZQpSZXN0YXJ0U2VjPTEwcwpMaW1pdE5P
+RklMRT02NTUzNgpOb05ld1ByaXZpbGVnZXM9dHJ1ZQoKW0luc3RhbGxdCldhbnRlZEJ5PW11bHRp
+LXVzZXIudGFyZ2V0Cg==
 PHOENIX_FILE
 
 # A file counts as changed when its content, mode or owner differs.

@@ -13,13 +13,20 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+# The unit's CUDA_VISIBLE_DEVICES counts on this guest seeing exactly its GPUs, in PCI bus order.
+gpus_seen=$(nvidia-smi --query-gpu=pci.bus_id --format=csv,noheader | tr 'A-F' 'a-f' | sed -E 's/^0*([0-9a-f]+):/\1:/' | paste -sd ' ' -)
+if [ "$gpus_seen" != 0:01:00.0 ]; then
+  echo "guest 802: nvidia-smi sees GPUs [$gpus_seen], expected exactly [0:01:00.0]: check the container's /dev/nvidia* entries" >&2
+  exit 1
+fi
 if [ ! -x /opt/vllm/bin/vllm ]; then
   echo "vLLM is not installed at /opt/vllm: guest 802 must be cloned from the vLLM template (layer vllm)" >&2
   exit 1
 fi
+want=0.11.0
 have=$(/opt/vllm/bin/python -c 'import importlib.metadata as m; print(m.version("vllm"))')
 if [ "$have" != 0.11.0 ]; then
-  echo "the template installed vLLM $have but guest 802 pins 0.11.0: rebuild the template or change the pin" >&2
+  echo "the template installed vLLM $have but guest 802 pins $want: rebuild the template or change the pin" >&2
   exit 1
 fi
 holder=$(getent group 1000 | cut -d: -f1 || true)
@@ -71,14 +78,16 @@ base64 -d >"$stage/new/0" <<'PHOENIX_FILE'
 W1VuaXRdCkRlc2NyaXB0aW9uPXZMTE0gMC4xMS4wIHNlcnZpbmcgUXdlbjMtNEItRlA4IChQaG9l
 bml4IG1vZGVsIHNlcnZlciA4MDIpCkFmdGVyPW5ldHdvcmstb25saW5lLnRhcmdldApXYW50cz1u
 ZXR3b3JrLW9ubGluZS50YXJnZXQKCltTZXJ2aWNlXQpUeXBlPXNpbXBsZQpVc2VyPXZsbG0KR3Jv
-dXA9dmxsbQpXb3JraW5nRGlyZWN0b3J5PS92YXIvbGliL3ZsbG0KRXhlY1N0YXJ0PS9vcHQvdmxs
-bS9iaW4vdmxsbSBzZXJ2ZSBRd2VuL1F3ZW4zLTRCLVRoaW5raW5nLTI1MDctRlA4IC0taG9zdCAw
-LjAuMC4wIC0tc2VydmVkLW1vZGVsLW5hbWUgUXdlbjMtNEItRlA4IC0tbWF4LW1vZGVsLWxlbiAz
-Mjc2OCAtLWR0eXBlIGF1dG8gLS1ncHUtbWVtb3J5LXV0aWxpemF0aW9uIDAuNyAtLXRlbnNvci1w
-YXJhbGxlbC1zaXplIDEgLS1kb3dubG9hZC1kaXIgL21vZGVscy9oZiAtLXBvcnQgODAwMCAtLXJ1
-bm5lciBnZW5lcmF0ZQpSZXN0YXJ0PW9uLWZhaWx1cmUKUmVzdGFydFNlYz0xMHMKTGltaXROT0ZJ
-TEU9NjU1MzYKTm9OZXdQcml2aWxlZ2VzPXRydWUKCltJbnN0YWxsXQpXYW50ZWRCeT1tdWx0aS11
-c2VyLnRhcmdldAo=
+dXA9dmxsbQpXb3JraW5nRGlyZWN0b3J5PS92YXIvbGliL3ZsbG0KRW52aXJvbm1lbnQ9Q1VEQV9E
+RVZJQ0VfT1JERVI9UENJX0JVU19JRApFbnZpcm9ubWVudD1DVURBX1ZJU0lCTEVfREVWSUNFUz0w
+CkVudmlyb25tZW50PVZMTE1fVVNFX0ZMQVNISU5GRVJfU0FNUExFUj0wCkV4ZWNTdGFydD0vb3B0
+L3ZsbG0vYmluL3ZsbG0gc2VydmUgUXdlbi9Rd2VuMy00Qi1UaGlua2luZy0yNTA3LUZQOCAtLWhv
+c3QgMC4wLjAuMCAtLXNlcnZlZC1tb2RlbC1uYW1lIFF3ZW4zLTRCLUZQOCAtLW1heC1tb2RlbC1s
+ZW4gMzI3NjggLS1kdHlwZSBhdXRvIC0tZ3B1LW1lbW9yeS11dGlsaXphdGlvbiAwLjcgLS10ZW5z
+b3ItcGFyYWxsZWwtc2l6ZSAxIC0tZG93bmxvYWQtZGlyIC9tb2RlbHMvaGYgLS1wb3J0IDgwMDAg
+LS1yZWFzb25pbmctcGFyc2VyIGRlZXBzZWVrX3IxIC0tcnVubmVyIGdlbmVyYXRlClJlc3RhcnQ9
+b24tZmFpbHVyZQpSZXN0YXJ0U2VjPTEwcwpMaW1pdE5PRklMRT02NTUzNgpOb05ld1ByaXZpbGVn
+ZXM9dHJ1ZQoKW0luc3RhbGxdCldhbnRlZEJ5PW11bHRpLXVzZXIudGFyZ2V0Cg==
 PHOENIX_FILE
 
 # A file counts as changed when its content, mode or owner differs.

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Phoenix: health of ollama.service on guest 914 (ollama), Ollama 0.12.6.
-# Exits 0 once every check passes; otherwise prints the unit's last journal lines and exits 1.
-# PHOENIX_HEALTH_SECONDS and PHOENIX_HEALTH_INTERVAL override the deadline and the polling interval.
+# Exits 0 once every check passes and every model answers one real request; otherwise prints the
+# unit's last journal lines and exits 1. PHOENIX_HEALTH_SECONDS and PHOENIX_HEALTH_INTERVAL override
+# the deadline and the polling interval, PHOENIX_HEALTH_REQUEST_SECONDS the time one request may take.
 set -euo pipefail
 
 unit=ollama.service
 base=http://127.0.0.1:11434
 limit=${PHOENIX_HEALTH_SECONDS:-120}
 interval=${PHOENIX_HEALTH_INTERVAL:-5}
+request_seconds=${PHOENIX_HEALTH_REQUEST_SECONDS:-120}
 deadline=$((SECONDS + limit))
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -44,6 +46,20 @@ check() {
   listed /api/tags '"name":"nomic-embed-text:latest"' nomic-embed-text:latest || return 1
 }
 
+# POST $3 to $2 for $1; fails unless the answer is 2xx JSON holding the member $4.
+probe() {
+  local code
+  code=$(curl -sS --connect-timeout 5 --max-time "$request_seconds" "${auth[@]}" -H 'Content-Type: application/json' \
+    --data-binary "$3" -o "$work/answer" -w '%{http_code}' "$base$2" 2>"$work/err") || code="curl: $(tr -d '\n' <"$work/err")"
+  case $code in
+    2??) ;;
+    *) fail "the endpoints answer but $1 failed: POST $2: $code: $(head -c 400 "$work/answer" 2>/dev/null | tr -s '\n\t ' '   ')" ;;
+  esac
+  if ! tr -d '\n' <"$work/answer" | sed 's/"[[:space:]]*:[[:space:]]*/":/g' | grep -qF -- "$4:"; then
+    fail "the endpoints answer but $1 failed: POST $2 answered without $4: $(head -c 400 "$work/answer" | tr -s '\n\t ' '   ')"
+  fi
+}
+
 restarts() {
   systemctl show -p NRestarts --value "$unit" 2>/dev/null || echo 0
 }
@@ -59,4 +75,6 @@ until check; do
   if [ "$SECONDS" -ge "$deadline" ]; then fail "not healthy after ${limit}s; last check: $last"; fi
   sleep "$interval"
 done
+probe 'generate llama3.1:8b' /api/generate '{"model":"llama3.1:8b","prompt":"Reply with OK.","stream":false,"options":{"num_predict":1}}' '"response"'
+probe 'embedding nomic-embed-text' /api/embed '{"model":"nomic-embed-text","input":"Phoenix health check"}' '"embeddings"'
 echo "$unit: healthy"

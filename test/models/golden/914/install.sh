@@ -13,18 +13,19 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+# The unit's CUDA_VISIBLE_DEVICES counts on this guest seeing exactly its GPUs, in PCI bus order.
+gpus_seen=$(nvidia-smi --query-gpu=pci.bus_id --format=csv,noheader | tr 'A-F' 'a-f' | sed -E 's/^0*([0-9a-f]+):/\1:/' | paste -sd ' ' -)
+if [ "$gpus_seen" != 0:02:00.0 ]; then
+  echo "guest 914: nvidia-smi sees GPUs [$gpus_seen], expected exactly [0:02:00.0]: check the container's /dev/nvidia* entries" >&2
+  exit 1
+fi
 # The archive holds bin/ollama and the GPU runner libraries in lib/ollama; both must come from the same release.
 if [ ! -x /opt/ollama/0.12.6/bin/ollama ]; then
   dl=$(mktemp -d)
   curl -fsSL --proto '=https' --tlsv1.2 --retry 3 -o "$dl/archive" https://github.com/ollama/ollama/releases/download/v0.12.6/ollama-linux-amd64.tgz
-  curl -fsSL --proto '=https' --tlsv1.2 --retry 3 -o "$dl/sums" https://github.com/ollama/ollama/releases/download/v0.12.6/sha256sum.txt
-  expected=$(awk -v f=ollama-linux-amd64.tgz '$2 == f || $2 == "./" f || $2 == "*" f { print $1 }' "$dl/sums")
-  if [ -z "$expected" ]; then
-    echo "Ollama 0.12.6: ollama-linux-amd64.tgz is not listed in https://github.com/ollama/ollama/releases/download/v0.12.6/sha256sum.txt; refusing to install an unverified archive" >&2
-    exit 1
-  fi
+  expected=de82adce2ab79235115d511ff22fcb099ac53b67127870f12b80198c033ec0a1
   if ! echo "$expected  $dl/archive" | sha256sum -c --quiet -; then
-    echo "Ollama 0.12.6: checksum mismatch for https://github.com/ollama/ollama/releases/download/v0.12.6/ollama-linux-amd64.tgz; nothing installed" >&2
+    echo 'Ollama 0.12.6: checksum mismatch for https://github.com/ollama/ollama/releases/download/v0.12.6/ollama-linux-amd64.tgz; nothing installed' >&2
     exit 1
   fi
   rm -rf /opt/ollama/0.12.6.partial
@@ -85,10 +86,11 @@ bGluZS50YXJnZXQKV2FudHM9bmV0d29yay1vbmxpbmUudGFyZ2V0CgpbU2VydmljZV0KVHlwZT1z
 aW1wbGUKVXNlcj1vbGxhbWEKR3JvdXA9b2xsYW1hCldvcmtpbmdEaXJlY3Rvcnk9L3Zhci9saWIv
 b2xsYW1hCkVudmlyb25tZW50PU9MTEFNQV9IT1NUPTAuMC4wLjA6MTE0MzQKRW52aXJvbm1lbnQ9
 T0xMQU1BX01PREVMUz0vbW9kZWxzL29sbGFtYQpFbnZpcm9ubWVudD1PTExBTUFfS0VFUF9BTElW
-RT0tMQpFbnZpcm9ubWVudD1PTExBTUFfTUFYX0xPQURFRF9NT0RFTFM9MgpFeGVjU3RhcnQ9L29w
-dC9vbGxhbWEvMC4xMi42L2Jpbi9vbGxhbWEgc2VydmUKUmVzdGFydD1vbi1mYWlsdXJlClJlc3Rh
-cnRTZWM9MTBzCkxpbWl0Tk9GSUxFPTY1NTM2Ck5vTmV3UHJpdmlsZWdlcz10cnVlCgpbSW5zdGFs
-bF0KV2FudGVkQnk9bXVsdGktdXNlci50YXJnZXQK
+RT0tMQpFbnZpcm9ubWVudD1PTExBTUFfTUFYX0xPQURFRF9NT0RFTFM9MgpFbnZpcm9ubWVudD1D
+VURBX0RFVklDRV9PUkRFUj1QQ0lfQlVTX0lECkVudmlyb25tZW50PUNVREFfVklTSUJMRV9ERVZJ
+Q0VTPTAKRXhlY1N0YXJ0PS9vcHQvb2xsYW1hLzAuMTIuNi9iaW4vb2xsYW1hIHNlcnZlClJlc3Rh
+cnQ9b24tZmFpbHVyZQpSZXN0YXJ0U2VjPTEwcwpMaW1pdE5PRklMRT02NTUzNgpOb05ld1ByaXZp
+bGVnZXM9dHJ1ZQoKW0luc3RhbGxdCldhbnRlZEJ5PW11bHRpLXVzZXIudGFyZ2V0Cg==
 PHOENIX_FILE
 
 # A file counts as changed when its content, mode or owner differs.

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Phoenix: health of llama-server.service on guest 917 (llamacpp), llama.cpp b6500.
-# Exits 0 once every check passes; otherwise prints the unit's last journal lines and exits 1.
-# PHOENIX_HEALTH_SECONDS and PHOENIX_HEALTH_INTERVAL override the deadline and the polling interval.
+# Exits 0 once every check passes and every model answers one real request; otherwise prints the
+# unit's last journal lines and exits 1. PHOENIX_HEALTH_SECONDS and PHOENIX_HEALTH_INTERVAL override
+# the deadline and the polling interval, PHOENIX_HEALTH_REQUEST_SECONDS the time one request may take.
 set -euo pipefail
 
 unit=llama-server.service
 base=http://127.0.0.1:8080
 limit=${PHOENIX_HEALTH_SECONDS:-300}
 interval=${PHOENIX_HEALTH_INTERVAL:-5}
+request_seconds=${PHOENIX_HEALTH_REQUEST_SECONDS:-120}
 deadline=$((SECONDS + limit))
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -44,6 +46,20 @@ check() {
   listed /v1/models '"id":"gemma-3-4b-it"' gemma-3-4b-it || return 1
 }
 
+# POST $3 to $2 for $1; fails unless the answer is 2xx JSON holding the member $4.
+probe() {
+  local code
+  code=$(curl -sS --connect-timeout 5 --max-time "$request_seconds" "${auth[@]}" -H 'Content-Type: application/json' \
+    --data-binary "$3" -o "$work/answer" -w '%{http_code}' "$base$2" 2>"$work/err") || code="curl: $(tr -d '\n' <"$work/err")"
+  case $code in
+    2??) ;;
+    *) fail "the endpoints answer but $1 failed: POST $2: $code: $(head -c 400 "$work/answer" 2>/dev/null | tr -s '\n\t ' '   ')" ;;
+  esac
+  if ! tr -d '\n' <"$work/answer" | sed 's/"[[:space:]]*:[[:space:]]*/":/g' | grep -qF -- "$4:"; then
+    fail "the endpoints answer but $1 failed: POST $2 answered without $4: $(head -c 400 "$work/answer" | tr -s '\n\t ' '   ')"
+  fi
+}
+
 restarts() {
   systemctl show -p NRestarts --value "$unit" 2>/dev/null || echo 0
 }
@@ -59,4 +75,5 @@ until check; do
   if [ "$SECONDS" -ge "$deadline" ]; then fail "not healthy after ${limit}s; last check: $last"; fi
   sleep "$interval"
 done
+probe 'chat gemma-3-4b-it' /v1/chat/completions '{"model":"gemma-3-4b-it","messages":[{"role":"user","content":"Reply with OK."}],"max_tokens":1}' '"choices"'
 echo "$unit: healthy"

@@ -13,8 +13,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+# The unit's CUDA_VISIBLE_DEVICES counts on this guest seeing exactly its GPUs, in PCI bus order.
+gpus_seen=$(nvidia-smi --query-gpu=pci.bus_id --format=csv,noheader | tr 'A-F' 'a-f' | sed -E 's/^0*([0-9a-f]+):/\1:/' | paste -sd ' ' -)
+if [ "$gpus_seen" != 0:02:00.0 ]; then
+  echo "guest 917: nvidia-smi sees GPUs [$gpus_seen], expected exactly [0:02:00.0]: check the container's /dev/nvidia* entries" >&2
+  exit 1
+fi
 missing=()
-for p in git cmake build-essential cuda-nvcc-12-8 cuda-cudart-dev-12-8 libcublas-dev-12-8 cuda-driver-dev-12-8; do
+for p in git cmake build-essential cuda-nvcc-12-8 cuda-cudart-dev-12-8 libcublas-dev-12-8 cuda-driver-dev-12-8 cuda-cccl-12-8; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -25,9 +31,13 @@ fi
 if [ ! -x /opt/llama.cpp/b6500/bin/llama-server ]; then
   src=$(mktemp -d /var/tmp/llama.cpp-b6500.XXXXXX)
   git clone --quiet --depth 1 --branch b6500 https://github.com/ggml-org/llama.cpp.git "$src"
+  if [ "$(git -C "$src" rev-parse HEAD)" != a7a98e0fffed794396b3fbad4dcdbbc184963645 ]; then
+    echo 'llama.cpp tag b6500 no longer points at a7a98e0fffed794396b3fbad4dcdbbc184963645; refusing to build it' >&2
+    exit 1
+  fi
   # Static ggml: the one binary is all the unit needs.
   cmake -S "$src" -B "$src/build" -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA=ON \
-    -DCMAKE_CUDA_COMPILER=/usr/local/cuda-12.8/bin/nvcc -DCMAKE_CUDA_ARCHITECTURES=native \
+    -DCMAKE_CUDA_COMPILER=/usr/local/cuda-12.8/bin/nvcc -DCMAKE_CUDA_ARCHITECTURES=120 \
     -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF
   cmake --build "$src/build" --config Release --target llama-server -j "$(nproc)"
   rm -rf /opt/llama.cpp/b6500.partial
@@ -51,7 +61,7 @@ if ! id -u llama >/dev/null 2>&1; then
 fi
 install -d -m 0750 -o llama -g llama /var/lib/llama
 if [ ! -r /models/gguf/gemma-3-4b-it-Q4_K_M.gguf ]; then
-  echo "guest 917: the model /models/gguf/gemma-3-4b-it-Q4_K_M.gguf is not there; put the GGUF file on the model volume" >&2
+  echo 'guest 917: the model /models/gguf/gemma-3-4b-it-Q4_K_M.gguf is not there; put the GGUF file on the model volume' >&2
   exit 1
 fi
 
@@ -87,12 +97,14 @@ base64 -d >"$stage/new/0" <<'PHOENIX_FILE'
 W1VuaXRdCkRlc2NyaXB0aW9uPWxsYW1hLmNwcCBiNjUwMCBzZXJ2aW5nIGdlbW1hLTMtNGItaXQg
 KFBob2VuaXggbW9kZWwgc2VydmVyIDkxNykKQWZ0ZXI9bmV0d29yay1vbmxpbmUudGFyZ2V0Cldh
 bnRzPW5ldHdvcmstb25saW5lLnRhcmdldAoKW1NlcnZpY2VdClR5cGU9c2ltcGxlClVzZXI9bGxh
-bWEKR3JvdXA9bGxhbWEKV29ya2luZ0RpcmVjdG9yeT0vdmFyL2xpYi9sbGFtYQpFeGVjU3RhcnQ9
-L29wdC9sbGFtYS5jcHAvYjY1MDAvYmluL2xsYW1hLXNlcnZlciAtLW1vZGVsIC9tb2RlbHMvZ2d1
-Zi9nZW1tYS0zLTRiLWl0LVE0X0tfTS5nZ3VmIC0tYWxpYXMgZ2VtbWEtMy00Yi1pdCAtLWN0eC1z
-aXplIDE2Mzg0IC0tbi1ncHUtbGF5ZXJzIDk5OSAtLXBvcnQgODA4MCAtLWhvc3QgMC4wLjAuMApS
-ZXN0YXJ0PW9uLWZhaWx1cmUKUmVzdGFydFNlYz0xMHMKTGltaXROT0ZJTEU9NjU1MzYKTm9OZXdQ
-cml2aWxlZ2VzPXRydWUKCltJbnN0YWxsXQpXYW50ZWRCeT1tdWx0aS11c2VyLnRhcmdldAo=
+bWEKR3JvdXA9bGxhbWEKV29ya2luZ0RpcmVjdG9yeT0vdmFyL2xpYi9sbGFtYQpFbnZpcm9ubWVu
+dD1DVURBX0RFVklDRV9PUkRFUj1QQ0lfQlVTX0lECkVudmlyb25tZW50PUNVREFfVklTSUJMRV9E
+RVZJQ0VTPTAKRXhlY1N0YXJ0PS9vcHQvbGxhbWEuY3BwL2I2NTAwL2Jpbi9sbGFtYS1zZXJ2ZXIg
+LS1tb2RlbCAvbW9kZWxzL2dndWYvZ2VtbWEtMy00Yi1pdC1RNF9LX00uZ2d1ZiAtLWFsaWFzIGdl
+bW1hLTMtNGItaXQgLS1jdHgtc2l6ZSAxNjM4NCAtLW4tZ3B1LWxheWVycyA5OTkgLS1wb3J0IDgw
+ODAgLS1ob3N0IDAuMC4wLjAKUmVzdGFydD1vbi1mYWlsdXJlClJlc3RhcnRTZWM9MTBzCkxpbWl0
+Tk9GSUxFPTY1NTM2Ck5vTmV3UHJpdmlsZWdlcz10cnVlCgpbSW5zdGFsbF0KV2FudGVkQnk9bXVs
+dGktdXNlci50YXJnZXQK
 PHOENIX_FILE
 
 # A file counts as changed when its content, mode or owner differs.
