@@ -24,8 +24,8 @@ export function runValidate(stack: string | undefined, cwd: string): { code: num
     for (const need of missing) lines.push(`  ${setSecretCommand(need.key)}   # ${need.why}`);
   }
   if (result.missingFiles.length > 0) {
-    lines.push("Files to put in the project folder before `pulumi up` (the node's CA and host keys):");
-    for (const need of result.missingFiles) lines.push(`  ${need.file}   # phoenix:${need.path}`);
+    lines.push("Files to put in the project folder before `pulumi up`:");
+    for (const need of result.missingFiles) lines.push(`  ${need.file}   # phoenix:${need.path}${need.howTo ? `: ${need.howTo}` : ""}`);
   }
   return { code: 0, text: lines.join("\n") };
 }

@@ -4,11 +4,12 @@ import { formatIssues, NAMESPACE, readEngineConfig, validateStack } from "./load
 import { PlacedError } from "./errors";
 import { readProjectFile } from "./project-files";
 import type { StackConfig } from "./schema";
+import { SECRET_PLACEHOLDER } from "./placeholder";
 import { isDockerSecretKey, type WellKnownSecret } from "./secrets";
 
 /** Set by `npm run synth`: no secrets and no local files are needed, and none are read. */
 export const OFFLINE_ENV = "PHOENIX_OFFLINE";
-export const SECRET_PLACEHOLDER = "[secret]";
+export { SECRET_PLACEHOLDER } from "./placeholder";
 
 export interface LoadedStack {
   config: StackConfig;
@@ -42,6 +43,11 @@ export function loadFromEngine(): LoadedStack {
   if (result.ok !== true) {
     const issues = result.ok === false ? result.issues : result.unknownPaths.map((p) => ({ path: p, message: "has no value" }));
     throw new pulumi.RunError(formatIssues(issues));
+  }
+  // Renderers accept the offline placeholder where a secret would be; a real secret spelled so would slip through.
+  const placeholders = offline ? [] : [...raw.secretKeys].filter((k) => raw.values[k] === SECRET_PLACEHOLDER);
+  if (placeholders.length) {
+    throw new pulumi.RunError(formatIssues(placeholders.map((k) => ({ path: k, message: `is set to the offline placeholder ${SECRET_PLACEHOLDER}: set the real value with pulumi config set --secret phoenix:${k}` }))));
   }
   const cfg = new pulumi.Config(NAMESPACE);
   const secret = (key: string) => (offline ? pulumi.secret(SECRET_PLACEHOLDER) : cfg.requireSecret(key));

@@ -8,6 +8,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { PlacedError } from "./errors";
+import { requiredVariables } from "../providers/portainer/stack";
 import type { StackConfig } from "./schema";
 import type { ConfigIssue } from "./validate";
 
@@ -16,8 +17,10 @@ export interface ProjectFileUse {
   file: string;
   /** Config path of the setting. */
   path: string;
-  /** Fetched from the node before the first `up` (so only listed, offline), rather than part of the project. */
+  /** Made or fetched by the user before the first `up` (so only listed, offline), rather than part of the project. */
   fromNode: boolean;
+  /** How to make it, where that is not obvious from the setting. */
+  howTo?: string;
 }
 
 export function projectFileUses(config: StackConfig): ProjectFileUse[] {
@@ -25,6 +28,11 @@ export function projectFileUses(config: StackConfig): ProjectFileUse[] {
   if (config.proxmox.tls.caFile) uses.push({ file: config.proxmox.tls.caFile, path: "proxmox.tls.caFile", fromNode: true });
   config.proxmox.nodes.forEach((n, i) => {
     if (n.ssh?.hostKeyFile) uses.push({ file: n.ssh.hostKeyFile, path: `proxmox.nodes[${i}].ssh.hostKeyFile`, fromNode: true });
+  });
+  config.templates.forEach((t, i) => {
+    const vllm = t.kind === "lxc" && t.layer === "vllm" ? t.versions?.vllm : undefined;
+    // The vllm layer installs only hash-locked wheels (providers/template/layers.ts): the lock is made where PyPI is reachable.
+    if (vllm) uses.push({ file: `providers/template/vllm-locks/${vllm}.txt`, path: `templates[${i}].versions.vllm`, fromNode: true, howTo: `providers/template/vllm-locks/generate.sh ${vllm}, on a machine that reaches PyPI; commit the file` });
   });
   config.guests.forEach((g, i) => {
     if (g.kind === "vm") g.dockerStacks.forEach((s, j) => uses.push({ file: s.compose, path: `guests[${i}].dockerStacks[${j}].compose`, fromNode: false }));
@@ -67,9 +75,27 @@ export function projectFileIssues(config: StackConfig, root: string, requireAll:
     const found = locate(root, use.file);
     if (found.ok) continue;
     if (found.missing && use.fromNode && !requireAll) missing.push(use);
-    else issues.push({ path: use.path, message: found.message });
+    else issues.push({ path: use.path, message: use.howTo && found.missing ? `${found.message}: make it with ${use.howTo}` : found.message });
   }
+  issues.push(...composeVariableIssues(config, root));
   return { issues, missing };
+}
+
+/**
+ * What PortainerStack's check refuses at preview, caught here: a compose file's required
+ * variables (${VAR:?…}) that the stack's env and secretEnv do not set. Names only, never values.
+ */
+function composeVariableIssues(config: StackConfig, root: string): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  config.guests.forEach((g, i) => {
+    if (g.kind !== "vm") return;
+    g.dockerStacks.forEach((s, j) => {
+      if (!locate(root, s.compose).ok) return;
+      const missing = requiredVariables(readProjectFile(root, s.compose, `guests[${i}].dockerStacks[${j}].compose`)).filter((v) => !(v in s.env) && !(v in s.secretEnv));
+      if (missing.length > 0) issues.push({ path: `guests[${i}].dockerStacks[${j}].env`, message: `${s.compose} requires ${missing.join(", ")}: set ${missing.length > 1 ? "them" : "it"} in the stack's env (or secretEnv)` });
+    });
+  });
+  return issues;
 }
 
 /** A project file's text, trimmed; throws a PlacedError naming the file and config path. */

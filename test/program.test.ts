@@ -50,4 +50,10 @@ describe("index.ts", () => {
     const failure = await failureOf(runProgram({ values: raw.values, secretKeys: new Set([...raw.secretKeys].filter((k) => k !== "stepCaPassword")) }));
     expect(failure.message).toContain("phoenix:stepCaPassword is stored in plain text");
   });
+
+  it("refuses a secret set to the offline placeholder, which renderers would take for a stand-in", async () => {
+    const raw = prodWithSecrets();
+    const failure = await failureOf(runProgram({ values: { ...raw.values, stepCaPassword: "[secret]" }, secretKeys: raw.secretKeys }));
+    expect(failure.message).toContain("phoenix:stepCaPassword: is set to the offline placeholder [secret]");
+  });
 });

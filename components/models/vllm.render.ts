@@ -5,7 +5,7 @@
  * holds it (the key never appears on a command line, where `ps` shows it).
  */
 import { VLLM_VENV } from "../../providers/template/layers";
-import { SECRET_PLACEHOLDER } from "../../stacks/engine";
+import { SECRET_PLACEHOLDER } from "../../stacks/placeholder";
 import { fileList, type RenderedFile } from "../render/files";
 import { assertListed, flagsOf, optionListFor, settingsToArgs } from "./args";
 import { gpuEnvironment } from "./gpu";

@@ -164,7 +164,7 @@ fi`,
   ].join("\n");
 }
 
-/** Where the hash-locked requirements of each vLLM release live in this repository: scripts/lock-vllm.sh writes them. */
+/** Where the hash-locked requirements of each vLLM release live in this repository: vllm-locks/generate.sh writes them. */
 export const VLLM_LOCK_DIR = path.join(__dirname, "vllm-locks");
 
 /** The repository's lock for a vLLM release, or undefined when none has been generated. */

@@ -9,7 +9,7 @@ import type { FileNotes } from "./report";
 const unused = (pattern: string, reason: string) => ({ pattern, kind: "unused" as const, reason });
 const unsupported = (pattern: string, reason: string, fix?: string) => ({ pattern, kind: "unsupported" as const, reason, fix });
 
-const NO_NFS = "Phoenix does not manage NFS (it never rewrites /etc/exports)";
+const NO_NFS = "not imported: Phoenix manages only its own block of /etc/exports, for the exports declared in host.nfsExports";
 
 export const FIELD_NOTES: Record<LegacyFileName, FileNotes> = {
   [LEGACY_FILES.hypervisor]: {
@@ -25,13 +25,13 @@ export const FIELD_NOTES: Record<LegacyFileName, FileNotes> = {
       unused("network.portainer_server_port", "not read (9443 is hardcoded in the Portainer manager)"),
       unused("network.default_subnet", "not read by any script"),
       unused("network.fallback_dns", "not read by any script"),
-      unsupported("network.nfs_server", NO_NFS, "keep the NFS server configured on the host by hand"),
+      unsupported("network.nfs_server", NO_NFS, "declare each export the Docker hosts need under host.nfsExports"),
       unsupported("network.workgroup", "Phoenix does not manage Samba"),
       unsupported("network.portainer_agent_port", "no Portainer agent VM to apply it to"),
       unsupported("users", "Phoenix does not create admin users on the host (the password hash and key were not imported)", "keep managing host users outside Phoenix"),
       unused("docker.portainer_server_image", "not read (the compose file hardcodes the image)"),
       unsupported("docker.portainer_agent_image", "Phoenix pins the Portainer version in the agent role (version)"),
-      unsupported("nfs", NO_NFS, "keep /etc/exports as it is on the host; Phoenix will not touch it"),
+      unsupported("nfs", NO_NFS, "declare each export under host.nfsExports; lines outside Phoenix's block of /etc/exports stay as they are"),
       unsupported("samba", "Phoenix does not manage Samba", "keep the Samba configuration on the host by hand"),
       unused("samba.shares[].options", "not read by the Samba script"),
       unused("zfs.datasets[].storage_class", "not read by any script"),
