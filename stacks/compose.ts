@@ -23,6 +23,7 @@ import type { LoadedStack } from "./engine";
 import { bridgeNetwork, cloneOrder, creationOrder, gpuAllocation, guestAddress, implicitDependencies, modelsOf, trustsInternalCa } from "./plan";
 import type { Guest, StackConfig } from "./schema";
 import { openaiBaseUrl, serviceUrls, type GuestOutput, type PhoenixExports, type PhoenixOutputs } from "./outputs";
+import { templateNesting } from "./validate";
 
 function sshConnection(stack: LoadedStack, nodeIndex: number): pulumi.Output<SshConnection> | undefined {
   const node = stack.config.proxmox.nodes[nodeIndex]!;
@@ -82,6 +83,7 @@ export function buildStack(stack: LoadedStack): PhoenixExports {
             context,
             template: g.clone,
             templateDiskGiB: config.templates.find((t) => t.vmid === g.clone)!.diskGiB,
+            templateNesting: templateNesting(config.templates, g),
             api,
             gpus: config.host.gpus,
             hostGpus: host?.gpuInfo,

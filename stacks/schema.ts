@@ -146,6 +146,8 @@ const poolSchema = z.strictObject({
 /** PVE storage plugin types (pve-storage src/PVE/Storage/*Plugin.pm). */
 export const storageTypes = ["dir", "zfspool", "zfs", "lvm", "lvmthin", "rbd", "cephfs", "btrfs", "nfs", "cifs", "iscsi", "iscsidirect", "glusterfs", "pbs", "esxi"] as const;
 export const storageContents = ["images", "rootdir", "vztmpl", "iso", "backup", "snippets", "import"] as const;
+/** What every PVE installer gives `local` (pve-installer Proxmox/Install/StorageConfig.pm): no snippets, and import only on newer ones. */
+export const INSTALLER_LOCAL_CONTENT = ["iso", "vztmpl", "backup"] as const;
 
 const datasetSchema = z.strictObject({
   pool: text(ZFS_NAME),
@@ -211,10 +213,15 @@ export const hostSchema = z.strictObject({
       }),
     )
     .default([]),
-  /** Storages that exist on the node without Phoenix managing them (e.g. local). */
+  /**
+   * Storages that exist on the node without Phoenix managing them (e.g. local), with the content
+   * /etc/pve/storage.cfg gives them. By default `local` as PVE's installer writes it: iso, vztmpl,
+   * backup, and import only from pve-installer 9.0.7 on (Proxmox/Install/StorageConfig.pm, commit
+   * ec1d5ee); never snippets. A node whose local has more is declared here with what it has.
+   */
   existingStorages: z
     .array(z.strictObject({ id: storageId, content: z.array(z.enum(storageContents)).min(1), /** The PVE storage type, e.g. dir or zfspool; checked where it matters (linked clones). */ type: z.enum(storageTypes).optional() }))
-    .default([{ id: "local", content: ["vztmpl", "iso", "backup", "snippets", "import"] }]),
+    .default([{ id: "local", content: [...INSTALLER_LOCAL_CONTENT], type: "dir" }]),
   /**
    * The storage Phoenix writes the VMs' cloud-init user data to (a dir storage of a dataset
    * here, or local): named, so another storage gaining snippets content moves nothing.
@@ -336,6 +343,17 @@ const featuresSchema = z.strictObject({
   fuse: z.boolean().default(false),
 });
 
+/**
+ * The CPU model a VM sees. Set on every VM Phoenix makes, since bpg v0.111.1 defaults
+ * `cpu.type` to qemu64 (proxmoxtf/resource/vm/vm.go dvCPUType :78, schema default :715-720) and
+ * sends it with the clone's first update (vmCreateClone :2598-2626), whatever the template has:
+ * qemu64 lacks x86-64-v2 and AVX. x86-64-v2-AES runs on any x86-64-v2 host with AES-NI; the
+ * v3/v4 levels need a host that has them; `host` passes this node's CPU through. Names from
+ * bpg's CPUTypeValidator (proxmoxtf/resource/vm/validators.go).
+ */
+export const vmCpuTypes = ["x86-64-v2-AES", "x86-64-v3", "x86-64-v4", "host"] as const;
+const vmCpuType = z.enum(vmCpuTypes).default("x86-64-v2-AES");
+
 const mountSchema = z.strictObject({
   /** The dataset to mount, as pool/name from host.zfs.datasets. */
   volume: text(DATASET_REF),
@@ -393,6 +411,7 @@ export const templateSchema = z.discriminatedUnion("kind", [
   z.strictObject({
     kind: z.literal("vm"),
     ...machineFields,
+    cpuType: vmCpuType,
     source: z
       .strictObject({
         /** Cloud image URL (a dated release, so the checksum stays valid). */
@@ -557,6 +576,7 @@ export const guestSchema = z.discriminatedUnion("kind", [
   z.strictObject({
     kind: z.literal("vm"),
     ...guestFields,
+    cpuType: vmCpuType,
     cloudInit: z
       .strictObject({
         user: z.string().regex(/^[a-z_][a-z0-9_-]*$/).default("phoenix"),

@@ -194,7 +194,11 @@ function checkStorageAndZfs(ctx: Context, report: Report): void {
     if (!known(id)) return;
     const has = ctx.storages.get(id);
     if (!has) report(path, `storage '${id}' is not declared: register a dataset with storage.id ${id} or list it in host.existingStorages`);
-    else if (!has.includes(content)) report(path, `storage '${id}' does not hold ${content} content, needed for ${what}`);
+    else if (!has.includes(content)) {
+      // PVE's installer gives local iso,vztmpl,backup, and import from pve-installer 9.0.7 on (Proxmox/Install/StorageConfig.pm): never assumed.
+      const local = id === "local" ? `; if the node's /etc/pve/storage.cfg gives local ${content} (an installer from PVE 9.0 on adds import), declare it in host.existingStorages: { id: local, content: [...] }` : "";
+      report(path, `storage '${id}' does not hold ${content} content, needed for ${what}${local}`);
+    }
   };
   ctx.config.templates.forEach((t, i) => {
     wants(`templates[${i}].storage`, t.storage, t.kind === "lxc" ? "rootdir" : "images", `the disk of template ${t.vmid}`);
@@ -237,6 +241,8 @@ function checkLinkedClones(ctx: Context, report: Report): void {
     if (src?.kind !== "lxc") return;
     if (t.diskGiB < src.diskGiB) report(`templates[${i}].diskGiB`, smaller(`template ${t.vmid}`, t.diskGiB, src));
     if (t.unprivileged !== src.unprivileged) report(`templates[${i}].unprivileged`, `template ${t.vmid}: unprivileged is ${t.unprivileged} but its source ${src.vmid} has ${src.unprivileged}; a linked clone keeps its source's id mapping: make them equal`);
+    // The build sends only the flags that are on and never deletes any (providers/template/lxc-template.ts machineParams): the clone keeps its source's nesting.
+    if (src.features.nesting && !t.features.nesting) report(`templates[${i}].features.nesting`, `template ${t.vmid}: its source ${src.vmid} has nesting, which a linked clone keeps and the template build does not remove: set nesting: true`);
   });
   ctx.config.guests.forEach((g, i) => {
     const src = ctx.templates.get(g.clone)?.t;
@@ -318,13 +324,27 @@ function checkClonesAndDependencies(ctx: Context, report: Report): void {
  * Settings of a guest that only root@pam may make (pve-container's permission
  * checks). The API path works with the root@pam password; the rest also
  * touches the node's files (host directory owners, lxc.idmap) and needs SSH.
+ *
+ * Features, pve-container@6.0.18 (963730e) src/PVE/LXC.pm check_ct_modify_config_perm: a token
+ * may set `nesting` alone on an unprivileged container, nothing on a privileged one. With a
+ * token only, the flags go through bpg at the clone, which sends only the true ones (bpg
+ * v0.111.1 proxmoxtf/resource/container/container.go containerGetFeatures), so a guest cannot
+ * turn off the nesting its template has (`templateNesting`): the clone keeps it.
  */
-export function rootOnlySettings(g: Guest): { api: string[]; sshOnly: string[] } {
+/** Whether the LXC template a guest is cloned from has nesting on. */
+export function templateNesting(templates: readonly Template[], g: Guest): boolean {
+  const t = templates.find((x) => x.vmid === g.clone);
+  return t?.kind === "lxc" && t.features.nesting;
+}
+
+export function rootOnlySettings(g: Guest, templateNesting = false): { api: string[]; sshOnly: string[] } {
   if (g.kind !== "lxc") return { api: [], sshOnly: [] };
   const api: string[] = [];
   const sshOnly: string[] = [];
   if (g.gpus.length > 0) api.push("gpus (device passthrough)");
   if (g.features.keyctl || g.features.fuse) api.push("features other than nesting");
+  else if (g.features.nesting && !g.unprivileged) api.push("features of a privileged container");
+  if (templateNesting && !g.features.nesting) api.push("turning off the nesting its template has");
   if (g.mounts.length > 0) sshOnly.push("mounts (bind mounts, owner of their host directory)");
   if (g.idPassthrough.uids.length + g.idPassthrough.gids.length > 0) sshOnly.push("idPassthrough (lxc.idmap)");
   return { api, sshOnly };
@@ -788,6 +808,9 @@ export function templateVersionIssues(config: { templates: Template[]; host: Pic
     }
     if (t.features.keyctl || t.features.fuse) {
       issues.push({ path: `templates[${i}].features`, message: `template ${t.vmid}: keyctl and fuse need root@pam, which template builds do not use: set them on the guests that need them` });
+    } else if (t.features.nesting && !t.unprivileged) {
+      // pve-container@6.0.18 src/PVE/LXC.pm check_ct_modify_config_perm: any features on a privileged container are root@pam's.
+      issues.push({ path: `templates[${i}].features.nesting`, message: `template ${t.vmid}: features on a privileged container need root@pam, which template builds do not use: set nesting on the guests that need it` });
     }
   });
   return issues;

@@ -6,9 +6,24 @@
 import { guestAddress, modelsOf } from "../../stacks/plan";
 import type { Guest, Role, Service, StackConfig } from "../../stacks/schema";
 
+/**
+ * The zone of Traefik's names. Service hosts live in a sub-zone of their own so
+ * that no name the gateway answers on (a route host, which users reach) is ever
+ * also a name Traefik answers on: Step-CA validates each name at the one
+ * address its /etc/hosts gives it (see acmeNames).
+ */
+export function serviceZone(config: StackConfig): string {
+  return `svc.${config.host.domain}`;
+}
+
 /** The host name a service is reached at through Traefik. */
 export function serviceHost(config: StackConfig, service: Service): string {
-  return `${service.name}.${config.host.domain}`;
+  return `${service.name}.${serviceZone(config)}`;
+}
+
+/** The name of Traefik's dashboard, on its internal entry point. */
+export function dashboardHost(config: StackConfig): string {
+  return `traefik.${config.host.domain}`;
 }
 
 /** The gateway's own host name: routes without `host` are served there. */
@@ -89,22 +104,74 @@ export function modelRoutes(config: StackConfig): ModelRoute[] {
   });
 }
 
+/** Who answers the CA's ACME validation for a name, and how (the challenge its client uses). */
+export interface AcmeName {
+  name: string;
+  ip: string;
+  /** The guest that asks for the certificate and answers the challenge. */
+  guest: number;
+  challenge: "http-01" | "tls-alpn-01";
+}
+
 /**
- * What a core guest must resolve by name: the CA sees every Traefik-served
- * host at Traefik (to validate ACME challenges there); Traefik and the gateway
- * see the CA's names at the CA.
+ * Every name a Phoenix guest asks Step-CA to certify, with the address the CA
+ * must reach to validate it. Step-CA validates http-01 by fetching
+ * http://<name>/.well-known/acme-challenge/<token> and tls-alpn-01 by dialling
+ * <name>:443 (smallstep/certificates v0.28.4 acme/challenge.go, http01Validate
+ * and tlsalpn01Validate), resolving the name with Go's resolver, which reads
+ * /etc/hosts first: so each name must map to the guest that asked for it.
+ *   - the gateway's names (its host and every route host): the gateway, http-01 (renderGatewayCertFiles);
+ *   - service hosts and the dashboard's name: Traefik, tls-alpn-01 (its resolver's tlsChallenge);
+ *   - the Portainer server's own name: its VM, http-01 (step --standalone, components/docker/portainer.ts).
+ */
+export function acmeNames(config: StackConfig): AcmeName[] {
+  const out: AcmeName[] = [];
+  const gateway = config.guests.find((g) => g.role?.type === "nginx-gateway");
+  if (gateway) {
+    const names = [gatewayHost(config), ...config.routes.flatMap((r) => (r.host === undefined ? [] : [r.host]))];
+    for (const name of new Set(names)) out.push({ name, ip: guestIp(gateway), guest: gateway.vmid, challenge: "http-01" });
+  }
+  const traefik = config.guests.find((g) => g.role?.type === "traefik");
+  if (traefik) {
+    const names = config.services.map((s) => serviceHost(config, s));
+    if (traefik.role?.type === "traefik" && traefik.role.dashboard) names.push(dashboardHost(config));
+    for (const name of new Set(names)) out.push({ name, ip: guestIp(traefik), guest: traefik.vmid, challenge: "tls-alpn-01" });
+  }
+  for (const g of config.guests) {
+    const own = ownCertificateName(config, g);
+    if (own) out.push({ name: own, ip: guestIp(g), guest: g.vmid, challenge: "http-01" });
+  }
+  return out;
+}
+
+/**
+ * Names that belong to a guest other than the gateway, so a route may not take
+ * them as its host (the CA would validate the gateway's order at that guest):
+ * the CA's own names, the dashboard, the Portainer server's name; and the whole
+ * service zone, Traefik's. Pure on the config, for validation.
+ */
+export function routeHostConflict(config: StackConfig, host: string): string | undefined {
+  const h = host.toLowerCase();
+  const zone = serviceZone(config);
+  if (h === zone || h.endsWith(`.${zone}`)) return `the zone ${zone} holds Traefik's service hosts`;
+  const ca = config.guests.find((g) => g.role?.type === "step-ca");
+  if (ca?.role?.type === "step-ca" && caDnsNames(config, ca.role).some((n) => n.toLowerCase() === h)) return `${host} is the CA's own name`;
+  const traefik = config.guests.find((g) => g.role?.type === "traefik");
+  if (traefik?.role?.type === "traefik" && traefik.role.dashboard && dashboardHost(config).toLowerCase() === h) return `${host} is Traefik's dashboard`;
+  const vm = config.guests.find((g) => ownCertificateName(config, g)?.toLowerCase() === h);
+  if (vm) return `${host} is the Portainer server's own certificate name (guest ${vm.vmid})`;
+  return undefined;
+}
+
+/**
+ * What a core guest must resolve by name: the CA sees every name it validates
+ * at the guest that asked for it (acmeNames); Traefik and the gateway see the
+ * CA's names at the CA.
  */
 export function internalHosts(config: StackConfig, role: "step-ca" | "traefik" | "nginx-gateway"): { ip: string; names: string[] }[] {
   const ca = guestOfRole(config, "step-ca");
   if (role !== "step-ca") return [{ ip: guestIp(ca), names: caDnsNames(config, ca.role) }];
-  // A guest that obtains its own certificate (the Portainer server) answers its ACME challenge itself, under its own name.
-  const traefik = config.guests.find((g) => g.role?.type === "traefik");
   const entries = new Map<string, string[]>();
-  const add = (ip: string, name: string) => entries.set(ip, [...(entries.get(ip) ?? []), name]);
-  if (traefik) for (const s of config.services) add(guestIp(traefik), serviceHost(config, s));
-  for (const g of config.guests) {
-    const own = ownCertificateName(config, g);
-    if (own) add(guestIp(g), own);
-  }
-  return [...entries].map(([ip, names]) => ({ ip, names: [...new Set(names)] }));
+  for (const n of acmeNames(config)) entries.set(n.ip, [...new Set([...(entries.get(n.ip) ?? []), n.name])]);
+  return [...entries].map(([ip, names]) => ({ ip, names }));
 }

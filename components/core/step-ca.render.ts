@@ -6,6 +6,7 @@
 import * as crypto from "node:crypto";
 import type { StackConfig } from "../../stacks/schema";
 import { renderHostsBlock } from "../render/hosts";
+import { sandboxLines } from "../render/systemd-sandbox";
 import { fileList, shQuote, type RenderedFile } from "../render/files";
 import { renderAptEnsure, renderInstallScript, renderReleaseInstalls, type PinnedRelease } from "../render/install-script";
 import { caDnsNames, guestIp, guestOfRole, internalHosts } from "./routing";
@@ -37,6 +38,14 @@ function serviceUser(config: StackConfig): { uid: number; gid: number } {
 
 export interface StepCaEndpoints {
   caUrl: string;
+  /**
+   * The CA by its address, which its certificate carries (step ca init --dns <ip>): for guests
+   * that have no /etc/hosts entry for its name (the Docker VMs, whose /etc/hosts cloud-init's
+   * manage_etc_hosts rewrites at boot) and cannot count on LAN DNS. ACME links follow the
+   * request's Host (smallstep/certificates v0.28.4 acme/linker.go, baseURLFromRequest), so
+   * the whole ACME exchange stays on the address.
+   */
+  caUrlByAddress: string;
   acmeDirectoryUrl: string;
   /** Names and address the CA's own certificate covers. */
   dnsNames: string[];
@@ -47,7 +56,8 @@ export function stepCaEndpoints(config: StackConfig): StepCaEndpoints {
   const guest = caGuest(config);
   const names = caDnsNames(config, guest.role);
   const caUrl = `https://${names[0]}:${guest.role.port}`;
-  return { caUrl, acmeDirectoryUrl: `${caUrl}/acme/${ACME_PROVISIONER}/directory`, dnsNames: [...names, guestIp(guest)], address: guestIp(guest) };
+  const address = guestIp(guest);
+  return { caUrl, caUrlByAddress: `https://${address}:${guest.role.port}`, acmeDirectoryUrl: `${caUrl}/acme/${ACME_PROVISIONER}/directory`, dnsNames: [...names, address], address };
 }
 
 /** SHA-256 digests of the release archives; without them the releases' published checksums files are the reference. */
@@ -90,11 +100,7 @@ Restart=on-failure
 RestartSec=5s
 ${privileged ? "AmbientCapabilities=CAP_NET_BIND_SERVICE\nCapabilityBoundingSet=CAP_NET_BIND_SERVICE" : "CapabilityBoundingSet="}
 NoNewPrivileges=true
-ProtectSystem=strict
-ProtectHome=true
-PrivateTmp=true
-ReadWritePaths=${STEP_PATH}/db
-
+${sandboxLines(caGuest(config), { readWritePaths: [`${STEP_PATH}/db`] }).map((l) => `${l}\n`).join("")}
 [Install]
 WantedBy=multi-user.target
 `,

@@ -6,9 +6,10 @@
 import { stringify } from "yaml";
 import type { StackConfig } from "../../stacks/schema";
 import { renderHostsBlock } from "../render/hosts";
+import { sandboxLines } from "../render/systemd-sandbox";
 import { fileList, type RenderedFile } from "../render/files";
 import { renderAptEnsure, renderInstallScript, renderReleaseInstalls, type PinnedRelease } from "../render/install-script";
-import { backends, guestIp, guestOfRole, internalHosts } from "./routing";
+import { backends, dashboardHost, guestIp, guestOfRole, internalHosts } from "./routing";
 
 export const TRAEFIK_PATHS = {
   static: "/etc/traefik/traefik.yml",
@@ -64,10 +65,14 @@ export function renderTraefikStatic(config: StackConfig, inputs: TraefikInputs):
     certificatesResolvers: {
       [RESOLVER]: {
         acme: {
+          // Without an email the stored account is taken for none and a new one registered at every start
+          // (traefik v3.5.3 pkg/provider/acme/provider.go, initAccount: account == nil || len(account.Email) == 0).
+          email: `phoenix@${config.host.domain}`,
           caServer: inputs.acmeDirectoryUrl,
           caCertificates: [TRAEFIK_PATHS.caRoot],
           storage: TRAEFIK_PATHS.acmeStorage,
-          // Step-CA issues for 24 hours by default; Traefik renews at a third of that.
+          // Step-CA issues for 24 hours by default; for a 24 h duration Traefik renews 6 h before expiry, trying every
+          // 10 minutes (pkg/provider/acme/provider.go, getCertificateRenewDurations).
           certificatesDuration: 24,
           tlsChallenge: {},
         },
@@ -98,7 +103,7 @@ export function renderTraefikDynamic(config: StackConfig): RenderedFile {
     };
   }
   if (role.dashboard) {
-    routers.dashboard = { rule: `Host(\`traefik.${config.host.domain}\`)`, entryPoints: ["traefik"], service: "api@internal", tls: { certResolver: RESOLVER } };
+    routers.dashboard = { rule: `Host(\`${dashboardHost(config)}\`)`, entryPoints: ["traefik"], service: "api@internal", tls: { certResolver: RESOLVER } };
   }
   const doc = {
     http: { routers, services, ...(Object.keys(transports).length > 0 ? { serversTransports: transports } : {}) },
@@ -142,11 +147,7 @@ RestartSec=2s
 AmbientCapabilities=CAP_NET_BIND_SERVICE
 CapabilityBoundingSet=CAP_NET_BIND_SERVICE
 NoNewPrivileges=true
-ProtectSystem=strict
-ProtectHome=true
-PrivateTmp=true
-ReadWritePaths=/var/lib/traefik
-LimitNOFILE=65536
+${sandboxLines(guestOfRole(config, "traefik"), { readWritePaths: ["/var/lib/traefik"] }).map((l) => `${l}\n`).join("")}LimitNOFILE=65536
 
 [Install]
 WantedBy=multi-user.target

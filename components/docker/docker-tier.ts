@@ -10,22 +10,14 @@ import { ServiceHealth } from "../../providers/portainer/health";
 import { NodeFile } from "../../providers/host/node-file";
 import type { SshConnection } from "../../providers/ssh";
 import type { StackConfig, VmGuest } from "../../stacks/schema";
-import { stepCliRelease } from "../core/step-ca.render";
+import { stepCaEndpoints, stepCliRelease } from "../core/step-ca.render";
 import { guestIp, ownCertificateName } from "../core/routing";
 import { serviceUrls } from "../../stacks/outputs";
 import { renderReleaseInstalls } from "../render/install-script";
-import { DOCKER_DATA_MOUNT, renderDockerHostUserData, type NfsMount } from "./cloud-init";
+import { DOCKER_DATA_MOUNT, renderDockerHostUserData, snippetStorage, type NfsMount } from "./cloud-init";
 import type { NfsExport } from "./exports";
 import { dockerStackSpecs, PortainerControl } from "./portainer-control";
-import { PORTAINER_AGENT_DIR, PORTAINER_DIR, renderPortainerAgentFiles, renderPortainerServerFiles } from "./portainer";
-
-/** Where Proxmox reads snippets from: a storage with snippets content, and its directory on the node. */
-export function snippetStorage(config: StackConfig): { id: string; dir: string } | undefined {
-  const ds = config.host.zfs.datasets.find((d) => d.storage?.type === "dir" && d.storage.content.includes("snippets"));
-  if (ds?.storage) return { id: ds.storage.id, dir: `/${ds.pool}/${ds.name}` };
-  const local = config.host.existingStorages.find((s) => s.id === "local" && s.content.includes("snippets"));
-  return local ? { id: "local", dir: "/var/lib/vz" } : undefined;
-}
+import { PORTAINER_AGENT_DIR, PORTAINER_CONTAINER, PORTAINER_DIR, renderPortainerAgentFiles, renderPortainerServerFiles } from "./portainer";
 
 /** The NFS mount a Docker host VM gets, from host.nfsExports. */
 export function nfsMountOf(config: StackConfig, vmid: number): NfsMount | undefined {
@@ -53,8 +45,6 @@ export interface DockerHostUserDataArgs {
   connection: pulumi.Input<SshConnection>;
   /** The CA's root, trusted by the VM. */
   caRootPem: pulumi.Input<string>;
-  /** The CA's URL, for the Portainer server's certificate. */
-  caUrl: string;
   /** The export this VM mounts for its containers' data, if any. */
   nfs?: NfsMount;
 }
@@ -62,13 +52,13 @@ export interface DockerHostUserDataArgs {
 /** The user data snippet of a Docker host VM, and the id VmLegacy refers to it by. */
 export function dockerHostUserData(name: string, args: DockerHostUserDataArgs, opts: pulumi.CustomResourceOptions): { file: NodeFile; fileId: string } {
   const { config, guest: g } = args;
-  const store = snippetStorage(config)!;
+  const store = snippetStorage(config.host)!;
   const role = g.role;
   let files;
   let run: string[][];
   if (role?.type === "portainer-server") {
     files = [
-      ...renderPortainerServerFiles({ version: role.version, port: role.port, dnsNames: [ownCertificateName(config, g)!], address: guestIp(g), caUrl: args.caUrl }),
+      ...renderPortainerServerFiles({ version: role.version, port: role.port, dnsNames: [ownCertificateName(config, g)!], address: guestIp(g), caUrl: stepCaEndpoints(config).caUrlByAddress }),
       { path: STEP_INSTALLER, content: `#!/usr/bin/env bash\nset -euo pipefail\n${renderReleaseInstalls([stepCliRelease(config)])}\n`, mode: "0755" },
     ];
     run = [[STEP_INSTALLER], ["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", "phoenix-portainer-cert.timer"], ["systemctl", "start", "phoenix-portainer-cert.service"], composeUp(PORTAINER_DIR)];
@@ -83,7 +73,7 @@ export function dockerHostUserData(name: string, args: DockerHostUserDataArgs, o
     renderDockerHostUserData({ hostname: g.name, domain: config.host.domain, user: g.cloudInit.user, sshKeys: g.cloudInit.sshKeys, ubuntuCodename: "noble", docker: g.docker, caRootPem, files, run, ...(args.nfs ? { nfs: args.nfs } : {}) }),
   );
   return {
-    file: new NodeFile(name, { connection: args.connection, path: `${store.dir}/snippets/${file}`, mode: "0640", content }, opts),
+    file: new NodeFile(name, { node: config.host.node ?? config.proxmox.nodes[0]!.name, connection: args.connection, path: `${store.dir}/snippets/${file}`, mode: "0640", content }, opts),
     fileId: `${store.id}:snippets/${file}`,
   };
 }
@@ -103,6 +93,8 @@ export interface PortainerTierArgs {
   ready: (vmid: number) => pulumi.Resource;
   /** The gateway's address and installation, for stacks routed through it. */
   gateway?: { address: string; ready: pulumi.Resource };
+  /** SSH to the node the Portainer server VM runs on: Phoenix restarts Portainer there after its admin-initialisation timeout. */
+  serverNode?: pulumi.Input<SshConnection>;
 }
 
 /** Admin, token, environments and stacks, once the Portainer server answers. */
@@ -118,7 +110,16 @@ export function portainerTier(args: PortainerTierArgs): PortainerControl | undef
       ? [{ vmid: g.vmid, environment: g.role.environment, agentUrl: `tcp://${guestIp(g)}:${g.role.port}`, stacks: dockerStackSpecs(g, args.projectFile, args.secret, i), ready: args.ready(g.vmid) }]
       : [],
   );
-  const control = new PortainerControl("portainer", { access, adminUser: server.role.adminUser, adminPassword: args.adminPassword, tokenDescription: `phoenix-${pulumi.getStack()}`, agents, dependsOn: [health] });
+  const restart = args.serverNode ? pulumi.output(args.serverNode).apply((connection) => ({ connection, vmid: server.vmid, container: PORTAINER_CONTAINER })) : undefined;
+  const control = new PortainerControl("portainer", {
+    access,
+    adminUser: server.role.adminUser,
+    adminPassword: args.adminPassword,
+    tokenDescription: `phoenix-${pulumi.getStack()}`,
+    agents,
+    dependsOn: [health],
+    ...(restart ? { restart } : {}),
+  });
   // A stack routed through the gateway is done when it answers there (Qdrant's /qdrant/healthz).
   const urls = serviceUrls(config);
   for (const agent of agents) {

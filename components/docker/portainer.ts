@@ -4,7 +4,7 @@
  * renew it; the agent's compose file. Both images are pinned to the role's
  * version. The server gets no Docker socket: it manages the agent only.
  */
-import { renderCertRenewal, RENEW_WHEN_LEFT } from "../render/cert-timer";
+import { renderCertRenewal, RENEW_AT_PERCENT_USED } from "../render/cert-timer";
 import { Scalar, stringify } from "yaml";
 import { shQuote, type RenderedFile } from "../render/files";
 import { STEP_CA_ROOT_PATH } from "./cloud-init";
@@ -12,6 +12,8 @@ import { STEP_CA_ROOT_PATH } from "./cloud-init";
 export const PORTAINER_DIR = "/opt/phoenix/portainer";
 export const PORTAINER_AGENT_DIR = "/opt/phoenix/portainer-agent";
 export const PORTAINER_TLS_DIR = "/etc/phoenix/portainer/tls";
+/** The server's container, which Phoenix restarts after Portainer's admin-initialisation timeout. */
+export const PORTAINER_CONTAINER = "portainer";
 
 export interface PortainerServerSpec {
   /** portainer/portainer-ce tag, e.g. 2.33.2. */
@@ -50,7 +52,7 @@ export function renderPortainerServerCompose(s: PortainerServerSpec): string {
     services: {
       portainer: {
         image: pinned("portainer/portainer-ce", s.version),
-        container_name: "portainer",
+        container_name: PORTAINER_CONTAINER,
         restart: "unless-stopped",
         command: ["--sslcert", "/certs/portainer.crt", "--sslkey", "/certs/portainer.key", "--http-disabled"],
         ports: [portPair(s.port, 9443)],
@@ -97,7 +99,7 @@ ca=(--ca-url ${shQuote(s.caUrl)} --root ${STEP_CA_ROOT_PATH})
 mkdir -p ${PORTAINER_TLS_DIR}
 if [ -s "$cert" ] && [ "$(cat "$cert.names" 2>/dev/null || true)" = "$names" ]; then
   # needs-renewal exits 0 when it is time, 1 when not.
-  step certificate needs-renewal "$cert" --expires-in ${RENEW_WHEN_LEFT} >/dev/null 2>&1 || exit 0
+  step certificate needs-renewal "$cert" --expires-in ${RENEW_AT_PERCENT_USED} >/dev/null 2>&1 || exit 0
   step ca renew --force "\${ca[@]}" "$cert" "$key"
 else
   # New names (or no certificate yet) need a new certificate, whatever the old one's age.

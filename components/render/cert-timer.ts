@@ -5,8 +5,13 @@
  */
 import type { RenderedFile } from "./files";
 
-/** Renew when a third of the certificate's life is left; the timer checks hourly. */
-export const RENEW_WHEN_LEFT = "33%";
+/**
+ * Renew when a third of the certificate's life is left: `step certificate needs-renewal
+ * --expires-in N%` means N percent of the validity *used* (smallstep/cli v0.28.7
+ * command/certificate/needsRenewal.go: percentUsed >= percentThreshold, default 66),
+ * so two thirds used is 67%. The timer checks hourly.
+ */
+export const RENEW_AT_PERCENT_USED = "67%";
 
 export function renderCertRenewal(name: string, what: string, after: string, script: string): RenderedFile[] {
   return [

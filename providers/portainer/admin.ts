@@ -8,7 +8,9 @@
 import * as pulumi from "@pulumi/pulumi";
 import { Checker, diffResult, isUnknown, same } from "../common";
 import { dynamicProvider, type Implementation } from "../dynamic";
-import { PortainerApiError, PortainerClient, type PortainerAccess } from "./client";
+import { runScriptChecked, type SshConnection } from "../ssh";
+import { renderScript } from "../ssh/script";
+import { isAdminInitTimeout, PortainerApiError, PortainerClient, type PortainerAccess } from "./client";
 import { checkAccess, portainerReplaces } from "./common";
 
 export interface PortainerAdminInputs {
@@ -17,6 +19,17 @@ export interface PortainerAdminInputs {
   password: string;
   /** Names Phoenix's token in Portainer; one token per description. */
   tokenDescription: string;
+  /** How to restart Portainer when it has disabled itself (the admin-initialisation timeout); without it, Phoenix says how. */
+  restart?: PortainerRestart;
+}
+
+/** The Portainer server's VM, restarted through the node: `qm guest exec` runs the command through the VM's QEMU guest agent. */
+export interface PortainerRestart {
+  /** SSH to the Proxmox node the VM runs on. */
+  connection: SshConnection;
+  vmid: number;
+  /** The container's name (components/docker/portainer.ts: container_name). */
+  container: string;
 }
 
 export interface PortainerAdminOutputs extends PortainerAdminInputs {
@@ -36,6 +49,8 @@ export interface PortainerAdminArgs {
   password: pulumi.Input<string>;
   /** Description of Phoenix's API token, e.g. phoenix-prod; Portainer shows it in the user's token list. */
   tokenDescription: pulumi.Input<string>;
+  /** The server VM, for a restart after Portainer's admin-initialisation timeout. */
+  restart?: pulumi.Input<PortainerRestart>;
 }
 
 export const portainerAdminProvider = dynamicProvider<PortainerAdminInputs, PortainerAdminOutputs>("portainer/admin");
@@ -50,8 +65,8 @@ export class PortainerAdmin extends pulumi.dynamic.Resource {
     super(
       portainerAdminProvider,
       name,
-      { apiToken: undefined, userId: undefined, tokenId: undefined, initializedByPhoenix: undefined, ...args, password: pulumi.secret(args.password) },
-      pulumi.mergeOptions(opts, { additionalSecretOutputs: ["password", "apiToken"] }),
+      { apiToken: undefined, userId: undefined, tokenId: undefined, initializedByPhoenix: undefined, ...args, password: pulumi.secret(args.password), ...(args.restart ? { restart: pulumi.secret(args.restart) } : {}) },
+      pulumi.mergeOptions(opts, { additionalSecretOutputs: ["password", "apiToken", "restart"] }),
       "phoenix/portainer",
       "PortainerAdmin",
     );
@@ -85,6 +100,56 @@ async function mintToken(c: PortainerClient, i: PortainerAdminInputs, jwt: strin
   return { tokenId: key.id, apiToken: raw };
 }
 
+/**
+ * The node-side script that restarts Portainer inside its VM. `qm guest exec <vmid> -- <cmd>`
+ * runs the command through the guest agent (the VMs run qemu-guest-agent, components/docker/cloud-init.ts)
+ * and prints the agent's exec-status as JSON: exitcode, out-data, err-data. unverified: read from the
+ * PVE API's /nodes/{node}/qemu/{vmid}/agent/exec(-status) documentation, not from qemu-server's source.
+ */
+export function renderPortainerRestart(r: PortainerRestart): string {
+  if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(r.container)) throw new Error(`container name ${JSON.stringify(r.container)} is not a Docker container name`);
+  return renderScript(`qm guest exec ${Math.trunc(r.vmid)} --timeout 120 -- docker restart ${r.container}`);
+}
+
+async function restartPortainer(c: PortainerClient, i: PortainerAdminInputs): Promise<void> {
+  const why =
+    `Portainer at ${i.access.url} disabled its API: nobody initialised an administrator within 5 minutes of its start ` +
+    `(an earlier run stopped before it did). Portainer only recovers by restarting`;
+  if (!i.restart) {
+    throw new Error(`${why}: on the Portainer VM run \`docker restart portainer\`, then run pulumi up within 5 minutes`);
+  }
+  const out = await runScriptChecked(i.restart.connection, `restart Portainer in VM ${i.restart.vmid}`, renderPortainerRestart(i.restart), { timeoutMs: 180_000 });
+  let exitcode: unknown;
+  try {
+    exitcode = (JSON.parse(out.stdout) as { exitcode?: unknown }).exitcode;
+  } catch {
+    exitcode = undefined;
+  }
+  if (exitcode !== 0) throw new Error(`${why}, and \`docker restart ${i.restart.container}\` in VM ${i.restart.vmid} did not succeed (exit code ${String(exitcode)}): restart it by hand, then run pulumi up`);
+  // Portainer answers again within seconds of its restart; until then connections fail.
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    try {
+      await c.adminExists();
+      return;
+    } catch (err) {
+      if (Date.now() > deadline) throw new Error(`${why}; it was restarted but did not answer within 120 s`, { cause: err });
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+  }
+}
+
+/** Whether an administrator exists; a Portainer that timed out waiting for one is restarted first (isAdminInitTimeout). */
+async function adminExists(c: PortainerClient, i: PortainerAdminInputs): Promise<boolean> {
+  try {
+    return await c.adminExists();
+  } catch (err) {
+    if (!isAdminInitTimeout(err)) throw err;
+    await restartPortainer(c, i);
+    return c.adminExists();
+  }
+}
+
 async function withClient<T>(access: PortainerAccess, run: (c: PortainerClient) => Promise<T>): Promise<T> {
   const c = new PortainerClient(access);
   try {
@@ -115,7 +180,7 @@ export const implementation: Implementation = {
   async create(inputs: PortainerAdminInputs) {
     return withClient(inputs.access, async (c) => {
       let initializedByPhoenix = false;
-      if (!(await c.adminExists())) {
+      if (!(await adminExists(c, inputs))) {
         try {
           await c.initAdmin(inputs.username, inputs.password);
           initializedByPhoenix = true;
@@ -133,7 +198,15 @@ export const implementation: Implementation = {
   async read(id: string, props: PortainerAdminOutputs) {
     return withClient(props.access, async (c) => {
       // A Portainer whose data was wiped has no admin: the resource is gone and `up` initialises again.
-      if (!(await c.adminExists())) return { id: "", props: {} };
+      // One that timed out waiting for an admin has none either (the monitor only fires without one).
+      let exists: boolean;
+      try {
+        exists = await c.adminExists();
+      } catch (err) {
+        if (!isAdminInitTimeout(err)) throw err;
+        exists = false;
+      }
+      if (!exists) return { id: "", props: {} };
       try {
         const keys = await c.withAuth({ kind: "apiKey", key: props.apiToken }).apiKeys(props.userId);
         return keys.some((k) => k.id === props.tokenId) ? { id, props } : { id: "", props: {} };

@@ -5,12 +5,19 @@
  *   GET  /api/users/admin/check               204 admin exists, 404 none (admin_check.go)
  *   POST /api/users/admin/init                JSON {Username, Password} (admin_init.go)
  *   POST /api/auth                            JSON {Username, Password} → {jwt}; 422 bad credentials (authenticate.go)
- *   POST /api/users/{id}/tokens               JWT only; JSON {description, password} → {rawAPIKey, apiKey} (user_create_access_token.go)
+ *   POST /api/users/{id}/tokens               JWT only; JSON {description, password} → 201 {rawAPIKey, apiKey} (user_create_access_token.go)
+ *   DELETE /api/users/{id}/tokens/{keyID}     caller or an admin; 204; a missing key is 500 "API Key not found" (user_remove_access_token.go)
  *   POST /api/endpoints                       multipart: Name, EndpointCreationType=2, URL, TLS, TLSSkipVerify, TLSSkipClientVerify (endpoint_create.go)
  *   POST /api/stacks/create/standalone/file   ?endpointId=N, multipart: Name, file, Env as a JSON [{name, value}] (create_compose_stack.go)
- *   PUT  /api/stacks/{id}                     ?endpointId=N, JSON {StackFileContent, Env, Prune, PullImage} (stack_update.go)
+ *   PUT  /api/stacks/{id}                     ?endpointId=N, JSON {StackFileContent, Env, PullImage}; Prune is Swarm's only (stack_update.go)
  *   DELETE /api/stacks/{id}                   ?endpointId=N, else the stack counts as orphaned (stack_delete.go)
  * Errors are `{message, details}` (pkg/libhttp/error/error.go).
+ * Five minutes after start without an administrator, every /api path but
+ * /api/status and /api/settings/public answers 303 "Administrator initialization
+ * timeout" with the header redirect-reason: AdminInitTimeout, until Portainer
+ * restarts (api/adminmonitor/admin_monitor.go, WithRedirect; api/http/server.go
+ * starts it with 5*time.Minute). Read at portainer/portainer cc75167 (API 2.23.0):
+ * the mirror holds no 2.33 tag; unverified that 2.33.2 differs.
  * TLS is verified by default: Portainer's certificate comes from Step-CA, whose root is `caPem`.
  */
 import * as https from "node:https";
@@ -66,9 +73,19 @@ export class PortainerApiError extends Error {
     readonly status: number,
     readonly apiMessage: string,
     readonly details: string,
+    /** The redirect-reason header, set with Portainer's 303s. */
+    readonly redirectReason?: string,
   ) {
     super(`Portainer ${method} ${path}: ${status} ${apiMessage}${details && details !== apiMessage ? ` (${details})` : ""}`);
   }
+}
+
+/** adminmonitor.RedirectReasonAdminInitTimeout */
+export const ADMIN_INIT_TIMEOUT = "AdminInitTimeout";
+
+/** Portainer disabled its API because nobody initialised it within five minutes of its start. */
+export function isAdminInitTimeout(err: unknown): boolean {
+  return err instanceof PortainerApiError && err.status === 303 && err.redirectReason === ADMIN_INIT_TIMEOUT;
 }
 
 type Body = { json: unknown } | { form: FormData } | undefined;
@@ -110,11 +127,12 @@ export class PortainerClient {
     }
     if (payload) headers["Content-Length"] = String(payload.length);
     const url = new URL(path, this.base);
-    const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+    const { status, text, redirectReason } = await new Promise<{ status: number; text: string; redirectReason?: string }>((resolve, reject) => {
       const req = https.request(url, { method, headers, agent: this.agent, timeout: 60_000 }, (res) => {
         const chunks: Buffer[] = [];
         res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }));
+        const reason = res.headers["redirect-reason"];
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8"), ...(typeof reason === "string" ? { redirectReason: reason } : {}) }));
         res.on("error", reject);
       });
       req.on("timeout", () => req.destroy(new Error(`Portainer ${method} ${url.pathname}: no answer within 60 s`)));
@@ -131,7 +149,7 @@ export class PortainerClient {
       } catch {
         // not a Portainer error body (a proxy in between, or the mux's plain-text 404)
       }
-      throw new PortainerApiError(method, url.pathname, status, message, details);
+      throw new PortainerApiError(method, url.pathname, status, message, details, redirectReason);
     }
     return { status, data: (text === "" ? undefined : JSON.parse(text)) as T };
   }
@@ -158,9 +176,9 @@ export class PortainerClient {
     return { jwt, userId: claims.id };
   }
 
-  /** Needs JWT auth: Portainer refuses to mint an API key with an API key. 200 in 2.19+, 201 before. */
+  /** Needs JWT auth: Portainer refuses to mint an API key with an API key. 201 (user_create_access_token.go: response.JSONWithStatus(..., http.StatusCreated)). */
   async createApiKey(userId: number, description: string, password: string): Promise<{ raw: string; key: PortainerApiKey }> {
-    const { data } = await this.request<{ rawAPIKey: string; apiKey: PortainerApiKey }>("POST", `/api/users/${userId}/tokens`, { json: { description, password } }, [200, 201]);
+    const { data } = await this.request<{ rawAPIKey: string; apiKey: PortainerApiKey }>("POST", `/api/users/${userId}/tokens`, { json: { description, password } }, [201]);
     return { raw: data.rawAPIKey, key: data.apiKey };
   }
 
@@ -168,8 +186,17 @@ export class PortainerClient {
     return (await this.request<PortainerApiKey[]>("GET", `/api/users/${userId}/tokens`)).data;
   }
 
+  /**
+   * Deletes a key; one already gone is not an error. Portainer answers a missing key with
+   * 500 "API Key not found" (user_remove_access_token.go: GetAPIKey's error becomes
+   * InternalServerError), and a missing user with 404.
+   */
   async deleteApiKey(userId: number, keyId: number): Promise<void> {
-    await this.request("DELETE", `/api/users/${userId}/tokens/${keyId}`, undefined, [204, 404]);
+    try {
+      await this.request("DELETE", `/api/users/${userId}/tokens/${keyId}`, undefined, [204, 404]);
+    } catch (err) {
+      if (!(err instanceof PortainerApiError && err.status === 500 && err.apiMessage === "API Key not found")) throw err;
+    }
   }
 
   async endpointsNamed(name: string): Promise<PortainerEndpoint[]> {
@@ -227,9 +254,28 @@ export class PortainerClient {
     return (await this.request<PortainerStack>("POST", `/api/stacks/create/standalone/file?endpointId=${endpointId}`, { form })).data;
   }
 
-  /** Prune: services removed from the file are removed from the host too, so the file stays the truth. */
+  /**
+   * Redeploys a compose stack with `docker compose up -d` (updateComposeStack; libstack's composeplugin
+   * Deploy adds no --remove-orphans), so services gone from the file keep running: removeOrphans
+   * takes them away. Prune is read for Swarm stacks only, so none is sent.
+   */
   async updateStack(id: number, endpointId: number, compose: string, env: Pair[]): Promise<PortainerStack> {
-    return (await this.request<PortainerStack>("PUT", `/api/stacks/${id}?endpointId=${endpointId}`, { json: { StackFileContent: compose, Env: env, Prune: true, PullImage: false } })).data;
+    return (await this.request<PortainerStack>("PUT", `/api/stacks/${id}?endpointId=${endpointId}`, { json: { StackFileContent: compose, Env: env, PullImage: false } })).data;
+  }
+
+  /**
+   * The containers of a compose project on an environment, through Portainer's Docker proxy
+   * (GET /api/endpoints/{id}/docker/containers/json, the Docker Engine API's list with a label
+   * filter on com.docker.compose.project, the label compose puts on every container it creates).
+   */
+  async projectContainers(endpointId: number, project: string): Promise<{ Id: string; Labels: Record<string, string> }[]> {
+    const filters = JSON.stringify({ label: [`com.docker.compose.project=${project}`] });
+    return (await this.request<{ Id: string; Labels: Record<string, string> }[]>("GET", `/api/endpoints/${endpointId}/docker/containers/json?${new URLSearchParams({ all: "1", filters })}`)).data;
+  }
+
+  /** DELETE /containers/{id}?force=true through the Docker proxy: stops and removes it. */
+  async removeContainer(endpointId: number, containerId: string): Promise<void> {
+    await this.request("DELETE", `/api/endpoints/${endpointId}/docker/containers/${encodeURIComponent(containerId)}?force=true`, undefined, [204, 404]);
   }
 
   async deleteStack(id: number, endpointId: number): Promise<void> {

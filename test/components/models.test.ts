@@ -38,7 +38,7 @@ describe("a fifth model server added in config", () => {
     expect(modelTable).toContain('"qwen3-0.6b"');
     expect(modelTable).toContain(`"qwen3-0.6b": "llamacpp-small"`);
     const dynamic = filesOf(p, "traefik-install").find((f) => f.path.endsWith("/dynamic/phoenix.yml"))!.content;
-    expect(dynamic).toContain("Host(`llamacpp-small.internal.thinkheads.ai`)");
+    expect(dynamic).toContain("Host(`llamacpp-small.svc.internal.thinkheads.ai`)");
     expect(dynamic).toContain("http://10.0.0.158:8080");
     expect(p.byName("model-918-install-run").inputs.create).toBe("pct exec 918 -- bash -s");
   });

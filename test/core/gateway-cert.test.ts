@@ -55,7 +55,7 @@ describe("the gateway certificate script", () => {
   it("does nothing while the certificate is not due", async () => {
     const r = await run(config, "1");
     expect(r.status, r.out).toBe(0);
-    expect(calls()).toEqual([`step certificate needs-renewal ${layout.certFile} --expires-in 33%`]);
+    expect(calls()).toEqual([`step certificate needs-renewal ${layout.certFile} --expires-in 67%`]);
   });
 
   it("reissues when the certificate is due", async () => {

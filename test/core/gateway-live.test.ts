@@ -19,7 +19,9 @@ import { freePort, prodConfig, startNginx, tempDir, testPki, writeFiles } from "
 const config = prodConfig();
 const DOMAIN = config.host.domain;
 const PORTAINER = `portainer.${DOMAIN}`;
-const WEBAPP = `webapp.${DOMAIN}`;
+/** Traefik's zone: service hosts live there, apart from the names the gateway answers on. */
+const SVC = `svc.${DOMAIN}`;
+const WEBAPP = `webapp.${SVC}`;
 
 interface Echo {
   host: string;
@@ -168,16 +170,16 @@ describe("the rendered gateway in a real nginx", () => {
     const r = await post("/v1/chat/completions", { model: "Qwen3-4B-FP8", messages: [{ role: "user", content: "hi" }] });
     expect(r.status).toBe(200);
     const echo = JSON.parse(r.body) as Echo;
-    expect(echo).toMatchObject({ host: `vllm-chat.${DOMAIN}`, method: "POST", url: "/v1/chat/completions", model: "Qwen3-4B-FP8" });
+    expect(echo).toMatchObject({ host: `vllm-chat.${SVC}`, method: "POST", url: "/v1/chat/completions", model: "Qwen3-4B-FP8" });
     expect(r.headers["strict-transport-security"]).toBeDefined();
   });
 
   it("routes embeddings and the other engines' models to their own hosts", async () => {
     const cases: [string, string, string][] = [
-      ["/v1/embeddings", "granite-embedding-english-r2", `vllm-embed.${DOMAIN}`],
-      ["/v1/embeddings", "nomic-embed-text", `ollama.${DOMAIN}`],
-      ["/v1/completions", "gemma-3-4b-it", `llamacpp.${DOMAIN}`],
-      ["/v1/chat/completions", "llama3.1:8b", `ollama.${DOMAIN}`],
+      ["/v1/embeddings", "granite-embedding-english-r2", `vllm-embed.${SVC}`],
+      ["/v1/embeddings", "nomic-embed-text", `ollama.${SVC}`],
+      ["/v1/completions", "gemma-3-4b-it", `llamacpp.${SVC}`],
+      ["/v1/chat/completions", "llama3.1:8b", `ollama.${SVC}`],
     ];
     for (const [p, model, host] of cases) {
       const r = await post(p, { model, input: "text" });
@@ -245,7 +247,7 @@ describe("the rendered gateway in a real nginx", () => {
       req.end();
     });
     expect(reply.status).toBe(200);
-    expect(JSON.parse(reply.body)).toMatchObject({ host: `ollama.${DOMAIN}`, model: "nomic-embed-text" });
+    expect(JSON.parse(reply.body)).toMatchObject({ host: `ollama.${SVC}`, model: "nomic-embed-text" });
   });
 
   it("streams over HTTP/2 as well", async () => {
@@ -271,7 +273,7 @@ describe("the rendered gateway in a real nginx", () => {
     const payload = JSON.stringify({ model: "granite-embedding-english-r2", input });
     const r = await request({ method: "POST", path: "/v1/embeddings", body: payload });
     expect(r.status).toBe(200);
-    expect(JSON.parse(r.body)).toMatchObject({ host: `vllm-embed.${DOMAIN}`, bodyBytes: Buffer.byteLength(payload) });
+    expect(JSON.parse(r.body)).toMatchObject({ host: `vllm-embed.${SVC}`, bodyBytes: Buffer.byteLength(payload) });
   });
 
   it("aggregates /v1/models over every model server", async () => {
@@ -281,12 +283,12 @@ describe("the rendered gateway in a real nginx", () => {
     expect(list.object).toBe("list");
     expect(list.data.map((m) => m.id).sort()).toEqual(modelRoutes(config).map((m) => m.id).sort());
     const one = await request({ path: "/v1/models/llama3.1:8b" });
-    expect(JSON.parse(one.body)).toEqual({ id: "llama3.1:8b", object: "model", owned_by: `ollama.${DOMAIN}` });
+    expect(JSON.parse(one.body)).toEqual({ id: "llama3.1:8b", object: "model", owned_by: `ollama.${SVC}` });
     expect((await request({ path: "/v1/models/nope" })).status).toBe(404);
   });
 
   it("still lists the other servers' models when one server is down", async () => {
-    downHosts.add(`ollama.${DOMAIN}`);
+    downHosts.add(`ollama.${SVC}`);
     try {
       const r = await request({ path: "/v1/models" });
       expect(r.status).toBe(200);
@@ -299,21 +301,21 @@ describe("the rendered gateway in a real nginx", () => {
 
   it("strips /qdrant/ and keeps other paths as they are", async () => {
     const q = JSON.parse((await request({ path: "/qdrant/collections?x=1" })).body) as Echo;
-    expect(q).toMatchObject({ host: `qdrant.${DOMAIN}`, url: "/collections?x=1" });
+    expect(q).toMatchObject({ host: `qdrant.${SVC}`, url: "/collections?x=1" });
     const n = JSON.parse((await request({ path: "/n8n/rest/settings" })).body) as Echo;
-    expect(n).toMatchObject({ host: `n8n.${DOMAIN}`, url: "/n8n/rest/settings" });
+    expect(n).toMatchObject({ host: `n8n.${SVC}`, url: "/n8n/rest/settings" });
   });
 
   it("refuses the hop to Traefik when its certificate does not name the service host", async () => {
     const r = await request({ path: "/some/page" });
     expect(r.status).toBe(502);
-    expect(nginx.log()).toMatch(/upstream SSL certificate does not match "webapp\.internal\.thinkheads\.ai"/);
+    expect(nginx.log()).toMatch(/upstream SSL certificate does not match "webapp\.svc\.internal\.thinkheads\.ai"/);
   });
 
   it("upgrades WebSockets on /n8n/ and on the Portainer host, and carries frames both ways", async () => {
     for (const [host, p, target] of [
-      [DOMAIN, "/n8n/rest/push", `n8n.${DOMAIN}`],
-      [PORTAINER, "/api/websocket/exec", PORTAINER],
+      [DOMAIN, "/n8n/rest/push", `n8n.${SVC}`],
+      [PORTAINER, "/api/websocket/exec", `portainer.${SVC}`],
     ] as const) {
       const { res, socket } = await new Promise<{ res: http.IncomingMessage; socket: Duplex }>((resolve, reject) => {
         const req = https.request({

@@ -2,9 +2,13 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
-import { internalHosts } from "../../components/core/routing";
+import { parse } from "yaml";
+import { gatewayHostNames } from "../../components/core/nginx.render";
+import { internalHosts, ownCertificateName } from "../../components/core/routing";
+import { renderTraefikDynamic } from "../../components/core/traefik.render";
 import { renderHostsBlock } from "../../components/render/hosts";
-import { loadStack, shellcheck, tempDir } from "../support";
+import { readStackFile, validateStack } from "../../stacks/load";
+import { loadStack, ROOT, shellcheck, tempDir } from "../support";
 
 /** Runs the block against a copy of /etc/hosts in a temp dir. */
 function apply(hostsFile: string, snippet: string): void {
@@ -16,13 +20,46 @@ describe("internal names", () => {
 
   it("point the CA at Traefik for every service host, and Traefik and the gateway at the CA", () => {
     const ca = internalHosts(config, "step-ca");
-    expect(ca.map((e) => e.ip)).toEqual(["10.0.0.12", "10.0.0.111"]);
-    expect(ca[0]!.names).toContain("vllm-chat.internal.thinkheads.ai");
+    expect(ca.map((e) => e.ip)).toEqual(["10.0.0.153", "10.0.0.12", "10.0.0.111"]);
+    expect(ca[1]!.names).toContain("vllm-chat.svc.internal.thinkheads.ai");
+    expect(ca[1]!.names).toContain("traefik.internal.thinkheads.ai");
     // Portainer's server answers its own ACME challenge, for its own name; its service host stays Traefik's
-    expect(ca[1]!.names).toEqual(["vm-1001.internal.thinkheads.ai"]);
-    expect(ca[0]!.names).toContain("portainer.internal.thinkheads.ai");
+    expect(ca[2]!.names).toEqual(["vm-1001.internal.thinkheads.ai"]);
+    expect(ca[1]!.names).toContain("portainer.svc.internal.thinkheads.ai");
     expect(internalHosts(config, "traefik")).toEqual([{ ip: "10.0.0.10", names: ["ca.internal.thinkheads.ai"] }]);
     expect(internalHosts(config, "nginx-gateway")).toEqual([{ ip: "10.0.0.10", names: ["ca.internal.thinkheads.ai"] }]);
+  });
+
+  it("resolve every name a guest orders a certificate for, as the CA resolves it, to that guest", () => {
+    // What each guest really asks Step-CA for, read from its rendered files.
+    const gateway = gatewayHostNames(config).map((name) => ({ name, guest: "10.0.0.153" }));
+    const dynamic = parse(renderTraefikDynamic(config).content) as { http: { routers: Record<string, { rule: string; tls?: { certResolver?: string } }> } };
+    const traefik = Object.values(dynamic.http.routers)
+      .filter((r) => r.tls?.certResolver)
+      .map((r) => ({ name: /^Host\(`([^`]+)`\)$/.exec(r.rule)![1]!, guest: "10.0.0.12" }));
+    const portainer = [{ name: ownCertificateName(config, config.guests.find((g) => g.vmid === 1001)!)!, guest: "10.0.0.111" }];
+    const orders = [...gateway, ...traefik, ...portainer];
+    expect(orders.map((o) => o.name)).toContain("portainer.internal.thinkheads.ai");
+    // The CA's /etc/hosts after its install script's block, read as Go's resolver reads it (first match wins).
+    const dir = tempDir("ca-hosts");
+    const file = path.join(dir, "hosts");
+    fs.writeFileSync(file, "127.0.0.1 localhost\n");
+    apply(file, renderHostsBlock(internalHosts(config, "step-ca")));
+    const resolve = (name: string) => fs.readFileSync(file, "utf8").split("\n").map((l) => l.split(/\s+/)).find((f) => f.slice(1).includes(name))?.[0];
+    for (const o of orders) expect({ name: o.name, at: resolve(o.name) }).toEqual({ name: o.name, at: o.guest });
+    fs.rmSync(dir, { recursive: true });
+  });
+
+  it("refuse a route host that is another guest's name", () => {
+    const raw = readStackFile(path.join(ROOT, "Pulumi.prod.yaml"));
+    const routes = raw.values.routes as Array<Record<string, unknown>>;
+    routes.push({ host: "qdrant.svc.internal.thinkheads.ai", service: "qdrant" }, { host: "ca.internal.thinkheads.ai", service: "qdrant" }, { host: "traefik.internal.thinkheads.ai", service: "qdrant" });
+    const result = validateStack(raw, { requireSecrets: false });
+    expect(result.ok).toBe(false);
+    const messages = result.ok === false ? result.issues.filter((i) => /^routes\[\d+\]\.host$/.test(i.path)).map((i) => i.message) : [];
+    expect(messages.join("\n")).toMatch(/zone svc\.internal\.thinkheads\.ai/);
+    expect(messages.join("\n")).toMatch(/the CA's own name/);
+    expect(messages.join("\n")).toMatch(/Traefik's dashboard/);
   });
 
   it("are written in a block of their own, keeping PVE's and the user's lines, and a re-run changes nothing", () => {

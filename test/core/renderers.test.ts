@@ -39,6 +39,7 @@ describe("step-ca renderer", () => {
   it("derives the CA URL and ACME directory from the role", () => {
     expect(ep).toEqual({
       caUrl: "https://ca.internal.thinkheads.ai:9000",
+      caUrlByAddress: "https://10.0.0.10:9000",
       acmeDirectoryUrl: "https://ca.internal.thinkheads.ai:9000/acme/acme/directory",
       dnsNames: ["ca.internal.thinkheads.ai", "10.0.0.10"],
       address: "10.0.0.10",
@@ -122,7 +123,8 @@ describe("Traefik renderer", () => {
     expect(staticDoc.api).toEqual({ dashboard: true, insecure: false });
     expect(staticDoc.entryPoints).toMatchObject({ web: { http: { redirections: { entryPoint: { to: "websecure", scheme: "https" } } } }, websecure: { forwardedHeaders: { trustedIPs: ["10.0.0.153"] } } });
     expect(staticDoc.certificatesResolvers).toEqual({
-      "step-ca": { acme: { caServer: ep.acmeDirectoryUrl, caCertificates: [TRAEFIK_PATHS.caRoot], storage: TRAEFIK_PATHS.acmeStorage, certificatesDuration: 24, tlsChallenge: {} } },
+      // email: without one Traefik registers a new ACME account at every start (provider.go initAccount).
+      "step-ca": { acme: { email: "phoenix@internal.thinkheads.ai", caServer: ep.acmeDirectoryUrl, caCertificates: [TRAEFIK_PATHS.caRoot], storage: TRAEFIK_PATHS.acmeStorage, certificatesDuration: 24, tlsChallenge: {} } },
     });
   });
 
@@ -192,11 +194,11 @@ describe("Nginx gateway renderer", () => {
 
   it("maps every model to the service on its server's port", () => {
     expect(modelRoutes(config).map((m) => `${m.id} → ${m.host}`)).toEqual([
-      "granite-embedding-english-r2 → vllm-embed.internal.thinkheads.ai",
-      "Qwen3-4B-FP8 → vllm-chat.internal.thinkheads.ai",
-      "llama3.1:8b → ollama.internal.thinkheads.ai",
-      "nomic-embed-text → ollama.internal.thinkheads.ai",
-      "gemma-3-4b-it → llamacpp.internal.thinkheads.ai",
+      "granite-embedding-english-r2 → vllm-embed.svc.internal.thinkheads.ai",
+      "Qwen3-4B-FP8 → vllm-chat.svc.internal.thinkheads.ai",
+      "llama3.1:8b → ollama.svc.internal.thinkheads.ai",
+      "nomic-embed-text → ollama.svc.internal.thinkheads.ai",
+      "gemma-3-4b-it → llamacpp.svc.internal.thinkheads.ai",
     ]);
   });
 

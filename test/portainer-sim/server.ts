@@ -39,7 +39,12 @@ export interface PortainerSimOptions {
   requiredPasswordLength?: number;
   /** The server certificate to present; default a fresh one for 127.0.0.1 and localhost. */
   certificates?: SimCertificates;
+  /** Milliseconds since the epoch; injectable so a test can let Portainer's five minutes pass. */
+  clock?: () => number;
 }
+
+/** api/http/server.go: adminmonitor.New(5*time.Minute, ...). */
+export const ADMIN_INIT_TIMEOUT_MS = 5 * 60_000;
 
 export interface PortainerLogEntry {
   method: string;
@@ -58,6 +63,8 @@ export interface PortainerSim {
   /** What a user does in the UI's stack editor: new content and/or variables, no API trail in `log`. */
   editStack(id: number, change: { content?: string; env?: Pair[] }): void;
   setAgentUp(url: string, up: boolean): void;
+  /** Restarts the Portainer process: its data stays, the admin-initialisation monitor starts over. */
+  restart(): void;
   stop(): Promise<void>;
 }
 
@@ -66,6 +73,7 @@ class HttpError extends Error {
     readonly status: number,
     message: string,
     readonly details: string = message,
+    readonly headers: Record<string, string> = {},
   ) {
     super(message);
   }
@@ -168,8 +176,8 @@ function pairs(v: unknown, what: string): Pair[] | null {
   return v.map((p: Pair) => ({ name: p.name, value: p.value }));
 }
 
-/** Portainer parses the compose file before deploying; a file that is not a compose mapping is refused. */
-function checkCompose(content: string): void {
+/** Portainer parses the compose file before deploying; a file that is not a compose mapping is refused. Returns its services. */
+function checkCompose(content: string): string[] {
   let doc: unknown;
   try {
     doc = parseYaml(content);
@@ -177,6 +185,8 @@ function checkCompose(content: string): void {
     throw new HttpError(400, "Invalid stack file", (e as Error).message);
   }
   if (!doc || typeof doc !== "object" || !("services" in doc)) throw new HttpError(400, "Invalid stack file", "services must be a mapping");
+  const services = (doc as { services: unknown }).services;
+  return services && typeof services === "object" ? Object.keys(services) : [];
 }
 
 export async function startPortainerSim(options: PortainerSimOptions = {}): Promise<PortainerSim> {
@@ -184,6 +194,16 @@ export async function startPortainerSim(options: PortainerSimOptions = {}): Prom
   for (const a of options.agents ?? []) state.agents.set(agentKey(a), { version: "2.33.2", up: true });
   const minPassword = options.requiredPasswordLength ?? 12;
   const log: PortainerLogEntry[] = [];
+  const clock = options.clock ?? Date.now;
+  // adminmonitor.Monitor: started with the process; at the timeout it latches "disabled" if no admin exists then.
+  const monitor = { startedAt: clock(), fired: false, disabled: false };
+  const adminInitDisabled = (): boolean => {
+    if (!monitor.fired && clock() - monitor.startedAt >= ADMIN_INIT_TIMEOUT_MS) {
+      monitor.fired = true;
+      monitor.disabled = admins().length === 0;
+    }
+    return monitor.disabled;
+  };
 
   const admins = () => state.users.filter((u) => u.Role === ADMINISTRATOR_ROLE);
   const endpointById = (id: number) => {
@@ -207,7 +227,8 @@ export async function startPortainerSim(options: PortainerSimOptions = {}): Prom
     if (state.stacks.some((s) => s.EndpointId === endpointId && s.Name.toLowerCase() === name)) {
       throw new HttpError(409, `A stack with the normalized name '${name}' already exists`);
     }
-    checkCompose(content);
+    const services = checkCompose(content);
+    state.composeUp(endpointId, name, services);
     const now = Math.floor(Date.now() / 1000);
     const stack = state.addStack({ Name: name, Type: COMPOSE_STACK, EndpointId: endpointId, SwarmId: "", EntryPoint: "docker-compose.yml", Env: env, Status: 1, CreationDate: now, CreatedBy: ctx.user!.Username, UpdateDate: 0, UpdatedBy: "", content });
     return { status: 200, json: stackJson(stack) };
@@ -277,7 +298,8 @@ export async function startPortainerSim(options: PortainerSimOptions = {}): Prom
         if (p.password !== ctx.user!.password) throw new HttpError(403, "Current password doesn't match", "Current password does not match the password provided. Please try again");
         const { raw, key } = state.addApiKey(id, description);
         const { digest: _digest, ...apiKey } = key;
-        return { status: 200, json: { rawAPIKey: raw, apiKey } };
+        // response.JSONWithStatus(w, accessTokenResponse{...}, http.StatusCreated)
+        return { status: 201, json: { rawAPIKey: raw, apiKey } };
       },
     },
     {
@@ -291,16 +313,22 @@ export async function startPortainerSim(options: PortainerSimOptions = {}): Prom
       },
     },
     {
+      // users/user_remove_access_token.go: the caller or an administrator; the user must exist (404);
+      // a missing key is GetAPIKey's error as 500 "API Key not found"; another user's key is 403.
       method: "DELETE",
       path: /^\/api\/users\/([^/]+)\/tokens\/([^/]+)$/,
       access: "authenticated",
       handle: async (ctx) => {
         const id = routeId(ctx);
-        const keyId = Number(ctx.params[1]);
-        if (ctx.user!.Id !== id) throw new HttpError(403, "Permission denied to remove user access token", "Unauthorized");
-        const i = state.apiKeys.findIndex((k) => k.id === keyId && k.userId === id);
-        if (i < 0) throw new HttpError(404, "Unable to find an api-key with the specified identifier inside the database", "Object not found inside the database");
-        state.apiKeys.splice(i, 1);
+        const rawKeyId = ctx.params[1] ?? "";
+        if (!/^\d+$/.test(rawKeyId)) throw new HttpError(400, "Invalid api-key identifier route variable", `strconv.Atoi: parsing "${rawKeyId}": invalid syntax`);
+        const keyId = Number(rawKeyId);
+        if (ctx.user!.Role !== ADMINISTRATOR_ROLE && ctx.user!.Id !== id) throw new HttpError(403, "Permission denied to get user access tokens", "Unauthorized");
+        if (!state.users.some((u) => u.Id === id)) throw new HttpError(404, "Unable to find a user with the specified identifier inside the database", "Object not found inside the database");
+        const key = state.apiKeys.find((k) => k.id === keyId);
+        if (!key) throw new HttpError(500, "API Key not found", "Object not found inside the database");
+        if (key.userId !== id) throw new HttpError(403, "Permission denied to remove api-key", "Unauthorized");
+        state.apiKeys.splice(state.apiKeys.indexOf(key), 1);
         return { status: 204 };
       },
     },
@@ -439,7 +467,8 @@ export async function startPortainerSim(options: PortainerSimOptions = {}): Prom
         endpointById(endpointId);
         const p = jsonPayload(ctx);
         if (typeof p.StackFileContent !== "string" || p.StackFileContent === "") throw new HttpError(400, "Invalid request payload", "Invalid stack file content");
-        checkCompose(p.StackFileContent);
+        // updateComposeStackPayload has no Prune (only updateSwarmStackPayload): a Prune sent here is ignored.
+        state.composeUp(endpointId, stack.Name, checkCompose(p.StackFileContent));
         stack.Env = pairs(p.Env, "Env");
         stack.content = p.StackFileContent;
         stack.EndpointId = endpointId;
@@ -457,7 +486,35 @@ export async function startPortainerSim(options: PortainerSimOptions = {}): Prom
         const stack = stackById(routeId(ctx));
         const endpointId = Number(ctx.url.searchParams.get("endpointId") ?? "0");
         if (!state.endpoints.some((e) => e.Id === endpointId)) throw new HttpError(404, "Unable to find the endpoint associated to the stack inside the database", "Object not found inside the database");
+        state.composeDown(endpointId, stack.Name);
         state.stacks.splice(state.stacks.indexOf(stack), 1);
+        return { status: 204 };
+      },
+    },
+    {
+      // The Docker proxy (api/http/proxy/factory/docker): GET /containers/json with a label filter, as the Engine API reads it.
+      method: "GET",
+      path: /^\/api\/endpoints\/([^/]+)\/docker\/containers\/json$/,
+      access: "authenticated",
+      handle: async (ctx) => {
+        const endpoint = endpointById(routeId(ctx));
+        let labels: string[] = [];
+        const raw = ctx.url.searchParams.get("filters");
+        if (raw) labels = (JSON.parse(raw) as { label?: string[] }).label ?? [];
+        const matches = (c: (typeof state.containers)[number]) => labels.every((l) => { const [k, v] = l.split("="); return v === undefined ? k! in c.Labels : c.Labels[k!] === v; });
+        return { status: 200, json: state.containers.filter((c) => c.EndpointId === endpoint.Id && matches(c)).map((c) => ({ Id: c.Id, Labels: c.Labels })) };
+      },
+    },
+    {
+      // DELETE /containers/{id}?force=true: 204, or 404 "No such container".
+      method: "DELETE",
+      path: /^\/api\/endpoints\/([^/]+)\/docker\/containers\/([^/]+)$/,
+      access: "authenticated",
+      handle: async (ctx) => {
+        const endpoint = endpointById(routeId(ctx));
+        const i = state.containers.findIndex((c) => c.EndpointId === endpoint.Id && c.Id === ctx.params[1]);
+        if (i < 0) throw new HttpError(404, `No such container: ${ctx.params[1]}`);
+        state.containers.splice(i, 1);
         return { status: 204 };
       },
     },
@@ -496,6 +553,11 @@ export async function startPortainerSim(options: PortainerSimOptions = {}): Prom
     let body: string | undefined;
     const headers: Record<string, string> = {};
     try {
+      // adminmonitor WithRedirect wraps every handler: compares the raw RequestURI, query included.
+      const requestUri = req.url ?? "/";
+      if (adminInitDisabled() && requestUri.startsWith("/api") && requestUri !== "/api/status" && requestUri !== "/api/settings/public") {
+        throw new HttpError(303, "Administrator initialization timeout", "Administrator initialization timeout", { "redirect-reason": "AdminInitTimeout" });
+      }
       const onPath = routes.filter((r) => r.path.test(url.pathname));
       const route = onPath.find((r) => r.method === method);
       if (!route) throw onPath.length > 0 ? new HttpError(405, "Method Not Allowed") : new HttpError(404, "404 page not found");
@@ -509,6 +571,7 @@ export async function startPortainerSim(options: PortainerSimOptions = {}): Prom
     } catch (e) {
       const err = e instanceof HttpError ? e : new HttpError(500, "Internal server error", (e as Error).message);
       status = err.status;
+      Object.assign(headers, err.headers);
       body = JSON.stringify({ message: err.message, details: err.details });
     }
     log.push({ method, path: url.pathname, status, mutating: method !== "GET" && url.pathname !== "/api/auth" });
@@ -537,6 +600,11 @@ export async function startPortainerSim(options: PortainerSimOptions = {}): Prom
       const stack = state.stacks.find((s) => s.Id === id) as SimStack;
       if (change.content !== undefined) stack.content = change.content;
       if (change.env !== undefined) stack.Env = change.env;
+    },
+    restart() {
+      monitor.startedAt = clock();
+      monitor.fired = false;
+      monitor.disabled = false;
     },
     setAgentUp(url, up) {
       const agent = state.agents.get(agentKey(url));

@@ -65,6 +65,13 @@ export interface SimStack {
   content: string;
 }
 
+/** A container on an environment, as the Docker Engine API lists it (only what Phoenix reads). */
+export interface SimContainer {
+  Id: string;
+  EndpointId: number;
+  Labels: Record<string, string>;
+}
+
 /** An agent Portainer can reach, by `host:port`. */
 export interface SimAgent {
   version: string;
@@ -77,6 +84,7 @@ export class PortainerState {
   readonly endpoints: SimEndpoint[] = [];
   readonly stacks: SimStack[] = [];
   readonly agents = new Map<string, SimAgent>();
+  readonly containers: SimContainer[] = [];
   private nextId = { user: 1, key: 1, endpoint: 1, stack: 1 };
 
   constructor(readonly instanceId = crypto.randomUUID()) {}
@@ -104,6 +112,26 @@ export class PortainerState {
     const endpoint = { Id: this.nextId.endpoint++, ...e };
     this.endpoints.push(endpoint);
     return endpoint;
+  }
+
+  /**
+   * What `docker compose up -d` leaves running for a project: a container per service in the
+   * file, the existing ones kept; containers of services no longer in the file are not touched
+   * (Portainer runs up without --remove-orphans: libstack composeplugin Deploy).
+   */
+  composeUp(endpointId: number, project: string, services: string[]): void {
+    for (const service of services) {
+      const exists = this.containers.some((c) => c.EndpointId === endpointId && c.Labels["com.docker.compose.project"] === project && c.Labels["com.docker.compose.service"] === service);
+      if (!exists) this.containers.push({ Id: crypto.randomBytes(32).toString("hex"), EndpointId: endpointId, Labels: { "com.docker.compose.project": project, "com.docker.compose.service": service } });
+    }
+  }
+
+  /** `docker compose down --remove-orphans` (libstack composeplugin Remove): every container of the project goes. */
+  composeDown(endpointId: number, project: string): void {
+    for (let i = this.containers.length - 1; i >= 0; i--) {
+      const c = this.containers[i]!;
+      if (c.EndpointId === endpointId && c.Labels["com.docker.compose.project"] === project) this.containers.splice(i, 1);
+    }
   }
 
   addStack(s: Omit<SimStack, "Id" | "ProjectPath">): SimStack {

@@ -15,7 +15,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 hosts_new=$(mktemp)
 awk -v b='# BEGIN phoenix internal names' -v e='# END phoenix internal names' '$0==b{skip=1;next} $0==e{skip=0;next} !skip' /etc/hosts > "$hosts_new"
-printf '%s\n' '# BEGIN phoenix internal names' '10.0.0.12 step-ca.internal.thinkheads.ai vllm-embed.internal.thinkheads.ai vllm-chat.internal.thinkheads.ai ollama.internal.thinkheads.ai llamacpp.internal.thinkheads.ai portainer.internal.thinkheads.ai qdrant.internal.thinkheads.ai webapp.internal.thinkheads.ai n8n.internal.thinkheads.ai' '10.0.0.111 vm-1001.internal.thinkheads.ai' '# END phoenix internal names' >> "$hosts_new"
+printf '%s\n' '# BEGIN phoenix internal names' '10.0.0.153 internal.thinkheads.ai portainer.internal.thinkheads.ai' '10.0.0.12 step-ca.svc.internal.thinkheads.ai vllm-embed.svc.internal.thinkheads.ai vllm-chat.svc.internal.thinkheads.ai ollama.svc.internal.thinkheads.ai llamacpp.svc.internal.thinkheads.ai portainer.svc.internal.thinkheads.ai qdrant.svc.internal.thinkheads.ai webapp.svc.internal.thinkheads.ai n8n.svc.internal.thinkheads.ai traefik.internal.thinkheads.ai' '10.0.0.111 vm-1001.internal.thinkheads.ai' '# END phoenix internal names' >> "$hosts_new"
 if cmp -s "$hosts_new" /etc/hosts; then rm -f "$hosts_new"; else cat "$hosts_new" > /etc/hosts && rm -f "$hosts_new"; fi
 if ! getent group step >/dev/null; then groupadd --gid 1000 step; fi
 if ! id step >/dev/null 2>&1; then
@@ -125,9 +125,7 @@ dmljZV0KVXNlcj1zdGVwCkdyb3VwPXN0ZXAKRW52aXJvbm1lbnQ9U1RFUFBBVEg9L2V0Yy9zdGVw
 LWNhCkV4ZWNTdGFydD0vdXNyL2xvY2FsL2Jpbi9zdGVwLWNhIC9ldGMvc3RlcC1jYS9jb25maWcv
 Y2EuanNvbiAtLXBhc3N3b3JkLWZpbGUgL2V0Yy9zdGVwLWNhL3NlY3JldHMvcGFzc3dvcmQKUmVz
 dGFydD1vbi1mYWlsdXJlClJlc3RhcnRTZWM9NXMKQ2FwYWJpbGl0eUJvdW5kaW5nU2V0PQpOb05l
-d1ByaXZpbGVnZXM9dHJ1ZQpQcm90ZWN0U3lzdGVtPXN0cmljdApQcm90ZWN0SG9tZT10cnVlClBy
-aXZhdGVUbXA9dHJ1ZQpSZWFkV3JpdGVQYXRocz0vZXRjL3N0ZXAtY2EvZGIKCltJbnN0YWxsXQpX
-YW50ZWRCeT1tdWx0aS11c2VyLnRhcmdldAo=
+d1ByaXZpbGVnZXM9dHJ1ZQoKW0luc3RhbGxdCldhbnRlZEJ5PW11bHRpLXVzZXIudGFyZ2V0Cg==
 PHOENIX_FILE
 
 # A file counts as changed when its content, mode or owner differs.
