@@ -4,6 +4,8 @@
  * with containers. Only what is declared is converged; storages and datasets
  * Phoenix does not name are never touched. A pool or dataset removed from the
  * configuration is forgotten, not destroyed, unless it allows destruction.
+ * Every host resource is identified by the node's name: a new SSH address, port, user or key is
+ * an in-place update that runs nothing on the node, and a pool is never replaced.
  */
 import * as proxmox from "@muhlba91/pulumi-proxmoxve";
 import * as pulumi from "@pulumi/pulumi";
@@ -14,6 +16,7 @@ import { VfioHost } from "../providers/host/vfio";
 import { ZfsArcLimit } from "../providers/host/zfs-arc";
 import { ZfsDataset } from "../providers/host/zfs-dataset";
 import { ZfsPool } from "../providers/host/zfs-pool";
+import { DirMountpoint } from "../providers/storage/dir-mountpoint";
 import type { SshConnection } from "../providers/ssh";
 import type { Host } from "../stacks/schema";
 import type { NfsExport } from "./docker/exports";
@@ -30,7 +33,7 @@ export interface HostPrepArgs {
   provider: pulumi.ProviderResource;
   /** NFS exports of datasets to Docker hosts, with their clients' addresses. */
   exports?: NfsExport[];
-  /** The API with the stack's token, to read the node's PCI listing; needed when a GPU is vm-passthrough. */
+  /** The API with the stack's token, to read the node's PCI listing (vm-passthrough GPUs) and mark dir storages as mount points. */
   api?: pulumi.Input<ApiAccess>;
 }
 
@@ -71,18 +74,20 @@ export class HostPrep extends pulumi.ComponentResource {
   constructor(name: string, args: HostPrepArgs, opts: pulumi.ComponentResourceOptions = {}) {
     super("phoenix:host:HostPrep", name, {}, opts);
     const child = { parent: this };
-    const { host, connection } = args;
+    const { host, connection, node } = args;
     const pools: Record<string, ZfsPool> = {};
     for (const p of host.zfs.pools) {
       pools[p.name] = new ZfsPool(
         `${name}-pool-${p.name}`,
         {
+          node,
           connection,
           name: p.name,
           vdevType: p.topology,
           disks: p.disks,
           poolOptions: { ashift: String(p.ashift) },
           filesystemProperties: Object.fromEntries(Object.entries(p.properties).map(([k, v]) => [k, zfsValue(v)])),
+          wipeDisksOnCreate: p.wipeDisksOnCreate ?? false,
           allowDestroy: p.allowDestroy,
         },
         { ...child, retainOnDelete: !p.allowDestroy },
@@ -92,27 +97,31 @@ export class HostPrep extends pulumi.ComponentResource {
       const id = `${d.pool}/${d.name}`;
       const dataset = new ZfsDataset(
         `${name}-dataset-${id.replace(/\//g, "-")}`,
-        { connection, pool: d.pool, name: d.name, properties: Object.fromEntries(Object.entries(d.properties).map(([k, v]) => [k, zfsValue(v)])), allowDestroy: d.allowDestroy },
+        { node, connection, pool: d.pool, name: d.name, properties: Object.fromEntries(Object.entries(d.properties).map(([k, v]) => [k, zfsValue(v)])), allowDestroy: d.allowDestroy },
         { ...child, dependsOn: [pools[d.pool]!], retainOnDelete: !d.allowDestroy },
       );
       this.datasets[id] = dataset;
       if (!d.storage) continue;
       const storageOpts = { ...child, provider: args.provider, dependsOn: [dataset] };
-      this.storages[d.storage.id] =
-        d.storage.type === "zfspool"
-          ? new proxmox.storage.ZfspoolLegacy(`${name}-storage-${d.storage.id}`, { resourceId: d.storage.id, zfsPool: id, contents: d.storage.content, nodes: [args.node] }, storageOpts)
-          : new proxmox.storage.DirectoryLegacy(`${name}-storage-${d.storage.id}`, { resourceId: d.storage.id, path: `/${id}`, contents: d.storage.content, nodes: [args.node] }, storageOpts);
+      if (d.storage.type === "zfspool") {
+        this.storages[d.storage.id] = new proxmox.storage.ZfspoolLegacy(`${name}-storage-${d.storage.id}`, { resourceId: d.storage.id, zfsPool: id, contents: d.storage.content, nodes: [args.node] }, storageOpts);
+        continue;
+      }
+      const dir = new proxmox.storage.DirectoryLegacy(`${name}-storage-${d.storage.id}`, { resourceId: d.storage.id, path: `/${id}`, contents: d.storage.content, nodes: [args.node] }, storageOpts);
+      // The path is a dataset's mountpoint: PVE must not fill the root file system when it is not mounted (providers/storage/dir-mountpoint.ts).
+      if (!args.api) throw new Error(`${name}: dir storage ${d.storage.id} needs API access to set is_mountpoint`);
+      this.storages[d.storage.id] = new DirMountpoint(`${name}-storage-${d.storage.id}-mountpoint`, { api: args.api, storage: d.storage.id }, { ...child, dependsOn: [dir] });
     }
-    if (host.zfs.arcMaxGiB !== undefined) new ZfsArcLimit(`${name}-zfs-arc`, { connection, maxBytes: Math.round(host.zfs.arcMaxGiB * GIB) }, child);
+    if (host.zfs.arcMaxGiB !== undefined) new ZfsArcLimit(`${name}-zfs-arc`, { node, connection, maxBytes: Math.round(host.zfs.arcMaxGiB * GIB) }, child);
     if (host.nvidiaDriver && host.gpus.some((g) => g.mode === "lxc-shared")) {
-      this.nvidia = new NvidiaDriver(`${name}-nvidia`, { connection, version: host.nvidiaDriver.version }, child);
+      this.nvidia = new NvidiaDriver(`${name}-nvidia`, { node, connection, version: host.nvidiaDriver.version }, child);
       this.gpuInfo = pulumi.all([this.nvidia.gpus, this.nvidia.deviceNodes, this.nvidia.installedVersion]).apply(([gpus, deviceNodes, driverVersion]) => ({ gpus, deviceNodes, driverVersion }));
     }
     if (args.exports && args.exports.length > 0) {
       this.exports = new NodeFile(
         `${name}-nfs-exports`,
         // The NFS server is not part of a stock PVE install; it is added when the first export is.
-        { connection, path: "/etc/exports", exports: args.exports, reload: [exportOwners(host, args.exports), "if ! command -v exportfs >/dev/null; then apt-get install -y nfs-kernel-server; fi", "exportfs -ra"].filter(Boolean).join("; ") },
+        { node, connection, path: "/etc/exports", exports: args.exports, reload: [exportOwners(host, args.exports), "if ! command -v exportfs >/dev/null; then apt-get install -y nfs-kernel-server; fi", "exportfs -ra"].filter(Boolean).join("; ") },
         { ...child, dependsOn: args.exports.map((e) => this.datasets[e.path.slice(1)]).filter((d): d is pulumi.Resource => d !== undefined) },
       );
     }
@@ -126,6 +135,7 @@ export class HostPrep extends pulumi.ComponentResource {
       this.vfio = new VfioHost(
         `${name}-vfio`,
         {
+          node,
           connection,
           gpus: functions.cards.apply((cards) =>
             used.map((g) => ({

@@ -1,5 +1,5 @@
 import type * as pulumi from "@pulumi/pulumi";
-import { parseHostKey, type SshConnection } from "./ssh";
+import { parseHostKey } from "./ssh";
 
 /** What the engine sends, during preview, for an input whose value is not known yet. */
 export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
@@ -18,6 +18,10 @@ export class Checker {
   string(property: string, v: unknown, pattern: RegExp, what: string): void {
     if (isUnknown(v)) return;
     this.require(property, typeof v === "string" && pattern.test(v), `${property} must be ${what}, got ${JSON.stringify(v)}`);
+  }
+  /** The Proxmox node's name: what identifies the machine a host resource lives on. */
+  node(v: unknown): void {
+    this.string("node", v, /^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?$/, "a Proxmox node name");
   }
   connection(v: unknown): void {
     if (isUnknown(v)) return;
@@ -62,13 +66,19 @@ export function changedKeys(olds: object, news: object, keys: readonly string[])
 }
 
 /**
- * The connection's target decides which machine a resource lives on: a different host is a
- * different resource. Key, user or port changes only change how we reach the same one.
+ * A host resource is identified by its node's name, never by how Phoenix reaches the node: a
+ * changed address, port, user or key is an in-place update (see `reachOnly`). A replacement is
+ * create-before-delete, and on one machine the old resource's delete would undo what the new one
+ * just did, so only another node replaces. State written before `node` was an input has none:
+ * it is the same node.
  */
-export function connectionReplaces(olds: { connection?: SshConnection }, news: { connection?: SshConnection }): string[] {
-  const o = olds.connection?.host;
-  const n = isUnknown(news.connection) ? UNKNOWN : news.connection?.host;
-  return o !== undefined && !same(o, n) ? ["connection"] : [];
+export function nodeReplaces(olds: { node?: string }, news: { node?: string }): string[] {
+  return olds.node !== undefined && !same(olds.node, news.node) ? ["node"] : [];
+}
+
+/** Only the way to reach the node changed: the update records it and runs nothing on the node. */
+export function reachOnly(changed: readonly string[]): boolean {
+  return changed.length > 0 && changed.every((k) => k === "connection");
 }
 
 export function diffResult(changed: string[], replaces: string[], deleteBeforeReplace = false): pulumi.dynamic.DiffResult {

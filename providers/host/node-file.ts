@@ -7,11 +7,13 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { mergeExports, type NfsExport } from "../../components/docker/exports";
-import { changedKeys, Checker, connectionReplaces, diffResult, isUnknown, parseProbe } from "../common";
+import { changedKeys, Checker, diffResult, isUnknown, nodeReplaces, parseProbe, reachOnly } from "../common";
 import { dynamicProvider, type Implementation } from "../dynamic";
 import { parseFiles, readFiles, removeFile, renderScript, runScriptChecked, writeFileIfChanged, type SshConnection } from "../ssh";
 
 export interface NodeFileInputs {
+  /** The Proxmox node: with the path, what identifies the file. */
+  node: string;
   connection: SshConnection;
   path: string;
   mode: string;
@@ -29,7 +31,9 @@ export interface NodeFileOutputs extends NodeFileInputs {
 }
 
 export interface NodeFileArgs {
-  /** SSH to the node. */
+  /** The Proxmox node's name; another node is another file. */
+  node: pulumi.Input<string>;
+  /** SSH to the node; a change is recorded in place. */
   connection: pulumi.Input<SshConnection>;
   /** Absolute path on the node. */
   path: pulumi.Input<string>;
@@ -49,7 +53,7 @@ export class NodeFile extends pulumi.dynamic.Resource {
   declare readonly actual: pulumi.Output<string>;
 
   constructor(name: string, args: NodeFileArgs, opts?: pulumi.CustomResourceOptions) {
-    super(nodeFileProvider, name, { actual: undefined, mode: "0644", ...args }, pulumi.mergeOptions(opts, { additionalSecretOutputs: ["connection"] }), "phoenix/host", "NodeFile");
+    super(nodeFileProvider, name, { actual: undefined, mode: "0644", ...args, connection: pulumi.secret(args.connection) }, pulumi.mergeOptions(opts, { additionalSecretOutputs: ["connection"] }), "phoenix/host", "NodeFile");
   }
 }
 
@@ -69,9 +73,17 @@ async function converge(i: NodeFileInputs): Promise<NodeFileOutputs> {
   return { ...i, actual: (await current(i)) ?? "" };
 }
 
+function changes(olds: NodeFileOutputs, news: NodeFileInputs): string[] {
+  const changed = changedKeys(olds, news, ["content", "exports", "mode", "reload", "connection"]);
+  // Drift found by refresh: the node's file is not what the declaration makes of it.
+  if (!isUnknown(news.content) && !isUnknown(news.exports) && olds.actual !== desired(news, olds.actual)) changed.push("actual");
+  return changed;
+}
+
 export const implementation: Implementation = {
   async check(_olds: unknown, news: Record<string, unknown>) {
     const c = new Checker(`node file ${String(news.path)}`);
+    c.node(news.node);
     c.connection(news.connection);
     c.string("path", news.path, /^\/[^\s]*[^/\s]$/, "an absolute file path without spaces");
     c.string("mode", news.mode, /^0?[0-7]{3}$/, "an octal mode such as 0644");
@@ -79,10 +91,7 @@ export const implementation: Implementation = {
     return { inputs: news, failures: c.failures };
   },
   async diff(_id: string, olds: NodeFileOutputs, news: NodeFileInputs) {
-    const changed = changedKeys(olds, news, ["content", "exports", "mode", "reload", "connection"]);
-    // Drift found by refresh: the node's file is not what the declaration makes of it.
-    if (!isUnknown(news.content) && !isUnknown(news.exports) && olds.actual !== desired(news, olds.actual)) changed.push("actual");
-    return diffResult(changed, [...changedKeys(olds, news, ["path"]), ...connectionReplaces(olds, news)]);
+    return diffResult(changes(olds, news), [...changedKeys(olds, news, ["path"]), ...nodeReplaces(olds, news)]);
   },
   async create(inputs: NodeFileInputs) {
     return { id: inputs.path, outs: await converge(inputs) };
@@ -91,7 +100,8 @@ export const implementation: Implementation = {
     const now = await current(props);
     return now === undefined && props.content !== undefined ? { id: "", props: {} } : { id, props: { ...props, actual: now ?? "" } };
   },
-  async update(_id: string, _olds: NodeFileOutputs, news: NodeFileInputs) {
+  async update(_id: string, olds: NodeFileOutputs, news: NodeFileInputs) {
+    if (reachOnly(changes(olds, news))) return { outs: { ...olds, ...news } };
     return { outs: await converge(news) };
   },
   async delete(_id: string, props: NodeFileOutputs) {

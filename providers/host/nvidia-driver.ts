@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { parseFiles, runScriptChecked, type SshConnection } from "../ssh";
-import { changedKeys, Checker, connectionReplaces, diffResult, isUnknown, parseProbe } from "../common";
+import { changedKeys, Checker, diffResult, isUnknown, nodeReplaces, parseProbe, reachOnly } from "../common";
 import { dynamicProvider, type Implementation } from "../dynamic";
 import {
   deviceNodes,
@@ -17,6 +17,8 @@ import {
 } from "./nvidia.scripts";
 
 export interface NvidiaDriverInputs {
+  /** The Proxmox node: what identifies this resource. */
+  node: string;
   connection: SshConnection;
   /** Pinned driver version, e.g. `580.76.05`; containers must install the same user-space version. */
   version: string;
@@ -40,7 +42,9 @@ export interface NvidiaDriverOutputs extends NvidiaDriverInputs {
 }
 
 export interface NvidiaDriverArgs {
-  /** SSH access to the Proxmox node. */
+  /** The Proxmox node's name; another node is another resource. */
+  node: pulumi.Input<string>;
+  /** SSH access to the Proxmox node; a change is recorded in place. */
   connection: pulumi.Input<SshConnection>;
   /** Pinned driver version; changing it upgrades in place. */
   version: pulumi.Input<string>;
@@ -140,9 +144,17 @@ async function converge(inputs: NvidiaDriverInputs): Promise<NvidiaDriverOutputs
   return after;
 }
 
+/** A new version is an upgrade of the same installation, never a replacement. */
+function changes(olds: NvidiaDriverOutputs, news: NvidiaDriverInputs): string[] {
+  const changed = changedKeys(olds, news, ["connection", "version", "runfileUrl", "runfileSha256"]);
+  if (!olds.inSync) changed.push("inSync");
+  return changed;
+}
+
 export const implementation: Implementation = {
   async check(_olds: unknown, news: Record<string, unknown>) {
     const c = new Checker(`NVIDIA driver ${String(news.version)}`);
+    c.node(news.node);
     c.connection(news.connection);
     c.string("version", news.version, /^\d+\.\d+(\.\d+)?$/, "a driver version like 580.76.05");
     // The default URL is as unknown as the version it is built from.
@@ -153,21 +165,19 @@ export const implementation: Implementation = {
   },
 
   async diff(_id: string, olds: NvidiaDriverOutputs, news: NvidiaDriverInputs) {
-    // A new version is an upgrade of the same installation, never a replacement.
-    const changed = changedKeys(olds, news, ["connection", "version", "runfileUrl", "runfileSha256"]);
-    if (!olds.inSync) changed.push("inSync");
-    return diffResult(changed, connectionReplaces(olds, news));
+    return diffResult(changes(olds, news), nodeReplaces(olds, news));
   },
 
   async create(inputs: NvidiaDriverInputs) {
-    return { id: `nvidia-${inputs.connection.host}`, outs: await converge(inputs) };
+    return { id: `nvidia-${inputs.node}`, outs: await converge(inputs) };
   },
 
   async read(id: string, props: NvidiaDriverOutputs) {
     return { id, props: describe(props, await probe(props.connection)) };
   },
 
-  async update(_id: string, _olds: NvidiaDriverOutputs, news: NvidiaDriverInputs) {
+  async update(_id: string, olds: NvidiaDriverOutputs, news: NvidiaDriverInputs) {
+    if (reachOnly(changes(olds, news))) return { outs: { ...olds, ...news } };
     return { outs: await converge(news) };
   },
 

@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { parseFiles, runScriptChecked, type SshConnection } from "../ssh";
-import { changedKeys, Checker, connectionReplaces, diffResult, isUnknown, parseProbe } from "../common";
+import { changedKeys, Checker, diffResult, isUnknown, nodeReplaces, parseProbe, reachOnly } from "../common";
 import { dynamicProvider, type Implementation } from "../dynamic";
 import {
   cpuVendorOf,
@@ -22,6 +22,8 @@ import {
 import { FILES, renderVfioApply, renderVfioProbe, type BootLoader, type VfioApply } from "./vfio.scripts";
 
 export interface VfioHostInputs {
+  /** The Proxmox node: what identifies this resource. */
+  node: string;
   connection: SshConnection;
   /** Every GPU of the node with its mode; only vm-passthrough ones are bound to vfio-pci. */
   gpus: GpuDeclaration[];
@@ -47,7 +49,9 @@ export interface VfioHostOutputs extends VfioHostInputs {
 }
 
 export interface VfioHostArgs {
-  /** SSH access to the Proxmox node. */
+  /** The Proxmox node's name; another node is another resource. */
+  node: pulumi.Input<string>;
+  /** SSH access to the Proxmox node; a change is recorded in place. */
   connection: pulumi.Input<SshConnection>;
   /** All GPUs with their mode and PCI ids (GPU and audio function). */
   gpus: pulumi.Input<pulumi.Input<GpuDeclaration>[]>;
@@ -174,9 +178,16 @@ async function converge(inputs: VfioHostInputs): Promise<VfioHostOutputs> {
   return describe(inputs, await probe(inputs.connection));
 }
 
+function changes(olds: VfioHostOutputs, news: VfioHostInputs): string[] {
+  const changed = changedKeys(olds, news, ["connection", "gpus"]);
+  if (!olds.inSync) changed.push("inSync");
+  return changed;
+}
+
 export const implementation: Implementation = {
   async check(_olds: unknown, news: Record<string, unknown>) {
     const c = new Checker("IOMMU/vfio host preparation");
+    c.node(news.node);
     c.connection(news.connection);
     const gpus = news.gpus;
     if (!isUnknown(gpus)) {
@@ -206,20 +217,19 @@ export const implementation: Implementation = {
   },
 
   async diff(_id: string, olds: VfioHostOutputs, news: VfioHostInputs) {
-    const changed = changedKeys(olds, news, ["connection", "gpus"]);
-    if (!olds.inSync) changed.push("inSync");
-    return diffResult(changed, connectionReplaces(olds, news));
+    return diffResult(changes(olds, news), nodeReplaces(olds, news));
   },
 
   async create(inputs: VfioHostInputs) {
-    return { id: `vfio-${inputs.connection.host}`, outs: await converge(inputs) };
+    return { id: `vfio-${inputs.node}`, outs: await converge(inputs) };
   },
 
   async read(id: string, props: VfioHostOutputs) {
     return { id, props: describe(props, await probe(props.connection)) };
   },
 
-  async update(_id: string, _olds: VfioHostOutputs, news: VfioHostInputs) {
+  async update(_id: string, olds: VfioHostOutputs, news: VfioHostInputs) {
+    if (reachOnly(changes(olds, news))) return { outs: { ...olds, ...news } };
     return { outs: await converge(news) };
   },
 

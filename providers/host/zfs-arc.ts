@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { parseFiles, runScriptChecked, type SshConnection } from "../ssh";
-import { changedKeys, Checker, connectionReplaces, diffResult, isUnknown, parseProbe } from "../common";
+import { changedKeys, Checker, diffResult, isUnknown, nodeReplaces, parseProbe, reachOnly } from "../common";
 import { dynamicProvider, type Implementation } from "../dynamic";
 import { mergeModprobeOption, readModprobeOption, renderArcApply, renderArcProbe, ZFS_MODPROBE_CONF } from "./zfs.scripts";
 
@@ -8,6 +8,8 @@ import { mergeModprobeOption, readModprobeOption, renderArcApply, renderArcProbe
 const MIN_ARC_BYTES = 64 * 2 ** 20;
 
 export interface ZfsArcLimitInputs {
+  /** The Proxmox node: what identifies this resource. */
+  node: string;
   connection: SshConnection;
   /** Upper bound of the ARC in bytes. */
   maxBytes: number;
@@ -21,7 +23,9 @@ export interface ZfsArcLimitOutputs extends ZfsArcLimitInputs {
 }
 
 export interface ZfsArcLimitArgs {
-  /** SSH access to the Proxmox node. */
+  /** The Proxmox node's name; another node is another resource. */
+  node: pulumi.Input<string>;
+  /** SSH access to the Proxmox node; a change is recorded in place. */
   connection: pulumi.Input<SshConnection>;
   /** ARC upper bound in bytes (at least 64 MiB), persisted and applied at runtime. */
   maxBytes: pulumi.Input<number>;
@@ -67,9 +71,17 @@ async function converge(conn: SshConnection, maxBytes: number | undefined): Prom
   return probe(conn);
 }
 
+function changes(olds: ZfsArcLimitOutputs, news: ZfsArcLimitInputs): string[] {
+  const changed = changedKeys(olds, news, ["connection", "maxBytes"]);
+  // Refresh records what the node really has; either drifting from the declared value means work.
+  if (olds.persistedBytes !== news.maxBytes || olds.runtimeBytes !== news.maxBytes) changed.push("persistedBytes");
+  return changed;
+}
+
 export const implementation: Implementation = {
   async check(_olds: unknown, news: Record<string, unknown>) {
     const c = new Checker("ZFS ARC limit");
+    c.node(news.node);
     c.connection(news.connection);
     if (!isUnknown(news.maxBytes)) {
       c.require("maxBytes", Number.isSafeInteger(news.maxBytes) && (news.maxBytes as number) >= MIN_ARC_BYTES, `maxBytes must be a whole number of bytes of at least ${MIN_ARC_BYTES} (64 MiB), got ${JSON.stringify(news.maxBytes)}`);
@@ -78,15 +90,12 @@ export const implementation: Implementation = {
   },
 
   async diff(_id: string, olds: ZfsArcLimitOutputs, news: ZfsArcLimitInputs) {
-    const changed = changedKeys(olds, news, ["connection", "maxBytes"]);
-    // Refresh records what the node really has; either drifting from the declared value means work.
-    if (olds.persistedBytes !== news.maxBytes || olds.runtimeBytes !== news.maxBytes) changed.push("persistedBytes");
-    return diffResult(changed, connectionReplaces(olds, news));
+    return diffResult(changes(olds, news), nodeReplaces(olds, news));
   },
 
   async create(inputs: ZfsArcLimitInputs) {
     const s = await converge(inputs.connection, inputs.maxBytes);
-    return { id: `zfs-arc-max-${inputs.connection.host}`, outs: { ...inputs, persistedBytes: s.persistedBytes, runtimeBytes: s.runtimeBytes } };
+    return { id: `zfs-arc-max-${inputs.node}`, outs: { ...inputs, persistedBytes: s.persistedBytes, runtimeBytes: s.runtimeBytes } };
   },
 
   async read(id: string, props: ZfsArcLimitOutputs) {
@@ -94,7 +103,8 @@ export const implementation: Implementation = {
     return { id, props: { ...props, persistedBytes: s.persistedBytes, runtimeBytes: s.runtimeBytes } };
   },
 
-  async update(_id: string, _olds: ZfsArcLimitOutputs, news: ZfsArcLimitInputs) {
+  async update(_id: string, olds: ZfsArcLimitOutputs, news: ZfsArcLimitInputs) {
+    if (reachOnly(changes(olds, news))) return { outs: { ...olds, ...news } };
     const s = await converge(news.connection, news.maxBytes);
     return { outs: { ...news, persistedBytes: s.persistedBytes, runtimeBytes: s.runtimeBytes } };
   },

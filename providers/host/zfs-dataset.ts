@@ -1,10 +1,12 @@
 import * as pulumi from "@pulumi/pulumi";
 import { runScriptChecked, type SshConnection } from "../ssh";
-import { changedKeys, Checker, connectionReplaces, diffResult, isUnknown, parseProbe } from "../common";
+import { changedKeys, Checker, diffResult, isUnknown, nodeReplaces, parseProbe, reachOnly } from "../common";
 import { dynamicProvider, type Implementation } from "../dynamic";
 import { renderDatasetCreate, renderDatasetDestroy, renderDatasetProbe, renderDatasetSet, reportedProperties, ZFS_NAME, ZFS_PROPERTY } from "./zfs.scripts";
 
 export interface ZfsDatasetInputs {
+  /** The Proxmox node: with pool and name, what identifies the dataset. */
+  node: string;
   connection: SshConnection;
   pool: string;
   /** Path below the pool, e.g. `vm-disks` or `shared/iso`. */
@@ -21,7 +23,9 @@ export interface ZfsDatasetOutputs extends ZfsDatasetInputs {
 }
 
 export interface ZfsDatasetArgs {
-  /** SSH access to the Proxmox node. */
+  /** The Proxmox node's name; another node is another dataset. */
+  node: pulumi.Input<string>;
+  /** SSH access to the Proxmox node; a change is recorded in place. */
   connection: pulumi.Input<SshConnection>;
   /** The pool the dataset lives in; changing it replaces the dataset. */
   pool: pulumi.Input<string>;
@@ -69,9 +73,14 @@ function differing(declared: Record<string, string>, reported: Record<string, st
   return Object.fromEntries(Object.entries(declared).filter(([k, v]) => reported[k] !== v));
 }
 
+function changes(olds: ZfsDatasetOutputs, news: ZfsDatasetInputs): string[] {
+  return changedKeys(olds, news, ["connection", "properties", "allowDestroy"]);
+}
+
 export const implementation: Implementation = {
   async check(_olds: unknown, news: Record<string, unknown>) {
     const c = new Checker(`ZFS dataset ${String(news.pool)}/${String(news.name)}`);
+    c.node(news.node);
     c.connection(news.connection);
     c.string("pool", news.pool, ZFS_NAME, "a pool name");
     c.string("name", news.name, /^[A-Za-z0-9][A-Za-z0-9_.:-]*(\/[A-Za-z0-9][A-Za-z0-9_.:-]*)*$/, "a dataset path below the pool, without a leading slash");
@@ -90,8 +99,8 @@ export const implementation: Implementation = {
   },
 
   async diff(_id: string, olds: ZfsDatasetOutputs, news: ZfsDatasetInputs) {
-    const replaces = [...changedKeys(olds, news, ["pool", "name"]), ...connectionReplaces(olds, news)];
-    return diffResult(changedKeys(olds, news, ["connection", "properties", "allowDestroy"]), replaces);
+    const replaces = [...changedKeys(olds, news, ["pool", "name"]), ...nodeReplaces(olds, news)];
+    return diffResult(changes(olds, news), replaces);
   },
 
   async create(inputs: ZfsDatasetInputs) {
@@ -117,7 +126,8 @@ export const implementation: Implementation = {
     return current ? { id, props: current } : { id: "", props: {} };
   },
 
-  async update(id: string, _olds: ZfsDatasetOutputs, news: ZfsDatasetInputs) {
+  async update(id: string, olds: ZfsDatasetOutputs, news: ZfsDatasetInputs) {
+    if (reachOnly(changes(olds, news))) return { outs: { ...olds, ...news } };
     const before = await outputsFromHost(news, id);
     if (!before) throw new Error(`ZFS dataset ${id} no longer exists on ${news.connection.host}; run \`pulumi refresh\` so Phoenix recreates it`);
     const wrong = differing(news.properties, before.properties);

@@ -55,8 +55,12 @@ export function renderDatasetCreate(dataset: string, properties: Record<string, 
   return renderScript(["zfs create", propertyOpts("-o", properties), shellQuote(dataset)].filter(Boolean).join(" "));
 }
 
+function zfsSet(dataset: string, properties: Record<string, string>): string {
+  return `zfs set ${Object.entries(properties).map(([k, v]) => shellQuote(`${k}=${v}`)).join(" ")} ${shellQuote(dataset)}`;
+}
+
 export function renderDatasetSet(dataset: string, properties: Record<string, string>): string {
-  return renderScript(`zfs set ${Object.entries(properties).map(([k, v]) => shellQuote(`${k}=${v}`)).join(" ")} ${shellQuote(dataset)}`);
+  return renderScript(zfsSet(dataset, properties));
 }
 
 export function renderDatasetDestroy(dataset: string): string {
@@ -67,18 +71,31 @@ if zfs list -H -o name "$ds" >/dev/null 2>&1; then zfs destroy "$ds"; fi
 }
 
 /**
- * Prints `pool absent|present` (then `zpool status -P` lines prefixed `status `) and, per disk,
- * `disk <path> missing|present`, `sig <path> <type>` and `part <path> <name>`.
+ * Prints `pool absent|present` (then `zpool status -P` lines prefixed `status `, and the named
+ * pool properties as `poolprop <name> <value>` and root file system properties as `fsprop …`);
+ * `link <by-id path> <device>` for every whole-disk /dev/disk/by-id link, so aliases of one disk
+ * compare equal; and, per disk, `disk <path> missing|present`, `sig <path> <type>` and
+ * `part <path> <name>`.
  */
-export function renderPoolProbe(pool: string, disks: string[]): string {
+export function renderPoolProbe(pool: string, disks: string[], props: { pool: string[]; fs: string[] } = { pool: [], fs: [] }): string {
+  const get = (tool: string, key: string, names: string[]) =>
+    names.length ? `  ${tool} get -H -p -o property,value ${shellQuote(names.join(","))} "$pool" | while IFS=$'\\t' read -r k v; do printf '${key} %s %s\\n' "$k" "$v"; done` : "";
   return renderScript(`
 pool=${shellQuote(pool)}
 if zpool list -H -o name "$pool" >/dev/null 2>&1; then
   echo "pool present"
   zpool status -P "$pool" | sed 's/^/status /'
+${get("zpool", "poolprop", props.pool)}
+${get("zfs", "fsprop", props.fs)}
 else
   echo "pool absent"
 fi
+for link in "$R"/dev/disk/by-id/*; do
+  case $link in *-part[0-9]*) continue ;; esac
+  [ -e "$link" ] || continue
+  dev="$(readlink -f "$link")"
+  printf 'link %s %s\\n' "\${link#"$R"}" "\${dev#"$R"}"
+done
 disks=(${disks.map(shellQuote).join(" ")})
 for disk in "\${disks[@]}"; do
   if [ ! -e "$R$disk" ]; then echo "disk $disk missing"; continue; fi
@@ -95,27 +112,36 @@ export interface PoolCreateSpec {
   disks: string[];
   poolOptions: Record<string, string>;
   filesystemProperties: Record<string, string>;
-  allowDestroy: boolean;
+  wipeDisksOnCreate: boolean;
 }
 
 /**
  * Creates the pool, checking each disk again right before: empty, or wiped only when the pool
- * explicitly allows destruction. The check lives in the same script as `zpool create` so
- * nothing can land on a disk between the check and the create.
+ * says so, and never while a device of it belongs to an imported pool, whatever the pool says
+ * (a pool renamed in the configuration must not wipe the pool it was). The check lives in the
+ * same script as `zpool create` so nothing can land on a disk between the check and the create.
  */
 export function renderPoolCreate(spec: PoolCreateSpec): string {
   const layout = spec.vdevType === "single" || spec.vdevType === "stripe" ? "" : spec.vdevType;
   return renderScript(`
-allow_destroy=${spec.allowDestroy ? 1 : 0}
+wipe=${spec.wipeDisksOnCreate ? 1 : 0}
 force=()
+# The kernel names of every device an imported pool uses.
+in_use="$(zpool status -P | awk '$1 ~ /^\\// { print $1 }' | while read -r leaf; do basename "$(readlink -f "$R$leaf")"; done)"
 disks=(${spec.disks.map(shellQuote).join(" ")})
 for disk in "\${disks[@]}"; do
   if [ ! -e "$R$disk" ]; then echo "disk $disk does not exist; check the by-id name with ls -l /dev/disk/by-id/" >&2; exit 1; fi
   sigs="$(wipefs -n -i -O TYPE "$disk" | tr '\\n' ' ')"
   parts="$(lsblk -n -r -o NAME "$disk" | tail -n +2 | tr '\\n' ' ')"
   if [ -n "$sigs$parts" ]; then
-    if [ "$allow_destroy" != 1 ]; then
-      echo "disk $disk is not empty (signatures: \${sigs:-none}; partitions: \${parts:-none}); refusing to create pool ${spec.pool} on it. Wipe it yourself or set allowDestroy: true on this pool" >&2
+    for name in $(lsblk -n -r -o NAME "$disk"); do
+      if [ -n "$in_use" ] && grep -qxF "$name" <<<"$in_use"; then
+        echo "disk $disk is in use by an imported ZFS pool ($name is listed by zpool status -P); refusing to create pool ${spec.pool} on it" >&2
+        exit 1
+      fi
+    done
+    if [ "$wipe" != 1 ]; then
+      echo "disk $disk is not empty (signatures: \${sigs:-none}; partitions: \${parts:-none}); refusing to create pool ${spec.pool} on it. Wipe it yourself or set wipeDisksOnCreate: true on this pool" >&2
       exit 1
     fi
     wipefs -a "$disk"
@@ -124,6 +150,16 @@ for disk in "\${disks[@]}"; do
 done
 ${["zpool create", '"${force[@]}"', propertyOpts("-o", spec.poolOptions), propertyOpts("-O", spec.filesystemProperties), shellQuote(spec.pool), layout, ...spec.disks.map(shellQuote)].filter(Boolean).join(" ")}
 `);
+}
+
+/**
+ * One `zpool set` per pool property (zfs-2.3.4 man/man8/zpool-set.8: `zpool set property=value
+ * pool`, one at a time), then one `zfs set` for the root file system's.
+ */
+export function renderPoolSet(pool: string, poolProps: Record<string, string>, fsProps: Record<string, string>): string {
+  const lines = Object.entries(poolProps).map(([k, v]) => `zpool set ${shellQuote(`${k}=${v}`)} ${shellQuote(pool)}`);
+  if (Object.keys(fsProps).length) lines.push(zfsSet(pool, fsProps));
+  return renderScript(lines.join("\n"));
 }
 
 export function renderPoolDestroy(pool: string): string {

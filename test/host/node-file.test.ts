@@ -16,7 +16,7 @@ const reloads = () => (rig.sandbox.exists("reloads") ? rig.sandbox.read("reloads
 
 describe("NodeFile: a whole file Phoenix owns", () => {
   const snippet = "/fastData/shared-iso/snippets/phoenix-vm-1001.yaml";
-  const inputs = (content: string): NodeFileInputs => ({ connection: rig.connection, path: snippet, mode: "0640", content });
+  const inputs = (content: string): NodeFileInputs => ({ node: "pve", connection: rig.connection, path: snippet, mode: "0640", content });
 
   it("writes it, leaves it alone when unchanged, rewrites it when changed, reports drift, removes it", async () => {
     const { outs } = await implementation.create(inputs("#cloud-config\nhostname: portainer\n"));
@@ -37,7 +37,7 @@ describe("NodeFile: a whole file Phoenix owns", () => {
 
 describe("NodeFile: Phoenix's block of /etc/exports", () => {
   const mine = [{ path: "/fastData/docker-data", clients: [{ host: "10.0.0.102", options: ["rw", "sync", "no_subtree_check", "root_squash"] }] }];
-  const inputs = (exports: typeof mine): NodeFileInputs => ({ connection: rig.connection, path: "/etc/exports", mode: "0644", exports, reload: RELOAD });
+  const inputs = (exports: typeof mine): NodeFileInputs => ({ node: "pve", connection: rig.connection, path: "/etc/exports", mode: "0644", exports, reload: RELOAD });
 
   it("keeps the lines it does not own, reloads only on change, and takes only its block away on delete", async () => {
     const foreign = "/srv/media 10.0.0.50(ro,sync)\n";

@@ -31,12 +31,12 @@ describe("NvidiaDriver provider", () => {
     await rig?.stop();
   });
   const inputs = async (version: string): Promise<NvidiaDriverInputs> =>
-    (await provider.check!({} as NvidiaDriverInputs, { connection: rig.connection, version } as never)).inputs as NvidiaDriverInputs;
+    (await provider.check!({} as NvidiaDriverInputs, { node: "pve", connection: rig.connection, version } as never)).inputs as NvidiaDriverInputs;
 
   it("check defaults the installer URL and passes unknowns", async () => {
     expect((await inputs(V1)).runfileUrl).toBe(`https://us.download.nvidia.com/XFree86/Linux-x86_64/${V1}/NVIDIA-Linux-x86_64-${V1}.run`);
-    expect((await provider.check!({} as NvidiaDriverInputs, { connection: rig.connection, version: UNKNOWN } as never)).failures).toEqual([]);
-    const bad = await provider.check!({} as NvidiaDriverInputs, { connection: rig.connection, version: "latest", runfileUrl: "http://x/y.run" } as never);
+    expect((await provider.check!({} as NvidiaDriverInputs, { node: "pve", connection: rig.connection, version: UNKNOWN } as never)).failures).toEqual([]);
+    const bad = await provider.check!({} as NvidiaDriverInputs, { node: "pve", connection: rig.connection, version: "latest", runfileUrl: "http://x/y.run" } as never);
     expect(bad.failures!.map((f) => f.property)).toEqual(["version", "runfileUrl"]);
   });
 
@@ -75,7 +75,8 @@ describe("NvidiaDriver provider", () => {
   it("a new version is an in-place upgrade that unloads the old module first", async () => {
     const next = await inputs(V2);
     expect(await provider.diff!("nvidia", outs, next)).toMatchObject({ changes: true, replaces: [] });
-    expect((await provider.diff!("nvidia", outs, { ...next, connection: { ...rig.connection, host: "pve2" } })).replaces).toEqual(["connection"]);
+    expect((await provider.diff!("nvidia", outs, { ...next, connection: { ...rig.connection, host: "localhost" } })).replaces).toEqual([]);
+    expect((await provider.diff!("nvidia", outs, { ...next, node: "pve2" })).replaces).toEqual(["node"]);
     rig.sandbox.clearCalls();
     outs = (await provider.update!("nvidia", outs, next)).outs!;
     expect(rig.sandbox.calls("modprobe")[0]).toEqual(["modprobe", "-r", "nvidia_uvm", "nvidia_drm", "nvidia_modeset", "nvidia"]);

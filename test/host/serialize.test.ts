@@ -54,7 +54,7 @@ describe("provider serialization", () => {
   it("the serialized provider works where the engine runs it: plain node, require-from-string, cwd = project root", async () => {
     const { text } = await pulumi.runtime.serializeFunction(() => zfsDatasetProvider, { allowSecrets: true });
     writeFileSync(join(dir, "provider.js"), text);
-    writeFileSync(join(dir, "inputs.json"), JSON.stringify({ connection: rig.connection, pool: "tank", name: "served", properties: { quota: "10G" } }));
+    writeFileSync(join(dir, "inputs.json"), JSON.stringify({ node: "pve", connection: rig.connection, pool: "tank", name: "served", properties: { quota: "10G" } }));
     const { stdout } = await promisify(execFile)(process.execPath, ["-e", ENGINE_LIKE_HOST, join(dir, "provider.js"), join(dir, "inputs.json")], {
       cwd: process.cwd(),
       env: { PATH: process.env.PATH ?? "" },
@@ -79,7 +79,7 @@ describe("resource classes", () => {
       "phoenix",
       "test",
     );
-    const ds = new ZfsDataset("ds-vm-disks", { connection: rig.connection, pool: "quickOS", name: "vm-disks", properties: { quota: "800G" } });
+    const ds = new ZfsDataset("ds-vm-disks", { node: "pve", connection: rig.connection, pool: "quickOS", name: "vm-disks", properties: { quota: "800G" } });
     const dataset = await new Promise((resolve) => ds.dataset.apply(resolve));
     expect(dataset).toBe("quickOS/vm-disks");
     expect(registered[0]!.type).toBe("pulumi-nodejs:dynamic/phoenix/host:ZfsDataset");

@@ -68,7 +68,7 @@ describe("VfioHost provider", () => {
   afterAll(async () => {
     await rig?.stop();
   });
-  const inputs = (gpus = GPUS): VfioHostInputs => ({ connection: rig.connection, gpus });
+  const inputs = (gpus = GPUS): VfioHostInputs => ({ node: "pve", connection: rig.connection, gpus });
   const bind = (address: string, driver: string) => {
     rmSync(join(rig.sandbox.root, `sys/bus/pci/devices/${address}/driver`), { force: true });
     rig.sandbox.write(`sys/bus/pci/drivers/${driver}/.keep`, "");
@@ -80,7 +80,7 @@ describe("VfioHost provider", () => {
     expect(bad.failures!.map((f) => f.property)).toEqual(["gpus[0].ids[0]"]);
     const twin = await provider.check!({} as VfioHostInputs, inputs([GPUS[0]!, { name: "twin", mode: "lxc-shared", ids: ["10de:2b85"] }]));
     expect(twin.failures![0]!.reason).toMatch(/share PCI id/);
-    expect((await provider.check!({} as VfioHostInputs, { connection: rig.connection, gpus: [UNKNOWN, { name: "a", mode: UNKNOWN, ids: UNKNOWN }] } as never)).failures).toEqual([]);
+    expect((await provider.check!({} as VfioHostInputs, { node: "pve", connection: rig.connection, gpus: [UNKNOWN, { name: "a", mode: UNKNOWN, ids: UNKNOWN }] } as never)).failures).toEqual([]);
   });
 
   it("create on a systemd-boot Intel host: cmdline merged, refreshed, vfio for the VM GPU only, reboot required", async () => {
@@ -112,7 +112,8 @@ describe("VfioHost provider", () => {
   it("update in place when a GPU changes mode: the VM card's ids leave vfio", async () => {
     const shared = GPUS.map((g) => ({ ...g, mode: "lxc-shared" as const }));
     expect(await provider.diff!("vfio", outs, inputs(shared))).toMatchObject({ changes: true, replaces: [] });
-    expect((await provider.diff!("vfio", outs, { ...inputs(), connection: { ...rig.connection, host: "pve2" } })).replaces).toEqual(["connection"]);
+    expect((await provider.diff!("vfio", outs, { ...inputs(), connection: { ...rig.connection, host: "localhost" } })).replaces).toEqual([]);
+    expect((await provider.diff!("vfio", outs, { ...inputs(), node: "pve2" })).replaces).toEqual(["node"]);
     expect((await provider.diff!("vfio", { ...outs, __provider: "x" } as never, inputs())).changes).toBe(false);
     const res = (await provider.update!("vfio", outs, inputs(shared))).outs!;
     expect(rig.sandbox.exists("etc/modprobe.d/vfio.conf")).toBe(false);

@@ -34,16 +34,16 @@ describe("ZfsArcLimit provider", () => {
   afterAll(async () => {
     await rig?.stop();
   });
-  const inputs = (maxBytes: number): ZfsArcLimitInputs => ({ connection: rig.connection, maxBytes });
+  const inputs = (maxBytes: number): ZfsArcLimitInputs => ({ node: "pve", connection: rig.connection, maxBytes });
 
   it("check refuses a limit ZFS would ignore and lets unknowns through", async () => {
     expect((await provider.check!({} as ZfsArcLimitInputs, inputs(1000))).failures![0]!.reason).toMatch(/maxBytes must be a whole number of bytes of at least 67108864/);
-    expect((await provider.check!({} as ZfsArcLimitInputs, { connection: rig.connection, maxBytes: UNKNOWN } as never)).failures).toEqual([]);
+    expect((await provider.check!({} as ZfsArcLimitInputs, { node: "pve", connection: rig.connection, maxBytes: UNKNOWN } as never)).failures).toEqual([]);
   });
 
   it("create persists the limit beside existing options, applies it now and rebuilds the initramfs of a ZFS root", async () => {
     const res = await provider.create(inputs(16 * GiB));
-    expect(res.id).toBe("zfs-arc-max-127.0.0.1");
+    expect(res.id).toBe("zfs-arc-max-pve");
     outs = res.outs!;
     expect(rig.sandbox.read(CONF.slice(1))).toBe(`options zfs zfs_prefetch_disable=1 zfs_arc_max=${16 * GiB}\n`);
     expect(rig.sandbox.read(RUNTIME).trim()).toBe(String(16 * GiB));
@@ -59,7 +59,8 @@ describe("ZfsArcLimit provider", () => {
 
   it("update changes the limit in place", async () => {
     expect(await provider.diff!("zfs-arc-max", outs, inputs(8 * GiB))).toMatchObject({ changes: true, replaces: [] });
-    expect(await provider.diff!("zfs-arc-max", outs, { ...inputs(8 * GiB), connection: { ...rig.connection, host: "pve2" } })).toMatchObject({ replaces: ["connection"] });
+    expect(await provider.diff!("zfs-arc-max", outs, { ...inputs(8 * GiB), connection: { ...rig.connection, host: "localhost" } })).toMatchObject({ changes: true, replaces: [] });
+    expect(await provider.diff!("zfs-arc-max", outs, { ...inputs(8 * GiB), node: "pve2" })).toMatchObject({ replaces: ["node"] });
     outs = (await provider.update!("zfs-arc-max", outs, inputs(8 * GiB))).outs!;
     expect(rig.sandbox.read(CONF.slice(1))).toBe(`options zfs zfs_prefetch_disable=1 zfs_arc_max=${8 * GiB}\n`);
     expect(outs).toMatchObject({ maxBytes: 8 * GiB, persistedBytes: 8 * GiB, runtimeBytes: 8 * GiB });

@@ -18,6 +18,7 @@ afterAll(async () => {
 });
 
 const inputs = (over: Partial<ZfsDatasetInputs> = {}): ZfsDatasetInputs => ({
+  node: "pve",
   connection: rig.connection,
   pool: "quickOS",
   name: "vm-disks",
@@ -30,14 +31,14 @@ describe("ZfsDataset provider", () => {
   let outs: ZfsDatasetOutputs;
 
   it("check accepts unknowns during preview and names bad inputs", async () => {
-    const ok = await provider.check!({} as ZfsDatasetInputs, { connection: UNKNOWN, pool: UNKNOWN, name: "x", properties: UNKNOWN, allowDestroy: UNKNOWN } as never);
+    const ok = await provider.check!({} as ZfsDatasetInputs, { node: "pve", connection: UNKNOWN, pool: UNKNOWN, name: "x", properties: UNKNOWN, allowDestroy: UNKNOWN } as never);
     expect(ok.failures).toEqual([]);
     const bad = await provider.check!({} as ZfsDatasetInputs, { ...inputs(), name: "/abs", properties: { "Bad Key": "x", quota: "1 G" } } as never);
     expect(bad.failures!.map((f) => f.property).sort()).toEqual(["name", "properties.Bad Key", "properties.quota"]);
     expect(bad.failures![0]!.reason).toMatch(/^ZFS dataset quickOS\/\/abs: /);
     const badKey = await provider.check!({} as ZfsDatasetInputs, { ...inputs(), connection: { ...rig.connection, hostKey: "AAAAC3NzaC1lZDI1NTE5" } } as never);
     expect(badKey.failures).toEqual([{ property: "connection.hostKey", reason: expect.stringMatching(/expected an OpenSSH public key line .* or a SHA256 fingerprint/) }]);
-        const defaulted = await provider.check!({} as ZfsDatasetInputs, { connection: rig.connection, pool: "quickOS", name: "a" } as never);
+        const defaulted = await provider.check!({} as ZfsDatasetInputs, { node: "pve", connection: rig.connection, pool: "quickOS", name: "a" } as never);
     expect(defaulted.inputs).toMatchObject({ properties: {}, allowDestroy: false });
   });
 
@@ -69,7 +70,9 @@ describe("ZfsDataset provider", () => {
     expect((await provider.diff!("quickOS/vm-disks", outs, inputs({ name: "vm-images" }))).replaces).toEqual(["name"]);
     expect((await provider.diff!("quickOS/vm-disks", outs, inputs({ pool: "fastData" }))).replaces).toEqual(["pool"]);
     expect((await provider.diff!("quickOS/vm-disks", outs, { ...inputs(), name: UNKNOWN })).replaces).toEqual(["name"]);
-    expect((await provider.diff!("quickOS/vm-disks", outs, inputs({ connection: { ...rig.connection, host: "10.0.0.2" } }))).replaces).toEqual(["connection"]);
+    // Another address of the same node is an update; another node is another dataset.
+    expect(await provider.diff!("quickOS/vm-disks", outs, inputs({ connection: { ...rig.connection, host: "localhost" } }))).toMatchObject({ changes: true, replaces: [] });
+    expect((await provider.diff!("quickOS/vm-disks", outs, inputs({ node: "pve2" }))).replaces).toEqual(["node"]);
   });
 
   it("updates changed properties in place and leaves undeclared ones alone", async () => {
