@@ -74,8 +74,10 @@ export function projectFileIssues(config: StackConfig, root: string, requireAll:
   for (const use of projectFileUses(config)) {
     const found = locate(root, use.file);
     if (found.ok) continue;
-    if (found.missing && use.fromNode && !requireAll) missing.push(use);
-    else issues.push({ path: use.path, message: use.howTo && found.missing ? `${found.message}: make it with ${use.howTo}` : found.message });
+    // A file made by a command (the vLLM lock) is listed, never an error here: its template's own check
+    // refuses preview without it (providers/template/lxc-template.ts), and only stacks that build it need it.
+    if (found.missing && use.fromNode && (!requireAll || use.howTo)) missing.push(use);
+    else issues.push({ path: use.path, message: found.message });
   }
   issues.push(...composeVariableIssues(config, root));
   return { issues, missing };
