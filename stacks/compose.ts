@@ -118,7 +118,7 @@ export function buildStack(stack: LoadedStack): PhoenixExports {
   }
   const core = buildCore(config, ca(), (g) => ({ config, connection: connectionOf(g), dependsOn: [builtGuest(g.vmid).ready] }));
   if (core.caRootPem && config.guests.some((g) => g.role?.type === "portainer-server")) {
-    portainerTier({ config, caRootPem: core.caRootPem, adminPassword: stack.secret("portainerAdminPassword"), projectFile: stack.projectFile, secret: stack.dockerSecret, ready: (vmid) => built.get(vmid)!.ready, gateway: core.gateway, serverNode: connectionOf(config.guests.find((g) => g.role?.type === "portainer-server")!) });
+    portainerTier({ config, caRootPem: core.caRootPem, adminPassword: stack.secret("portainerAdminPassword"), projectFile: stack.projectFile, secret: stack.dockerSecret, ready: (vmid) => built.get(vmid)!.ready, gateway: core.gateway, serverNode: connectionOf(config.guests.find((g) => g.role?.type === "portainer-server")!), ...(hostConnection ? { nfsServer: { connection: hostConnection, ...(host?.exports ? { exports: host.exports } : {}) } } : {}) });
   }
   const urls = serviceUrls(config);
   return {

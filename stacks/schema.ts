@@ -485,6 +485,37 @@ const llamacppSchema = z.strictObject({
   vramGiB: z.number().positive(),
 });
 
+const portWithDefault = (p: number) => z.number().int().min(1).max(65535).default(p);
+const percent = (p: number) => z.number().gt(0).lt(100).default(p);
+/** Alert thresholds: the rules in components/observability/rules.render.ts read them from here. */
+const OBS_ALERT_DEFAULTS = { zfsCapacityPercent: 80, hostMemoryAvailablePercent: 10, gpuTemperatureCelsius: 85, gpuMemoryPercent: 95, modelQueueDepth: 16, downForMinutes: 5 };
+
+/** The ops guest: Prometheus and Alertmanager (and node_exporter in it), their data on a mounted dataset. */
+const observabilitySchema = z.strictObject({
+  type: z.literal("observability"),
+  prometheus: z.strictObject({ version: version.default("3.5.5"), port: portWithDefault(9090), retentionDays: z.number().int().min(1).max(3650).default(30) }).default({ version: "3.5.5", port: 9090, retentionDays: 30 }),
+  alertmanager: z.strictObject({ version: version.default("0.34.0"), port: portWithDefault(9093) }).default({ version: "0.34.0", port: 9093 }),
+  /** node_exporter, installed on the ops guest and scraped on the host and every guest. */
+  nodeExporter: z.strictObject({ version: version.default("1.12.1"), port: portWithDefault(9100) }).default({ version: "1.12.1", port: 9100 }),
+  /** The GPU exporter's port where it runs (utkuozdemir/nvidia_gpu_exporter, which reads nvidia-smi and so works on GeForce cards). */
+  gpuExporterPort: portWithDefault(9835),
+  /** The guest path of the dataset mount holding Prometheus' and Alertmanager's data. */
+  dataDir: text(GUEST_PATH).default("/var/lib/phoenix-observability"),
+  scrapeIntervalSeconds: z.number().int().min(5).max(300).default(30),
+  alerts: z
+    .strictObject({
+      zfsCapacityPercent: percent(OBS_ALERT_DEFAULTS.zfsCapacityPercent),
+      hostMemoryAvailablePercent: percent(OBS_ALERT_DEFAULTS.hostMemoryAvailablePercent),
+      gpuTemperatureCelsius: z.number().int().min(40).max(110).default(OBS_ALERT_DEFAULTS.gpuTemperatureCelsius),
+      gpuMemoryPercent: percent(OBS_ALERT_DEFAULTS.gpuMemoryPercent),
+      /** Requests waiting in a vLLM server's queue. */
+      modelQueueDepth: z.number().int().min(1).default(OBS_ALERT_DEFAULTS.modelQueueDepth),
+      /** How long a target is down before its alert fires. */
+      downForMinutes: z.number().int().min(1).max(1440).default(OBS_ALERT_DEFAULTS.downForMinutes),
+    })
+    .default(OBS_ALERT_DEFAULTS),
+});
+
 export const roleSchema = z.discriminatedUnion("type", [
   z.strictObject({
     type: z.literal("step-ca"),
@@ -527,6 +558,7 @@ export const roleSchema = z.discriminatedUnion("type", [
     environment: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$/, "must be 1–64 characters: letters, digits, space, '_', '.', '-'"),
     port: z.number().int().min(1).max(65535).default(9001),
   }),
+  observabilitySchema,
 ]);
 
 const dockerStackSchema = z.strictObject({

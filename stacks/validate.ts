@@ -523,7 +523,7 @@ function checkRoles(ctx: Context, report: Report): void {
     const role = g.role;
     if (!role) return;
     const path = `guests[${i}].role`;
-    const single = ["step-ca", "traefik", "nginx-gateway"];
+    const single = ["step-ca", "traefik", "nginx-gateway", "observability"];
     if (single.includes(role.type)) {
       const owner = roleOwner.get(role.type);
       if (owner) report(`${path}.type`, `${guestLabel(g)}: ${owner} is already the ${role.type}; a machine has one`);
@@ -542,6 +542,12 @@ function checkRoles(ctx: Context, report: Report): void {
         if (owner) report(`${path}.server`, `${guestLabel(g)}: model '${name}' is already served by ${owner}: model names route requests, so each must be unique`);
         else models.set(name, guestLabel(g));
       });
+    }
+    if (role.type === "observability") {
+      // Prometheus' and Alertmanager's data live on a declared dataset, never on the guest's root disk.
+      if (g.kind !== "lxc") report(`${path}.type`, `${guestLabel(g)}: the observability tier runs in a container (kind: lxc)`);
+      else if (!g.mounts.some((m) => m.path === role.dataDir && !m.readOnly)) report(`${path}.dataDir`, `${guestLabel(g)}: mount a dataset read-write at ${role.dataDir} (guests[${i}].mounts) to hold the metrics and alerts`);
+      if (g.network.ip === "dhcp") report(`guests[${i}].network.ip`, `${guestLabel(g)}: the observability guest needs a static address, which the scrape targets' firewalls name`);
     }
     if ((role.type === "portainer-server" || role.type === "portainer-agent") && g.kind !== "vm") {
       report(`${path}.type`, `${guestLabel(g)}: ${role.type} runs Docker and belongs on a VM (kind: vm)`);
@@ -638,6 +644,8 @@ export function rolePort(g: Guest): number | undefined {
     case "portainer-server":
     case "portainer-agent":
       return role.port;
+    case "observability":
+      return role.prometheus.port;
     default:
       return undefined;
   }

@@ -3,6 +3,18 @@
  * NIC behind the PVE firewall. Settings only root@pam may make (GPU devices,
  * bind mounts, features beyond nesting, id maps) go through LxcRootConfig, so
  * the API token never needs root's rights.
+ *
+ * Features go through LxcRootConfig whenever a root path exists (SSH to the node, or the
+ * root@pam password), and the bridged container neither sets nor diffs them: bpg v0.111.1
+ * (proxmoxtf/resource/container/container.go containerGetFeaturesForUpdate, proxmox/nodes/
+ * containers/containers_types.go CustomFeatures.EncodeValues) sends all four flags on any change,
+ * `fuse=0,keyctl=0,nesting=1,mknod=0`, which pve-container@6.0.18 (963730e) src/PVE/LXC.pm
+ * check_ct_modify_config_perm refuses from a token (a key newly present as 0 is a change; any
+ * features on a privileged container are root's). With features unset, bpg's clone sends none
+ * (containerGetFeatures sends only true flags, the schema default is all false) and its read
+ * leaves them out of the state (containerRead: only when the state already has them).
+ * With a token only, bpg sets `nesting` at the clone, the one change PVE allows a token; the
+ * cases that need more are refused by validation (stacks/validate.ts rootOnlySettings).
  */
 import * as proxmox from "@muhlba91/pulumi-proxmoxve";
 import * as pulumi from "@pulumi/pulumi";
@@ -26,6 +38,8 @@ export interface LxcGuestArgs {
   template: number;
   /** The template's disk size: what a fresh clone has, and what bpg records for it. */
   templateDiskGiB: number;
+  /** Whether the template has nesting on, which a clone keeps. */
+  templateNesting?: boolean;
   /** Phoenix's own API access, to grow the disk after the clone. */
   api: pulumi.Input<ApiAccess>;
   /** The host's declared GPUs, to find the assigned ones by PCI address. */
@@ -56,10 +70,12 @@ export class LxcGuest extends pulumi.ComponentResource {
     const label = `ct-${g.vmid}`;
     const net = resolveNetwork(g, args.context);
     const { onBoot, startup } = startupOf(g);
-    const { api, sshOnly } = rootOnlySettings(g);
+    const { api, sshOnly } = rootOnlySettings(g, args.templateNesting);
     const rootOnly = api.length + sshOnly.length > 0;
+    if (rootOnly && !args.rootTransport) throw new Error(`${label}: needs root@pam settings (${[...api, ...sshOnly].join(", ")}) but no root transport was given`);
+    const byRoot = args.rootTransport !== undefined;
     // Root-only keys are owned by LxcRootConfig; the token-side resource must neither set nor revert them.
-    const rootKeys = ["devicePassthroughs", "mountPoints", "idmaps", ...(g.features.keyctl || g.features.fuse ? ["features"] : [])];
+    const rootKeys = ["devicePassthroughs", "mountPoints", "idmaps", "features"];
 
     this.vmid = g.vmid;
     this.container = new proxmox.ContainerLegacy(
@@ -82,12 +98,12 @@ export class LxcGuest extends pulumi.ComponentResource {
           ipConfigs: [{ ipv4: { address: net.address, gateway: net.gateway } }],
           dns: { domain: net.searchDomain, servers: net.dnsServers },
         },
-        features: rootKeys.includes("features") ? undefined : { nesting: g.features.nesting },
+        features: !byRoot && g.features.nesting ? { nesting: true } : undefined,
         startOnBoot: onBoot,
         startup,
         started: true,
       },
-      { ...guestOptions(g), parent: this, dependsOn: args.dependsOn, ignoreChanges: rootOnly ? rootKeys : [] },
+      { ...guestOptions(g), parent: this, dependsOn: args.dependsOn, ignoreChanges: byRoot ? rootKeys : [] },
     );
     this.disk = new GuestDisk(`${label}-disk`, { api: args.api, node: args.context.node, vmid: g.vmid, disk: "rootfs", sizeGiB: g.diskGiB }, { parent: this, dependsOn: [this.container] });
 
@@ -95,8 +111,7 @@ export class LxcGuest extends pulumi.ComponentResource {
 
     this.machine = this.container;
     this.ready = this.disk;
-    if (rootOnly) {
-      if (!args.rootTransport) throw new Error(`${label}: needs root@pam settings (${[...api, ...sshOnly].join(", ")}) but no root transport was given`);
+    if (args.rootTransport) {
       const idmap = planIdmap(g.unprivileged ? g.idPassthrough : { uids: [], gids: [] });
       const mounts = g.mounts.map((m) => {
         const ds = args.datasets.find((d) => `${d.pool}/${d.name}` === m.volume)!;

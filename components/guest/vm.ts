@@ -54,7 +54,8 @@ export class VmGuest extends pulumi.ComponentResource {
         description: guestDescription(g),
         tags: guestTags(g),
         clone: { vmId: args.template, full: false },
-        cpu: { cores: g.cores },
+        // bpg sends its default, qemu64, at the clone unless told (stacks/schema.ts vmCpuTypes).
+        cpu: { cores: g.cores, type: g.cpuType },
         memory: { dedicated: g.memoryMiB },
         agent: { enabled: true },
         disks: [{ interface: "scsi0", datastoreId: g.storage, size: g.diskGiB }],

@@ -42,9 +42,15 @@ describe("declared firewall", () => {
     expect(admits(config, withRules([rule({ proto: "udp", dport: "8000" })], "ACCEPT"), 8000, "10.0.0.12")).toEqual({ verdict: "admitted", why: "guest 802's inbound policy is ACCEPT" });
   });
 
-  it("says when it cannot decide: an alias or ipset, or a macro it does not know", () => {
+  it("says when it cannot decide: an alias or ipset, or a macro PVE does not know", () => {
     expect(admits(config, withRules([rule({ source: "+traefik" })]), 8000, "10.0.0.12").verdict).toBe("unknown");
-    expect(admits(config, withRules([{ type: "in", action: "ACCEPT", macro: "Ceph", enabled: true }]), 8000, "10.0.0.12").verdict).toBe("unknown");
+    expect(admits(config, withRules([{ type: "in", action: "ACCEPT", macro: "Nope", enabled: true }]), 8000, "10.0.0.12").verdict).toBe("unknown");
+  });
+
+  it("knows every PVE macro's ports, whatever its spelling (pve-firewall's macro table)", () => {
+    const ceph = withRules([{ type: "in", action: "ACCEPT", macro: "ceph", enabled: true }]);
+    expect(admits(config, ceph, 6800, "10.0.0.12").verdict).toBe("admitted");
+    expect(admits(config, ceph, 8000, "10.0.0.12").verdict).toBe("blocked");
   });
 
   it("evaluates security groups and the firewall switches", () => {

@@ -146,8 +146,11 @@ const cases: Case[] = [
   { rule: "unknown security group", mutate: (v) => (guest(v, 101).firewall.groups = ["webb"]), path: "guests[2].firewall.groups[0]", message: "security group 'webb' is not declared" },
   {
     rule: "node firewall that would lock the admin out",
-    mutate: (v) => (v.host.adminNetworks = []),
-    path: "firewall.node",
+    mutate: (v) => {
+      v.host.adminNetworks = [];
+      v.firewall.node.rules = [{ type: "in", action: "DROP", proto: "tcp", dport: 22 }];
+    },
+    path: "firewall.node.rules[0]",
     message: "lock yourself out",
   },
   {
