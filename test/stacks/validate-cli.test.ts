@@ -20,6 +20,17 @@ describe("npm run validate", () => {
     else expect(text).toMatch(/providers\/template\/vllm-locks\/0\.11\.0\.txt +# phoenix:templates\[2\]\.versions\.vllm: providers\/template\/vllm-locks\/generate\.sh 0\.11\.0/);
   });
 
+  it("exits 1 with every problem of a broken stack", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "phoenix-validate-"));
+    const broken = fs.readFileSync(PROD_FILE, "utf8").replace("ip: 10.0.0.153/24", "ip: 10.0.0.10/24").replace("name: traefik\n", "name: traefik_\n");
+    fs.writeFileSync(path.join(dir, "Pulumi.broken.yaml"), broken);
+    const { code, text } = runValidate("broken", dir);
+    expect(code).toBe(1);
+    expect(text).toContain("phoenix:guests[1].name: must be a valid hostname");
+    expect(text).toContain("phoenix:guests[2].network.ip: IP 10.0.0.10 is already used by guests[0].network.ip");
+    fs.rmSync(dir, { recursive: true });
+  });
+
   it("names a missing stack file", () => {
     expect(runValidate("nope", ROOT)).toEqual({ code: 2, text: "no stack file Pulumi.nope.yaml: create it, or name an existing stack" });
   });
