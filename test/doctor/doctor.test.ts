@@ -100,7 +100,7 @@ describe("doctor", () => {
     const { report } = await doctor();
     expect(failingServices(report)).toEqual(["qdrant"]);
     expect(diagnosisOf(report, "qdrant")).toMatchObject({ layer: "traefik", check: "route", failure: "route-missing" });
-    expect(diagnosisOf(report, "qdrant")!.detail).toContain("https://qdrant.internal.thinkheads.ai/healthz via 10.0.0.12:443 → 404 from Traefik");
+    expect(diagnosisOf(report, "qdrant")!.detail).toContain("https://qdrant.svc.internal.thinkheads.ai/healthz via 10.0.0.12:443 → 404 from Traefik");
     expect(diagnosisOf(report, "qdrant")!.hints[0]).toMatch(/^Traefik has no router for this host: pulumi up re-renders \/etc\/traefik\/dynamic\/phoenix.yml/);
   });
 
