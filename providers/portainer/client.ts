@@ -90,6 +90,26 @@ export function isAdminInitTimeout(err: unknown): boolean {
 
 type Body = { json: unknown } | { form: FormData } | undefined;
 
+/**
+ * What an unexpected answer may show in an error: Portainer's own error fields
+ * (pkg/libhttp/error: {message, details}), or a short plain-text line (the mux's
+ * "404 page not found", a proxy's reason). Any other body stays out: an answer with an
+ * unexpected status can still carry a secret (a created API key's rawAPIKey).
+ */
+export function errorText(text: string): { message: string; details: string } {
+  try {
+    const parsed = JSON.parse(text) as unknown;
+    if (parsed && typeof parsed === "object" && !Array.isArray(parsed)) {
+      const { message, details } = parsed as { message?: unknown; details?: unknown };
+      if (typeof message === "string") return { message, details: typeof details === "string" ? details : "" };
+    }
+    return { message: `(a JSON answer of ${text.length} bytes, not shown)`, details: "" };
+  } catch {
+    const line = text.trim();
+    return { message: line.length <= 200 && !line.includes("\n") ? line : `(an answer of ${text.length} bytes, not shown)`, details: "" };
+  }
+}
+
 export class PortainerClient {
   private readonly agent: https.Agent;
   private readonly base: URL;
@@ -140,15 +160,7 @@ export class PortainerClient {
       req.end(payload);
     });
     if (!expect.includes(status)) {
-      let message = text.trim();
-      let details = "";
-      try {
-        const parsed = JSON.parse(text) as { message?: string; details?: string };
-        message = parsed.message ?? message;
-        details = parsed.details ?? "";
-      } catch {
-        // not a Portainer error body (a proxy in between, or the mux's plain-text 404)
-      }
+      const { message, details } = errorText(text);
       throw new PortainerApiError(method, url.pathname, status, message, details, redirectReason);
     }
     return { status, data: (text === "" ? undefined : JSON.parse(text)) as T };
