@@ -9,6 +9,7 @@ import { guestIp } from "../components/core/routing";
 import { dockerHostUserData, nfsExports, nfsMountOf, portainerTier } from "../components/docker/docker-tier";
 import { ClusterFirewall } from "../components/firewall";
 import { ModelServer } from "../components/models/model-server";
+import { Observability } from "../components/observability/observability";
 import type { GuestContext } from "../components/guest/common";
 import { LxcGuest } from "../components/guest/lxc";
 import { guardedGuests } from "../components/guest/replacement";
@@ -116,6 +117,8 @@ export function buildStack(stack: LoadedStack): PhoenixExports {
     const apiKey = g.role.server.engine === "vllm" && g.role.server.requireApiKey ? stack.secret("modelApiKey") : undefined;
     new ModelServer(`model-${g.vmid}`, { config, vmid: g.vmid, connection: connections.get(g.node ?? hostNode)!, apiKey, dependsOn: [built.get(g.vmid)!.ready] });
   }
+  const ops = config.guests.find((g) => g.role?.type === "observability");
+  if (ops) new Observability("observability", { config, connection: connectionOf(ops), dependsOn: [builtGuest(ops.vmid).ready] });
   const core = buildCore(config, ca(), (g) => ({ config, connection: connectionOf(g), dependsOn: [builtGuest(g.vmid).ready] }));
   if (core.caRootPem && config.guests.some((g) => g.role?.type === "portainer-server")) {
     portainerTier({ config, caRootPem: core.caRootPem, adminPassword: stack.secret("portainerAdminPassword"), projectFile: stack.projectFile, secret: stack.dockerSecret, ready: (vmid) => built.get(vmid)!.ready, gateway: core.gateway, serverNode: connectionOf(config.guests.find((g) => g.role?.type === "portainer-server")!), ...(hostConnection ? { nfsServer: { connection: hostConnection, ...(host?.exports ? { exports: host.exports } : {}) } } : {}) });

@@ -380,7 +380,25 @@ fi
 }
 
 /**
- * The gateway's install script: nginx and njs from Debian, the step CLI pinned,
+ * On Ubuntu, njs is in universe: noble ships libnginx-mod-http-js 0.8.2-1ubuntu1 [universe]
+ * (packages.ubuntu.com/noble/njs, source libnginx-mod-js). A template whose apt sources name
+ * main only cannot install it, so universe is added beside main on the sources' own lines
+ * (one-line .list and deb822 .sources), keeping their mirror. Debian has it in main.
+ */
+export function renderUbuntuUniverse(): string {
+  return `if grep -qsx 'ID=ubuntu' /etc/os-release && ! grep -Eqs '^(deb .* universe( |$)|Components:.* universe( |$))' /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; then
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    if [ -f "$f" ]; then sed -i -E '/^deb(-src)? /s/ main( |$)/ main universe\\1/' "$f"; fi
+  done
+  for f in /etc/apt/sources.list.d/*.sources; do
+    if [ -f "$f" ]; then sed -i -E '/^Components:/s/ main( |$)/ main universe\\1/' "$f"; fi
+  done
+  echo "nginx-gateway: enabled Ubuntu's universe component, where libnginx-mod-http-js is"
+fi`;
+}
+
+/**
+ * The gateway's install script: nginx and njs from Debian or Ubuntu (universe), the step CLI pinned,
  * a stand-in certificate until Step-CA issues the real one (nginx cannot start
  * without one, and ACME needs nginx running), then the staged config swap with
  * `nginx -t` before any reload.
@@ -391,7 +409,8 @@ export function renderGatewayInstallScript(config: StackConfig, inputs: GatewayI
   return renderInstallScript({
     name: "nginx-gateway",
     description: "the Nginx gateway: config, njs router, certificate renewal",
-    prepare: `${renderAptEnsure(["nginx", "libnginx-mod-http-js", "curl", "ca-certificates", "openssl"])}
+    prepare: `${renderUbuntuUniverse()}
+${renderAptEnsure(["nginx", "libnginx-mod-http-js", "curl", "ca-certificates", "openssl"])}
 ${renderHostsBlock(internalHosts(config, "nginx-gateway"))}
 ${renderReleaseInstalls([cert.stepCli])}
 mkdir -p ${layout.acmeRoot} "$(dirname ${layout.certFile})"

@@ -9,12 +9,16 @@ import { renderHostsBlock } from "../render/hosts";
 import { sandboxLines } from "../render/systemd-sandbox";
 import { fileList, shQuote, type RenderedFile } from "../render/files";
 import { renderAptEnsure, renderInstallScript, renderReleaseInstalls, type PinnedRelease } from "../render/install-script";
-import { caDnsNames, guestIp, guestOfRole, internalHosts } from "./routing";
+import { acmeNames, caDnsNames, guestIp, guestOfRole, internalHosts, ownCertificateName } from "./routing";
 
 /** STEPPATH: the guest's mount of the secret step-ca dataset. */
 export const STEP_PATH = "/etc/step-ca";
-/** Where the installer writes phoenix:stepCaPassword (0600, the CA user's) before running the init script. */
+/** The password the CA's keys are encrypted with (0600, the CA user's): phoenix:stepCaPassword once the install has run. */
 export const STEP_CA_PASSWORD_FILE = `${STEP_PATH}/secrets/password`;
+/** Where the install script first writes phoenix:stepCaPassword, to compare it with the one the keys have. */
+export const STEP_CA_NEW_PASSWORD_FILE = `${STEP_PATH}/secrets/password.new`;
+/** The CA's private keys, encrypted with the password. */
+const CA_KEYS = [`${STEP_PATH}/secrets/root_ca_key`, `${STEP_PATH}/secrets/intermediate_ca_key`] as const;
 const MARKER = `${STEP_PATH}/.phoenix-initialised`;
 const ROOT_CERT = `${STEP_PATH}/certs/root_ca.crt`;
 const UNIT = "/etc/systemd/system/step-ca.service";
@@ -107,6 +111,30 @@ WantedBy=multi-user.target
   };
 }
 
+/**
+ * The CA's service user, with the uid and gid its key mount is owned by. Either may already
+ * be taken in the template (Ubuntu images since 23.04 have a user `ubuntu` with uid 1000 — unverified
+ * for Proxmox's ubuntu-24.04-standard template, so the script checks rather than assumes), and a
+ * `step` made earlier with other ids would not own the keys: both are refused with the fix
+ * rather than failing inside groupadd or running the CA as the wrong owner.
+ */
+export function renderStepUser(config: StackConfig): string {
+  const { uid, gid } = serviceUser(config);
+  const fix = `set the uid/gid of the guest's ${STEP_PATH} mount to free ones`;
+  return `if ! getent group step >/dev/null; then
+  if taken=$(getent group ${gid}); then echo "step-ca: gid ${gid} is already group \${taken%%:*} in the guest; ${fix}" >&2; exit 1; fi
+  groupadd --gid ${gid} step
+fi
+if ! id step >/dev/null 2>&1; then
+  if taken=$(getent passwd ${uid}); then echo "step-ca: uid ${uid} is already user \${taken%%:*} in the guest; ${fix}" >&2; exit 1; fi
+  useradd --uid ${uid} --gid ${gid} --home-dir ${STEP_PATH} --no-create-home --shell /usr/sbin/nologin step
+fi
+if [ "$(id -u step)" != ${uid} ] || [ "$(getent group step | cut -d: -f3)" != ${gid} ]; then
+  echo "step-ca: the guest's user step is not uid ${uid} / gid ${gid}, which own ${STEP_PATH}; fix the user or the mount's uid/gid" >&2
+  exit 1
+fi`;
+}
+
 export function renderStepCaFiles(config: StackConfig): RenderedFile[] {
   return fileList([renderStepCaUnit(config)]);
 }
@@ -119,7 +147,6 @@ export function renderStepCaFiles(config: StackConfig): RenderedFile[] {
 export function renderStepCaInitScript(config: StackConfig, digests: StepReleaseDigests = {}, password?: string): string {
   const role = caGuest(config).role;
   const ep = stepCaEndpoints(config);
-  const user = serviceUser(config);
   const asStep = "runuser -u step -- env STEPPATH=" + STEP_PATH;
   const init = `# The PKI is created once. A half-made one (keys without the marker) is left for a human to look at, never overwritten.
 if [ ! -e ${MARKER} ]; then
@@ -149,22 +176,21 @@ fi`;
   return renderInstallScript({
     name: "step-ca",
     description: "Step-CA: pinned binaries, one-time PKI initialisation, systemd unit, root certificate output",
-    prepare: `${renderAptEnsure(["curl", "ca-certificates"])}
+    prepare: `${renderAptEnsure(["curl", "ca-certificates", "jq"])}
 ${renderHostsBlock(internalHosts(config, "step-ca"))}
-if ! getent group step >/dev/null; then groupadd --gid ${user.gid} step; fi
-if ! id step >/dev/null 2>&1; then
-  useradd --uid ${user.uid} --gid ${user.gid} --home-dir ${STEP_PATH} --no-create-home --shell /usr/sbin/nologin step
-fi
+${renderStepUser(config)}
 ${renderReleaseInstalls([stepCaRelease(config, digests.stepCa), stepCliRelease(config, digests.stepCli)])}
 install -d -m 0700 -o step -g step ${STEP_PATH} ${STEP_PATH}/secrets
 ${password === undefined ? "" : `${renderStepCaPasswordFile(password)}
-`}if [ ! -s ${STEP_CA_PASSWORD_FILE} ]; then
+`}${renderStepCaPasswordRotation(config)}
+if [ ! -s ${STEP_CA_PASSWORD_FILE} ]; then
   echo "step-ca: ${STEP_CA_PASSWORD_FILE} is missing; the installer writes phoenix:stepCaPassword there before this script runs" >&2
   exit 1
 fi
 chown step:step ${STEP_CA_PASSWORD_FILE}
 chmod 0600 ${STEP_CA_PASSWORD_FILE}
-${init}`,
+${init}
+${renderStepCaPolicy(config)}`,
     files: renderStepCaFiles(config),
     reload: `systemctl daemon-reload
 systemctl enable --quiet step-ca
@@ -205,14 +231,96 @@ export function parseStepCaOutput(stdout: string): StepCaOutputs {
 }
 
 /**
- * Writes the provisioner password where only root can read it until the lines
- * after it hand it to the step user. It travels on the script's stdin, never
+ * Writes phoenix:stepCaPassword where only root can read it, beside the password the keys
+ * have, for renderStepCaPasswordRotation to compare. It travels on the script's stdin, never
  * as a command-line argument.
  */
 function renderStepCaPasswordFile(password: string): string {
   if (password.split("\n").includes("PHOENIX_PASSWORD")) throw new Error("phoenix:stepCaPassword contains the line PHOENIX_PASSWORD, which the installer uses as its delimiter; choose another password");
-  return `(umask 077 && cat > ${STEP_CA_PASSWORD_FILE} <<'PHOENIX_PASSWORD'
+  return `(umask 077 && cat > ${STEP_CA_NEW_PASSWORD_FILE} <<'PHOENIX_PASSWORD'
 ${password}
 PHOENIX_PASSWORD
 )`;
+}
+
+/**
+ * The CA's issuance policy (ca.json authority.policy, smallstep/certificates v0.28.4
+ * authority/config/config.go AuthConfig.Policy, authority/policy/options.go): x509 certificates
+ * only for exactly the names Phoenix's guests ask for and the addresses their certificates
+ * carry. Once any name is allowed, every other name is refused, the subject's common name
+ * included (authority/policy/policy.go enables common-name verification; policy/validate.go).
+ * DNS entries are exact names: a domain constraint matches its own label count only (a
+ * leading "." or "*." one label more; policy/validate.go matchDomainConstraint). ACME, JWK and
+ * renewals all pass through it. No ssh section: the CA issues no SSH certificates.
+ */
+export function stepCaPolicy(config: StackConfig): { x509: { allow: { dns: string[]; ip: string[] } } } {
+  const ep = stepCaEndpoints(config);
+  const dns = new Set([...caDnsNames(config, caGuest(config).role), ...acmeNames(config).map((n) => n.name)].map((n) => n.toLowerCase()));
+  const ip = new Set([`${ep.address}/32`, ...config.guests.filter((g) => ownCertificateName(config, g) !== undefined).map((g) => `${guestIp(g)}/32`)]);
+  return { x509: { allow: { dns: [...dns].sort(), ip: [...ip].sort() } } };
+}
+
+/**
+ * Puts the policy into ca.json on every install (routes and services come and go), and
+ * restarts a running step-ca when it changed: the CA reads ca.json at start.
+ */
+export function renderStepCaPolicy(config: StackConfig): string {
+  const ca = `${STEP_PATH}/config/ca.json`;
+  return `policy=${shQuote(JSON.stringify(stepCaPolicy(config)))}
+jq --argjson policy "$policy" '.authority.policy = $policy' ${ca} >${ca}.phoenix
+if cmp -s ${ca}.phoenix ${ca}; then
+  rm -f ${ca}.phoenix
+else
+  chown step:step ${ca}.phoenix
+  chmod 0600 ${ca}.phoenix
+  mv -f ${ca}.phoenix ${ca}
+  echo "step-ca: issuance policy updated"
+  systemctl try-restart step-ca
+fi`;
+}
+
+/**
+ * A changed phoenix:stepCaPassword re-encrypts the CA's keys instead of locking step-ca out of
+ * them: step-ca decrypts the intermediate key with --password-file at every start
+ * (smallstep/certificates v0.28.4 authority/authority.go), so a new password file beside keys
+ * still under the old one fails the next restart. The old password is the one in the guest's
+ * password file (Pulumi keeps no earlier value a script could read). Each key is re-encrypted
+ * with `step crypto change-pass <key> --password-file <old> --new-password-file <new> --out <file>`
+ * (smallstep/cli v0.28.7 command/crypto/change-pass.go; it writes a PEM key 0644, hence the chmod,
+ * and prompts when a flag is missing, hence stdin from /dev/null), then moved into place; a key
+ * the new password already opens was done by an interrupted run. The admin (JWK) provisioner gets
+ * a new key pair under the new password (`step ca provisioner update --create`, command/ca/provisioner/update.go,
+ * ca.json edited in place since the admin API is off); nothing Phoenix runs signs with it. The
+ * password file is replaced last. When neither password opens a key, nothing changes and the
+ * script stops with the procedure.
+ */
+export function renderStepCaPasswordRotation(config: StackConfig): string {
+  const role = caGuest(config).role;
+  const asStep = `runuser -u step -- env STEPPATH=${STEP_PATH}`;
+  const changePass = (from: string) => `${asStep} step crypto change-pass "$key" --password-file ${from} --new-password-file ${STEP_CA_NEW_PASSWORD_FILE} --out "$key.rotated" </dev/null >/dev/null 2>&1`;
+  return `if [ -e ${STEP_CA_NEW_PASSWORD_FILE} ]; then
+  chown step:step ${STEP_CA_NEW_PASSWORD_FILE}
+  if [ ! -e ${MARKER} ]; then
+    mv -f ${STEP_CA_NEW_PASSWORD_FILE} ${STEP_CA_PASSWORD_FILE}
+  elif cmp -s ${STEP_CA_NEW_PASSWORD_FILE} ${STEP_CA_PASSWORD_FILE}; then
+    rm -f ${STEP_CA_NEW_PASSWORD_FILE}
+  else
+    echo "step-ca: phoenix:stepCaPassword changed; re-encrypting the CA's keys with it"
+    for key in ${CA_KEYS.join(" ")}; do
+      rm -f "$key.rotated"
+      if { [ -s ${STEP_CA_PASSWORD_FILE} ] && ${changePass(STEP_CA_PASSWORD_FILE)}; } || ${changePass(STEP_CA_NEW_PASSWORD_FILE)}; then
+        chmod 0600 "$key.rotated"
+      else
+        rm -f "$key.rotated" ${STEP_CA_NEW_PASSWORD_FILE}
+        echo "step-ca: neither the password in ${STEP_CA_PASSWORD_FILE} nor phoenix:stepCaPassword decrypts $key; nothing was changed. Set phoenix:stepCaPassword back to the password the CA's keys are encrypted with and run pulumi up; then set the new one and run pulumi up again, which re-encrypts them" >&2
+        exit 1
+      fi
+    done
+    for key in ${CA_KEYS.join(" ")}; do mv -f "$key.rotated" "$key"; done
+    ${asStep} step ca provisioner update ${shQuote(role.provisioner)} --create --password-file ${STEP_CA_NEW_PASSWORD_FILE} --ca-config ${STEP_PATH}/config/ca.json </dev/null >/dev/null
+    mv -f ${STEP_CA_NEW_PASSWORD_FILE} ${STEP_CA_PASSWORD_FILE}
+    # step-ca holds the old key in memory; restarting now proves the new password opens it.
+    systemctl try-restart step-ca
+  fi
+fi`;
 }

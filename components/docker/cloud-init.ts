@@ -1,7 +1,9 @@
 /**
  * Cloud-init user-data for a Docker host VM: Docker Engine and the compose
  * plugin from Docker's apt repository at pinned versions (held, so an
- * unattended upgrade cannot move them), the Step-CA root trusted system-wide,
+ * unattended upgrade cannot move them), the Step-CA root as a file for the step
+ * CLI (not in the system store: nothing else on the VM talks to an internal
+ * name, and a root trusted there would vouch for every name to apt and Docker),
  * the persistent dataset mounted over NFS, and nothing else joined.
  * Proxmox uses this file instead of its generated user-data, so the user and
  * SSH keys are set here too.
@@ -28,6 +30,8 @@ export function snippetStorage(host: Host): { id: string; dir: string } | undefi
 export const DOCKER_APT_KEY_FINGERPRINT = "9DC858229FC7DD38854AE2D88D81803C0EBFCD88";
 /** Where the Docker host mounts the persistent dataset; the stacks in docker/ keep their data below it. */
 export const DOCKER_DATA_MOUNT = "/srv/phoenix-data";
+/** The docker.service drop-in that ties Docker to the NFS mount. */
+export const DOCKER_MOUNT_DROPIN = "/etc/systemd/system/docker.service.d/phoenix-data-mount.conf";
 /** Where the Step-CA root lands on the VM, for tools (step) that take a root file. */
 export const STEP_CA_ROOT_PATH = "/etc/phoenix/step-ca-root.pem";
 
@@ -98,7 +102,6 @@ export function renderDockerHostUserData(d: DockerHostUserData): string {
     ],
     ssh_pwauth: false,
     disable_root: true,
-    ca_certs: { trusted: [d.caRootPem] },
     apt: {
       sources: {
         "docker.list": {
@@ -113,6 +116,12 @@ export function renderDockerHostUserData(d: DockerHostUserData): string {
       { path: STEP_CA_ROOT_PATH, content: d.caRootPem, permissions: "0644" },
       // The local driver rotates container logs; the default json-file grows without bound.
       { path: "/etc/docker/daemon.json", content: `${JSON.stringify({ "log-driver": "local" }, null, 2)}\n`, permissions: "0644" },
+      // Docker starts only with the dataset mounted: otherwise it would create the stacks' bind sources on the VM's own
+      // disk, under the empty mount point. RequiresMountsFor= adds Requires= and After= on the mount units the path
+      // needs (systemd.unit(5)); that also mounts it on first boot, when cloud-init's `mount -a` has not (nofail) and
+      // the fstab generator's automount is not started before the next boot (cloud-init cc_mounts.py: mount -a, then
+      // systemctl daemon-reload). write_files runs before the packages are installed, so docker-ce's first start has it.
+      ...(d.nfs ? [{ path: DOCKER_MOUNT_DROPIN, content: `[Unit]\nRequiresMountsFor=${d.nfs.mountPoint}\n`, permissions: "0644" }] : []),
       ...(d.files ?? []).map((f) => ({ path: f.path, content: f.content, permissions: f.mode ?? "0644", ...(f.owner ? { owner: f.owner } : {}) })),
     ],
     ...(d.nfs ? { mounts: [[`${d.nfs.server}:${d.nfs.export}`, d.nfs.mountPoint, "nfs", "defaults,_netdev,noatime,nofail,x-systemd.automount", "0", "0"]] } : {}),

@@ -5,6 +5,7 @@
  * Portainer itself driven through its API once it answers: admin, Phoenix's
  * token, the agent environments and their stacks.
  */
+import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { ServiceHealth } from "../../providers/portainer/health";
 import { NodeFile } from "../../providers/host/node-file";
@@ -16,6 +17,7 @@ import { serviceUrls } from "../../stacks/outputs";
 import { renderReleaseInstalls } from "../render/install-script";
 import { DOCKER_DATA_MOUNT, renderDockerHostUserData, snippetStorage, type NfsMount } from "./cloud-init";
 import type { NfsExport } from "./exports";
+import { dataDirs, renderDataDirsScript } from "./data-dirs";
 import { dockerStackSpecs, PortainerControl } from "./portainer-control";
 import { PORTAINER_AGENT_DIR, PORTAINER_CONTAINER, PORTAINER_DIR, renderPortainerAgentFiles, renderPortainerServerFiles } from "./portainer";
 
@@ -95,6 +97,29 @@ export interface PortainerTierArgs {
   gateway?: { address: string; ready: pulumi.Resource };
   /** SSH to the node the Portainer server VM runs on: Phoenix restarts Portainer there after its admin-initialisation timeout. */
   serverNode?: pulumi.Input<SshConnection>;
+  /** The NFS server (the node exporting host.nfsExports) and its exports: the stacks' folders are made there first. */
+  nfsServer?: { connection: pulumi.Input<SshConnection>; exports?: pulumi.Resource };
+}
+
+/**
+ * The folders an agent VM's stacks bind from its NFS export, made on the node before the stacks
+ * deploy (components/docker/data-dirs.ts); again whenever the list changes, never removed.
+ */
+function dataDirsOnNode(config: StackConfig, vmid: number, stacks: { name: string; compose: string }[], server: NonNullable<PortainerTierArgs["nfsServer"]>): pulumi.Resource | undefined {
+  const exp = config.host.nfsExports.find((e) => e.clients.includes(vmid));
+  const dirs = dataDirs(config, vmid, stacks);
+  if (!exp || dirs.length === 0) return undefined;
+  const script = renderDataDirsScript(exp.volume, dirs);
+  return new command.remote.Command(
+    `vm-${vmid}-data-dirs`,
+    {
+      connection: pulumi.output(server.connection).apply((c) => ({ host: c.host, port: c.port ?? 22, user: c.username, privateKey: c.privateKey, hostKey: c.hostKey })),
+      create: "bash -s",
+      stdin: script,
+      triggers: [script],
+    },
+    { additionalSecretOutputs: ["connection"], ...(server.exports ? { dependsOn: [server.exports] } : {}) },
+  );
 }
 
 /** Admin, token, environments and stacks, once the Portainer server answers. */
@@ -109,7 +134,10 @@ export function portainerTier(args: PortainerTierArgs): PortainerControl | undef
     g.kind === "vm" && g.role?.type === "portainer-agent"
       ? [{ vmid: g.vmid, environment: g.role.environment, agentUrl: `tcp://${guestIp(g)}:${g.role.port}`, stacks: dockerStackSpecs(g, args.projectFile, args.secret, i), ready: args.ready(g.vmid) }]
       : [],
-  );
+  ).map((a) => {
+    const dirs = args.nfsServer && dataDirsOnNode(config, a.vmid, a.stacks, args.nfsServer);
+    return dirs ? { ...a, before: [dirs] } : a;
+  });
   const restart = args.serverNode ? pulumi.output(args.serverNode).apply((connection) => ({ connection, vmid: server.vmid, container: PORTAINER_CONTAINER })) : undefined;
   const control = new PortainerControl("portainer", {
     access,

@@ -29,6 +29,8 @@ export interface PortainerAgentSpec {
   stacks: DockerStackSpec[];
   /** The resource after which the agent runs. */
   ready?: pulumi.Resource;
+  /** What the stacks wait for besides their environment, e.g. their data folders on the NFS server. */
+  before?: pulumi.Resource[];
 }
 
 export interface PortainerControlArgs {
@@ -86,7 +88,7 @@ export class PortainerControl extends pulumi.ComponentResource {
         this.stacks[`${agent.vmid}/${s.name}`] = new PortainerStack(
           `${name}-stack-${agent.vmid}-${s.name}`,
           { api, endpointId: environment.endpointId, name: s.name, compose: s.compose, env: s.env, secretEnv: s.secretEnv },
-          { parent: this },
+          { parent: this, dependsOn: agent.before ?? [] },
         );
       }
     }

@@ -64,7 +64,7 @@ describe("step-ca renderer", () => {
 
   it("writes the provisioner password from the script itself before the check that needs it, never on a command line", () => {
     const script = renderStepCaInitScript(config, {}, "s3cret pass'word");
-    const write = script.indexOf("cat > /etc/step-ca/secrets/password <<'PHOENIX_PASSWORD'\ns3cret pass'word\nPHOENIX_PASSWORD");
+    const write = script.indexOf("cat > /etc/step-ca/secrets/password.new <<'PHOENIX_PASSWORD'\ns3cret pass'word\nPHOENIX_PASSWORD");
     expect(write).toBeGreaterThan(0);
     expect(write).toBeLessThan(script.indexOf("if [ ! -s /etc/step-ca/secrets/password ]"));
     expect(script.split("\n").filter((l) => l.includes("s3cret"))).toEqual(["s3cret pass'word"]);

@@ -25,7 +25,7 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 describe("Docker host user-data", () => {
   const text = renderDockerHostUserData(host);
-  const doc = parse(text) as Record<string, unknown> & { packages: (string | string[])[]; runcmd: string[][]; ca_certs: { trusted: string[] }; mounts: string[][]; write_files: { path: string }[] };
+  const doc = parse(text) as Record<string, unknown> & { packages: (string | string[])[]; runcmd: string[][]; ca_certs?: unknown; mounts: string[][]; write_files: { path: string }[] };
 
   it("is #cloud-config YAML with only known modules", () => {
     expect(text.startsWith("#cloud-config\n")).toBe(true);
@@ -59,8 +59,8 @@ describe("Docker host user-data", () => {
     expect(() => renderDockerHostUserData({ ...host, docker: { ...host.docker, compose: "latest" } })).toThrow("must be an exact apt version");
   });
 
-  it("trusts the Step-CA root and mounts the persistent dataset over NFS", () => {
-    expect(doc.ca_certs.trusted).toEqual([PEM]);
+  it("keeps the Step-CA root in a file for step, out of the system store, and mounts the persistent dataset over NFS", () => {
+    expect(doc.ca_certs).toBeUndefined();
     expect(doc.write_files.map((f) => f.path)).toContain(STEP_CA_ROOT_PATH);
     expect(doc.mounts).toEqual([["10.0.0.13:/fastData/docker-data", DOCKER_DATA_MOUNT, "nfs", "defaults,_netdev,noatime,nofail,x-systemd.automount", "0", "0"]]);
     expect(doc.packages).toContain("nfs-common");

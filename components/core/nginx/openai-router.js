@@ -1,6 +1,9 @@
 /*
- * OpenAI-compatible routing for the Phoenix gateway, run by nginx's njs module
- * (Debian bookworm ships njs 0.7.9: no optional chaining, no `??`).
+ * OpenAI-compatible routing for the Phoenix gateway, run by nginx's njs module:
+ * njs 0.8.2 on the gateway (Ubuntu noble, universe: libnginx-mod-http-js
+ * 0.8.2-1ubuntu1), 0.7.9 in the live tests (Debian bookworm). Only what both
+ * have: no optional chaining, no `??`, none of what 0.8.0 removed
+ * (r.requestBody, r.responseBody, the String byte methods; nginx/njs CHANGES).
  *
  * The request body is read by nginx before `route` runs (js_content), held in
  * one memory buffer (client_body_in_single_buffer), and handed on unchanged by

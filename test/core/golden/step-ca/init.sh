@@ -5,7 +5,7 @@ set -euo pipefail
 umask 022
 
 missing=()
-for p in curl ca-certificates; do
+for p in curl ca-certificates jq; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -17,9 +17,17 @@ hosts_new=$(mktemp)
 awk -v b='# BEGIN phoenix internal names' -v e='# END phoenix internal names' '$0==b{skip=1;next} $0==e{skip=0;next} !skip' /etc/hosts > "$hosts_new"
 printf '%s\n' '# BEGIN phoenix internal names' '10.0.0.153 internal.thinkheads.ai portainer.internal.thinkheads.ai' '10.0.0.12 step-ca.svc.internal.thinkheads.ai vllm-embed.svc.internal.thinkheads.ai vllm-chat.svc.internal.thinkheads.ai ollama.svc.internal.thinkheads.ai llamacpp.svc.internal.thinkheads.ai portainer.svc.internal.thinkheads.ai qdrant.svc.internal.thinkheads.ai webapp.svc.internal.thinkheads.ai n8n.svc.internal.thinkheads.ai traefik.internal.thinkheads.ai' '10.0.0.111 vm-1001.internal.thinkheads.ai' '# END phoenix internal names' >> "$hosts_new"
 if cmp -s "$hosts_new" /etc/hosts; then rm -f "$hosts_new"; else cat "$hosts_new" > /etc/hosts && rm -f "$hosts_new"; fi
-if ! getent group step >/dev/null; then groupadd --gid 1000 step; fi
+if ! getent group step >/dev/null; then
+  if taken=$(getent group 1000); then echo "step-ca: gid 1000 is already group ${taken%%:*} in the guest; set the uid/gid of the guest's /etc/step-ca mount to free ones" >&2; exit 1; fi
+  groupadd --gid 1000 step
+fi
 if ! id step >/dev/null 2>&1; then
+  if taken=$(getent passwd 1000); then echo "step-ca: uid 1000 is already user ${taken%%:*} in the guest; set the uid/gid of the guest's /etc/step-ca mount to free ones" >&2; exit 1; fi
   useradd --uid 1000 --gid 1000 --home-dir /etc/step-ca --no-create-home --shell /usr/sbin/nologin step
+fi
+if [ "$(id -u step)" != 1000 ] || [ "$(getent group step | cut -d: -f3)" != 1000 ]; then
+  echo "step-ca: the guest's user step is not uid 1000 / gid 1000, which own /etc/step-ca; fix the user or the mount's uid/gid" >&2
+  exit 1
 fi
 # name version url sha256|- checksums-url|- binary install-as
 phoenix_release() {
@@ -60,6 +68,31 @@ phoenix_release() {
 phoenix_release step-ca 0.28.4 https://github.com/smallstep/certificates/releases/download/v0.28.4/step-ca_linux_0.28.4_amd64.tar.gz - https://github.com/smallstep/certificates/releases/download/v0.28.4/checksums.txt step-ca /usr/local/bin/step-ca
 phoenix_release step-cli 0.28.7 https://github.com/smallstep/cli/releases/download/v0.28.7/step_linux_0.28.7_amd64.tar.gz - https://github.com/smallstep/cli/releases/download/v0.28.7/checksums.txt step /usr/local/bin/step
 install -d -m 0700 -o step -g step /etc/step-ca /etc/step-ca/secrets
+if [ -e /etc/step-ca/secrets/password.new ]; then
+  chown step:step /etc/step-ca/secrets/password.new
+  if [ ! -e /etc/step-ca/.phoenix-initialised ]; then
+    mv -f /etc/step-ca/secrets/password.new /etc/step-ca/secrets/password
+  elif cmp -s /etc/step-ca/secrets/password.new /etc/step-ca/secrets/password; then
+    rm -f /etc/step-ca/secrets/password.new
+  else
+    echo "step-ca: phoenix:stepCaPassword changed; re-encrypting the CA's keys with it"
+    for key in /etc/step-ca/secrets/root_ca_key /etc/step-ca/secrets/intermediate_ca_key; do
+      rm -f "$key.rotated"
+      if { [ -s /etc/step-ca/secrets/password ] && runuser -u step -- env STEPPATH=/etc/step-ca step crypto change-pass "$key" --password-file /etc/step-ca/secrets/password --new-password-file /etc/step-ca/secrets/password.new --out "$key.rotated" </dev/null >/dev/null 2>&1; } || runuser -u step -- env STEPPATH=/etc/step-ca step crypto change-pass "$key" --password-file /etc/step-ca/secrets/password.new --new-password-file /etc/step-ca/secrets/password.new --out "$key.rotated" </dev/null >/dev/null 2>&1; then
+        chmod 0600 "$key.rotated"
+      else
+        rm -f "$key.rotated" /etc/step-ca/secrets/password.new
+        echo "step-ca: neither the password in /etc/step-ca/secrets/password nor phoenix:stepCaPassword decrypts $key; nothing was changed. Set phoenix:stepCaPassword back to the password the CA's keys are encrypted with and run pulumi up; then set the new one and run pulumi up again, which re-encrypts them" >&2
+        exit 1
+      fi
+    done
+    for key in /etc/step-ca/secrets/root_ca_key /etc/step-ca/secrets/intermediate_ca_key; do mv -f "$key.rotated" "$key"; done
+    runuser -u step -- env STEPPATH=/etc/step-ca step ca provisioner update admin --create --password-file /etc/step-ca/secrets/password.new --ca-config /etc/step-ca/config/ca.json </dev/null >/dev/null
+    mv -f /etc/step-ca/secrets/password.new /etc/step-ca/secrets/password
+    # step-ca holds the old key in memory; restarting now proves the new password opens it.
+    systemctl try-restart step-ca
+  fi
+fi
 if [ ! -s /etc/step-ca/secrets/password ]; then
   echo "step-ca: /etc/step-ca/secrets/password is missing; the installer writes phoenix:stepCaPassword there before this script runs" >&2
   exit 1
@@ -89,6 +122,17 @@ if [ ! -e /etc/step-ca/.phoenix-initialised ]; then
   chmod -R go-rwx /etc/step-ca/secrets
   touch /etc/step-ca/.phoenix-initialised
   cd /
+fi
+policy='{"x509":{"allow":{"dns":["ca.internal.thinkheads.ai","internal.thinkheads.ai","llamacpp.svc.internal.thinkheads.ai","n8n.svc.internal.thinkheads.ai","ollama.svc.internal.thinkheads.ai","portainer.internal.thinkheads.ai","portainer.svc.internal.thinkheads.ai","qdrant.svc.internal.thinkheads.ai","step-ca.svc.internal.thinkheads.ai","traefik.internal.thinkheads.ai","vllm-chat.svc.internal.thinkheads.ai","vllm-embed.svc.internal.thinkheads.ai","vm-1001.internal.thinkheads.ai","webapp.svc.internal.thinkheads.ai"],"ip":["10.0.0.10/32","10.0.0.111/32"]}}}'
+jq --argjson policy "$policy" '.authority.policy = $policy' /etc/step-ca/config/ca.json >/etc/step-ca/config/ca.json.phoenix
+if cmp -s /etc/step-ca/config/ca.json.phoenix /etc/step-ca/config/ca.json; then
+  rm -f /etc/step-ca/config/ca.json.phoenix
+else
+  chown step:step /etc/step-ca/config/ca.json.phoenix
+  chmod 0600 /etc/step-ca/config/ca.json.phoenix
+  mv -f /etc/step-ca/config/ca.json.phoenix /etc/step-ca/config/ca.json
+  echo "step-ca: issuance policy updated"
+  systemctl try-restart step-ca
 fi
 
 phoenix_reload() {
