@@ -17,6 +17,7 @@ export function tierOf(r: Registered, byName: Map<string, Registered>, config: S
   if (top.type === "phoenix:host:HostPrep") return "host";
   if (top.type === "phoenix:firewall:ClusterFirewall") return "firewall";
   if (top.type.startsWith("phoenix:template:")) return "templates";
+  if (top.type.startsWith("phoenix:observability:")) return "observability";
   const vmid = /^guest-(\d+)$/.exec(top.name)?.[1];
   const guest = vmid ? config.guests.find((g) => g.vmid === Number(vmid)) : undefined;
   return (guest?.role && ROLE_TIER[guest.role.type]) || "guests";
@@ -94,6 +95,8 @@ export function renderPlan(stack: string, config: StackConfig, resources: readon
   }
   lines.push("");
 
+  lines.push(...dataSafetySection(config));
+
   lines.push("## GPU memory", "", "| GPU | model | memory | allocated | users |", "|---|---|---|---|---|");
   for (const a of gpuAllocation(config)) {
     const users = a.users.map((u) => `${u.guest} (${u.engine}, ${Math.round(u.memoryGiB * 10) / 10} GiB)`).join("; ") || "—";
@@ -101,6 +104,32 @@ export function renderPlan(stack: string, config: StackConfig, resources: readon
   }
   lines.push("");
   return lines.join("\n");
+}
+
+/**
+ * What this configuration lets Phoenix destroy, per resource that holds data: without a flag
+ * here, removing the resource from the file keeps its data, and an edit that would replace it is
+ * refused before any change (pools: providers/host/zfs-pool.ts diff; guests: the destroy guard,
+ * components/guest/replacement.ts). Synth has no previous state, so it states the permissions
+ * the plan carries; `pulumi preview` names the changes that would use them.
+ */
+export function dataSafetySection(config: StackConfig): string[] {
+  const rows: string[] = [];
+  for (const p of config.host.zfs.pools) {
+    const removed = p.allowDestroy ? "**destroyed**, with every dataset in it (allowDestroy)" : "kept on the host";
+    const create = p.wipeDisksOnCreate ? "; may wipe non-empty disks when first created (wipeDisksOnCreate)" : "";
+    rows.push(`| pool \`${p.name}\` | ${removed} | never: disk, layout and ashift edits are refused with the manual steps${create} |`);
+  }
+  for (const d of config.host.zfs.datasets) {
+    const storage = d.storage ? `; its storage \`${d.storage.id}\` loses only its definition` : "";
+    rows.push(`| dataset \`${d.pool}/${d.name}\` | ${d.allowDestroy ? "**destroyed** (allowDestroy)" : "kept on the host"}${storage} | never |`);
+  }
+  for (const g of config.guests) {
+    const removed = g.allowDestroy ? "**destroyed** with its disks (allowDestroy)" : "refused: the guest is protected";
+    const replaced = g.allowReplace.length > 0 ? `**replaced**, disk lost, on a change of ${g.allowReplace.join(", ")} (allowReplace)` : "refused: every replacing edit is named at preview";
+    rows.push(`| ${g.kind === "vm" ? "VM" : "CT"} ${g.vmid} \`${mdCell(g.name)}\` | ${removed} | ${replaced} |`);
+  }
+  return ["## What may destroy data", "", "| resource | if removed from the file | if an edit would replace it |", "|---|---|---|", ...rows, ""];
 }
 
 const TIER_COLOURS: Record<Tier, string> = {
@@ -111,6 +140,7 @@ const TIER_COLOURS: Record<Tier, string> = {
   core: "#cfe3f7",
   models: "#d3f0d3",
   docker: "#f5ecc4",
+  observability: "#d5eef0",
   guests: "#e8e8e8",
 };
 
