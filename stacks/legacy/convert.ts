@@ -5,8 +5,9 @@
  * report: mapped, derived, dropped, or flagged.
  */
 import type { z } from "zod";
-import { formatPath } from "../load";
+import { formatPath, NAMESPACE } from "../load";
 import { parseCidr, subnetOf } from "../net";
+import { INSTALLER_LOCAL_CONTENT } from "../schema";
 import { findPlainTextSecrets as phoenixPlainTextSecrets, secretParts, secretValueKind, setSecretCommand } from "../secrets";
 import {
   hypervisorSchema,
@@ -53,14 +54,13 @@ const LEGACY_CUDA_VERSION = "12.8";
 const VLLM_PLACEHOLDER_VERSION = "0.11.0";
 // A version Phoenix has checked the options of; still a placeholder the report asks to confirm.
 const OLLAMA_PLACEHOLDER_VERSION = "0.12.6";
-// unverified here: the SHA-256 of that release's ollama-linux-amd64.tgz as Pulumi.prod.yaml pins it; the
-// release's sha256sum.txt is the authority, and a wrong value only stops the install.
+// unverified here (no network): the SHA-256 of that release's ollama-linux-amd64.tgz as Pulumi.prod.yaml pins it,
+// used for this version only. The release's sha256sum.txt asset is the authority (added by ollama PR #3028,
+// ollama/ollama issue #1313; listed for v0.5.3 in issue #8136); a wrong value only stops the install.
 const OLLAMA_PLACEHOLDER_SHA256 = "de82adce2ab79235115d511ff22fcb099ac53b67127870f12b80198c033ec0a1";
 const VM_TEMPLATE_DISK_GIB = 32; // `qm resize 9000 scsi0 32G`: every VM clone got this disk, whatever the config said
 // An ed25519 key line whose key bytes spell what to do: it passes the format check but never matches a node.
 const HOST_KEY_PLACEHOLDER = `ssh-ed25519 ${Buffer.from("\0\0\0\x0bssh-ed25519\0\0\0\x20FILL-IN-THE-NODE-SSH-HOST-KEY---", "latin1").toString("base64")} fill-in`;
-/** PVE's local dir storage, with the content types Phoenix uses on it. */
-const LOCAL_CONTENT = ["vztmpl", "iso", "backup", "snippets", "import"];
 const MODEL_ROUTES = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models"];
 // The legacy files name fields in snake_case (admin_password, N8N_ENCRYPTION_KEY, OPENAI_KEY), which
 // Phoenix's camelCase field check does not see. A name ending in KEY is a secret unless it is a public key.
@@ -225,7 +225,8 @@ class Converter {
     }
     this.snippetStorage(host, [...guests.values()]);
     this.gpuBudget(host.gpus as Obj[], guests);
-    if (this.existingStorages.length > 0) host.existingStorages = [{ id: "local", content: LOCAL_CONTENT }, ...this.existingStorages];
+    // Declaring any storage replaces the default list, so local is declared as the installer writes it: nothing more is assumed.
+    if (this.existingStorages.length > 0) host.existingStorages = [{ id: "local", content: [...INSTALLER_LOCAL_CONTENT], type: "dir" }, ...this.existingStorages];
     const services = this.services();
     return {
       proxmox: this.proxmox(),
@@ -402,9 +403,18 @@ class Converter {
     if (m.vm?.template_image) this.log.mapped(m.ref("template_image"), `${at}.source.url`);
     this.log.check(m.ref("template_image"), `${at}.source.url`, `${base}/${image}: 'current' changes under you; pin a dated release (…/releases/<version>/release-<date>/) so the checksum stays valid`);
     this.log.check(m.ref("template_image"), `${at}.source.sha256SumsUrl`, "the image is verified against the publisher's SHA256SUMS");
-    const storage = [...this.storages].find(([, content]) => content.includes("import"))?.[0] ?? "local";
-    this.log.check(m.ref(), `${at}.source.storage`, `cloud images are downloaded to ${storage} (a storage with import content)`);
-    return { url: `${base}/${image}`, sha256SumsUrl: `${base}/SHA256SUMS`, storage };
+    const storage = this.datasetStorageFor("import", "cloud images are downloaded there (the old scripts downloaded them to /tmp)");
+    if (storage) this.log.check(m.ref(), `${at}.source.storage`, `${storage}: cloud images are downloaded to a storage with import content`);
+    else {
+      this.log.problem(
+        m.ref(),
+        "error",
+        `the cloud image needs a storage with import content, and no dataset in zfs.datasets has a dir storage to hold it; PVE's local has import only from pve-installer 9.0.7 on, so it is not assumed`,
+        `add "import" to proxmox_content_type of a dataset with proxmox_storage_type "dir" in ${LEGACY_FILES.hypervisor} and import again; or, if the node's /etc/pve/storage.cfg lists import for local, add to ${NAMESPACE}:host in the draft: existingStorages: [{ id: local, type: dir, content: [iso, vztmpl, backup, import] }]`,
+        `${at}.source.storage`,
+      );
+    }
+    return { url: `${base}/${image}`, sha256SumsUrl: `${base}/SHA256SUMS`, storage: storage ?? "local" };
   }
 
   private guest(m: Machine): Obj {
@@ -1150,19 +1160,47 @@ class Converter {
     this.log.problem(m.ref("storage_size_gb"), "warning", `${m.name} asked for ${own} GiB but is a clone of ${String(template!.vmid)}, whose disk is ${base} GiB: a clone starts with its template's disk and cannot be smaller. Kept ${base} GiB`, `set storage_size_gb to ${base} or more`, `${m.at!}.diskGiB`);
   }
 
-  /** Docker VMs get their cloud-init user data from a snippets storage: a dataset's dir storage with snippets, or PVE's local. */
+  /** Docker VMs get their cloud-init user data from host.snippetStorage: a dir storage of a dataset with snippets content. */
   private snippetStorage(host: Obj, guests: Obj[]): void {
-    const docker = guests.some((g) => g.kind === "vm" && /^portainer-/.test(String((g.role as Obj | undefined)?.type)));
-    if (!docker) return;
-    const dataset = this.datasets.map((d) => d.storage as { id: string; type: string; content: string[] } | undefined).find((st) => st?.type === "dir" && st.content.includes("snippets"));
-    if (dataset) {
-      host.snippetStorage = dataset.id;
-      this.log.check(hv("zfs.datasets"), "host.snippetStorage", `${dataset.id}: the VMs' cloud-init user data is written there (a dir storage with snippets content)`);
+    const docker = guests.filter((g) => g.kind === "vm" && /^portainer-/.test(String((g.role as Obj | undefined)?.type)));
+    if (docker.length === 0) return;
+    const storage = this.datasetStorageFor("snippets", "the VMs' cloud-init user data is written there");
+    host.snippetStorage = storage ?? "local";
+    if (storage) {
+      this.log.check(hv("zfs.datasets"), "host.snippetStorage", `${storage}: the VMs' cloud-init user data is written there (a dir storage with snippets content)`);
       return;
     }
-    host.snippetStorage = "local";
-    if (!this.existingStorages.length) host.existingStorages = [{ id: "local", content: LOCAL_CONTENT }];
-    this.log.check(hv(""), "host.snippetStorage", "local: the VMs' cloud-init user data is written to PVE's local storage (/var/lib/vz), which must list snippets in its content");
+    const vms = docker.map((g) => this.machines.find((x) => x.vmid === g.vmid)!);
+    this.log.problem(
+      vms[0]!.ref("portainer_role"),
+      "error",
+      `${vms.map((m) => m.name).join(", ")} run${vms.length === 1 ? "s" : ""} Docker, set up by cloud-init user data that Phoenix writes to a dir storage with snippets content, and no dataset in zfs.datasets has a dir storage; PVE's installer never gives local snippets, so local is not assumed to`,
+      `add a dataset with proxmox_storage_type "dir" and proxmox_content_type "snippets" to ${LEGACY_FILES.hypervisor} zfs.datasets and import again; or, if the node's /etc/pve/storage.cfg lists snippets for local, add to ${NAMESPACE}:host in the draft: existingStorages: [{ id: local, type: dir, content: [iso, vztmpl, backup, snippets] }]`,
+      "host.snippetStorage",
+    );
+  }
+
+  /**
+   * The storage of a legacy dataset for content the old scripts never kept on a storage (they
+   * downloaded the cloud image to /tmp and wrote no snippets): a dir storage that holds it, else
+   * one Phoenix registers is given it (Phoenix sets the content of the storages it manages),
+   * the one holding ISOs first. Undefined when no dataset has a dir storage: PVE's local is never
+   * assumed to hold more than the installer gives it (INSTALLER_LOCAL_CONTENT).
+   */
+  private datasetStorageFor(content: "import" | "snippets", why: string): string | undefined {
+    const dirs = this.datasets.flatMap((d, i) => {
+      const storage = d.storage as { id: string; type: string; content: string[] } | undefined;
+      return storage?.type === "dir" ? [{ ...storage, i }] : [];
+    });
+    const has = dirs.find((st) => st.content.includes(content));
+    const chosen = has ?? dirs.find((st) => st.content.includes("iso")) ?? dirs[0];
+    if (!chosen) return undefined;
+    if (!has) {
+      // The same array as the dataset's storage.content and this.storages' entry.
+      chosen.content.push(content);
+      this.log.check(hv(`zfs.datasets[${chosen.i}].proxmox_content_type`), `host.zfs.datasets[${chosen.i}].storage.content`, `${content} added to the content of ${chosen.id}, which Phoenix registers: ${why}`);
+    }
+    return chosen.id;
   }
 
   /**
@@ -1219,6 +1257,18 @@ class Converter {
       if (modelGuests.has(guest.vmid) || guest === gateway) continue;
       const isPortainer = guest.role?.type === "portainer-server" && portainer !== undefined;
       const host = isPortainer ? portainer : `${String(s.name)}.${this.domain}`;
+      // The imported CA has no dnsNames, so its name is ca.<domain> (components/core/routing.ts caDnsNames).
+      const caName = `ca.${this.domain}`;
+      if (guest.role?.type === "step-ca" && host.toLowerCase() === caName.toLowerCase()) {
+        this.log.problem(
+          guest.ref("traefik_service"),
+          "warning",
+          `the old Traefik routed ${host} to the CA; in Phoenix ${caName} is the CA's own name, which guests reach at the CA directly, and a gateway route there would have the CA validate the gateway's certificate at itself and refuse it. No route; service ${String(s.name)} stays for Traefik`,
+          // 9000: the step-ca role's default port (stacks/schema.ts), which the importer leaves unset.
+          `nothing to change: clients reach the CA at https://${caName}:9000`,
+        );
+        continue;
+      }
       const message = `${host} → service ${String(s.name)}, as the old Traefik routed it by host name`;
       if (isPortainer) this.log.mapped(hv("portainer_api.portainer_hostname"), `routes[${routes.length}].host`, message);
       else this.log.check(guest.ref("traefik_service"), `routes[${routes.length}]`, message);

@@ -93,7 +93,8 @@ describe("import-legacy on a realistic legacy machine", () => {
     ]);
     const ds = (name: string) => zfs.datasets.find((d) => `${d.pool}/${d.name}` === name);
     expect(ds("quickOS/vm-disks")).toMatchObject({ properties: { recordsize: "128K", quota: "800G" }, storage: { id: "quickOS-vm-disks", type: "zfspool", content: ["images"] } });
-    expect(ds("fastData/shared-iso")?.storage).toEqual({ id: "fastData-iso", type: "dir", content: ["iso", "vztmpl"] });
+    // import and snippets added for the cloud image and the Docker VMs' user data (see below).
+    expect(ds("fastData/shared-iso")?.storage).toEqual({ id: "fastData-iso", type: "dir", content: ["iso", "vztmpl", "import", "snippets"] });
     expect(ds("fastData/shared-models")?.storage).toBeUndefined();
     expect(ds("quickOS/lxc-persistent-data/103/ssl")?.secret).toBe(true);
     expect(guest(103)).toMatchObject({ kind: "lxc", mounts: [{ volume: "quickOS/lxc-persistent-data/103/ssl", path: "/etc/step-ca/ssl", uid: 1000, gid: 1000, readOnly: false }] });
@@ -105,7 +106,14 @@ describe("import-legacy on a realistic legacy machine", () => {
     expect(base).toMatchObject({ kind: "lxc", layer: "base", source: { catalogue: "ubuntu-24.04-standard_24.04-2_amd64.tar.zst", storage: "fastData-iso" } });
     expect(cuda).toMatchObject({ kind: "lxc", layer: "cuda", source: { clone: 900 }, gpus: [] });
     expect(vllm).toMatchObject({ kind: "lxc", layer: "vllm", source: { clone: 901 }, diskGiB: 64 });
-    expect(cloud).toMatchObject({ kind: "vm", source: { url: "https://cloud-images.ubuntu.com/noble/current/noble-server-cloudimg-amd64.img", sha256SumsUrl: "https://cloud-images.ubuntu.com/noble/current/SHA256SUMS", storage: "local" } });
+    expect(cloud).toMatchObject({ kind: "vm", source: { url: "https://cloud-images.ubuntu.com/noble/current/noble-server-cloudimg-amd64.img", sha256SumsUrl: "https://cloud-images.ubuntu.com/noble/current/SHA256SUMS", storage: "fastData-iso" } });
+  });
+
+  it("puts the cloud image and the user data on the legacy ISO dir storage, given import and snippets, and assumes nothing of local", () => {
+    // PVE's installer gives local iso, vztmpl, backup only (import from pve-installer 9.0.7 on): never assumed.
+    expect(config.host.existingStorages).toEqual([{ id: "local", content: ["iso", "vztmpl", "backup"], type: "dir" }]);
+    expect(config.host.zfs.datasets.find((d) => d.storage?.id === "fastData-iso")?.storage).toMatchObject({ type: "dir", content: ["iso", "vztmpl", "import", "snippets"] });
+    expect(config.host.snippetStorage).toBe("fastData-iso");
   });
 
   it("maps guests with resources, network, GPUs from '0, 1' strings, features and dependencies", () => {

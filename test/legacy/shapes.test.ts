@@ -88,6 +88,23 @@ describe("copy templates, dotted names, vLLM templates (copy-templates)", () => 
     expect(item).toMatchObject({ severity: "warning", fix: "delete traefik_service from lxc_configs.101" });
   });
 
+  it("routes no gateway host to the CA's own name: the old ca.<domain> route is dropped with why, and the CA's service stays", () => {
+    const config = load();
+    expect(config.routes.map((r) => r.host)).not.toContain("ca.internal.lab.example");
+    expect(config.services.find((s) => s.guest === 103)?.name).toBe("ca");
+    const item = entries.find((e) => e.kind === "problem" && e.source.path === "lxc_configs.103.traefik_service");
+    expect(item).toMatchObject({ severity: "warning", fix: "nothing to change: clients reach the CA at https://ca.internal.lab.example:9000" });
+    expect(item?.message).toContain("ca.internal.lab.example is the CA's own name");
+  });
+
+  it("gives the legacy ISO dir storage import content for the cloud image, and reports the change", () => {
+    const config = load();
+    const vmTemplate = config.templates.find((t) => t.vmid === 9000);
+    expect(vmTemplate?.kind === "vm" && vmTemplate.source.storage).toBe("quickOS-shared-iso");
+    expect(config.host.zfs.datasets.find((d) => d.storage?.id === "quickOS-shared-iso")?.storage?.content).toEqual(["iso", "vztmpl", "snippets", "import"]);
+    expect(entries.find((e) => e.kind === "check" && e.target === "host.zfs.datasets[2].storage.content")?.message).toMatch(/^import added to the content of quickOS-shared-iso/);
+  });
+
   it("takes the Portainer server's own stack as its role, and spells trusted_ca and step_cli out as dropped", () => {
     const config = load();
     const portainer = guest(config, 1001);
@@ -95,6 +112,30 @@ describe("copy templates, dotted names, vLLM templates (copy-templates)", () => 
     expect(portainer.role?.type).toBe("portainer-server");
     expect(config.host.snippetStorage).toBe("quickOS-shared-iso");
     expect(entries.filter((e) => e.source.path === "lxc_configs.102.features").map((e) => e.kind)).toContain("unsupported");
+  });
+});
+
+describe("a VM template and a Docker VM with no dir storage in the legacy config (secrets, its ISO dataset removed)", () => {
+  const legacy = input("secrets");
+  const hyp = structuredClone(legacy.hypervisor) as { zfs: { datasets: { proxmox_storage_type?: string }[] } };
+  hyp.zfs.datasets = hyp.zfs.datasets.filter((d) => d.proxmox_storage_type !== "dir");
+  const outcome = importLegacy({ ...legacy, hypervisor: hyp }, "nodir");
+
+  it("writes a draft, assuming neither import nor snippets on local, and names each legacy field with its edit", () => {
+    expect(outcome.stackYaml).toBeUndefined();
+    expect(outcome.draftYaml).toContain("snippetStorage: local\n");
+    expect(outcome.draftYaml).toMatch(/sha256SumsUrl: \S+\n +storage: local\n/);
+    expect(outcome.draftYaml).not.toContain("existingStorages");
+    const errors = outcome.entries.filter((e) => e.kind === "problem" && e.severity === "error");
+    expect(errors.map((e) => [`${e.source.file}: ${e.source.path}`, e.target])).toEqual([
+      ["phoenix_vm_configs.json: vms[0]", "templates[1].source.storage"],
+      ["phoenix_vm_configs.json: vms[1].portainer_role", "host.snippetStorage"],
+    ]);
+    expect(errors[1]!.message).toMatch(/^\S+, \S+ run Docker/);
+    expect(errors[0]!.fix).toContain('add "import" to proxmox_content_type of a dataset with proxmox_storage_type "dir"');
+    expect(errors[1]!.fix).toContain("existingStorages: [{ id: local, type: dir, content: [iso, vztmpl, backup, snippets] }]");
+    // Nothing Phoenix rejects in the draft goes unexplained: both are these two entries.
+    expect(outcome.report.split("\n").filter((l) => l.startsWith("- **error**"))).toHaveLength(2);
   });
 });
 
