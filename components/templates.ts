@@ -154,7 +154,8 @@ export class Templates extends pulumi.ComponentResource {
         template: true,
         started: false,
         onBoot: false,
-        cpu: { cores: t.cores },
+        // bpg's default is qemu64 (stacks/schema.ts vmCpuTypes).
+        cpu: { cores: t.cores, type: t.cpuType },
         memory: { dedicated: t.memoryMiB },
         agent: { enabled: true },
         scsiHardware: "virtio-scsi-pci",

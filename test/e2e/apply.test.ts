@@ -40,17 +40,30 @@ describe("dev stack, applied against the simulator, the sshd rig and the lab net
   it("fresh apply: pool, datasets, ARC and storages are in the declared shape", () => {
     const sb = w.rig.sandbox.state();
     expect(sb.pools.tank).toMatchObject({ vdevType: "single", disks: ["/dev/disk/by-id/nvme-SIM_NVME_0001"] });
-    expect(Object.keys(sb.datasets).filter((d) => d.startsWith("tank/")).sort()).toEqual(["tank/guests", "tank/iso", "tank/models", "tank/step-ca"]);
+    expect(Object.keys(sb.datasets).filter((d) => d.startsWith("tank/")).sort()).toEqual(["tank/guests", "tank/iso", "tank/models", "tank/observability", "tank/step-ca"]);
     expect(sb.datasets["tank/models"]).toMatchObject({ recordsize: "1M" });
     expect(w.rig.sandbox.read("etc/modprobe.d/zfs.conf")).toContain(`zfs_arc_max=${4 * 1024 ** 3}`);
     expect(w.sim.state.storages.get("tank-guests")?.config).toMatchObject({ pool: "tank/guests", content: "images,rootdir", nodes: w.node });
     expect(w.sim.state.storages.get("tank-iso")?.config).toMatchObject({ path: "/tank/iso", content: "iso,vztmpl,import,snippets" });
+    // A dir storage on a dataset is a mount point (pve-storage DirPlugin.pm is_mountpoint); a zfspool storage has no such option.
+    expect(w.sim.state.storages.get("tank-iso")?.config.is_mountpoint).toBe("yes");
+    expect(w.sim.state.storages.get("tank-guests")?.config.is_mountpoint).toBeUndefined();
   });
 
   it("fresh apply: the firewall is in the declared shape, admin rules ahead of the node's own, every guest's enabled", () => {
     expect(w.sim.state.groups.get("web")?.rules).toEqual([{ type: "in", action: "ACCEPT", proto: "tcp", source: "10.10.0.0/24", dport: "80,443", enable: "1" }]);
+    // The node's list inserts the admin group ahead of the node's own group (components/firewall.ts), in that order.
     const nodeRules = w.sim.state.nodes.get(w.node)?.firewall.rules ?? [];
-    expect(nodeRules.map((r) => `${r.action} ${r.dport} ${r.source}`)).toEqual(["ACCEPT 22 10.10.0.0/24", "ACCEPT 8006 10.10.0.0/24"]);
+    expect(nodeRules.map((r) => `${r.type} ${r.action}`)).toEqual(["group phoenix-admin", "group phoenix-node"]);
+    expect(w.sim.state.groups.get("phoenix-admin")?.rules.map((r) => `${r.action} ${r.dport} ${r.source}`)).toEqual(["ACCEPT 22 10.10.0.0/24", "ACCEPT 8006 10.10.0.0/24"]);
+    // ipfilter: each VM's own address in its ipfilter-net0 set, filtering on (pve-firewall Firewall.pm ipfilter).
+    for (const [vmid, ip] of [
+      [1001, "10.10.0.111"],
+      [1002, "10.10.0.102"],
+    ] as const) {
+      expect(w.sim.state.guestFw(vmid).ipsets.get("ipfilter-net0")?.entries.has(ip), `VM ${vmid}`).toBe(true);
+      expect(w.sim.state.guestFirewall.get(vmid)?.options, `VM ${vmid}`).toMatchObject({ ipfilter: "1" });
+    }
     expect(w.sim.state.firewall.options).toMatchObject({ enable: "1", policy_in: "DROP", policy_out: "ACCEPT" });
     for (const vmid of [101, 102, 103, 914, 1001, 1002]) expect(w.sim.state.guestFirewall.get(vmid)?.options, `guest ${vmid}`).toMatchObject({ enable: "1", policy_in: "DROP" });
     expect(w.sim.state.guestFirewall.get(101)?.rules).toEqual([expect.objectContaining({ type: "group", action: "web" })]);
@@ -86,6 +99,8 @@ describe("dev stack, applied against the simulator, the sshd rig and the lab net
       const disk = g.kind === "lxc" ? g.config.rootfs! : g.config.scsi0!;
       expect(disk, `guest ${vmid}`).toMatch(new RegExp(`base(vol)?-${template}-disk-0/`));
     }
+    // Not bpg's default qemu64: the template and its clones see an x86-64-v2 CPU with AES.
+    for (const vmid of [9000, 1001, 1002]) expect(w.sim.state.guests.get(vmid)?.config.cpu, `VM ${vmid}`).toBe("x86-64-v2-AES");
   });
 
   it("fresh apply: root-only settings are on the node, and the GPU container sees its GPU on the host's driver", () => {
@@ -96,7 +111,9 @@ describe("dev stack, applied against the simulator, the sshd rig and the lab net
   });
 
   it("fresh apply: installs ran in their running containers, CA first, then Traefik, then the gateway", async () => {
-    expect(w.commands.map((c) => c.vmid)).toEqual([103, 102, 101, 914, 914]);
+    // The ops guest's install (104) waits only for its own guest, so it runs anywhere among the core's.
+    expect(w.commands.map((c) => c.vmid).filter((vmid) => vmid !== 104)).toEqual([103, 102, 101, 914, 914]);
+    expect(w.commands.filter((c) => c.vmid === 104)).toHaveLength(1);
     expect(w.commands.every((c) => c.command === `pct exec ${c.vmid} -- bash -s`)).toBe(true);
     // The CA's root reached the outputs through the install's stdout.
     expect(await exported(first.exports, "caRootPem")).toBe(w.lab.caPem);
@@ -151,6 +168,19 @@ describe("dev stack, applied against the simulator, the sshd rig and the lab net
     expect(w.sim.log.mutating().map((m) => `${m.method} ${m.path}`)).toEqual([`PUT /api2/json/nodes/${w.node}/lxc/101/config`]);
     expect(w.sim.state.guests.get(101)?.config.memory).toBe("1024");
     expect(w.sim.state.guests.get(101)?.status).toBe("running");
+  }, 60_000);
+
+  it("one change (a container's nesting): LxcRootConfig sets it as root@pam, the token-side container sends no features", async () => {
+    w.sim.log.clear();
+    current = edited(current, (v) => {
+      v.guests.find((g) => g.vmid === 102)!.features = { nesting: true };
+    });
+    const r = await w.apply(current);
+    expect(failuresOf(r)).toEqual([]);
+    // Traefik's units may follow nesting (components/render/systemd-sandbox.ts): only the guest's own resources are asserted.
+    expect(changed(r).filter((c) => c.includes("ct-102"))).toEqual(["update ct-102-root"]);
+    expect(w.sim.log.mutating().filter((m) => m.params.features !== undefined)).toEqual([]);
+    expect(conf(w, 102)).toMatch(/^features: nesting=1$/m);
   }, 60_000);
 
   it("one change (a new gateway route): the gateway re-installs, nothing else changes", async () => {

@@ -53,6 +53,12 @@ export function nodeFiles(sandbox: Sandbox, node: string): NodeFiles {
   const status = (vmid: number) => path.join(statusDir, `${vmid}.status`);
   /** What was last written per file: a file that still holds it has not been touched on the node. */
   const written = new Map<string, string>();
+  /**
+   * The simulator's value behind each file at the last sync (config as JSON, status). `push` writes
+   * only what the API changed since: a `pct set` that lands while a request is being handled (after
+   * its `pull`) is left for the next `pull`, not overwritten with the state read before it.
+   */
+  const synced = new Map<string, string>();
   /** The base volume each linked clone's root file system was copied from. */
   const seeded = new Map<number, string>();
   const read = (file: string) => (fs.existsSync(file) ? fs.readFileSync(file, "utf8") : undefined);
@@ -73,11 +79,13 @@ export function nodeFiles(sandbox: Sandbox, node: string): NodeFiles {
         if (text !== undefined && text !== written.get(conf(g.vmid))) {
           g.config = parseConf(text).config;
           written.set(conf(g.vmid), text);
+          synced.set(conf(g.vmid), JSON.stringify(g.config));
         }
         const st = read(status(g.vmid));
         if (st !== undefined && st !== written.get(status(g.vmid))) {
           g.status = st.trim() === "running" ? "running" : "stopped";
           written.set(status(g.vmid), st);
+          synced.set(status(g.vmid), g.status);
         }
       }
     },
@@ -94,9 +102,16 @@ export function nodeFiles(sandbox: Sandbox, node: string): NodeFiles {
           seeded.set(g.vmid, rootfs.parent);
           from = volume(state, rootfs.parent)?.vmid;
         }
-        const raw = parseConf(read(conf(from ?? g.vmid)) ?? "").raw;
-        write(conf(g.vmid), renderConf(g.config, raw));
-        write(status(g.vmid), `${g.status}\n`);
+        const config = JSON.stringify(g.config);
+        if (from !== undefined || synced.get(conf(g.vmid)) !== config) {
+          const raw = parseConf(read(conf(from ?? g.vmid)) ?? "").raw;
+          write(conf(g.vmid), renderConf(g.config, raw));
+          synced.set(conf(g.vmid), config);
+        }
+        if (synced.get(status(g.vmid)) !== g.status) {
+          write(status(g.vmid), `${g.status}\n`);
+          synced.set(status(g.vmid), g.status);
+        }
         if (from !== undefined) {
           const source = path.join(sandbox.root, "ct", String(from));
           if (fs.existsSync(source)) fs.cpSync(source, path.join(sandbox.root, "ct", String(g.vmid)), { recursive: true });
@@ -113,6 +128,7 @@ export function nodeFiles(sandbox: Sandbox, node: string): NodeFiles {
         for (const f of [conf(vmid), status(vmid)]) {
           fs.rmSync(f, { force: true });
           written.delete(f);
+          synced.delete(f);
         }
         fs.rmSync(path.join(sandbox.root, "ct", String(vmid)), { recursive: true, force: true });
         sandbox.update((s) => {

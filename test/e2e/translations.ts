@@ -126,7 +126,8 @@ function containerShape(i: Inputs): GuestShape {
         ip: ip.address as string | undefined,
         gw: ip.gateway as string | undefined,
       }),
-      features: features.nesting === undefined ? undefined : `nesting=${bool(features.nesting)}`,
+      // bpg v0.111.1 containerCreateClone (container.go:1357) → containerGetFeatures (:2540): only the flags that are on.
+      features: features.nesting === true ? "nesting=1" : undefined,
       onboot: bool(i.startOnBoot),
     },
     disk: { key: "rootfs", gib: Number(obj(i.disk).size ?? 0) },
@@ -144,6 +145,10 @@ function vmShape(i: Inputs): GuestShape {
     name: i.name as string | undefined,
     ...commonConfig(i),
     agent: obj(i.agent).enabled === undefined ? undefined : bool(obj(i.agent).enabled),
+    // bpg v0.111.1 proxmoxtf/resource/vm/vm.go: cpu.type defaults to qemu64 (:78, :715-720) and is
+    // sent at the clone's update (:2598-2626) and at a create (:3094), bare when it has no flags
+    // (proxmox/nodes/vms/custom_cpu_emulation.go EncodeValues).
+    cpu: String(obj(i.cpu).type ?? "qemu64"),
     net0: render({ "": String(nic.model ?? "virtio"), bridge: nic.bridge as string | undefined, firewall: bool(nic.firewall), tag: nic.vlanId === undefined ? undefined : String(nic.vlanId) }),
     ipconfig0: render({ ip: ip.address as string | undefined, gw: ip.gateway as string | undefined }),
     ciuser: user.username as string | undefined,
@@ -242,6 +247,21 @@ function guestDiff(kind: GuestKind, shape: (i: Inputs) => GuestShape) {
   };
 }
 
+/**
+ * A container's update sends `features` only when they changed, and then all four flags,
+ * `fuse=0,keyctl=0,nesting=1,mknod=0` (bpg v0.111.1 container.go:3728 d.HasChange →
+ * containerGetFeaturesForUpdate :2546; proxmox/nodes/containers/containers_types.go
+ * CustomFeatures.EncodeValues, in that order), which PVE refuses from a token.
+ */
+function updateShape(kind: GuestKind, shape: (i: Inputs) => GuestShape, olds: Inputs, news: Inputs): GuestShape {
+  const g = shape(news);
+  if (kind !== "lxc") return g;
+  const f = obj(news.features);
+  const flag = (k: string) => `${k}=${f[k] === true ? 1 : 0}`;
+  g.config.features = same(olds.features, news.features) ? undefined : ["fuse", "keyctl", "nesting", "mknod"].map(flag).join(",");
+  return g;
+}
+
 async function guestExists(api: PveApi, node: string, kind: GuestKind, vmid: number): Promise<boolean> {
   return (await api.listGuests(node, kind)).some((x) => x.vmid === vmid);
 }
@@ -265,7 +285,7 @@ function guestTranslation(api: PveApi, kind: GuestKind, shape: (i: Inputs) => Gu
         throw new PartialCreateError(String(g.vmid), { nodeName: g.node, vmId: g.vmid }, err);
       }
     },
-    update: (_entry, inputs) => converge(api, shape(inputs)),
+    update: (entry, inputs) => converge(api, updateShape(kind, shape, entry.inputs, inputs)),
     async delete(entry) {
       const g = shape(entry.inputs);
       if (!(await guestExists(api, g.node, kind, g.vmid))) return;
@@ -360,7 +380,7 @@ function rulesTranslation(api: PveApi): Translation {
 function optionsTranslation(api: PveApi, base: (i: Inputs) => string): Translation {
   const wanted = (i: Inputs): Record<string, string> =>
     Object.fromEntries(
-      Object.entries({ enable: bool(i.enabled), policy_in: i.inputPolicy as string | undefined, policy_out: i.outputPolicy as string | undefined }).filter((x): x is [string, string] => x[1] !== undefined),
+      Object.entries({ enable: bool(i.enabled), policy_in: i.inputPolicy as string | undefined, policy_out: i.outputPolicy as string | undefined, ipfilter: bool(i.ipfilter) }).filter((x): x is [string, string] => x[1] !== undefined),
     );
   const apply = async (i: Inputs) => {
     const path = `${base(i)}/options`;
@@ -405,6 +425,41 @@ function groupTranslation(api: PveApi): Translation {
     async read(entry) {
       return (await find(String(entry.inputs.name))) ? { rules: await api.client.get(path(entry.inputs)) } : undefined;
     },
+  };
+}
+
+/**
+ * An IP set of a scope, as bpg v0.111.1 proxmoxtf/resource/firewall/ipset.go makes it: ipSetCreate
+ * POSTs the set (adopting one that already exists, without touching its entries), then POSTs
+ * each CIDR; the CIDR list is ForceNew, so a changed list replaces the set; ipSetUpdate only
+ * renames or re-comments it; ipSetDelete removes every entry, then the set ("no such IPSet" is gone).
+ */
+function ipsetTranslation(api: PveApi): Translation {
+  const base = (i: Inputs) => `${firewallBase(i)}/ipset`;
+  const setPath = (i: Inputs) => `${base(i)}/${e(String(i.name))}`;
+  const exists = async (i: Inputs) => (await scopeExists(api, i)) && (await api.client.get<Inputs[]>(base(i))).some((s) => s.name === i.name);
+  const read = async (i: Inputs) => ({ name: i.name, comment: i.comment, cidrs: await api.client.get<Inputs[]>(setPath(i)) });
+  return {
+    replaceOnChanges: ["nodeName", "containerId", "vmId", "cidrs"],
+    async create(i) {
+      if (!(await exists(i))) {
+        await api.client.post(base(i), { name: String(i.name), ...(i.comment !== undefined ? { comment: String(i.comment) } : {}) });
+        for (const c of list(i.cidrs)) {
+          await api.client.post(setPath(i), { cidr: String(c.name), ...(c.comment !== undefined ? { comment: String(c.comment) } : {}), ...(c.nomatch ? { nomatch: "1" } : {}) }, { retry: "unapplied" });
+        }
+      }
+      return { id: String(i.name), outputs: await read(i) };
+    },
+    async update(_entry, i) {
+      await api.client.post(base(i), { name: String(i.name), rename: String(i.name), comment: String(i.comment ?? "") });
+      return read(i);
+    },
+    async delete(entry) {
+      if (!(await exists(entry.inputs))) return;
+      for (const c of await api.client.get<Inputs[]>(setPath(entry.inputs))) await api.client.delete(`${setPath(entry.inputs)}/${e(String(c.cidr))}`);
+      await api.client.delete(setPath(entry.inputs));
+    },
+    read: async (entry) => ((await exists(entry.inputs)) ? read(entry.inputs) : undefined),
   };
 }
 
@@ -489,6 +544,7 @@ export const TYPES = {
   vm: "proxmoxve:index/vmLegacy:VmLegacy",
   guestOptions: "proxmoxve:firewall/optionsLegacy:OptionsLegacy",
   rules: "proxmoxve:firewall/rulesLegacy:RulesLegacy",
+  ipset: "proxmoxve:firewall/ipsetLegacy:IpsetLegacy",
   group: "proxmoxve:cluster/firewall/security/groupLegacy:GroupLegacy",
   clusterFirewall: "proxmoxve:cluster/firewallLegacy:FirewallLegacy",
   nodeFirewall: "proxmoxve:node/firewallLegacy:FirewallLegacy",
@@ -525,6 +581,7 @@ export function proxmoxTranslations(api: PveApi): Record<string, Translation> {
     [TYPES.vm]: guestTranslation(api, "qemu", vmShape),
     [TYPES.guestOptions]: optionsTranslation(api, firewallBase),
     [TYPES.rules]: rulesTranslation(api),
+    [TYPES.ipset]: ipsetTranslation(api),
     [TYPES.group]: groupTranslation(api),
     [TYPES.clusterFirewall]: optionsTranslation(api, () => "/cluster/firewall"),
     [TYPES.nodeFirewall]: optionsTranslation(api, (i) => `/nodes/${e(String(i.nodeName))}/firewall`),

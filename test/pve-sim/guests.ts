@@ -87,11 +87,46 @@ function volumesOf(kind: Kind, config: Record<string, string>, sim: Sim, cloudin
 }
 
 /**
- * pve-container check_ct_modify_config_perm and qemu-server's hostpci check:
- * the settings only `root@pam` may make. Tokens are never `root@pam`.
+ * pve-container@6.0.18 (963730e) src/PVE/LXC.pm check_ct_modify_config_perm, its `features`
+ * branch, for a user other than root@pam: any `features` on a privileged container is refused,
+ * whatever the value; otherwise the old and new flags are compared key by key as strings
+ * (`$old_features->{$feature} // ''` against the new), so a key newly present, even as 0, is a
+ * change, and a change of any key but `nesting` is refused. Without old features (a new
+ * container, or none set), only `nesting` alone passes. Deleting `features` is judged on the
+ * old flags the same way. `nesting` alone needs VM.Allocate, which the token has.
  */
-function checkRootOnly(ctx: HandlerCtx, kind: Kind, values: Record<string, string>, schema: Record<string, ParamSchema>): void {
+function checkFeatures(schema: ParamSchema, unprivileged: boolean, old: string | undefined, next: string | undefined): void {
+  if (!unprivileged) throw permError("changing feature flags for privileged container is only allowed for root@pam");
+  const parse = (v: string | undefined) => (v ? parseWithSchema(schema, v, "features") : {});
+  const onlyNesting = (f: Record<string, string>) => Object.keys(f).length === 0 || (Object.keys(f).length === 1 && "nesting" in f);
+  let otherChanged: boolean;
+  if (next === undefined) otherChanged = !onlyNesting(parse(old));
+  else if (old) {
+    const was = parse(old);
+    const is = parse(next);
+    otherChanged = [...Object.keys(was), ...Object.keys(is)].some((f) => f !== "nesting" && (was[f] ?? "") !== (is[f] ?? ""));
+  } else otherChanged = !onlyNesting(parse(next));
+  if (otherChanged) throw permError("changing feature flags (except nesting) is only allowed for root@pam");
+}
+
+/**
+ * pve-container check_ct_modify_config_perm and qemu-server's hostpci check: the settings only
+ * `root@pam` may make. Tokens are never `root@pam`. For a container, `unprivileged` is the
+ * create call's (default 1) or the existing config's, `old` its config before the change and
+ * `del` the keys the call deletes.
+ */
+function checkRootOnly(
+  ctx: HandlerCtx,
+  kind: Kind,
+  values: Record<string, string>,
+  schema: Record<string, ParamSchema>,
+  ct: { unprivileged: boolean; old?: Record<string, string>; del?: readonly string[] } = { unprivileged: true },
+): void {
   if (isRoot(ctx)) return;
+  if (kind === "lxc") {
+    if (ct.del?.some((k) => /^dev\d+$/.test(k))) throw permError("configuring device passthrough is only allowed for root@pam");
+    if (ct.del?.includes("features")) checkFeatures(schema.features as ParamSchema, ct.unprivileged, ct.old?.features, undefined);
+  }
   for (const [k, v] of Object.entries(values)) {
     if (kind === "lxc") {
       if (/^dev\d+$/.test(k)) throw permError("configuring device passthrough is only allowed for root@pam");
@@ -101,12 +136,7 @@ function checkRootOnly(ctx: HandlerCtx, kind: Kind, values: Record<string, strin
           throw permError(`mount point type ${mp.volume.startsWith("/dev/") ? "device" : "bind"} is only allowed for root@pam`);
         }
       }
-      if (k === "features") {
-        const f = parseWithSchema(schema[k] as ParamSchema, v, k);
-        if (Object.keys(f).some((x) => x !== "nesting")) {
-          throw permError("changing feature flags (except nesting) is only allowed for root@pam");
-        }
-      }
+      if (k === "features") checkFeatures(schema[k] as ParamSchema, ct.unprivileged, ct.old?.features, v);
     }
     if (k === "hookscript") throw permError("changing the hookscript is only allowed for root@pam");
     if (kind === "qemu" && /^hostpci\d+$/.test(k)) {
@@ -247,7 +277,8 @@ function create(kind: Kind): Handler {
     if (existing) throw die(`${LABEL[existing.kind]} ${vmid} already exists on node '${existing.node}'`);
     const schema = configSchema(sim, kind);
     const values = configValues(ctx, kind);
-    checkRootOnly(ctx, kind, values, schema);
+    // pve-container@6.0.18 src/PVE/API2/LXC.pm create_vm: `$unprivileged = 1 if !defined($unprivileged)` (no restore).
+    checkRootOnly(ctx, kind, values, schema, { unprivileged: values.unprivileged === undefined || values.unprivileged === "1" });
     if (kind === "lxc") {
       const ostemplate = req(ctx, "ostemplate");
       const vol = sim.state.volume(ostemplate);
@@ -334,13 +365,11 @@ function putConfig(kind: Kind, async: boolean): Handler {
     checkDigest(ctx, digestOf(g.config));
     const schema = configSchema(ctx.sim, kind);
     const values = configValues(ctx, kind);
-    checkRootOnly(ctx, kind, values, schema);
+    const del = deleteList(ctx);
+    // pve-container@6.0.18 src/PVE/API2/LXC/Config.pm update_vm: the deleted keys are checked first, then the new values, against the stored config.
+    checkRootOnly(ctx, kind, values, schema, { unprivileged: g.config.unprivileged === "1", old: g.config, del });
     for (const [k, v] of Object.entries(values)) {
       if (/^hostpci\d+$/.test(k)) checkMapping(ctx.sim, parseWithSchema(schema[k] as ParamSchema, v, k));
-    }
-    const del = deleteList(ctx);
-    if (kind === "lxc" && !isRoot(ctx) && del.some((k) => /^dev\d+$/.test(k))) {
-      throw permError("configuring device passthrough is only allowed for root@pam");
     }
     if (kind === "lxc") {
       // pve-container@6.0.18 src/PVE/LXC/Config.pm update_pct_config: `unprivileged` is

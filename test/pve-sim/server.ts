@@ -9,7 +9,7 @@ import { Faults, type FaultRule } from "./faults";
 import { guestHandlers } from "./guests";
 import { miscHandlers } from "./misc";
 import { loadApiSchema, type ApiSchema, type PveVersion, type Route } from "./schema";
-import { seedProdLike, SimState } from "./state";
+import { seedInstallerStorages, seedProdLike, SimState } from "./state";
 import { SimError, TaskRunner } from "./tasks";
 import { generateCertificates } from "./tls";
 import { checkObject, type ParamErrors, type ParamValue } from "./validate";
@@ -145,11 +145,10 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
   const schema = loadApiSchema(version);
   const nodeName = opts.nodeName ?? "pve";
   const state = new SimState(now);
-  if ((opts.seed ?? "prod") === "prod") seedProdLike(state, nodeName);
+  if ((opts.seed ?? "prod") === "prod") seedProdLike(state, nodeName, version);
   else {
     state.addNode(nodeName);
-    state.addStorage("local", "dir", { path: "/var/lib/vz", content: "iso,vztmpl,backup,snippets,import" }, 200);
-    state.addStorage("local-zfs", "zfspool", { pool: "rpool/data", content: "images,rootdir", sparse: "1" }, 1800);
+    seedInstallerStorages(state, version);
   }
   const timing: SimTiming = { taskDurationMs: 20, allocationMs: 10, lockTimeoutMs: 10_000, ...opts.timing };
   const tasks = new TaskRunner(now, () => timing.taskDurationMs);

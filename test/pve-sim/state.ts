@@ -301,7 +301,7 @@ export function parseAplinfo(text: string): AplEntry[] {
 }
 
 /** The prod host's shape: one node, two NVIDIA GPUs in separate IOMMU groups, NVMe disks, the standard storages. */
-export function seedProdLike(state: SimState, nodeName: string): void {
+export function seedProdLike(state: SimState, nodeName: string, version: 8 | 9): void {
   const node = state.addNode(nodeName);
   const gpu = (bus: string, device: string, name: string, group: number): PciDevice[] => [
     {
@@ -359,6 +359,17 @@ export function seedProdLike(state: SimState, nodeName: string): void {
     { devpath: "/dev/nvme2n1", model: "Samsung SSD 990 PRO 4TB", serial: "S7KHNJ0W100003", size: 4000787030016, type: "nvme" },
   );
   node.zfsPools.set("rpool", { name: "rpool", size: 1992864825344, devices: ["/dev/nvme0n1p3", "/dev/nvme1n1p3"], raidlevel: "mirror" });
-  state.addStorage("local", "dir", { path: "/var/lib/vz", content: "iso,vztmpl,backup,snippets,import" }, 200);
+  seedInstallerStorages(state, version);
+}
+
+/**
+ * The storages a ZFS install writes to /etc/pve/storage.cfg: pve-installer
+ * Proxmox/Install/StorageConfig.pm get_zfs_config, `local` (dir /var/lib/vz) and `local-zfs`
+ * (zfspool rpool/data, sparse). `local` holds iso,vztmpl,backup, plus import from
+ * pve-installer 9.0.7 on (commit ec1d5ee "enable import content type by default", after the
+ * 9.0.6 bump): a PVE 9.1 ISO has it, an 8.x install does not. Never snippets.
+ */
+export function seedInstallerStorages(state: SimState, version: 8 | 9): void {
+  state.addStorage("local", "dir", { path: "/var/lib/vz", content: version >= 9 ? "iso,vztmpl,backup,import" : "iso,vztmpl,backup" }, 200);
   state.addStorage("local-zfs", "zfspool", { pool: "rpool/data", content: "images,rootdir", sparse: "1" }, 1800);
 }
