@@ -5,7 +5,7 @@
  * given configuration needs.
  */
 import { stackSchema, type StackConfig } from "./schema";
-import { guestLabel, rootOnlySettings, type ConfigIssue } from "./validate";
+import { guestLabel, rootOnlySettings, templateNesting, type ConfigIssue } from "./validate";
 
 /** The stack file's machine-description keys (phoenix:proxmox, phoenix:guests, ...). */
 export const MACHINE_KEYS = Object.keys(stackSchema.shape) as (keyof StackConfig)[];
@@ -17,6 +17,7 @@ export const WELL_KNOWN_SECRETS = {
   stepCaPassword: "the Step-CA admin provisioner password",
   modelApiKey: "the API key the model servers require",
   portainerAdminPassword: "the Portainer admin password",
+  traefikDashboardPassword: "the password of the Traefik dashboard's user admin (basicAuth)",
 } as const;
 
 export type WellKnownSecret = keyof typeof WELL_KNOWN_SECRETS;
@@ -68,7 +69,7 @@ export function requiredSecrets(config: StackConfig): SecretNeed[] {
   const hostNode = config.host.node ?? config.proxmox.nodes[0]?.name;
   const nodesWithSsh = new Set(config.proxmox.nodes.filter((n) => n.ssh).map((n) => n.name));
   config.guests.forEach((guest, i) => {
-    const rootOnly = rootOnlySettings(guest).api;
+    const rootOnly = rootOnlySettings(guest, templateNesting(config.templates, guest)).api;
     const node = guest.node ?? hostNode ?? "";
     if (rootOnly.length > 0 && !nodesWithSsh.has(node)) {
       needs.push({
@@ -79,6 +80,7 @@ export function requiredSecrets(config: StackConfig): SecretNeed[] {
     }
     const role = guest.role;
     if (role?.type === "step-ca") needs.push({ key: "stepCaPassword", path: `guests[${i}].role`, why: WELL_KNOWN_SECRETS.stepCaPassword });
+    if (role?.type === "traefik" && role.dashboard) needs.push({ key: "traefikDashboardPassword", path: `guests[${i}].role.dashboard`, why: WELL_KNOWN_SECRETS.traefikDashboardPassword });
     if (role?.type === "portainer-server") needs.push({ key: "portainerAdminPassword", path: `guests[${i}].role`, why: WELL_KNOWN_SECRETS.portainerAdminPassword });
     if (role?.type === "model-server" && role.server.engine === "vllm" && role.server.requireApiKey) {
       needs.push({ key: "modelApiKey", path: `guests[${i}].role.server.requireApiKey`, why: WELL_KNOWN_SECRETS.modelApiKey });

@@ -64,6 +64,8 @@ export interface TraefikArgs extends TierArgs {
   caRootPem: pulumi.Input<string>;
   /** The CA's ACME directory. */
   acmeDirectoryUrl: pulumi.Input<string>;
+  /** phoenix:traefikDashboardPassword, while the dashboard is served. */
+  dashboardPassword?: pulumi.Input<string>;
 }
 
 /** The internal router: a router and service per declared service, HTTPS backends verified against the CA. */
@@ -75,7 +77,9 @@ export class Traefik extends pulumi.ComponentResource {
   constructor(name: string, args: TraefikArgs, opts: pulumi.ComponentResourceOptions = {}) {
     super("phoenix:core:Traefik", name, {}, opts);
     const guest = guestOfRole(args.config, "traefik");
-    const inputs = pulumi.all([args.caRootPem, args.acmeDirectoryUrl]).apply(([caRootPem, acmeDirectoryUrl]) => ({ caRootPem, acmeDirectoryUrl }));
+    const inputs = pulumi
+      .all([args.caRootPem, args.acmeDirectoryUrl, args.dashboardPassword])
+      .apply(([caRootPem, acmeDirectoryUrl, dashboardPassword]) => ({ caRootPem, acmeDirectoryUrl, ...(dashboardPassword === undefined ? {} : { dashboardPassword }) }));
     this.install = new GuestInstall(
       `${name}-install`,
       {

@@ -3,10 +3,13 @@
  * guests serving them, with certificates from Step-CA's ACME directory.
  * Pure: typed config plus explicit inputs in, file list out.
  */
+import { createHmac } from "node:crypto";
+import { encodeBase64, hashSync, truncates } from "bcryptjs";
 import { stringify } from "yaml";
 import type { StackConfig } from "../../stacks/schema";
 import { renderHostsBlock } from "../render/hosts";
 import { sandboxLines } from "../render/systemd-sandbox";
+import { parseCidr, subnetOf } from "../../stacks/net";
 import { fileList, type RenderedFile } from "../render/files";
 import { renderAptEnsure, renderInstallScript, renderReleaseInstalls, type PinnedRelease } from "../render/install-script";
 import { backends, dashboardHost, guestIp, guestOfRole, internalHosts } from "./routing";
@@ -16,6 +19,8 @@ export const TRAEFIK_PATHS = {
   dynamic: "/etc/traefik/dynamic/phoenix.yml",
   caRoot: "/etc/traefik/step-ca-root.pem",
   acmeStorage: "/var/lib/traefik/acme.json",
+  /** The dashboard's basicAuth users (htpasswd lines): root:traefik 0640. */
+  dashboardUsers: "/etc/traefik/dashboard-users",
   unit: "/etc/systemd/system/traefik.service",
   binary: "/usr/local/bin/traefik",
 } as const;
@@ -34,6 +39,50 @@ export interface TraefikInputs {
   acmeDirectoryUrl: string;
   /** SHA-256 of the release archive; without it, the release's published checksums file is the reference. */
   sha256?: string;
+  /** phoenix:traefikDashboardPassword: required while the dashboard is served. */
+  dashboardPassword?: string;
+}
+
+/** The one user the dashboard's basicAuth knows. */
+export const DASHBOARD_USER = "admin";
+const BCRYPT_COST = 10;
+
+/**
+ * The dashboard's users file line, `admin:<bcrypt>`. Traefik's basicAuth takes MD5, SHA1 or
+ * bcrypt hashes (traefik v3.5.3 docs/content/middlewares/http/basicauth.md) and compares
+ * through go-http-auth's CheckSecret, which sends $2b$ to golang.org/x/crypto/bcrypt
+ * (abbot/go-http-auth basic.go compareFuncs, "$2b$" since 7eb3526, 2016; traefik's go.mod
+ * replaces it with the containous fork of 2020).
+ * The hash is made here, not in the guest: the line is part of the install script, whose hash
+ * decides whether it runs again, so it must be the same on every `pulumi up`. A random salt
+ * would change it every run; the salt is therefore derived from the password itself (HMAC-SHA256
+ * keyed with it over the stack's domain), so the same secret always yields the same line and a
+ * new secret a new one. What that gives up is only that two stacks with the same password and
+ * domain share a hash; bcrypt's cost is unchanged. The line travels inside the secret install
+ * script (it is computed from a Pulumi secret, so Pulumi keeps it encrypted).
+ */
+export function dashboardUsersLine(config: StackConfig, password: string): string {
+  if (password.length === 0) throw new Error("phoenix:traefikDashboardPassword is empty: set it with `pulumi config set --secret phoenix:traefikDashboardPassword <password>`");
+  // bcrypt reads at most 72 bytes; a longer password would be accepted by its first 72 alone.
+  if (truncates(password)) throw new Error("phoenix:traefikDashboardPassword is longer than bcrypt's 72 bytes: choose a shorter one");
+  const saltBytes = createHmac("sha256", password).update(`phoenix traefik dashboard ${config.host.domain}`).digest().subarray(0, 16);
+  const salt = `$2b$${String(BCRYPT_COST).padStart(2, "0")}$${encodeBase64([...saltBytes], 16)}`;
+  return `${DASHBOARD_USER}:${hashSync(password, salt)}`;
+}
+
+/**
+ * Who may open the dashboard: host.adminNetworks, or, with none declared, Traefik's own
+ * subnet (PVE likewise admits its own local network when no admin network is declared). ipAllowList
+ * refuses to start with an empty sourceRange (traefik v3.5.3 pkg/middlewares/ipallowlist/
+ * ip_allowlist.go, New) and matches the connection's remote address when no ipStrategy is set
+ * (docs/content/middlewares/http/ipallowlist.md): admins reach port 8080 directly, not
+ * through the gateway, so the remote address is theirs.
+ */
+export function dashboardSourceRange(config: StackConfig): string[] {
+  if (config.host.adminNetworks.length > 0) return [...config.host.adminNetworks];
+  const cidr = parseCidr(guestOfRole(config, "traefik").network.ip);
+  if (!cidr) throw new Error("Traefik's guest uses DHCP; declare host.adminNetworks for the dashboard's allow-list");
+  return [subnetOf(cidr)];
 }
 
 function traefikRole(config: StackConfig) {
@@ -102,11 +151,23 @@ export function renderTraefikDynamic(config: StackConfig): RenderedFile {
       },
     };
   }
+  const middlewares: Record<string, unknown> = {};
   if (role.dashboard) {
-    routers.dashboard = { rule: `Host(\`${dashboardHost(config)}\`)`, entryPoints: ["traefik"], service: "api@internal", tls: { certResolver: RESOLVER } };
+    // The dashboard and API answer only the admin networks, and only with the password: the allow-list
+    // first, so other hosts never reach the password check (the router's list becomes one alice chain
+    // in its order: traefik v3.5.3 pkg/server/middleware/middlewares.go BuildChain).
+    middlewares["dashboard-allow"] = { ipAllowList: { sourceRange: dashboardSourceRange(config) } };
+    middlewares["dashboard-auth"] = { basicAuth: { usersFile: TRAEFIK_PATHS.dashboardUsers, removeHeader: true } };
+    routers.dashboard = {
+      rule: `Host(\`${dashboardHost(config)}\`)`,
+      entryPoints: ["traefik"],
+      service: "api@internal",
+      middlewares: ["dashboard-allow", "dashboard-auth"],
+      tls: { certResolver: RESOLVER },
+    };
   }
   const doc = {
-    http: { routers, services, ...(Object.keys(transports).length > 0 ? { serversTransports: transports } : {}) },
+    http: { routers, ...(Object.keys(middlewares).length > 0 ? { middlewares } : {}), services, ...(Object.keys(transports).length > 0 ? { serversTransports: transports } : {}) },
     tls: { options: { default: { minVersion: "VersionTLS12", sniStrict: true } } },
   };
   return { path: TRAEFIK_PATHS.dynamic, content: `# Phoenix: one router and service per declared service. Generated; changes made here are overwritten.\n${stringify(doc)}` };
@@ -125,10 +186,18 @@ export function traefikRelease(config: StackConfig, sha256?: string): PinnedRele
   };
 }
 
+/** The dashboard's users file, readable by Traefik and no one else but root; none without the dashboard. */
+function renderDashboardUsers(config: StackConfig, inputs: TraefikInputs): RenderedFile[] {
+  if (!traefikRole(config).dashboard) return [];
+  if (inputs.dashboardPassword === undefined) throw new Error("the Traefik dashboard needs phoenix:traefikDashboardPassword");
+  return [{ path: TRAEFIK_PATHS.dashboardUsers, content: `${dashboardUsersLine(config, inputs.dashboardPassword)}\n`, mode: "0640", owner: "root:traefik" }];
+}
+
 export function renderTraefikFiles(config: StackConfig, inputs: TraefikInputs): RenderedFile[] {
   return fileList([
     renderTraefikStatic(config, inputs),
     renderTraefikDynamic(config),
+    ...renderDashboardUsers(config, inputs),
     { path: TRAEFIK_PATHS.caRoot, content: inputs.caRootPem.endsWith("\n") ? inputs.caRootPem : `${inputs.caRootPem}\n` },
     {
       path: TRAEFIK_PATHS.unit,
@@ -159,10 +228,13 @@ WantedBy=multi-user.target
 /**
  * Traefik v3 has no offline configuration check, so the new files are proven
  * by `traefik healthcheck` after the restart; a failure puts the old files back.
- * Only static changes restart: the file provider picks up dynamic ones itself.
+ * Only static changes restart: the file provider picks up dynamic ones itself. The users
+ * file is read once, when the basicAuth middleware is built (traefik v3.5.3
+ * pkg/middlewares/auth/basic_auth.go NewBasic → auth.go getUsers), and the file provider
+ * watches only its directory, so a new password restarts Traefik too.
  */
 export function renderTraefikInstallScript(config: StackConfig, inputs: TraefikInputs): string {
-  const restartOn = [TRAEFIK_PATHS.static, TRAEFIK_PATHS.caRoot, TRAEFIK_PATHS.unit];
+  const restartOn = [TRAEFIK_PATHS.static, TRAEFIK_PATHS.caRoot, TRAEFIK_PATHS.unit, ...(traefikRole(config).dashboard ? [TRAEFIK_PATHS.dashboardUsers] : [])];
   return renderInstallScript({
     name: "traefik",
     description: "Traefik: pinned binary, static and dynamic configuration, systemd unit",

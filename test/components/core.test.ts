@@ -29,7 +29,10 @@ describe("the core tier of the prod stack", () => {
   });
 
   it("gives Traefik and the gateway the CA's root, and exports its fingerprint", async () => {
-    const traefikFiles = program.byName("traefik-install").inputs.files as { path: string; content: string }[];
+    // Secret as a whole: it holds the dashboard's password hash, which Pulumi keeps encrypted in the state.
+    const filesInput = program.byName("traefik-install").inputs.files;
+    expect(isSecret(filesInput)).toBe(true);
+    const traefikFiles = (filesInput as { value: { path: string; content: string }[] }).value;
     expect(traefikFiles.find((f) => f.path === "/etc/traefik/step-ca-root.pem")?.content).toBe(MOCK_CA.rootPem);
     expect(await valueOf(program.exports.caFingerprint)).toBe(MOCK_CA.fingerprint);
     expect(program.exports.gatewayUrl).toBe("https://internal.thinkheads.ai");
@@ -44,5 +47,15 @@ describe("the core tier of the prod stack", () => {
       expect(JSON.stringify(r.inputs), r.name).not.toContain("value-of-stepCaPassword");
     }
     expect(JSON.stringify(program.exports)).not.toContain("value-of-stepCaPassword");
+  });
+
+  it("ships the dashboard's users file (a bcrypt hash of phoenix:traefikDashboardPassword) only in Traefik's secret install script", () => {
+    const stdin = program.byName("traefik-install-run").inputs.stdin;
+    expect(isSecret(stdin)).toBe(true);
+    // The users file is staged base64-encoded: decode every staged block and look for the admin line.
+    const staged = [...(stdin as { value: string }).value.matchAll(/<<'PHOENIX_FILE'\n([\s\S]*?)\nPHOENIX_FILE/g)].map((m) => Buffer.from(m[1]!.replace(/\n/g, ""), "base64").toString());
+    expect(staged.some((f) => /^admin:\$2b\$10\$[./A-Za-z0-9]{53}\n$/.test(f))).toBe(true);
+    for (const r of program.resources) expect(JSON.stringify(r.inputs), r.name).not.toContain("value-of-traefikDashboardPassword");
+    expect(JSON.stringify(program.exports)).not.toContain("value-of-traefikDashboardPassword");
   });
 });

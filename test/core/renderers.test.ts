@@ -23,7 +23,7 @@ const config = prodConfig();
 const ep = stepCaEndpoints(config);
 const traefikIp = "10.0.0.12";
 const gatewayInputs = { traefik: { address: traefikIp, port: TRAEFIK_HTTPS_PORT }, caRootPem: ROOT_PEM };
-const traefikInputs = { caRootPem: ROOT_PEM, acmeDirectoryUrl: ep.acmeDirectoryUrl };
+const traefikInputs = { caRootPem: ROOT_PEM, acmeDirectoryUrl: ep.acmeDirectoryUrl, dashboardPassword: "golden-dashboard-password" };
 const certInputs = { caUrl: ep.caUrl, stepCli: stepCliRelease(config) };
 
 const temps: string[] = [];

@@ -24,7 +24,7 @@ function coreUnits(config: StackConfig): { vmid: number; file: RenderedFile }[] 
   const ep = stepCaEndpoints(config);
   const sets: [number, RenderedFile[]][] = [
     [byRole("step-ca"), renderStepCaFiles(config)],
-    [byRole("traefik"), renderTraefikFiles(config, { caRootPem: PEM, acmeDirectoryUrl: ep.acmeDirectoryUrl })],
+    [byRole("traefik"), renderTraefikFiles(config, { caRootPem: PEM, acmeDirectoryUrl: ep.acmeDirectoryUrl, dashboardPassword: "test-password" })],
     [byRole("nginx-gateway"), renderGatewayCertFiles(config, { caUrl: ep.caUrl, stepCli: stepCliRelease(config) }, GATEWAY_LAYOUT)],
   ];
   return sets.flatMap(([vmid, files]) => files.filter((f) => /\.(service|timer)$/.test(f.path)).map((file) => ({ vmid, file })));

@@ -14,7 +14,7 @@ describe("the committed stack files", () => {
     expect(issuesOf(result)).toEqual([]);
     if (result.ok !== true) throw new Error("prod did not validate");
     const byId = new Map(result.config.guests.map((g) => [g.vmid, g]));
-    expect([...byId.keys()].sort((a, b) => a - b)).toEqual([101, 102, 103, 801, 802, 914, 917, 1001, 1002]);
+    expect([...byId.keys()].sort((a, b) => a - b)).toEqual([101, 102, 103, 104, 801, 802, 914, 917, 1001, 1002]);
     expect(byId.get(103)?.network.ip).toBe("10.0.0.10/24");
     expect(byId.get(101)?.network.ip).toBe("10.0.0.153/24");
     expect(result.config.guests.every((g) => g.kind === "vm" || g.unprivileged)).toBe(true);
@@ -29,7 +29,7 @@ describe("the committed stack files", () => {
     expect(raw.secretKeys.size).toBe(0);
     const result = validate(raw, false);
     if (result.ok !== true) throw new Error(formatIssues(issuesOf(result)));
-    expect(new Set(result.missingSecrets.map((s) => s.key))).toEqual(new Set(["proxmoxTokenSecret", "sshPrivateKey", "stepCaPassword", "portainerAdminPassword", "qdrantApiKey", "webappSessionSecret"]));
+    expect(new Set(result.missingSecrets.map((s) => s.key))).toEqual(new Set(["proxmoxTokenSecret", "sshPrivateKey", "stepCaPassword", "portainerAdminPassword", "traefikDashboardPassword", "qdrantApiKey", "webappSessionSecret"]));
   });
 
   it("dev validates offline and points at the local simulator", () => {
