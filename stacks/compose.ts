@@ -118,8 +118,9 @@ export function buildStack(stack: LoadedStack): PhoenixExports {
     new ModelServer(`model-${g.vmid}`, { config, vmid: g.vmid, connection: connections.get(g.node ?? hostNode)!, apiKey, dependsOn: [built.get(g.vmid)!.ready] });
   }
   const ops = config.guests.find((g) => g.role?.type === "observability");
-  if (ops) new Observability("observability", { config, connection: connectionOf(ops), dependsOn: [builtGuest(ops.vmid).ready] });
-  const core = buildCore(config, ca(), (g) => ({ config, connection: connectionOf(g), dependsOn: [builtGuest(g.vmid).ready] }));
+  const opsCa = ops && ca();
+  if (ops && opsCa) new Observability("observability", { config, connection: connectionOf(ops), caRootPem: opsCa.rootPem, dependsOn: [builtGuest(ops.vmid).ready] });
+  const core = buildCore(config, ca(), stack.secret, (g) => ({ config, connection: connectionOf(g), dependsOn: [builtGuest(g.vmid).ready] }));
   if (core.caRootPem && config.guests.some((g) => g.role?.type === "portainer-server")) {
     portainerTier({ config, caRootPem: core.caRootPem, adminPassword: stack.secret("portainerAdminPassword"), projectFile: stack.projectFile, secret: stack.dockerSecret, ready: (vmid) => built.get(vmid)!.ready, gateway: core.gateway, serverNode: connectionOf(config.guests.find((g) => g.role?.type === "portainer-server")!), ...(hostConnection ? { nfsServer: { connection: hostConnection, ...(host?.exports ? { exports: host.exports } : {}) } } : {}) });
   }
@@ -149,13 +150,14 @@ export interface CoreOutputs {
 }
 
 /** Step-CA → Traefik → gateway, each in the guest with its role, ordered by the data they pass on. */
-function buildCore(config: StackConfig, ca: StepCa | undefined, tierArgs: (g: Guest) => { config: StackConfig; connection: pulumi.Input<SshConnection>; dependsOn: pulumi.Resource[] }): CoreOutputs {
+function buildCore(config: StackConfig, ca: StepCa | undefined, secret: LoadedStack["secret"], tierArgs: (g: Guest) => { config: StackConfig; connection: pulumi.Input<SshConnection>; dependsOn: pulumi.Resource[] }): CoreOutputs {
   const withRole = (type: string) => config.guests.find((g) => g.role?.type === type);
   if (!ca) return {};
   const out: CoreOutputs = { caUrl: ca.caUrl, acmeDirectoryUrl: ca.acmeDirectoryUrl, caRootPem: ca.rootPem, caFingerprint: ca.fingerprint };
   const traefikGuest = withRole("traefik");
   if (!traefikGuest) return out;
-  const traefik = new Traefik("traefik", { ...tierArgs(traefikGuest), caRootPem: ca.rootPem, acmeDirectoryUrl: ca.acmeDirectoryUrl });
+  const dashboardPassword = traefikGuest.role?.type === "traefik" && traefikGuest.role.dashboard ? secret("traefikDashboardPassword") : undefined;
+  const traefik = new Traefik("traefik", { ...tierArgs(traefikGuest), caRootPem: ca.rootPem, acmeDirectoryUrl: ca.acmeDirectoryUrl, ...(dashboardPassword ? { dashboardPassword } : {}) });
   const gatewayGuest = withRole("nginx-gateway");
   if (!gatewayGuest) return out;
   const gateway = new NginxGateway("gateway", { ...tierArgs(gatewayGuest), caRootPem: ca.rootPem, caUrl: ca.caUrl, traefik: traefik.address, traefikInstall: traefik.install });

@@ -192,7 +192,23 @@ export const hostSchema = z.strictObject({
   /** Other bridges (or VLANs) guests attach to, with their subnet. */
   bridges: z.array(bridgeSchema).default([]),
   gpus: z.array(gpuSchema).default([]),
-  nvidiaDriver: z.strictObject({ version }).optional(),
+  nvidiaDriver: z
+    .strictObject({
+      version,
+      /**
+       * SHA-256 of NVIDIA-Linux-x86_64-<version>.run, checked before the installer runs
+       * (`sha256sum NVIDIA-Linux-x86_64-<version>.run` on a copy downloaded from NVIDIA).
+       * Optional only so that stacks imported from the old scripts validate; the shipped stacks pin it.
+       */
+      runfileSha256: sha256.optional(),
+      /**
+       * Which kernel modules nvidia-installer builds (`--kernel-module-type`, nvidia-installer 580.95.05
+       * option_table.h: "open" or "proprietary"). Blackwell (RTX 50) GPUs need the open ones; the
+       * proprietary ones are only for GPUs before Turing. What was loaded is verified by its licence.
+       */
+      kernelModules: z.enum(["open", "proprietary"]).default("open"),
+    })
+    .optional(),
   zfs: z
     .strictObject({
       /** ZFS ARC ceiling in GiB, persisted and applied at runtime. */
@@ -488,7 +504,7 @@ const llamacppSchema = z.strictObject({
 const portWithDefault = (p: number) => z.number().int().min(1).max(65535).default(p);
 const percent = (p: number) => z.number().gt(0).lt(100).default(p);
 /** Alert thresholds: the rules in components/observability/rules.render.ts read them from here. */
-const OBS_ALERT_DEFAULTS = { zfsCapacityPercent: 80, hostMemoryAvailablePercent: 10, gpuTemperatureCelsius: 85, gpuMemoryPercent: 95, modelQueueDepth: 16, downForMinutes: 5 };
+const OBS_ALERT_DEFAULTS = { zfsCapacityPercent: 80, hostMemoryAvailablePercent: 10, gpuTemperatureCelsius: 85, gpuMemoryPercent: 95, modelQueueDepth: 16, downForMinutes: 5, certificateExpiryHours: 4 };
 
 /** The ops guest: Prometheus and Alertmanager (and node_exporter in it), their data on a mounted dataset. */
 const observabilitySchema = z.strictObject({
@@ -497,6 +513,8 @@ const observabilitySchema = z.strictObject({
   alertmanager: z.strictObject({ version: version.default("0.34.0"), port: portWithDefault(9093) }).default({ version: "0.34.0", port: 9093 }),
   /** node_exporter, installed on the ops guest and scraped on the host and every guest. */
   nodeExporter: z.strictObject({ version: version.default("1.12.1"), port: portWithDefault(9100) }).default({ version: "1.12.1", port: 9100 }),
+  /** blackbox_exporter on the ops guest: probes every TLS endpoint for its certificate's expiry. */
+  blackboxExporter: z.strictObject({ version: version.default("0.28.0"), port: portWithDefault(9115) }).default({ version: "0.28.0", port: 9115 }),
   /** The GPU exporter's port where it runs (utkuozdemir/nvidia_gpu_exporter, which reads nvidia-smi and so works on GeForce cards). */
   gpuExporterPort: portWithDefault(9835),
   /** The guest path of the dataset mount holding Prometheus' and Alertmanager's data. */
@@ -512,6 +530,11 @@ const observabilitySchema = z.strictObject({
       modelQueueDepth: z.number().int().min(1).default(OBS_ALERT_DEFAULTS.modelQueueDepth),
       /** How long a target is down before its alert fires. */
       downForMinutes: z.number().int().min(1).max(1440).default(OBS_ALERT_DEFAULTS.downForMinutes),
+      /**
+       * Hours of validity left below which a certificate alerts. Step-CA issues 24 h certificates by default, renewed
+       * when a third of that is left (components/render/cert-timer.ts): fewer hours means renewal has been failing.
+       */
+      certificateExpiryHours: z.number().int().min(1).max(8760).default(OBS_ALERT_DEFAULTS.certificateExpiryHours),
     })
     .default(OBS_ALERT_DEFAULTS),
 });

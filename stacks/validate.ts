@@ -387,6 +387,13 @@ function checkGpus(ctx: Context, report: Report): void {
   if (gpus.some((g) => g.mode === "lxc-shared") && !ctx.config.host.nvidiaDriver) {
     report("host.nvidiaDriver", "GPUs are declared lxc-shared but no NVIDIA driver version is pinned: set host.nvidiaDriver.version");
   }
+  // nvidia-installer 580.95.05 kernel.c valid_kernel_module_types: a GPU that requires the open modules
+  // (Blackwell, RTX 50) rules the proprietary ones out.
+  if (ctx.config.host.nvidiaDriver?.kernelModules === "proprietary") {
+    gpus.forEach((g, i) => {
+      if (g.mode === "lxc-shared" && /\bRTX\s*50\d0\b/i.test(g.model)) report(`host.gpus[${i}].model`, `${g.model} is a Blackwell GPU, which runs only on the open kernel modules: set host.nvidiaDriver.kernelModules to open`);
+    });
+  }
   const byId = new Map(gpus.map((g) => [g.id, g]));
   const passthroughOwner = new Map<number, string>();
   ctx.config.guests.forEach((g, i) => {
@@ -548,6 +555,7 @@ function checkRoles(ctx: Context, report: Report): void {
       if (g.kind !== "lxc") report(`${path}.type`, `${guestLabel(g)}: the observability tier runs in a container (kind: lxc)`);
       else if (!g.mounts.some((m) => m.path === role.dataDir && !m.readOnly)) report(`${path}.dataDir`, `${guestLabel(g)}: mount a dataset read-write at ${role.dataDir} (guests[${i}].mounts) to hold the metrics and alerts`);
       if (g.network.ip === "dhcp") report(`guests[${i}].network.ip`, `${guestLabel(g)}: the observability guest needs a static address, which the scrape targets' firewalls name`);
+      if (ctx.unchecked.guests.size === 0 && !ctx.config.guests.some((x) => x.role?.type === "step-ca")) report(`${path}.type`, `${guestLabel(g)}: its TLS probes verify every endpoint against the internal CA: declare a guest with role step-ca`);
     }
     if ((role.type === "portainer-server" || role.type === "portainer-agent") && g.kind !== "vm") {
       report(`${path}.type`, `${guestLabel(g)}: ${role.type} runs Docker and belongs on a VM (kind: vm)`);

@@ -47,12 +47,14 @@ const ROLE_NAMES: Record<NonNullable<Guest["role"]>["type"], string> = {
   "model-server": "model server",
   "portainer-server": "Portainer server",
   "portainer-agent": "Portainer agent",
+  observability: "observability",
 };
 
 const GROUPS: { tier: Tier; title: string }[] = [
   { tier: "core", title: "Core (CA, Traefik, gateway)" },
   { tier: "models", title: "Model servers" },
   { tier: "docker", title: "Docker hosts (Portainer)" },
+  { tier: "observability", title: "Observability (Prometheus, Alertmanager)" },
   { tier: "guests", title: "Other guests" },
 ];
 

@@ -22,6 +22,7 @@ describe("guests of the prod stack", () => {
       "ct-101": 900,
       "ct-102": 900,
       "ct-103": 900,
+      "ct-104": 900,
       "ct-801": 920,
       "ct-802": 920,
       "ct-914": 901,
@@ -41,7 +42,7 @@ describe("guests of the prod stack", () => {
     }
     for (const vm of guestsOf(VM)) expect(input<{ firewall: boolean }[]>(vm, "networkDevices")[0]?.firewall).toBe(true);
     const options = program.ofType(FW_OPTIONS);
-    expect(options).toHaveLength(9);
+    expect(options).toHaveLength(10);
     for (const o of options) expect({ enabled: input(o, "enabled"), inputPolicy: input(o, "inputPolicy") }).toEqual({ enabled: true, inputPolicy: "DROP" });
   });
 
