@@ -114,7 +114,8 @@ export class HostPrep extends pulumi.ComponentResource {
     }
     if (host.zfs.arcMaxGiB !== undefined) new ZfsArcLimit(`${name}-zfs-arc`, { node, connection, maxBytes: Math.round(host.zfs.arcMaxGiB * GIB) }, child);
     if (host.nvidiaDriver && host.gpus.some((g) => g.mode === "lxc-shared")) {
-      this.nvidia = new NvidiaDriver(`${name}-nvidia`, { node, connection, version: host.nvidiaDriver.version }, child);
+      const { version, runfileSha256, kernelModules } = host.nvidiaDriver;
+      this.nvidia = new NvidiaDriver(`${name}-nvidia`, { node, connection, version, runfileSha256: runfileSha256?.toLowerCase(), kernelModuleType: kernelModules }, child);
       this.gpuInfo = pulumi.all([this.nvidia.gpus, this.nvidia.deviceNodes, this.nvidia.installedVersion]).apply(([gpus, deviceNodes, driverVersion]) => ({ gpus, deviceNodes, driverVersion }));
     }
     if (args.exports && args.exports.length > 0) {

@@ -16,6 +16,7 @@ import { readProjectFile } from "../stacks/project-files";
 import type { StackConfig } from "../stacks/schema";
 import { guestsViaNode, sshNode } from "./doctor/channels";
 import { diagnose } from "./doctor/diagnose";
+import { KERNEL_MODULE_COMMAND, kernelModuleCheck } from "./doctor/kernel-modules";
 import { planDoctor, type Address, type OutputsJson } from "./doctor/plan";
 import { renderJson, renderTable } from "./doctor/report";
 import { runChecks, type Channels } from "./doctor/run";
@@ -80,12 +81,21 @@ export async function runDoctor(argv: readonly string[], deps: DoctorDeps): Prom
   if (!caPem) notes.push("no CA root (caRootPem output or --ca): certificate chains are shown, not verified");
 
   const plan = planDoctor(checked.config, outputs);
-  const findings = await runChecks(plan.checks, await deps.channels(checked.config, args), {
+  const channels = await deps.channels(checked.config, args);
+  const findings = await runChecks(plan.checks, channels, {
     resolve: deps.resolve ?? ((a) => a),
     ...(caPem ? { caRoot: new X509Certificate(caPem) } : {}),
     now: (deps.now ?? (() => new Date()))(),
   });
   const diagnoses = diagnose(findings, plan.contexts);
+  // The node's kernel-upgrade preflight, when the stack pins a host NVIDIA driver: reported only when it finds something.
+  const driver = checked.config.host.nvidiaDriver?.version;
+  if (driver) {
+    const preflight = kernelModuleCheck(driver, await channels.node.run(KERNEL_MODULE_COMMAND));
+    if (preflight.finding.status === "fail") findings.push(preflight.finding);
+    else notes.push(`node ${preflight.finding.check}: ${preflight.finding.detail}`);
+    if (preflight.diagnosis) diagnoses.unshift(preflight.diagnosis);
+  }
   const report = { ok: diagnoses.length === 0, notes, findings, diagnoses };
   return { code: report.ok ? 0 : 1, text: args.json ? renderJson(report) : renderTable(report) };
 }

@@ -29,8 +29,8 @@ export function placeholderCaOutput(commonName = PLACEHOLDER_CA_CN): { rootPem: 
 
 export function offlineOutputs(config: StackConfig): (name: string, inputs: Record<string, unknown>) => Record<string, unknown> {
   const ca = placeholderCaOutput();
-  const gpus = config.host.gpus.map((g, index) => ({ index, busId: `0000${g.pci}`, name: g.model, memoryMiB: g.memoryGiB * 1024 }));
-  const deviceNodes = [...gpus.map((g) => `/dev/nvidia${g.index}`), "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"].map((p) => ({ path: p, major: 0 }));
+  const gpus = config.host.gpus.map((g, index) => ({ index, minor: index, busId: `0000${g.pci}`, name: g.model, memoryMiB: g.memoryGiB * 1024 }));
+  const deviceNodes = [...gpus.map((g) => `/dev/nvidia${g.minor}`), "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"].map((p) => ({ path: p, major: 0 }));
   return (name, inputs) => {
     if (name.endsWith("-nvidia")) return { gpus, deviceNodes, installedVersion: config.host.nvidiaDriver?.version ?? "" };
     if (name.endsWith("-gpu-functions")) {

@@ -14,8 +14,8 @@ export type { Registered };
 export const MOCK_NVIDIA = {
   installedVersion: "580.95.05",
   gpus: [
-    { index: 0, busId: "00000000:02:00.0", name: "NVIDIA GeForce RTX 5060 Ti", memoryMiB: 16311 },
-    { index: 1, busId: "00000000:01:00.0", name: "NVIDIA GeForce RTX 5060 Ti", memoryMiB: 16311 },
+    { index: 0, minor: 0, busId: "00000000:02:00.0", name: "NVIDIA GeForce RTX 5060 Ti", memoryMiB: 16311 },
+    { index: 1, minor: 1, busId: "00000000:01:00.0", name: "NVIDIA GeForce RTX 5060 Ti", memoryMiB: 16311 },
   ],
   deviceNodes: ["/dev/nvidia0", "/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"].map((path) => ({ path, major: path.includes("uvm") ? 509 : 195 })),
 };

@@ -2,13 +2,18 @@
  * The device nodes a GPU container gets: /dev/nvidia<N> of exactly its GPUs
  * plus the driver's shared control nodes. Everything is read from what the
  * host driver reports, so nothing depends on a hard-coded major or on the
- * order the host enumerates the cards in.
+ * order the host enumerates the cards in. N is the device minor the kernel
+ * module assigned, which need not be nvidia-smi's index (NVIDIA/nvidia-docker#1432:
+ * "Minor number is the actual minor number associated with the GPU device
+ * registered with the kernel ... the number appended to the file name for each
+ * device"; "index" is NVML's order, "not 100% guaranteed" to be the same).
  */
 import type { Gpu } from "../../stacks/schema";
 
 /** What the host NVIDIA driver resource reports (providers/host/nvidia-driver). */
 export interface HostGpuInfo {
-  gpus: { index: number; busId: string }[];
+  /** `minor` is the "Device Minor" of /proc/driver/nvidia/gpus/<bus>/information: the N of /dev/nvidiaN. */
+  gpus: { index: number; minor: number; busId: string }[];
   deviceNodes: { path: string; major: number }[];
   /** The driver version installed on the host; a guest's user-space must match it. */
   driverVersion: string;
@@ -44,7 +49,7 @@ export function gpuDevices(guest: string, assigned: readonly number[], declared:
     const gpu = declared.find((g) => g.id === id);
     const reported = gpu && host.gpus.find((g) => samePciAddress(g.busId, gpu.pci));
     if (!gpu || !reported) throw new Error(`${guest}: GPU ${id} (${gpu?.pci ?? "undeclared"}) is not among the GPUs the host driver reports (${host.gpus.map((g) => g.busId).join(", ") || "none"})`);
-    return need(`/dev/nvidia${reported.index}`, `GPU ${id}`);
+    return need(`/dev/nvidia${reported.minor}`, `GPU ${id}`);
   });
   const caps = host.deviceNodes.filter((n) => n.path.startsWith("/dev/nvidia-caps/")).map((n) => need(n.path, "MIG capabilities"));
   return [...perGpu, ...SHARED_NODES.map((p) => need(p, "driver control node")), ...caps];

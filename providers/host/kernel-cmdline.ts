@@ -19,8 +19,17 @@ export function cpuVendorOf(vendorId: string): CpuVendor {
   throw new Error(`unsupported CPU vendor "${vendorId}" in /proc/cpuinfo: IOMMU arguments are known only for Intel and AMD`);
 }
 
-export function iommuArgs(vendor: CpuVendor): string[] {
-  return [vendor === "intel" ? "intel_iommu=on" : "amd_iommu=on", "iommu=pt"];
+/**
+ * What the kernel needs on its command line for passthrough. pve-docs qm-pci-passthrough.adoc
+ * (9.1.3): "With AMD CPUs IOMMU is enabled by default. With recent kernels (6.8 or newer), this
+ * is also true for Intel CPUs", so `intel_iommu=on` only before 6.8, or to undo an
+ * `intel_iommu=` of another value already on the line; never `amd_iommu=on`, which is no valid
+ * value. `iommu=pt` (passthrough mode) is kept for every host.
+ */
+export function iommuArgs(vendor: CpuVendor, kernelRelease: string, configured = ""): string[] {
+  const intelSet = configured.trim().split(/\s+/).find((a) => keyOf(a) === "intel_iommu");
+  const intelOn = vendor === "intel" && (!kernelAtLeast(kernelRelease, 6, 8) || (intelSet !== undefined && intelSet !== "intel_iommu=on"));
+  return [...(intelOn ? ["intel_iommu=on"] : []), "iommu=pt"];
 }
 
 function keyOf(arg: string): string {

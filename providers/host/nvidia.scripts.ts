@@ -1,4 +1,5 @@
 import { INSTALLED_FN, readFiles, removeFile, renderScript, shellQuote, writeFileIfChanged } from "../ssh/script";
+import { DKMS_MOK_PROBE, SECURE_BOOT_PROBE } from "./secure-boot";
 
 export const NVIDIA_UNIT = "phoenix-nvidia-devices.service";
 export const NVIDIA_UNIT_PATH = `/etc/systemd/system/${NVIDIA_UNIT}`;
@@ -31,9 +32,13 @@ export const QUERY_FIELDS = "index,pci.bus_id,name,memory.total,driver_version";
 
 const HEADER_PACKAGES = ['"proxmox-headers-$k"', "proxmox-default-headers", "dkms", "build-essential", "pkg-config"];
 
+/** Where the loaded driver describes each GPU, by "%04x:%02x:%02x.%1x" (open-gpu-kernel-modules kernel-open/nvidia/nv-procfs.c, nv_procfs_add_gpu). */
+export const PROC_NVIDIA_GPUS = "/proc/driver/nvidia/gpus";
+
 /**
- * Prints `kernel`, `headers yes|no`, `dkms <status line>`, `gpu <csv row>`, `unit enabled|disabled`,
- * the managed files, `dev <major> <name>` from /proc/devices, `nouveau loaded` and `node <path>`.
+ * Prints `kernel`, `headers yes|no`, `dkms <status line>`, `gpu <csv row>`, `minor <bus> <minor>`,
+ * `unit enabled|disabled`, the managed files, `dev <major> <name>` from /proc/devices,
+ * `nouveau loaded` and `node <path>`.
  */
 export function renderNvidiaProbe(): string {
   return renderScript(`
@@ -42,9 +47,22 @@ echo "kernel $k"
 ${INSTALLED_FN}
 if installed "proxmox-headers-$k" || installed "pve-headers-$k"; then echo "headers yes"; else echo "headers no"; fi
 dkms status -m nvidia 2>/dev/null | sed 's/^/dkms /' || true
+# The kernels a reboot can pick: every installed image, not only the running one.
+for f in "$R"/boot/vmlinuz-*; do
+  if [ -e "$f" ]; then echo "bootkernel \${f##*/vmlinuz-}"; fi
+done
+echo "license $(modinfo -F license nvidia 2>/dev/null || true)"
+${SECURE_BOOT_PROBE}
+${DKMS_MOK_PROBE}
 if out="$(nvidia-smi --query-gpu=${QUERY_FIELDS} --format=csv,noheader,nounits 2>/dev/null)"; then
   printf '%s\\n' "$out" | sed 's/^/gpu /'
 fi
+# nv-procfs.c nv_procfs_read_gpu_info prints "Device Minor:", a tab, a space and nvl->minor_num.
+for info in "$R"${PROC_NVIDIA_GPUS}/*/information; do
+  [ -r "$info" ] || continue
+  bus="\${info%/information}"
+  echo "minor \${bus##*/} $(awk -F: '/^Device Minor:/ {gsub(/[[:space:]]/, "", $2); print $2; exit}' "$info")"
+done
 if systemctl is-enabled ${NVIDIA_UNIT} >/dev/null 2>&1; then echo "unit enabled"; else echo "unit disabled"; fi
 ${readFiles([NVIDIA_UNIT_PATH, NOUVEAU_CONF])}
 grep -E '^ *[0-9]+ nvidia' "$R/proc/devices" | sed 's/^ */dev /' || true
@@ -55,10 +73,34 @@ done
 `);
 }
 
+export type KernelModuleType = "open" | "proprietary";
+
+/**
+ * The open modules are "dual licensed MIT/GPLv2" (NVIDIA driver README, kernel_open.html), which
+ * modinfo prints as "Dual MIT/GPL"; anything else is the proprietary flavour.
+ * unverified: the MODULE_LICENSE strings were not read in nv.c itself.
+ */
+export function moduleTypeOfLicense(licence: string | undefined): KernelModuleType | "" {
+  if (!licence) return "";
+  return licence.trim() === "Dual MIT/GPL" ? "open" : "proprietary";
+}
+
+/** Installed kernels DKMS has not built the nvidia module of `version` for (`dkms status` lines "nvidia/<v>, <kernel>, <arch>: installed"). */
+export function kernelsWithoutModule(kernels: string[], dkmsLines: string[], version: string): string[] {
+  const built = new Set(
+    dkmsLines
+      .map((l) => /^nvidia\/([0-9.]+), ([^,]+), [^:]+: installed/.exec(l))
+      .filter((m) => m?.[1] === version)
+      .map((m) => m![2]),
+  );
+  return kernels.filter((k) => !built.has(k)).sort();
+}
+
 export interface NvidiaInstall {
   version: string;
   runfileUrl: string;
   runfileSha256?: string;
+  kernelModuleType: KernelModuleType;
 }
 
 /**
@@ -112,9 +154,19 @@ ${
       exit 1
     fi
   fi
-  sh "$runfile" --silent --dkms --accept-license --no-x-check --no-nouveau-check --no-opengl-files "\${load[@]}"
+  # nvidia-installer 580.95.05 option_table.h: --kernel-module-type, "open" or "proprietary".
+  sh "$runfile" --silent --dkms --kernel-module-type=${shellQuote(spec.kernelModuleType)} --accept-license --no-x-check --no-nouveau-check --no-opengl-files "\${load[@]}"
   echo "changed driver $v"
 fi
+
+# Every installed kernel gets the module before anyone reboots into it.
+for f in "$R"/boot/vmlinuz-*; do
+  [ -e "$f" ] || continue
+  kk="\${f##*/vmlinuz-}"
+  if ! dkms status -m nvidia -v "$v" -k "$kk" 2>/dev/null | grep -q ': installed'; then
+    dkms install -m nvidia -v "$v" -k "$kk" || echo "dkms could not build nvidia $v for $kk" >&2
+  fi
+done
 
 unit="$(
 ${writeFileIfChanged(NVIDIA_UNIT_PATH, NVIDIA_UNIT_CONTENT)}
@@ -140,18 +192,29 @@ update-initramfs -u -k all
 }
 
 export interface NvidiaGpu {
+  /** nvidia-smi's (NVML's) index: an order, not the device file. */
   index: number;
+  /** The device minor: /dev/nvidia<minor> is this GPU. */
+  minor: number;
   busId: string;
   name: string;
   memoryMiB: number;
 }
 
-export function parseGpuRows(rows: string[]): { gpus: NvidiaGpu[]; driverVersion: string } {
+/**
+ * nvidia-smi's rows joined with the minors the driver's procfs reports (`<bus> <minor>` lines).
+ * nvidia-smi prints the bus id with an 8-digit domain (00000000:02:00.0), procfs with 4.
+ */
+export function parseGpuRows(rows: string[], minors: string[]): { gpus: NvidiaGpu[]; driverVersion: string } {
   let driverVersion = "";
+  const byBus = minors.map((l) => l.split(" ")).filter((p) => p.length === 2 && /^\d+$/.test(p[1]!));
   const gpus = rows.map((r) => {
     const [index, busId, name, memory, driver] = r.split(",").map((f) => f.trim());
     driverVersion = driver ?? driverVersion;
-    return { index: Number(index), busId: busId ?? "", name: name ?? "", memoryMiB: Number(memory) };
+    const bus = (busId ?? "").toLowerCase().replace(/^0000(?=[0-9a-f]{4}:)/, "");
+    const minor = byBus.find(([b]) => b === bus)?.[1];
+    if (minor === undefined) throw new Error(`the NVIDIA driver reports GPU ${busId} but ${PROC_NVIDIA_GPUS}/${bus}/information gives no Device Minor; is the driver loaded?`);
+    return { index: Number(index), minor: Number(minor), busId: busId ?? "", name: name ?? "", memoryMiB: Number(memory) };
   });
   return { gpus, driverVersion };
 }

@@ -1,4 +1,5 @@
 import { readFiles, removeFile, renderScript, writeFileIfChanged } from "../ssh/script";
+import { SECURE_BOOT_PROBE } from "./secure-boot";
 
 export const FILES = {
   kernelCmdline: "/etc/kernel/cmdline",
@@ -10,10 +11,13 @@ export const FILES = {
 export type BootLoader = "systemd-boot" | "grub-proxmox-boot-tool" | "grub";
 
 /**
- * Prints the facts the plan needs: `cpu`, `kernel`, `boot`, `running` (the booted command line),
- * the managed files, `blacklist <file>:<line>` for nvidia blacklists and `pci <addr> <id> <driver>`.
- * systemd-boot is what a ZFS-root UEFI install uses; proxmox-boot-tool can also manage GRUB on
- * legacy-BIOS ZFS installs; anything else is plain GRUB.
+ * Prints the facts the plan needs: `cpu`, `kernel`, `boot`, `secureboot`, `running` (the booted
+ * command line), the managed files, `blacklist <file>:<line>` for nvidia blacklists and
+ * `pci <addr> <id> <driver>`. systemd-boot is what a ZFS-root UEFI install uses; proxmox-boot-tool
+ * can also manage GRUB on legacy-BIOS ZFS installs; anything else is plain GRUB. With Secure Boot
+ * on, GRUB boots even where systemd-boot stays on the ESP (pve-docs system-booting.adoc: "For EFI
+ * systems with Secure Boot enabled, GRUB is used"; "The old systemd-boot bootloader will be kept,
+ * but GRUB will be preferred"): the plan then writes /etc/default/grub.
  */
 export function renderVfioProbe(): string {
   return renderScript(`
@@ -26,6 +30,7 @@ if [ -f "$R/etc/kernel/proxmox-boot-uuids" ] && command -v proxmox-boot-tool >/d
   fi
 fi
 echo "boot $boot"
+${SECURE_BOOT_PROBE}
 echo "running $(cat "$R/proc/cmdline")"
 ${readFiles(Object.values(FILES))}
 for f in "$R"/etc/modprobe.d/*.conf; do

@@ -20,6 +20,7 @@ import {
   type GpuDeclaration,
 } from "./kernel-cmdline";
 import { FILES, renderVfioApply, renderVfioProbe, type BootLoader, type VfioApply } from "./vfio.scripts";
+import { secureBootEnabled } from "./secure-boot";
 
 export interface VfioHostInputs {
   /** The Proxmox node: what identifies this resource. */
@@ -31,6 +32,8 @@ export interface VfioHostInputs {
 
 export interface VfioHostOutputs extends VfioHostInputs {
   bootLoader: BootLoader;
+  /** UEFI Secure Boot is on: GRUB boots, whatever else is on the ESP. */
+  secureBoot: boolean;
   cpuVendor: CpuVendor;
   kernelRelease: string;
   /** The IOMMU arguments Phoenix requires on the kernel command line. */
@@ -68,7 +71,7 @@ export class VfioHost extends pulumi.dynamic.Resource {
   declare readonly rebootReason: pulumi.Output<string>;
 
   constructor(name: string, args: VfioHostArgs, opts?: pulumi.CustomResourceOptions) {
-    const outputs = { bootLoader: undefined, cpuVendor: undefined, kernelRelease: undefined, kernelArgs: undefined, kernelCmdline: undefined, vfioIds: undefined, modules: undefined, inSync: undefined, rebootRequired: undefined, rebootReason: undefined };
+    const outputs = { bootLoader: undefined, secureBoot: undefined, cpuVendor: undefined, kernelRelease: undefined, kernelArgs: undefined, kernelCmdline: undefined, vfioIds: undefined, modules: undefined, inSync: undefined, rebootRequired: undefined, rebootReason: undefined };
     super(vfioHostProvider, name, { ...outputs, ...args, connection: pulumi.secret(args.connection) }, pulumi.mergeOptions(opts, { additionalSecretOutputs: ["connection"] }), "phoenix/host", "VfioHost");
   }
 }
@@ -77,10 +80,20 @@ interface Facts {
   cpuVendor: CpuVendor;
   kernelRelease: string;
   boot: BootLoader;
+  secureBoot: boolean;
   running: string;
   files: Map<string, string | undefined>;
   nvidiaBlacklists: string[];
   pci: Array<{ address: string; id: string; driver: string }>;
+}
+
+/**
+ * The loader that boots: systemd-boot cannot be Secure Boot signed (pve-docs system-booting.adoc:
+ * "Only GRUB is supported as bootloader out of the box"), so with Secure Boot on a host
+ * proxmox-boot-tool manages boots GRUB from the ESPs and `proxmox-boot-tool refresh` regenerates it.
+ */
+export function bootLoaderOf(probed: BootLoader, secureBoot: boolean): BootLoader {
+  return secureBoot && probed === "systemd-boot" ? "grub-proxmox-boot-tool" : probed;
 }
 
 async function probe(conn: SshConnection): Promise<Facts> {
@@ -88,7 +101,8 @@ async function probe(conn: SshConnection): Promise<Facts> {
   return {
     cpuVendor: cpuVendorOf(out.get("cpu") ?? ""),
     kernelRelease: out.get("kernel") ?? "",
-    boot: out.get("boot") as BootLoader,
+    boot: bootLoaderOf(out.get("boot") as BootLoader, secureBootEnabled(out.get("secureboot"))),
+    secureBoot: secureBootEnabled(out.get("secureboot")),
     running: out.get("running") ?? "",
     files: parseFiles(out.all("file")),
     nvidiaBlacklists: out.all("blacklist").filter((l) => NVIDIA_HOST_MODULES.includes(l.split(/\s+/).pop() ?? "")),
@@ -99,10 +113,19 @@ async function probe(conn: SshConnection): Promise<Facts> {
   };
 }
 
+/** The command line configured for the next boot, as the boot loader reads it. */
+function configuredCmdline(f: Facts): string {
+  return f.boot === "systemd-boot" ? (f.files.get(FILES.kernelCmdline) ?? "").trim() : grubDefaultArgs(f.files.get(FILES.grub) ?? "");
+}
+
+function kernelArgsFor(f: Facts): string[] {
+  return iommuArgs(f.cpuVendor, f.kernelRelease, configuredCmdline(f));
+}
+
 /** The managed files as they should be on this host. */
 function desiredFiles(gpus: GpuDeclaration[], f: Facts): Record<"cmdline" | "vfio" | "modules", string | undefined> {
   const { vfioIds } = planVfio(gpus);
-  const args = iommuArgs(f.cpuVendor);
+  const args = kernelArgsFor(f);
   const cmdline =
     f.boot === "systemd-boot" ? mergeKernelArgs(f.files.get(FILES.kernelCmdline) ?? "", args) + "\n" : setGrubDefaultArgs(f.files.get(FILES.grub) ?? "", args);
   return {
@@ -116,8 +139,8 @@ function describe(inputs: VfioHostInputs, f: Facts): VfioHostOutputs {
   const want = desiredFiles(inputs.gpus, f);
   const cmdlineFile = f.boot === "systemd-boot" ? FILES.kernelCmdline : FILES.grub;
   const configured = f.files.get(cmdlineFile) ?? "";
-  const kernelCmdline = f.boot === "systemd-boot" ? configured.trim() : grubDefaultArgs(configured);
-  const args = iommuArgs(f.cpuVendor);
+  const kernelCmdline = configuredCmdline(f);
+  const args = kernelArgsFor(f);
   const vfioIds = readVfioIds(f.files.get(FILES.vfio));
   const modules = (f.files.get(FILES.modules) ?? "").split("\n").filter((l) => l && !l.startsWith("#"));
   const inSync = configured === want.cmdline && f.files.get(FILES.vfio) === want.vfio && f.files.get(FILES.modules) === want.modules;
@@ -133,6 +156,7 @@ function describe(inputs: VfioHostInputs, f: Facts): VfioHostOutputs {
   return {
     ...inputs,
     bootLoader: f.boot,
+    secureBoot: f.secureBoot,
     cpuVendor: f.cpuVendor,
     kernelRelease: f.kernelRelease,
     kernelArgs: args,

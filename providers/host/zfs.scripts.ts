@@ -234,31 +234,40 @@ export function readModprobeOption(conf: string, module: string, param: string):
 }
 
 export const ZFS_MODPROBE_CONF = "/etc/modprobe.d/zfs.conf";
-const ARC_MAX_PARAM = "/sys/module/zfs/parameters/zfs_arc_max";
+const ARC_PARAM = (p: "zfs_arc_max" | "zfs_arc_min") => `/sys/module/zfs/parameters/${p}`;
 
-/** Prints the current zfs.conf (`file` line), `runtime <bytes>` and `zfsroot yes|no`. */
+/** Prints the current zfs.conf (`file` line), `runtime <bytes>`, `runtimemin <bytes>`, `memkb <MemTotal>` and `zfsroot yes|no`. */
 export function renderArcProbe(): string {
   return renderScript(`
 ${readFiles([ZFS_MODPROBE_CONF])}
-if [ ! -r "$R${ARC_MAX_PARAM}" ]; then echo "the zfs module is not loaded ($R${ARC_MAX_PARAM} missing); install zfsutils-linux or load zfs" >&2; exit 1; fi
-echo "runtime $(cat "$R${ARC_MAX_PARAM}")"
+if [ ! -r "$R${ARC_PARAM("zfs_arc_max")}" ]; then echo "the zfs module is not loaded ($R${ARC_PARAM("zfs_arc_max")} missing); install zfsutils-linux or load zfs" >&2; exit 1; fi
+echo "runtime $(cat "$R${ARC_PARAM("zfs_arc_max")}")"
+echo "runtimemin $(cat "$R${ARC_PARAM("zfs_arc_min")}")"
+echo "memkb $(awk '/^MemTotal:/ {print $2; exit}' "$R/proc/meminfo")"
 if grep -q 'root=ZFS=' "$R/proc/cmdline"; then echo "zfsroot yes"; else echo "zfsroot no"; fi
 `);
 }
 
 /**
- * Writes the merged zfs.conf and the runtime limit. With root on ZFS the module loads from the
+ * Writes the merged zfs.conf and the runtime limits. With root on ZFS the module loads from the
  * initramfs, so the persisted value only takes effect at boot after the initramfs is rebuilt.
+ * At runtime every write re-runs arc_tuning_update, which ignores a zfs_arc_min above the current
+ * maximum and a zfs_arc_max not above the current minimum (openzfs zfs-2.3.4 module/zfs/arc.c,
+ * arc_tuning_update): the minimum goes first (pve-docs local-zfs.adoc writes zfs_arc_min, then
+ * zfs_arc_max), and once more after the maximum in case it was above the old maximum.
  */
-export function renderArcApply(conf: string, runtimeBytes: number, zfsRoot: boolean): string {
+export function renderArcApply(conf: string, runtime: { maxBytes: number; minBytes: number }, zfsRoot: boolean): string {
+  const min = runtime.minBytes > 0 ? `echo ${runtime.minBytes} > "$R${ARC_PARAM("zfs_arc_min")}"` : ":";
   return renderScript(`
 changes="$(
 ${conf === "" ? removeFile(ZFS_MODPROBE_CONF) : writeFileIfChanged(ZFS_MODPROBE_CONF, conf)}
 )"
 if [ -n "$changes" ]; then echo "$changes"; fi
 ${zfsRoot ? 'if [ -n "$changes" ]; then update-initramfs -u -k all; fi' : ""}
-if [ "$(cat "$R${ARC_MAX_PARAM}")" != ${runtimeBytes} ]; then
-  echo ${runtimeBytes} > "$R${ARC_MAX_PARAM}"
+if [ "$(cat "$R${ARC_PARAM("zfs_arc_max")}")" != ${runtime.maxBytes} ]${runtime.minBytes > 0 ? ` || [ "$(cat "$R${ARC_PARAM("zfs_arc_min")}")" != ${runtime.minBytes} ]` : ""}; then
+  ${min}
+  echo ${runtime.maxBytes} > "$R${ARC_PARAM("zfs_arc_max")}"
+  ${min}
   echo "changed runtime"
 fi
 `);

@@ -17,6 +17,7 @@ export type Failure =
   | "loopback-only"
   | "gpu-unavailable"
   | "driver-mismatch"
+  | "kernel-module-missing"
   | "firewall-blocks"
   | "refused"
   | "timeout"
@@ -105,6 +106,8 @@ function hintsFor(failure: Failure, layer: Layer, ctx: ServiceContext): string[]
       return [`the gateway's certificate does not cover this host name: pulumi up (the certificate's names come from the routes), then ${inGuest(gateway, `systemctl start ${GATEWAY_RENEW_UNIT}`)}`];
     case "probe-error":
       return ["the probe itself failed: see the detail, and run it by hand"];
+    case "kernel-module-missing":
+      return ["see scripts/doctor/kernel-modules.ts: build the module for the kernel, or pin the kernel, before rebooting"];
   }
 }
 

@@ -10,8 +10,8 @@ const declared: Gpu[] = [
 const host = {
   driverVersion: "580.95.05",
   gpus: [
-    { index: 0, busId: "00000000:02:00.0" },
-    { index: 1, busId: "00000000:01:00.0" },
+    { index: 0, minor: 0, busId: "00000000:02:00.0" },
+    { index: 1, minor: 1, busId: "00000000:01:00.0" },
   ],
   deviceNodes: [
     { path: "/dev/nvidia0", major: 195 },
@@ -40,7 +40,7 @@ describe("gpuDevices", () => {
   });
 
   it("fails naming the guest when the driver does not report the GPU", () => {
-    expect(() => gpuDevices("CT 802", [0], declared, { ...host, gpus: [{ index: 0, busId: "00000000:02:00.0" }] })).toThrow(
+    expect(() => gpuDevices("CT 802", [0], declared, { ...host, gpus: [{ index: 0, minor: 0, busId: "00000000:02:00.0" }] })).toThrow(
       "CT 802: GPU 0 (0000:01:00.0) is not among the GPUs the host driver reports (00000000:02:00.0)",
     );
   });

@@ -128,9 +128,31 @@ describe("doctor", () => {
   it("without outputs or --ca, certificates are shown, not judged, and the run says so", async () => {
     const { code, text } = await runDoctor(["prod", "--json"], { ...world.deps, stackOutputs: async () => undefined });
     const report = JSON.parse(text) as Report;
-    expect(report.notes).toEqual(["no stack outputs for prod: addresses come from the stack file", "no CA root (caRootPem output or --ca): certificate chains are shown, not verified"]);
+    expect(report.notes).toEqual([
+      "no stack outputs for prod: addresses come from the stack file",
+      "no CA root (caRootPem output or --ca): certificate chains are shown, not verified",
+      "node nvidia-dkms: DKMS has no nvidia 580.95.05 module yet; pulumi up installs the driver",
+    ]);
     expect(report.findings.find((f) => f.service === "qdrant" && f.check === "certificate")).toMatchObject({ status: "skip", detail: expect.stringContaining("issued by Phoenix Doctor Test Root") });
     expect(code).toBe(0);
+  });
+
+  it("kernel-upgrade preflight: an installed kernel without the pinned driver's DKMS module fails the run before anyone reboots", async () => {
+    world.node.update((s) => {
+      s.nvidia.dkms = ["nvidia/580.95.05"];
+      s.nvidia.unbuildable = ["6.17.2-1-pve"];
+    });
+    world.node.write("boot/vmlinuz-6.17.2-1-pve", "");
+    try {
+      const { code, report } = await doctor();
+      expect(code).toBe(1);
+      expect(report.diagnoses[0]).toMatchObject({ service: "node", check: "nvidia-dkms", failure: "kernel-module-missing", detail: expect.stringContaining("not built for installed kernel(s) 6.17.2-1-pve") });
+    } finally {
+      world.node.update((s) => {
+        s.nvidia.dkms = [];
+        s.nvidia.unbuildable = [];
+      });
+    }
   });
 
   it("a stopped container is reported as unreachable, not as a failed unit", async () => {

@@ -19,6 +19,7 @@ import type { DoctorDeps } from "../../scripts/doctor";
 import { readStackFile, validateStack } from "../../stacks/load";
 import { modelsOf } from "../../stacks/plan";
 import type { Service, StackConfig } from "../../stacks/schema";
+import type { Sandbox } from "../rig/sandbox";
 import { startSshd, type SshRig } from "../rig/sshd";
 import { makeCa, type Issued, type TestCa } from "./pki";
 import { STATE_FILE, type GuestState } from "./standins";
@@ -34,6 +35,8 @@ export interface World {
   /** An outputs file as `pulumi stack output --json` would print it. */
   outputsFile: string;
   deps: DoctorDeps;
+  /** The node's own state (kernels, DKMS), as the rig's stand-ins keep it. */
+  node: Sandbox;
   setGuest(vmid: number, change: (s: GuestState) => void): void;
   stopService(name: string): Promise<void>;
   useGatewayCert(kind: GatewayCert): void;
@@ -194,6 +197,7 @@ export async function startWorld(): Promise<World> {
     config,
     ca,
     outputsFile,
+    node: rig.sandbox,
     deps: { cwd: ROOT, channels: async () => ({ node, guest: guestsViaNode(node) }), resolve, now: () => new Date() },
     setGuest(vmid, change) {
       const s = JSON.parse(fs.readFileSync(stateFile(vmid), "utf8")) as GuestState;

@@ -45,7 +45,7 @@ describe("NvidiaDriver provider", () => {
     const s = rig.sandbox.state();
     expect(s.aptInstalled).toEqual(["proxmox-headers-6.8.12-4-pve", "proxmox-default-headers", "dkms", "build-essential", "pkg-config"]);
     expect(rig.sandbox.read("etc/modprobe.d/phoenix-nouveau.conf")).toContain("blacklist nouveau\noptions nouveau modeset=0\n");
-    expect(rig.sandbox.calls("nvidia-installer")[0]).toEqual(expect.arrayContaining(["--silent", "--dkms"]));
+    expect(rig.sandbox.calls("nvidia-installer")[0]).toEqual(expect.arrayContaining(["--silent", "--dkms", "--kernel-module-type=open"]));
     expect(rig.sandbox.calls("curl")[0]!.at(-1)).toBe(outs.runfileUrl);
     expect(rig.sandbox.read("etc/systemd/system/phoenix-nvidia-devices.service")).toBe(NVIDIA_UNIT_CONTENT);
     expect(NVIDIA_UNIT_CONTENT).toMatch(/Before=pve-guests\.service[\s\S]*ExecStart=\/usr\/bin\/nvidia-smi\nExecStart=\/usr\/bin\/nvidia-modprobe -u -c=0/);
@@ -53,7 +53,9 @@ describe("NvidiaDriver provider", () => {
     expect(outs).toMatchObject({
       installedVersion: V1,
       loadedVersion: V1,
-      gpus: [{ index: 0, busId: "00000000:02:00.0", name: "NVIDIA GeForce RTX 5070 Ti", memoryMiB: 16303 }],
+      gpus: [{ index: 0, minor: 0, busId: "00000000:02:00.0", name: "NVIDIA GeForce RTX 5070 Ti", memoryMiB: 16303 }],
+      installedModuleType: "open",
+      kernelsWithoutModule: [],
       inSync: true,
       rebootRequired: false,
     });
@@ -104,6 +106,75 @@ describe("NvidiaDriver provider", () => {
     outs = (await provider.update!("nvidia", res, await inputs(V2))).outs!;
     expect(rig.sandbox.state().systemdEnabled).toEqual(["phoenix-nvidia-devices.service"]);
     expect(outs.inSync).toBe(true);
+  });
+
+  it("reports each GPU's device minor from the driver's procfs, which can differ from nvidia-smi's index", async () => {
+    rig.sandbox.update((s) => {
+      s.nvidia.gpus = [
+        { busId: "00000000:01:00.0", name: "NVIDIA GeForce RTX 5090", memoryMiB: 32607, minor: 1 },
+        { busId: "00000000:02:00.0", name: "NVIDIA GeForce RTX 5070 Ti", memoryMiB: 16303, minor: 0 },
+      ];
+    });
+    const res = (await provider.read!("nvidia", outs)).props!;
+    expect(res.gpus.map((g) => [g.index, g.minor, g.busId])).toEqual([
+      [0, 1, "00000000:01:00.0"],
+      [1, 0, "00000000:02:00.0"],
+    ]);
+    expect(rig.sandbox.read("proc/driver/nvidia/gpus/0000:01:00.0/information")).toMatch(/^Device Minor: \t 1$/m);
+    // State from before minors were read asks for a probe.
+    expect((await provider.diff!("nvidia", { ...outs, gpus: [{ index: 0, busId: "00000000:02:00.0" }] } as never, await inputs(V2))).changes).toBe(true);
+    rig.sandbox.update((s) => (s.nvidia.gpus = [{ busId: "00000000:02:00.0", name: "NVIDIA GeForce RTX 5070 Ti", memoryMiB: 16303 }]));
+  });
+
+  it("verifies the installer's sha256 and refuses a runfile that does not match, before running it", async () => {
+    rig.sandbox.clearCalls();
+    const wrong = { ...(await inputs(V1)), runfileSha256: "0".repeat(64) };
+    await expect(provider.update!("nvidia", outs, wrong)).rejects.toThrow(/does not have the configured sha256; check runfileSha256/);
+    expect(rig.sandbox.calls("nvidia-installer")).toEqual([]);
+    expect(rig.sandbox.state().nvidia.installed).toBe(V2);
+  });
+
+  it("the kernel modules are explicit: proprietary is passed to the installer and verified with modinfo", async () => {
+    const proprietary = { ...(await inputs(V2)), kernelModuleType: "proprietary" as const };
+    expect((await provider.diff!("nvidia", outs, proprietary)).changes).toBe(true);
+    // The installed flavour is read back; the open modules on disk do not satisfy a proprietary declaration.
+    const res = (await provider.read!("nvidia", outs)).props!;
+    expect(res.installedModuleType).toBe("open");
+    expect((await provider.check!({} as NvidiaDriverInputs, { ...proprietary, kernelModuleType: "closed" } as never)).failures!.map((f) => f.property)).toEqual(["kernelModuleType"]);
+  });
+
+  it("kernel-upgrade preflight: an installed kernel without a built module is reported and refused before a reboot into it", async () => {
+    rig.sandbox.write("boot/vmlinuz-6.17.2-1-pve", "");
+    rig.sandbox.update((s) => (s.nvidia.unbuildable = ["6.17.2-1-pve"]));
+    const res = (await provider.read!("nvidia", outs)).props!;
+    expect(res).toMatchObject({ kernelsWithoutModule: ["6.17.2-1-pve"], inSync: false });
+    expect((await provider.diff!("nvidia", res, await inputs(V2))).changes).toBe(true);
+    await expect(provider.update!("nvidia", res, await inputs(V2))).rejects.toThrow(
+      /DKMS has no nvidia module built for installed kernel\(s\) 6\.17\.2-1-pve; do not reboot into them/,
+    );
+    expect(rig.sandbox.calls("dkms")).toContainEqual(["dkms", "install", "-m", "nvidia", "-v", V2, "-k", "6.17.2-1-pve"]);
+    // Once DKMS can build it, the same update puts the module in place.
+    rig.sandbox.update((s) => (s.nvidia.unbuildable = []));
+    outs = (await provider.update!("nvidia", res, await inputs(V2))).outs!;
+    expect(outs).toMatchObject({ kernelsWithoutModule: [], inSync: true });
+  });
+
+  it("with Secure Boot on, refuses to build a module the kernel would not load until DKMS's key is enrolled as a MOK", async () => {
+    rig.sandbox.update((s) => {
+      s.secureBoot = true;
+      s.nvidia.inUse = false;
+    });
+    rig.sandbox.clearCalls();
+    await expect(provider.update!("nvidia", outs, await inputs(V1))).rejects.toThrow(
+      /Secure Boot is on and DKMS has no signing key yet \(\/var\/lib\/dkms\/mok\.pub is missing\).*Create the key with dkms generate_mok, then enroll it: mokutil --import \/var\/lib\/dkms\/mok\.pub/,
+    );
+    rig.sandbox.write("var/lib/dkms/mok.pub", "certificate");
+    await expect(provider.update!("nvidia", outs, await inputs(V1))).rejects.toThrow(/DKMS's signing key \/var\/lib\/dkms\/mok\.pub is not enrolled, so the kernel would refuse the nvidia module DKMS builds/);
+    expect(rig.sandbox.calls("nvidia-installer")).toEqual([]);
+    rig.sandbox.update((s) => (s.mokEnrolled = ["/var/lib/dkms/mok.pub"]));
+    const res = (await provider.read!("nvidia", outs)).props!;
+    expect((await provider.update!("nvidia", res, await inputs(V2))).outs).toMatchObject({ installedVersion: V2, inSync: true });
+    rig.sandbox.update((s) => (s.secureBoot = false));
   });
 
   it("reports a reboot when the new version is built but the old one is still loaded", async () => {

@@ -28,8 +28,8 @@ const scripts: Record<string, string> = {
   poolCreateSingle: renderPoolCreate({ pool: "fastData", vdevType: "single", disks: disks.slice(0, 1), poolOptions: {}, filesystemProperties: {}, wipeDisksOnCreate: true }),
   poolDestroy: renderPoolDestroy("quickOS"),
   arcProbe: renderArcProbe(),
-  arcApplyRoot: renderArcApply("options zfs zfs_arc_max=8589934592\n", 8589934592, true),
-  arcApplyRemove: renderArcApply("", 0, false),
+  arcApplyRoot: renderArcApply("options zfs zfs_arc_max=8589934592 zfs_arc_min=4294967296\n", { maxBytes: 8589934592, minBytes: 4294967296 }, true),
+  arcApplyRemove: renderArcApply("", { maxBytes: 0, minBytes: 0 }, false),
   vfioProbe: renderVfioProbe(),
   vfioApplySystemdBoot: renderVfioApply({
     boot: "systemd-boot",
@@ -37,8 +37,8 @@ const scripts: Record<string, string> = {
   }),
   vfioApplyGrubRemove: renderVfioApply({ boot: "grub", files: { grub: 'GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n', vfio: undefined, modules: undefined } }),
   nvidiaProbe: renderNvidiaProbe(),
-  nvidiaInstall: renderNvidiaInstall({ version: "580.76.05", runfileUrl: "https://example.com/NVIDIA-Linux-x86_64-580.76.05.run" }),
-  nvidiaInstallChecked: renderNvidiaInstall({ version: "580.76.05", runfileUrl: "https://example.com/a.run", runfileSha256: "a".repeat(64) }),
+  nvidiaInstall: renderNvidiaInstall({ version: "580.76.05", runfileUrl: "https://example.com/NVIDIA-Linux-x86_64-580.76.05.run", kernelModuleType: "open" }),
+  nvidiaInstallChecked: renderNvidiaInstall({ version: "580.76.05", runfileUrl: "https://example.com/a.run", runfileSha256: "a".repeat(64), kernelModuleType: "proprietary" }),
   nvidiaUninstall: renderNvidiaUninstall(),
 };
 

@@ -14,6 +14,7 @@ const REAL_TOOLS = [
 const STAND_INS = [
   "zfs", "zpool", "wipefs", "lsblk", "uname", "lspci", "proxmox-boot-tool", "update-initramfs", "update-grub", "modprobe",
   "nvidia-smi", "nvidia-modprobe", "nvidia-uninstall", "dkms", "apt-get", "dpkg-query", "systemctl", "curl", "depmod",
+  "modinfo", "mokutil", "efibootmgr",
   // The node's container tool, and what setup scripts call inside containers.
   "pct", "dpkg", "locale", "locale-gen", "update-ca-certificates", "python3",
 ];
@@ -59,7 +60,10 @@ const INITIAL_FILES: Record<string, string> = {
   "etc/kernel/cmdline": "root=ZFS=rpool/ROOT/pve-1 boot=zfs quiet\n",
   "etc/kernel/proxmox-boot-uuids": "9F3C-8E6B\n",
   "etc/default/grub": 'GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\nGRUB_DISTRIBUTOR="Proxmox VE"\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX=""\n',
+  "boot/vmlinuz-6.8.12-4-pve": "",
+  "proc/meminfo": "MemTotal:       131072000 kB\nMemFree:        98304000 kB\n",
   "sys/module/zfs/parameters/zfs_arc_max": "0\n",
+  "sys/module/zfs/parameters/zfs_arc_min": "0\n",
   "sys/firmware/efi/fw_platform_size": "64\n",
 };
 

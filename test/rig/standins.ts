@@ -26,10 +26,19 @@ export interface SandboxState {
     /** A container holds the device: unloading the module fails, as on a real host. */
     inUse: boolean;
     dkms: string[];
-    gpus: Array<{ busId: string; name: string; memoryMiB: number }>;
+    /** `minor` is the device minor the module assigns (the N of /dev/nvidiaN); by default the probe order. */
+    gpus: Array<{ busId: string; name: string; memoryMiB: number; minor?: number }>;
     /** The major the kernel happens to assign to nvidia-uvm at "boot". */
     uvmMajor: number;
+    /** Installed kernels (besides the running one) DKMS cannot build the module for (NVIDIA/open-gpu-kernel-modules#1143). */
+    unbuildable?: string[];
+    /** The flavour nvidia-installer built (`--kernel-module-type`); modinfo reports its licence. */
+    moduleType?: "open" | "proprietary";
   };
+  /** UEFI Secure Boot state as mokutil --sb-state reports it. */
+  secureBoot?: boolean;
+  /** Certificates enrolled as Machine Owner Keys, by path (mokutil --test-key). */
+  mokEnrolled?: string[];
   systemdEnabled: string[];
   /** The export lines `exportfs -ra` last published (from etc/exports). */
   nfsExported?: string[];
@@ -339,10 +348,31 @@ function procDevices(s: SandboxState, withUvm: boolean): void {
   fs.writeFileSync(file, lines.join("\n") + "\n");
 }
 
+const minorOf = (g: SandboxState["nvidia"]["gpus"][number], i: number): number => g.minor ?? i;
+
+/**
+ * /proc/driver/nvidia/gpus/<bus>/information while the module is loaded, as
+ * open-gpu-kernel-modules kernel-open/nvidia/nv-procfs.c (nv_procfs_add_gpu, nv_procfs_read_gpu_info)
+ * writes it: the directory is "%04x:%02x:%02x.%1x", the minor line "Device Minor: \t %u".
+ */
+function procDriverNvidia(s: SandboxState): void {
+  const dir = path.join(root, "proc/driver/nvidia");
+  fs.rmSync(dir, { recursive: true, force: true });
+  if (!s.nvidia.loaded) return;
+  writeRootFile("proc/driver/nvidia/version", `NVRM version: NVIDIA UNIX x86_64 Kernel Module  ${s.nvidia.loaded}\n`);
+  s.nvidia.gpus.forEach((g, i) => {
+    const bus = g.busId.toLowerCase().replace(/^0000(?=[0-9a-f]{4}:)/, "");
+    writeRootFile(
+      `proc/driver/nvidia/gpus/${bus}/information`,
+      `Model: \t\t ${g.name}\nIRQ:   \t\t 16\nGPU UUID: \t GPU-00000000-0000-0000-0000-00000000000${i}\nVideo BIOS: \t 98.05.19.00.01\nBus Type: \t PCIe\nDMA Size: \t 52 bits\nDMA Mask: \t 0xfffffffffffff\nBus Location: \t ${bus}\nDevice Minor: \t ${minorOf(g, i)}\nGPU Excluded:\t No\n`,
+    );
+  });
+}
+
 function nvidiaSmi(s: SandboxState, args: string[]): void {
   if (!s.nvidia.loaded) fail("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running.", 9);
-  // Like the real tool run as root, it creates the control and per-GPU nodes.
-  s.nvidia.gpus.forEach((_, i) => writeRootFile(`dev/nvidia${i}`, ""));
+  // Like the real tool run as root, it creates the control and per-GPU nodes, named by device minor.
+  s.nvidia.gpus.forEach((g, i) => writeRootFile(`dev/nvidia${minorOf(g, i)}`, ""));
   writeRootFile("dev/nvidiactl", "");
   if (!fs.readFileSync(path.join(root, "proc/devices"), "utf8").includes("nvidia-frontend")) procDevices(s, false);
   const q = args.find((a) => a.startsWith("--query-gpu="));
@@ -368,13 +398,37 @@ function containerNvidiaSmi(s: SandboxState, vmid: string, args: string[]): void
   const passed = confSections(vmid).current.filter((l) => /^dev\d+:/.test(l)).map((l) => l.slice(l.indexOf(":") + 1).trim().split(",")[0]);
   if (!s.nvidia.loaded || !passed.includes("/dev/nvidiactl")) fail("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running.", 9);
   if (userspace !== s.nvidia.loaded) fail("Failed to initialize NVML: Driver/library version mismatch\nNVML library version: " + userspace, 18);
-  const visible = s.nvidia.gpus.filter((_, i) => passed.includes(`/dev/nvidia${i}`));
+  const visible = s.nvidia.gpus.filter((g, i) => passed.includes(`/dev/nvidia${minorOf(g, i)}`));
   if (visible.length === 0) fail("No devices were found", 6);
   const q = args.find((a) => a.startsWith("--query-gpu="));
   if (!q) return out([`NVIDIA-SMI ${s.nvidia.loaded}    Driver Version: ${s.nvidia.loaded}`]);
   const fields = q.slice("--query-gpu=".length).split(",");
   // Inside, NVML numbers the visible GPUs from 0 whatever their index on the host.
   out(visible.map((g, i) => fields.map((f) => ({ index: String(i), "pci.bus_id": g.busId, name: g.name, "memory.total": String(g.memoryMiB), driver_version: s.nvidia.loaded })[f] ?? fail(`Field "${f}" is not a valid field to query.`, 2)).join(", ")));
+}
+
+/** Installed kernels: the images in /boot, and always the running one. */
+function bootKernels(s: SandboxState): string[] {
+  const dir = path.join(root, "boot");
+  const images = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.startsWith("vmlinuz-")).map((f) => f.slice("vmlinuz-".length)) : [];
+  return [...new Set([s.kernelRelease, ...images])];
+}
+
+/**
+ * dkms(8) status and install for the registered nvidia module. A built module is listed as
+ * "nvidia/<v>, <kernel>, x86_64: installed"; one that is only registered as "nvidia/<v>: added".
+ */
+function dkms(s: SandboxState, args: string[]): void {
+  const opt = (flag: string) => (args.includes(flag) ? args[args.indexOf(flag) + 1] : undefined);
+  const kernels = opt("-k") ? [opt("-k")!] : bootKernels(s);
+  const version = opt("-v");
+  const modules = s.nvidia.dkms.filter((m) => !version || m === `nvidia/${version}`);
+  if (args[0] === "install") {
+    if (modules.length === 0) fail(`Error! The module/version combo: nvidia-${version} is not located in the DKMS tree.`, 3);
+    for (const k of kernels) if (s.nvidia.unbuildable?.includes(k)) fail(`Error! Bad return status for module build on kernel: ${k} (x86_64)\nConsult /var/lib/dkms/nvidia/${version}/build/make.log for more information.`, 10);
+    return;
+  }
+  out(modules.flatMap((m) => kernels.map((k) => (s.nvidia.unbuildable?.includes(k) ? `${m}: added` : `${m}, ${k}, x86_64: installed`))));
 }
 
 function installer(s: SandboxState, args: string[]): void {
@@ -390,6 +444,11 @@ function installer(s: SandboxState, args: string[]): void {
   if (nouveau && !flags.includes("--skip-module-load")) fail("ERROR: Unable to load the kernel module 'nvidia.ko'. This happens most frequently when this kernel module was built against the wrong or improperly configured kernel sources");
   s.nvidia.installed = version;
   s.nvidia.dkms = flags.includes("--dkms") ? [`nvidia/${version}`] : [];
+  // nvidia-installer 580.95.05 option_table.h: --kernel-module-type "open" or "proprietary"; without it
+  // kernel.c valid_kernel_module_types picks open when both are valid (and only open for Blackwell).
+  const type = flags.find((f) => f.startsWith("--kernel-module-type="))?.slice("--kernel-module-type=".length) ?? "open";
+  if (type !== "open" && type !== "proprietary") fail(`ERROR: Invalid kernel module type "${type}"`, 2);
+  s.nvidia.moduleType = type;
   if (nouveau) return;
   s.nvidia.loaded = version;
   procDevices(s, false);
@@ -597,7 +656,30 @@ function main(): void {
         s.nvidia = { ...s.nvidia, installed: undefined, loaded: undefined, dkms: [] };
         return;
       case "dkms":
-        return out(s.nvidia.dkms.map((m) => `${m}, ${s.kernelRelease}, x86_64: installed`));
+        return dkms(s, args);
+      case "mokutil": {
+        // mokutil src/mokutil.c: print_sb_state prints "SecureBoot enabled" (exit 0) or "SecureBoot disabled"
+        // (exit 1); test_key prints "<file> is already enrolled" (exit 1) or "<file> is not enrolled" (exit 0).
+        if (args[0] === "--sb-state") {
+          out([s.secureBoot ? "SecureBoot enabled" : "SecureBoot disabled"]);
+          if (!s.secureBoot) process.exitCode = 1;
+          return;
+        }
+        if (args[0] === "--test-key") {
+          const file = args[1] ?? fail("mokutil: option '--test-key' requires an argument", 255);
+          if (!fs.existsSync(file)) fail(`Failed to get file status, ${file}`, 255);
+          const enrolled = (s.mokEnrolled ?? []).some((k) => path.join(root, k) === file || k === file);
+          out([`${file} ${enrolled ? "is already enrolled" : "is not enrolled"}`]);
+          if (enrolled) process.exitCode = 1;
+          return;
+        }
+        return fail(`mokutil stand-in: unsupported ${args.join(" ")}`, 2);
+      }
+      case "modinfo": {
+        // modinfo(8) -F license: the module's MODULE_LICENSE; open modules are "Dual MIT/GPL".
+        if (args[args.length - 1] !== "nvidia" || !s.nvidia.installed) fail(`modinfo: ERROR: Module ${args[args.length - 1]} not found.`);
+        return out([s.nvidia.moduleType === "open" ? "Dual MIT/GPL" : "NVIDIA"]);
+      }
       case "apt-get": {
         const scope = packageScope(s);
         if (args.includes("install")) {
@@ -683,6 +765,7 @@ function main(): void {
     }
   };
   run();
+  if (!container) procDriverNvidia(s);
   save(s);
 }
 
