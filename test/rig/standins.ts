@@ -139,6 +139,8 @@ function toBytes(v: string): string {
 function propValue(s: SandboxState, ds: string, prop: string): string | undefined {
   if (prop === "name") return ds;
   if (prop === "mountpoint") return s.datasets[ds]?.mountpoint ?? "/" + ds;
+  // zfsprops(7) (zfs-2.3.4): `mounted` is read-only, yes or no; the stand-in mounts every file system it creates.
+  if (prop === "mounted") return s.datasets[ds] ? "yes" : undefined;
   const local = s.datasets[ds]?.[prop];
   if (local !== undefined) return SIZE_PROPS.has(prop) ? toBytes(local) : local;
   return ZFS_DEFAULTS[prop];
