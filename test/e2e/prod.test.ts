@@ -22,7 +22,7 @@ const withWebappImage = (raw: RawStack) =>
 /** The sandboxed node's NVIDIA installer is a stand-in, not NVIDIA's runfile: prod's pin of the real one (test/host/nvidia-config.test.ts) cannot match it. */
 const withStandInRunfile = (raw: RawStack) =>
   edited(raw, (v) => {
-    delete (v.host.nvidiaDriver as { runfileSha256?: string }).runfileSha256;
+    delete ((v.host as Record<string, unknown>).nvidiaDriver as { runfileSha256?: string }).runfileSha256;
   });
 
 /**
