@@ -463,6 +463,50 @@ function ipsetTranslation(api: PveApi): Translation {
   };
 }
 
+// --- hardware mappings -------------------------------------------------------------------------
+
+/**
+ * One node's entry of a PCI mapping, as bpg v0.111.1 proxmox/types/hardwaremapping/map.go
+ * Map.String() writes it: id, node, path, description, iommugroup, subsystem-id, in that order.
+ */
+function pciMapEntry(m: Inputs): string {
+  const kv: Array<[string, unknown]> = [["id", m.id], ["node", m.node], ["path", m.path], ["description", m.comment], ["iommugroup", m.iommuGroup], ["subsystem-id", m.subsystemId]];
+  return kv
+    .filter(([, v]) => v !== undefined && v !== null && v !== "")
+    .map(([k, v]) => `${k}=${String(v)}`)
+    .join(",");
+}
+
+/**
+ * hardware.mapping.PciLegacy: bpg v0.111.1 fwprovider/cluster/hardwaremapping/resource_pci.go.
+ * Create POSTs /cluster/mapping/pci with the id, `description` (its `comment`) and one `map` per
+ * node (models.go toCreateRequest/toRequestBase); Update PUTs the same body, deleting
+ * `description` when the comment is gone and `mdev` unless mediated devices are on
+ * (toUpdateRequest); Delete removes the mapping.
+ */
+function pciMappingTranslation(api: PveApi): Translation {
+  const path = (id: string) => `/cluster/mapping/pci/${e(id)}`;
+  const body = (i: Inputs) => ({ map: list(i.maps).map(pciMapEntry), ...(i.comment !== undefined ? { description: String(i.comment) } : {}) });
+  const find = async (id: string) => (await api.client.get<Inputs[]>("/cluster/mapping/pci")).find((m) => m.id === id);
+  return {
+    replaceOnChanges: ["name"],
+    async create(i) {
+      const id = String(i.name);
+      await api.client.post("/cluster/mapping/pci", { id, ...body(i) });
+      return { id, outputs: await api.client.get<Inputs>(path(id)) };
+    },
+    async update(entry, i) {
+      const del = [...(i.comment === undefined ? ["description"] : []), ...(i.mediatedDevices ? [] : ["mdev"])];
+      await api.client.put(path(entry.id), { ...body(i), ...(del.length ? { delete: del.join(",") } : {}) });
+      return api.client.get<Inputs>(path(entry.id));
+    },
+    async delete(entry) {
+      if (await find(entry.id)) await api.client.delete(path(entry.id));
+    },
+    read: async (entry) => ((await find(entry.id)) ? api.client.get<Inputs>(path(entry.id)) : undefined),
+  };
+}
+
 // --- storage -----------------------------------------------------------------------------------
 
 function storageTranslation(api: PveApi, type: "zfspool" | "dir", fixed: (i: Inputs) => Record<string, string>): Translation {
@@ -545,6 +589,7 @@ export const TYPES = {
   guestOptions: "proxmoxve:firewall/optionsLegacy:OptionsLegacy",
   rules: "proxmoxve:firewall/rulesLegacy:RulesLegacy",
   ipset: "proxmoxve:firewall/ipsetLegacy:IpsetLegacy",
+  pciMapping: "proxmoxve:hardware/mapping/pciLegacy:PciLegacy",
   group: "proxmoxve:cluster/firewall/security/groupLegacy:GroupLegacy",
   clusterFirewall: "proxmoxve:cluster/firewallLegacy:FirewallLegacy",
   nodeFirewall: "proxmoxve:node/firewallLegacy:FirewallLegacy",
@@ -582,6 +627,7 @@ export function proxmoxTranslations(api: PveApi): Record<string, Translation> {
     [TYPES.guestOptions]: optionsTranslation(api, firewallBase),
     [TYPES.rules]: rulesTranslation(api),
     [TYPES.ipset]: ipsetTranslation(api),
+    [TYPES.pciMapping]: pciMappingTranslation(api),
     [TYPES.group]: groupTranslation(api),
     [TYPES.clusterFirewall]: optionsTranslation(api, () => "/cluster/firewall"),
     [TYPES.nodeFirewall]: optionsTranslation(api, (i) => `/nodes/${e(String(i.nodeName))}/firewall`),
