@@ -11,10 +11,9 @@
  * than declared, and refuses to shrink before calling anything.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { createPveClient, type PveApi } from "../pve";
+import { withTokenApi, type ApiAccess } from "../pve";
 import { changedKeys, Checker, diffResult, isUnknown } from "../common";
 import { dynamicProvider, type Implementation } from "../dynamic";
-import type { ApiAccess } from "../hardware/gpu-functions";
 
 export interface GuestDiskInputs {
   api: ApiAccess;
@@ -56,15 +55,12 @@ export function volumeSizeGiB(volume: unknown): number {
 }
 
 async function converge(i: GuestDiskInputs): Promise<GuestDiskOutputs> {
-  const api: PveApi = createPveClient({ endpoint: i.api.endpoint, auth: { kind: "token", tokenId: i.api.tokenId, secret: i.api.tokenSecret }, tls: { caPem: i.api.caPem, insecure: i.api.insecure } });
-  try {
+  return withTokenApi(i.api, async (api) => {
     const have = volumeSizeGiB((await api.guestConfig(i.node, "lxc", i.vmid))[i.disk]);
     if (i.sizeGiB < have) throw new Error(`CT ${i.vmid}: ${i.disk} is ${have} GiB and cannot shrink to ${i.sizeGiB} GiB: declare diskGiB ${Math.ceil(have)} or more`);
     if (i.sizeGiB > have) await api.resizeGuestDisk(i.node, "lxc", i.vmid, i.disk, `${i.sizeGiB}G`);
     return { ...i, actualGiB: volumeSizeGiB((await api.guestConfig(i.node, "lxc", i.vmid))[i.disk]) };
-  } finally {
-    api.close();
-  }
+  });
 }
 
 export const implementation: Implementation = {

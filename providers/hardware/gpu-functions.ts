@@ -7,16 +7,10 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { dynamicProvider, type Implementation } from "../dynamic";
-import { createPveClient, type PciDevice } from "../pve";
+import { withTokenApi, type ApiAccess, type PciDevice } from "../pve";
 import { Checker, isUnknown, same } from "../common";
 
-export interface ApiAccess {
-  endpoint: string;
-  tokenId: string;
-  tokenSecret: string;
-  caPem?: string;
-  insecure?: boolean;
-}
+export type { ApiAccess } from "../pve";
 
 export interface GpuFunction {
   /** Function address, e.g. 0000:01:00.1. */
@@ -78,12 +72,7 @@ export class GpuFunctions extends pulumi.dynamic.Resource {
 }
 
 async function lookup(i: GpuFunctionsInputs): Promise<GpuFunctionsOutputs> {
-  const api = createPveClient({ endpoint: i.api.endpoint, auth: { kind: "token", tokenId: i.api.tokenId, secret: i.api.tokenSecret }, tls: { caPem: i.api.caPem, insecure: i.api.insecure } });
-  try {
-    return { ...i, cards: gpuCards(i.node, await api.pciDevices(i.node), i.addresses) };
-  } finally {
-    api.close();
-  }
+  return withTokenApi(i.api, async (api) => ({ ...i, cards: gpuCards(i.node, await api.pciDevices(i.node), i.addresses) }));
 }
 
 export const implementation: Implementation = {

@@ -16,3 +16,22 @@ export { PveConcurrency, KeyedSemaphore, processConcurrency } from "./concurrenc
 export function createPveClient(options: PveClientOptions): PveApi {
   return new PveApi(new PveClient(options));
 }
+
+/** What a dynamic provider keeps (as a secret) to reach the API with Phoenix's token. */
+export interface ApiAccess {
+  endpoint: string;
+  tokenId: string;
+  tokenSecret: string;
+  caPem?: string;
+  insecure?: boolean;
+}
+
+/** Runs `fn` with a token client for `access`, and closes the client after it. */
+export async function withTokenApi<T>(access: ApiAccess, fn: (api: PveApi) => Promise<T>): Promise<T> {
+  const api = createPveClient({ endpoint: access.endpoint, auth: { kind: "token", tokenId: access.tokenId, secret: access.tokenSecret }, tls: { caPem: access.caPem, insecure: access.insecure } });
+  try {
+    return await fn(api);
+  } finally {
+    api.close();
+  }
+}

@@ -14,9 +14,8 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { dynamicProvider, type Implementation } from "../dynamic";
-import { createPveClient } from "../pve";
+import { withTokenApi, type ApiAccess } from "../pve";
 import { Checker, isUnknown, same } from "../common";
-import type { ApiAccess } from "../hardware/gpu-functions";
 
 export interface DirMountpointInputs {
   api: ApiAccess;
@@ -47,17 +46,9 @@ export class DirMountpoint extends pulumi.dynamic.Resource {
 /** What PVE holds: "yes" as Phoenix writes it; a path or another boolean spelling counts as set by someone else. */
 const WANT = "yes";
 
-async function withApi<T>(a: ApiAccess, f: (api: ReturnType<typeof createPveClient>) => Promise<T>): Promise<T> {
-  const api = createPveClient({ endpoint: a.endpoint, auth: { kind: "token", tokenId: a.tokenId, secret: a.tokenSecret }, tls: { caPem: a.caPem, insecure: a.insecure } });
-  try {
-    return await f(api);
-  } finally {
-    api.close();
-  }
-}
 
 async function converge(i: DirMountpointInputs): Promise<DirMountpointOutputs> {
-  return withApi(i.api, async (api) => {
+  return withTokenApi(i.api, async (api) => {
     const s = await api.storage(i.storage);
     if (s.type !== "dir") throw new Error(`storage ${i.storage} is of type ${s.type}, not dir: is_mountpoint is a dir storage's option`);
     if (String(s.is_mountpoint ?? "") !== WANT) await api.updateStorage(i.storage, { is_mountpoint: WANT, digest: s.digest });
@@ -80,7 +71,7 @@ export const implementation: Implementation = {
     return { id: inputs.storage, outs: await converge(inputs) };
   },
   async read(id: string, props: DirMountpointOutputs) {
-    const s = await withApi(props.api, (api) => api.storages()).then((all) => all.find((x) => x.storage === props.storage));
+    const s = await withTokenApi(props.api, (api) => api.storages()).then((all) => all.find((x) => x.storage === props.storage));
     if (!s) return { id: "", props: {} };
     return { id, props: { ...props, isMountpoint: String(s.is_mountpoint ?? "") } };
   },

@@ -25,8 +25,7 @@ import * as crypto from "crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { Checker, isUnknown, same, UNKNOWN } from "../common";
 import { dynamicProvider, type Implementation } from "../dynamic";
-import type { ApiAccess } from "../hardware/gpu-functions";
-import { createPveClient, type GuestConfig, type PveApi } from "../pve";
+import { withTokenApi, type ApiAccess, type GuestConfig, type PveApi } from "../pve";
 import { runScriptChecked, type SshConnection } from "../ssh";
 import { renderInContainer, renderLayer, renderSeal, type LayerSpec } from "./layers";
 
@@ -134,18 +133,6 @@ function description(i: LxcTemplateInputs): string {
   return `Phoenix ${i.layer.layer} template ${i.name}; clones of it are linked: do not destroy or modify it by hand.\nphoenix-build: ${i.buildHash}`;
 }
 
-function client(api: ApiAccess): PveApi {
-  return createPveClient({ endpoint: api.endpoint, auth: { kind: "token", tokenId: api.tokenId, secret: api.tokenSecret }, tls: { caPem: api.caPem, insecure: api.insecure } });
-}
-
-async function withApi<T>(access: ApiAccess, fn: (api: PveApi) => Promise<T>): Promise<T> {
-  const api = client(access);
-  try {
-    return await fn(api);
-  } finally {
-    api.close();
-  }
-}
 
 async function configOf(api: PveApi, node: string, vmid: number): Promise<GuestConfig | undefined> {
   const guests = await api.listGuests(node, "lxc");
@@ -221,7 +208,7 @@ async function createFromSource(api: PveApi, i: LxcTemplateInputs): Promise<void
 
 /** Builds the template, or finishes a build an earlier attempt left as a plain container. */
 async function build(i: LxcTemplateInputs): Promise<LxcTemplateOutputs> {
-  return withApi(i.api, async (api) => {
+  return withTokenApi(i.api, async (api) => {
     let config = await configOf(api, i.node, i.vmid);
     if (config && BUILD_MARK.exec(String(config.description ?? ""))?.[1] !== i.buildHash) {
       throw new Error(
@@ -272,7 +259,7 @@ export const implementation: Implementation = {
     const changed = ["api", "connection", "frozen"].filter((k) => !same((olds as unknown as Record<string, unknown>)[k], (news as unknown as Record<string, unknown>)[k]));
     if (!moved && !rebuild) return { changes: changed.length > 0 };
     if (rebuild && !moved && !isUnknown(news.buildHash) && !hasUnknown(news.api)) {
-      const guests = (await withApi(news.api, (api) => linkedClones(api, olds.node, olds.vmid))).filter((c) => !c.template);
+      const guests = (await withTokenApi(news.api, (api) => linkedClones(api, olds.node, olds.vmid))).filter((c) => !c.template);
       if (guests.length > 0) {
         throw new Error(
           `template ${olds.vmid} (${olds.name}) changed (source, setup script or versions), but guests ${cloneList(guests)} are linked clones of it. ` +
@@ -290,7 +277,7 @@ export const implementation: Implementation = {
   },
 
   async read(id: string, props: LxcTemplateOutputs) {
-    const config = await withApi(props.api, (api) => configOf(api, props.node, props.vmid));
+    const config = await withTokenApi(props.api, (api) => configOf(api, props.node, props.vmid));
     return config ? { id, props: outputsOf(props, config) } : { id: "", props: {} };
   },
 
@@ -300,7 +287,7 @@ export const implementation: Implementation = {
   },
 
   async delete(_id: string, props: LxcTemplateOutputs) {
-    await withApi(props.api, async (api) => {
+    await withTokenApi(props.api, async (api) => {
       const clones = await linkedClones(api, props.node, props.vmid);
       if (clones.length > 0) {
         throw new Error(
