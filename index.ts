@@ -4,7 +4,7 @@
  * configuration problem stops the program here, before any resource is
  * registered.
  */
-import { buildStack } from "./stacks/compose";
+import { buildStack } from "./machine/compose";
 import { loadFromEngine } from "./stacks/engine";
 
 const outputs = buildStack(loadFromEngine());

@@ -1,8 +1,9 @@
 import type * as pulumi from "@pulumi/pulumi";
 import { parseHostKey } from "./ssh";
 
-/** What the engine sends, during preview, for an input whose value is not known yet. */
-export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+import { UNKNOWN } from "../stacks/unknown";
+
+export { UNKNOWN };
 
 export function isUnknown(v: unknown): boolean {
   return v === UNKNOWN;

@@ -8,7 +8,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { PlacedError } from "./errors";
-import { requiredVariables } from "../providers/portainer/stack";
+import { requiredVariables } from "./compose-vars";
 import type { StackConfig } from "./schema";
 import type { ConfigIssue } from "./validate";
 

@@ -8,7 +8,7 @@ import { z } from "zod";
 import { CIDR_RE, IPV4_RE } from "./net";
 import { DATASET_REF, DISK_BY_ID, ENV_NAME, ENV_VALUE, FREE_TEXT, GGUF_PATH, GUEST_PATH, HF_MODEL, IDENTIFIER, MODEL_NAME, PROJECT_FILE, RESERVED_ZFS_PROPERTIES, text, TIME_ZONE, URL_PATH, USER_NAME, ZFS_NAME, ZFS_VALUE } from "./patterns";
 
-export { UNKNOWN } from "../providers/common";
+export { UNKNOWN } from "./unknown";
 
 // Named formats as PVE defines them (pve-common JSONSchema.pm), so a config that
 // passes here is not rejected later by the API.
@@ -460,7 +460,7 @@ const vllmSchema = z.strictObject({
   port: z.number().int().min(1).max(65535).default(8000),
   /** Require the API key held in the Pulumi secret modelApiKey. */
   requireApiKey: z.boolean().default(false),
-  /** vLLM's --reasoning-parser: splits a reasoning model's trace from its answer (components/models/vllm.options.ts lists the names). */
+  /** vLLM's --reasoning-parser: splits a reasoning model's trace from its answer (stacks/options/vllm.ts lists the names). */
   reasoningParser: z.string().regex(/^[a-z0-9_]+$/, "must be a reasoning parser name such as deepseek_r1").optional(),
 });
 

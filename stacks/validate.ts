@@ -6,11 +6,11 @@
 import { inSubnet, isNetworkOrBroadcast, parseCidr, subnetOf, type Cidr } from "./net";
 import { hostIdOf } from "./idmap";
 import { compatibilityIssues } from "./compat";
-import { LLAMACPP_OPTION_LISTS } from "../components/models/llamacpp.options";
-import { OLLAMA_ENV_LISTS } from "../components/models/ollama.options";
-import { VLLM_OPTION_LISTS } from "../components/models/vllm.options";
-import { snippetStorage } from "../components/docker/cloud-init";
-import { routeHostConflict } from "../components/core/routing";
+import { LLAMACPP_OPTION_LISTS } from "./options/llamacpp";
+import { OLLAMA_ENV_LISTS } from "./options/ollama";
+import { VLLM_OPTION_LISTS } from "./options/vllm";
+import { snippetStorage } from "./plan";
+import { routeHostConflict } from "./routing";
 import { bridgeNetwork, gpuAllocation, guestAddress, orderingEdges, templateVersion, type OrderEdge } from "./plan";
 import { poolTopologies, UNKNOWN, type Guest, type Host, type StackConfig, type Template, type FirewallRule } from "./schema";
 import { ADMIN_GROUP, canonicalMacro, firstMatch, guestChain, hostNodeChain, ifaceProblem, NODE_GROUP, type Outcome, type RuleScope } from "./firewall-rules";

@@ -8,7 +8,7 @@ import type { SshConnection } from "../../providers/ssh";
 import type { StackConfig } from "../../stacks/schema";
 import { GuestInstall } from "../guest/install";
 import { GATEWAY_LAYOUT, renderGatewayCertFiles, renderGatewayConfig, renderGatewayInstallScript } from "./nginx.render";
-import { gatewayHost, guestIp, guestOfRole } from "./routing";
+import { gatewayHost, guestIp, guestOfRole } from "../../stacks/routing";
 import { parseStepCaOutput, renderStepCaFiles, renderStepCaInitScript, stepCaEndpoints, stepCliRelease } from "./step-ca.render";
 import { renderTraefikFiles, renderTraefikInstallScript, TRAEFIK_HTTPS_PORT } from "./traefik.render";
 

@@ -10,7 +10,7 @@ import { renderHostsBlock } from "../render/hosts";
 import { renderCertRenewal, RENEW_AT_PERCENT_USED } from "../render/cert-timer";
 import { fileList, indent, type RenderedFile } from "../render/files";
 import { renderAptEnsure, renderInstallScript, renderReleaseInstalls, type PinnedRelease } from "../render/install-script";
-import { gatewayHost, guestOfRole, internalHosts, modelRoutes, serviceHost, type ModelRoute } from "./routing";
+import { gatewayHost, guestOfRole, internalHosts, modelRoutes, serviceHost, type ModelRoute } from "../../stacks/routing";
 
 /** Where the gateway's files live. Production uses GATEWAY_LAYOUT; tests move it into a temp dir and high ports. */
 export interface GatewayLayout {

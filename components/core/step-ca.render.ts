@@ -9,7 +9,7 @@ import { renderHostsBlock } from "../render/hosts";
 import { sandboxLines } from "../render/systemd-sandbox";
 import { fileList, shQuote, type RenderedFile } from "../render/files";
 import { renderAptEnsure, renderInstallScript, renderReleaseInstalls, type PinnedRelease } from "../render/install-script";
-import { acmeNames, caDnsNames, guestIp, guestOfRole, internalHosts, ownCertificateName } from "./routing";
+import { acmeNames, caDnsNames, guestIp, guestOfRole, internalHosts, ownCertificateName } from "../../stacks/routing";
 
 /** STEPPATH: the guest's mount of the secret step-ca dataset. */
 export const STEP_PATH = "/etc/step-ca";

@@ -12,7 +12,7 @@ import { sandboxLines } from "../render/systemd-sandbox";
 import { parseCidr, subnetOf } from "../../stacks/net";
 import { fileList, type RenderedFile } from "../render/files";
 import { renderAptEnsure, renderInstallScript, renderReleaseInstalls, type PinnedRelease } from "../render/install-script";
-import { backends, dashboardHost, guestIp, guestOfRole, internalHosts } from "./routing";
+import { backends, dashboardHost, guestIp, guestOfRole, internalHosts } from "../../stacks/routing";
 
 export const TRAEFIK_PATHS = {
   static: "/etc/traefik/traefik.yml",

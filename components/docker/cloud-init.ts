@@ -9,22 +9,7 @@
  * SSH keys are set here too.
  */
 import type { RenderedFile } from "../render/files";
-import type { Host } from "../../stacks/schema";
 import { stringify } from "yaml";
-
-/**
- * Where the user data goes: the storage named by host.snippetStorage, only ever that one, so a
- * storage gaining snippets content moves no VM's user data. It must be a dir storage of a
- * dataset declared here, or local, with snippets content; undefined otherwise.
- */
-export function snippetStorage(host: Host): { id: string; dir: string } | undefined {
-  const id = host.snippetStorage;
-  if (id === undefined) return undefined;
-  const ds = host.zfs.datasets.find((d) => d.storage?.id === id);
-  if (ds) return ds.storage!.type === "dir" && ds.storage!.content.includes("snippets") ? { id, dir: `/${ds.pool}/${ds.name}` } : undefined;
-  const local = host.existingStorages.find((s) => s.id === id && id === "local");
-  return local?.content.includes("snippets") ? { id, dir: "/var/lib/vz" } : undefined;
-}
 
 /** Docker's release signing key (https://download.docker.com/linux/ubuntu/gpg). */
 export const DOCKER_APT_KEY_FINGERPRINT = "9DC858229FC7DD38854AE2D88D81803C0EBFCD88";

@@ -3,9 +3,10 @@
  * serving one GGUF file from the shared model volume.
  */
 import { fileList, type RenderedFile } from "../render/files";
-import { assertListed, flagsOf, optionListFor, settingsToArgs } from "./args";
+import { assertListed, flagsOf, settingsToArgs } from "./args";
+import { optionListFor } from "../../stacks/options/option-list";
 import { gpuEnvironment } from "./gpu";
-import { LLAMACPP_OPTION_LISTS } from "./llamacpp.options";
+import { LLAMACPP_OPTION_LISTS } from "../../stacks/options/llamacpp";
 import type { LlamaCppSpec } from "./server";
 import { renderServiceUnit } from "./systemd";
 

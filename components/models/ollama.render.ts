@@ -5,9 +5,10 @@
  * theirs.
  */
 import { fileList, type RenderedFile } from "../render/files";
-import { assertListed, optionListFor } from "./args";
+import { assertListed } from "./args";
+import { optionListFor } from "../../stacks/options/option-list";
 import { gpuEnvironment } from "./gpu";
-import { OLLAMA_ENV_LISTS } from "./ollama.options";
+import { OLLAMA_ENV_LISTS } from "../../stacks/options/ollama";
 import type { OllamaSpec } from "./server";
 import { renderServiceUnit } from "./systemd";
 

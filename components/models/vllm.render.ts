@@ -7,11 +7,12 @@
 import { VLLM_VENV } from "../../providers/template/layers";
 import { SECRET_PLACEHOLDER } from "../../stacks/placeholder";
 import { fileList, type RenderedFile } from "../render/files";
-import { assertListed, flagsOf, optionListFor, settingsToArgs } from "./args";
+import { assertListed, flagsOf, settingsToArgs } from "./args";
+import { optionListFor } from "../../stacks/options/option-list";
 import { gpuEnvironment } from "./gpu";
 import type { VllmSpec } from "./server";
 import { renderServiceUnit } from "./systemd";
-import { VLLM_OPTION_LISTS, VLLM_REASONING_PARSERS } from "./vllm.options";
+import { VLLM_OPTION_LISTS, VLLM_REASONING_PARSERS } from "../../stacks/options/vllm";
 
 /** Where the vLLM template layer installs its virtualenv: a contract with that layer. */
 /** The golden vLLM template's virtualenv, where its layer installed vLLM. */

@@ -9,7 +9,7 @@ import { stringify } from "yaml";
 import { guestAddress } from "../../stacks/plan";
 import type { Guest, StackConfig } from "../../stacks/schema";
 import type { HostsEntry } from "../render/hosts";
-import { caDnsNames, gatewayHost, guestIp, guestOfRole, ownCertificateName } from "../core/routing";
+import { caDnsNames, gatewayHost, guestIp, guestOfRole, ownCertificateName } from "../../stacks/routing";
 import { TRAEFIK_INTERNAL_PORT } from "../core/traefik.render";
 import { observabilityRole, type ObservabilityRole } from "./releases";
 
@@ -102,7 +102,7 @@ export function scrapeJobs(config: StackConfig): ScrapeJob[] {
   const passthrough = new Set(config.host.gpus.filter((g) => g.mode === "vm-passthrough").map((g) => g.id));
   for (const g of withAddress) if (g.kind === "vm" && g.gpus.some((id) => passthrough.has(id))) gpuTargets.push({ address: `${guestIp(g)}:${role.gpuExporterPort}`, labels: guestLabels(g) });
   if (gpuTargets.length > 0) jobs.push({ job: "gpu", targets: gpuTargets });
-  // vLLM serves /metrics on its API port; llama-server with --metrics (components/models/llamacpp.options.ts).
+  // vLLM serves /metrics on its API port; llama-server with --metrics (stacks/options/llamacpp.ts).
   // Ollama 0.12.6 is left out: unverified that it serves Prometheus metrics at all (no /metrics route was found).
   const models = withAddress.flatMap((g): ScrapeTarget[] =>
     g.role?.type === "model-server" && g.role.server.engine !== "ollama" ? [{ address: `${guestIp(g)}:${g.role.server.port}`, labels: { ...guestLabels(g), engine: g.role.server.engine } }] : [],

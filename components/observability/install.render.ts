@@ -7,7 +7,7 @@
  * come back ready.
  */
 import type { StackConfig } from "../../stacks/schema";
-import { guestOfRole } from "../core/routing";
+import { guestOfRole } from "../../stacks/routing";
 import { fileList, shQuote, type RenderedFile } from "../render/files";
 import { renderAptEnsure, renderInstallScript, renderReleaseInstalls } from "../render/install-script";
 import { sandboxLines } from "../render/systemd-sandbox";

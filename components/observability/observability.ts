@@ -8,7 +8,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { SshConnection } from "../../providers/ssh";
 import type { StackConfig } from "../../stacks/schema";
 import { GuestInstall } from "../guest/install";
-import { guestOfRole } from "../core/routing";
+import { guestOfRole } from "../../stacks/routing";
 import { renderObservabilityFiles, renderObservabilityInstallScript } from "./install.render";
 
 export interface ObservabilityArgs {

@@ -6,7 +6,7 @@
  */
 import type { Role, StackConfig } from "../../stacks/schema";
 import type { PinnedRelease } from "../render/install-script";
-import { guestOfRole } from "../core/routing";
+import { guestOfRole } from "../../stacks/routing";
 
 export type ObservabilityRole = Extract<Role, { type: "observability" }>;
 

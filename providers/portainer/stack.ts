@@ -10,6 +10,7 @@ import { parse as parseYaml } from "yaml";
 import { parseFailure } from "../../stacks/errors";
 import { changedKeys, Checker, diffResult, isUnknown } from "../common";
 import { dynamicProvider, type Implementation } from "../dynamic";
+import { requiredVariables } from "../../stacks/compose-vars";
 import type { Pair, PortainerClient } from "./client";
 import { apiClient, checkApi, portainerReplaces, type PortainerApi } from "./common";
 
@@ -66,17 +67,6 @@ export class PortainerStack extends pulumi.dynamic.Resource {
       "PortainerStack",
     );
   }
-}
-
-/**
- * Variables the compose file cannot be deployed without: ${VAR:?message} and ${VAR?message}
- * make `docker compose` stop with an error, which Portainer reports only after the upload.
- */
-export function requiredVariables(compose: string): string[] {
-  const found = new Set<string>();
-  // `$$` is compose's escaped dollar: `$${X:?}` is literal text, not a variable.
-  for (const m of compose.matchAll(/(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*):?\?[^}]*\}/g)) found.add(m[1]!);
-  return [...found].sort();
 }
 
 function envPairs(i: PortainerStackInputs): Pair[] {

@@ -3,7 +3,7 @@
  * the stack outputs. Pure: no I/O. The order of LAYERS is the order a request
  * is built from the inside out, which is also the order diagnosis reads them in.
  */
-import { gatewayHost, guestIp, guestOfRole, serviceHost } from "../../components/core/routing";
+import { gatewayHost, guestIp, guestOfRole, serviceHost } from "../../stacks/routing";
 import { UNITS } from "../../components/models/server";
 import type { PhoenixOutputs } from "../../stacks/outputs";
 import { modelsOf } from "../../stacks/plan";

@@ -105,7 +105,7 @@ export function renderOverview(config: StackConfig): Overview {
   }
   for (const g of config.guests) if (g.kind === "vm") g.dockerStacks.forEach((_, i) => edge(gid(g.vmid), `s${g.vmid}_${i}`));
 
-  // The core chain as compose.ts builds it: the first guest of each role.
+  // The core chain as machine/compose.ts builds it: the first guest of each role.
   const first = (type: string) => config.guests.find((g) => g.role?.type === type);
   const [ca, traefik, gateway] = [first("step-ca"), first("traefik"), first("nginx-gateway")];
   if (ca && traefik) edge(gid(ca.vmid), gid(traefik.vmid), "certificates");

@@ -1257,7 +1257,7 @@ class Converter {
       if (modelGuests.has(guest.vmid) || guest === gateway) continue;
       const isPortainer = guest.role?.type === "portainer-server" && portainer !== undefined;
       const host = isPortainer ? portainer : `${String(s.name)}.${this.domain}`;
-      // The imported CA has no dnsNames, so its name is ca.<domain> (components/core/routing.ts caDnsNames).
+      // The imported CA has no dnsNames, so its name is ca.<domain> (stacks/routing.ts caDnsNames).
       const caName = `ca.${this.domain}`;
       if (guest.role?.type === "step-ca" && host.toLowerCase() === caName.toLowerCase()) {
         this.log.problem(

@@ -13,7 +13,7 @@ import * as path from "node:path";
 import type { Duplex } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GATEWAY_LAYOUT, renderGatewayConfig, type GatewayLayout } from "../../components/core/nginx.render";
-import { backends, modelRoutes } from "../../components/core/routing";
+import { backends, modelRoutes } from "../../stacks/routing";
 import { freePort, prodConfig, startNginx, tempDir, testPki, writeFiles } from "./helpers";
 
 const config = prodConfig();

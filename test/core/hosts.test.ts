@@ -4,7 +4,7 @@ import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { gatewayHostNames } from "../../components/core/nginx.render";
-import { internalHosts, ownCertificateName } from "../../components/core/routing";
+import { internalHosts, ownCertificateName } from "../../stacks/routing";
 import { renderTraefikDynamic } from "../../components/core/traefik.render";
 import { renderHostsBlock } from "../../components/render/hosts";
 import { readStackFile, validateStack } from "../../stacks/load";

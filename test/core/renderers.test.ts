@@ -10,7 +10,7 @@ import addFormats from "ajv-formats";
 import { afterAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { GATEWAY_LAYOUT, gatewayHostNames, renderGatewayCertFiles, renderGatewayConfig, renderGatewayInstallScript, type GatewayLayout } from "../../components/core/nginx.render";
-import { backends, modelRoutes } from "../../components/core/routing";
+import { backends, modelRoutes } from "../../stacks/routing";
 import { parseStepCaOutput, renderStepCaFiles, renderStepCaInitScript, stepCaEndpoints, stepCliRelease } from "../../components/core/step-ca.render";
 import { renderTraefikDynamic, renderTraefikInstallScript, renderTraefikStatic, TRAEFIK_HTTPS_PORT, TRAEFIK_PATHS } from "../../components/core/traefik.render";
 import type { StackConfig } from "../../stacks/schema";

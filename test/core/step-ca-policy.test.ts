@@ -7,7 +7,7 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { acmeNames } from "../../components/core/routing";
+import { acmeNames } from "../../stacks/routing";
 import { renderStepCaPolicy, stepCaPolicy, STEP_PATH } from "../../components/core/step-ca.render";
 import { prodConfig, tempDir } from "./helpers";
 

@@ -4,7 +4,7 @@ import { parse } from "yaml";
 import { describe, expect, it } from "vitest";
 import { DOCKER_DATA_MOUNT } from "../../components/docker/cloud-init";
 import { renderPortainerAgentCompose, renderPortainerServerCompose } from "../../components/docker/portainer";
-import { requiredVariables } from "../../providers/portainer/stack";
+import { requiredVariables } from "../../stacks/compose-vars";
 import { readStackFile, validateStack } from "../../stacks/load";
 import { ROOT } from "../support";
 import { composeErrors, interpolate } from "./compose-check";

@@ -12,7 +12,7 @@ import type { AddressInfo } from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as ts from "typescript";
-import { guestIp, serviceHost } from "../../components/core/routing";
+import { guestIp, serviceHost } from "../../stacks/routing";
 import { sshNode, guestsViaNode, type NodeExec } from "../../scripts/doctor/channels";
 import { GATEWAY_CA_FILE, TRAEFIK_PORT, unitOf, type Address } from "../../scripts/doctor/plan";
 import type { DoctorDeps } from "../../scripts/doctor";

@@ -19,7 +19,7 @@ import * as tls from "node:tls";
 import * as net from "node:net";
 import type { AddressInfo } from "node:net";
 import { formatStepCaOutput } from "../../components/core/step-ca.render";
-import { guestIp } from "../../components/core/routing";
+import { guestIp } from "../../stacks/routing";
 import { serviceUrls } from "../../stacks/outputs";
 import { guestAddress } from "../../stacks/plan";
 import type { StackConfig } from "../../stacks/schema";

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { PortainerApi } from "../../providers/portainer/common";
-import { implementation as stack, requiredVariables, type PortainerStackInputs, type PortainerStackOutputs } from "../../providers/portainer/stack";
+import { implementation as stack, type PortainerStackInputs, type PortainerStackOutputs } from "../../providers/portainer/stack";
+import { requiredVariables } from "../../stacks/compose-vars";
 import { startPortainerSim, type PortainerSim } from "../portainer-sim/server";
 import { AGENT_URL, bootstrap, registerAgent } from "./helpers";
 

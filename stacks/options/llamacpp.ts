@@ -7,7 +7,7 @@
  * Only the serving, placement and model options a Phoenix server can set are
  * listed; anything else is refused until checked against that table and added.
  */
-import type { OptionList } from "./args";
+import type { OptionList } from "./option-list";
 
 const B6500 = [
   // model and context

@@ -12,7 +12,7 @@
  * and adds it here. `--task` is left out on purpose: 0.11.0 keeps it only as
  * a deprecated alias of --runner/--convert.
  */
-import type { OptionList } from "./args";
+import type { OptionList } from "./option-list";
 
 const V0_11_0 = [
   // serve

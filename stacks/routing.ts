@@ -3,8 +3,8 @@
  * shared by the Traefik and Nginx renderers so the two proxies can never
  * disagree about a host name or a backend.
  */
-import { guestAddress, modelsOf } from "../../stacks/plan";
-import type { Guest, Role, Service, StackConfig } from "../../stacks/schema";
+import { guestAddress, modelsOf } from "./plan";
+import type { Guest, Role, Service, StackConfig } from "./schema";
 
 /**
  * The zone of Traefik's names. Service hosts live in a sub-zone of their own so

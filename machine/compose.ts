@@ -5,7 +5,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { NginxGateway, StepCa, Traefik } from "../components/core/core";
-import { guestIp } from "../components/core/routing";
+import { guestIp } from "../stacks/routing";
 import { dockerHostUserData, nfsExports, nfsMountOf, portainerTier } from "../components/docker/docker-tier";
 import { ClusterFirewall } from "../components/firewall";
 import { ModelServer } from "../components/models/model-server";
@@ -20,11 +20,11 @@ import { Templates } from "../components/templates";
 import { proxmoxProvider } from "../components/proxmox";
 import type { RootTransport } from "../providers/guest/lxc-root-config";
 import type { SshConnection } from "../providers/ssh";
-import type { LoadedStack } from "./engine";
-import { bridgeNetwork, cloneOrder, creationOrder, gpuAllocation, guestAddress, implicitDependencies, modelsOf, trustsInternalCa } from "./plan";
-import type { Guest, StackConfig } from "./schema";
-import { openaiBaseUrl, serviceUrls, type GuestOutput, type PhoenixExports, type PhoenixOutputs } from "./outputs";
-import { templateNesting } from "./validate";
+import type { LoadedStack } from "../stacks/engine";
+import { bridgeNetwork, cloneOrder, creationOrder, gpuAllocation, guestAddress, implicitDependencies, modelsOf, trustsInternalCa } from "../stacks/plan";
+import type { Guest, StackConfig } from "../stacks/schema";
+import { openaiBaseUrl, serviceUrls, type GuestOutput, type PhoenixExports, type PhoenixOutputs } from "../stacks/outputs";
+import { templateNesting } from "../stacks/validate";
 
 function sshConnection(stack: LoadedStack, nodeIndex: number): pulumi.Output<SshConnection> | undefined {
   const node = stack.config.proxmox.nodes[nodeIndex]!;

@@ -8,7 +8,7 @@
  * Only the server, storage and scheduling variables a Phoenix server can set
  * are listed; anything else is refused until checked there and added.
  */
-import type { OptionList } from "./args";
+import type { OptionList } from "./option-list";
 
 const V0_12_6 = [
   "OLLAMA_HOST",
