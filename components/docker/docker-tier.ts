@@ -1,13 +1,16 @@
 /**
  * The Docker tier: each Portainer VM's cloud-init user data (Docker pinned,
- * the CA trusted, the Portainer server or agent started from its compose
- * file) written as a snippet on the node before the VM is cloned, then
- * Portainer itself driven through its API once it answers: admin, Phoenix's
- * token, the agent environments and their stacks.
+ * the CA trusted, the Portainer server's or agent's compose file) written as
+ * a snippet on the node before the VM is cloned; then the secret the server
+ * and agents share put into each VM through its guest agent, which starts
+ * their containers (PortainerAgentSecret: the secret never goes into the
+ * snippet); then Portainer itself driven through its API once it answers:
+ * admin, Phoenix's token, the agent environments and their stacks.
  */
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { ServiceHealth } from "../../providers/portainer/health";
+import { PortainerAgentSecret } from "../../providers/portainer/agent-secret";
 import { NodeFile } from "../../providers/host/node-file";
 import type { SshConnection } from "../../providers/ssh";
 import type { StackConfig, VmGuest } from "../../stacks/schema";
@@ -17,7 +20,7 @@ import { serviceUrls } from "../../stacks/outputs";
 import { renderReleaseInstalls } from "../render/install-script";
 import { DOCKER_DATA_MOUNT, renderDockerHostUserData, type NfsMount } from "./cloud-init";
 import { snippetStorage } from "../../stacks/plan";
-import type { NfsExport } from "./exports";
+import type { NfsExport } from "../../providers/host/exports";
 import { dataDirs, renderDataDirsScript } from "./data-dirs";
 import { dockerStackSpecs, PortainerControl } from "./portainer-control";
 import { PORTAINER_AGENT_DIR, PORTAINER_CONTAINER, PORTAINER_DIR, renderPortainerAgentFiles, renderPortainerServerFiles } from "./portainer";
@@ -36,7 +39,6 @@ export function nfsExports(config: StackConfig): NfsExport[] {
   }));
 }
 
-const composeUp = (dir: string) => ["docker", "compose", "-f", `${dir}/compose.yaml`, "up", "-d"];
 const STEP_INSTALLER = "/usr/local/sbin/phoenix-install-step";
 
 export interface DockerHostUserDataArgs {
@@ -52,10 +54,17 @@ export interface DockerHostUserDataArgs {
   nfs?: NfsMount;
 }
 
+/** Where a VM's user data goes on the node (host.snippetStorage), and the id VmLegacy refers to it by. */
+export function userDataSnippet(config: StackConfig, vmid: number): { path: string; fileId: string } | undefined {
+  const store = snippetStorage(config.host);
+  const file = `phoenix-vm-${vmid}.yaml`;
+  return store && { path: `${store.dir}/snippets/${file}`, fileId: `${store.id}:snippets/${file}` };
+}
+
 /** The user data snippet of a Docker host VM, and the id VmLegacy refers to it by. */
 export function dockerHostUserData(name: string, args: DockerHostUserDataArgs, opts: pulumi.CustomResourceOptions): { file: NodeFile; fileId: string } {
   const { config, guest: g } = args;
-  const store = snippetStorage(config.host)!;
+  const snippet = userDataSnippet(config, g.vmid)!;
   const role = g.role;
   let files;
   let run: string[][];
@@ -64,20 +73,20 @@ export function dockerHostUserData(name: string, args: DockerHostUserDataArgs, o
       ...renderPortainerServerFiles({ version: role.version, port: role.port, dnsNames: [ownCertificateName(config, g)!], address: guestIp(g), caUrl: stepCaEndpoints(config).caUrlByAddress }),
       { path: STEP_INSTALLER, content: `#!/usr/bin/env bash\nset -euo pipefail\n${renderReleaseInstalls([stepCliRelease(config)])}\n`, mode: "0755" },
     ];
-    run = [[STEP_INSTALLER], ["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", "phoenix-portainer-cert.timer"], ["systemctl", "start", "phoenix-portainer-cert.service"], composeUp(PORTAINER_DIR)];
+    // The containers start once the agent secret is in the VM (portainerTier: PortainerAgentSecret), not here.
+    run = [[STEP_INSTALLER], ["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", "phoenix-portainer-cert.timer"], ["systemctl", "start", "phoenix-portainer-cert.service"]];
   } else if (role?.type === "portainer-agent") {
     files = renderPortainerAgentFiles(role.version, role.port);
-    run = [composeUp(PORTAINER_AGENT_DIR)];
+    run = [];
   } else {
     throw new Error(`${name}: VM ${g.vmid} has no Portainer role`);
   }
-  const file = `phoenix-vm-${g.vmid}.yaml`;
   const content = pulumi.output(args.caRootPem).apply((caRootPem) =>
     renderDockerHostUserData({ hostname: g.name, domain: config.host.domain, user: g.cloudInit.user, sshKeys: g.cloudInit.sshKeys, ubuntuCodename: "noble", docker: g.docker, caRootPem, files, run, ...(args.nfs ? { nfs: args.nfs } : {}) }),
   );
   return {
-    file: new NodeFile(name, { node: config.host.node ?? config.proxmox.nodes[0]!.name, connection: args.connection, path: `${store.dir}/snippets/${file}`, mode: "0640", content }, opts),
-    fileId: `${store.id}:snippets/${file}`,
+    file: new NodeFile(name, { node: config.host.node ?? config.proxmox.nodes[0]!.name, connection: args.connection, path: snippet.path, mode: "0640", content }, opts),
+    fileId: snippet.fileId,
   };
 }
 
@@ -96,8 +105,14 @@ export interface PortainerTierArgs {
   ready: (vmid: number) => pulumi.Resource;
   /** The gateway's address and installation, for stacks routed through it. */
   gateway?: { address: string; ready: pulumi.Resource };
-  /** SSH to the node the Portainer server VM runs on: Phoenix restarts Portainer there after its admin-initialisation timeout. */
-  serverNode?: pulumi.Input<SshConnection>;
+  /** phoenix:portainerAgentSecret, shared by the server and every agent (AGENT_SECRET). */
+  agentSecret: pulumi.Input<string>;
+  /**
+   * The node a Portainer VM runs on, by vmid: its name and SSH to it. Phoenix reaches the VMs
+   * through their guest agent from there: to put the agent secret in, and to restart Portainer
+   * after its admin-initialisation timeout.
+   */
+  nodeOf: (vmid: number) => { name: string; connection: pulumi.Input<SshConnection> };
   /** The NFS server (the node exporting host.nfsExports) and its exports: the stacks' folders are made there first. */
   nfsServer?: { connection: pulumi.Input<SshConnection>; exports?: pulumi.Resource };
 }
@@ -106,7 +121,7 @@ export interface PortainerTierArgs {
  * The folders an agent VM's stacks bind from its NFS export, made on the node before the stacks
  * deploy (components/docker/data-dirs.ts); again whenever the list changes, never removed.
  */
-function dataDirsOnNode(config: StackConfig, vmid: number, stacks: { name: string; compose: string }[], server: NonNullable<PortainerTierArgs["nfsServer"]>): pulumi.Resource | undefined {
+function dataDirsOnNode(config: StackConfig, vmid: number, stacks: { name: string; compose: string }[], server: NonNullable<PortainerTierArgs["nfsServer"]>, tier: TierOptions): pulumi.Resource | undefined {
   const exp = config.host.nfsExports.find((e) => e.clients.includes(vmid));
   const dirs = dataDirs(config, vmid, stacks);
   if (!exp || dirs.length === 0) return undefined;
@@ -119,27 +134,46 @@ function dataDirsOnNode(config: StackConfig, vmid: number, stacks: { name: strin
       stdin: script,
       triggers: [script],
     },
-    { additionalSecretOutputs: ["connection"], ...(server.exports ? { dependsOn: [server.exports] } : {}) },
+    { ...tier, additionalSecretOutputs: ["connection"], ...(server.exports ? { dependsOn: [server.exports] } : {}) },
   );
 }
 
-/** Admin, token, environments and stacks, once the Portainer server answers. */
-export function portainerTier(args: PortainerTierArgs): PortainerControl | undefined {
+/**
+ * The agent secret in one Portainer VM, its containers started with it. After the VM runs; again
+ * when the secret changes (which recreates the containers) and when the VM is replaced (replaceWith:
+ * a new VM has no file; https://www.pulumi.com/docs/iac/concepts/resources/options/replacewith/).
+ */
+function agentSecretIn(args: PortainerTierArgs, vmid: number, composeDir: string, tier: TierOptions): PortainerAgentSecret {
+  const node = args.nodeOf(vmid);
+  const vm = args.ready(vmid);
+  return new PortainerAgentSecret(
+    `vm-${vmid}-portainer-secret`,
+    { connection: node.connection, node: node.name, vmid, secret: args.agentSecret, composeFile: `${composeDir}/compose.yaml` },
+    { ...tier, dependsOn: [vm], ...(vm instanceof pulumi.CustomResource ? { replaceWith: [vm] } : {}) },
+  );
+}
+
+/** The agent secret in every Portainer VM, then admin, token, environments and stacks, once the Portainer server answers. */
+/** Where the tier's resources go in the tree, and the URNs they had before it (machine/machine.ts movedUnder). */
+export type TierOptions = Pick<pulumi.CustomResourceOptions, "parent" | "aliases">;
+
+export function portainerTier(args: PortainerTierArgs, tier: TierOptions = {}): PortainerControl | undefined {
   const { config } = args;
   const server = config.guests.find((g) => g.role?.type === "portainer-server");
   if (server?.role?.type !== "portainer-server") return undefined;
   const url = `https://${guestIp(server)}:${server.role.port}`;
   const access = pulumi.output(args.caRootPem).apply((caPem) => ({ url, caPem }));
-  const health = new ServiceHealth("portainer-health", { url: `${url}/api/system/status`, caPem: args.caRootPem }, { dependsOn: [args.ready(server.vmid)] });
+  const health = new ServiceHealth("portainer-health", { url: `${url}/api/system/status`, caPem: args.caRootPem }, { ...tier, dependsOn: [agentSecretIn(args, server.vmid, PORTAINER_DIR, tier)] });
+  // An environment is registered only once its agent runs with the secret (and the server does, through health).
   const agents = config.guests.flatMap((g, i) =>
     g.kind === "vm" && g.role?.type === "portainer-agent"
-      ? [{ vmid: g.vmid, environment: g.role.environment, agentUrl: `tcp://${guestIp(g)}:${g.role.port}`, stacks: dockerStackSpecs(g, args.projectFile, args.secret, i), ready: args.ready(g.vmid) }]
+      ? [{ vmid: g.vmid, environment: g.role.environment, agentUrl: `tcp://${guestIp(g)}:${g.role.port}`, stacks: dockerStackSpecs(g, args.projectFile, args.secret, i), ready: agentSecretIn(args, g.vmid, PORTAINER_AGENT_DIR, tier) }]
       : [],
   ).map((a) => {
-    const dirs = args.nfsServer && dataDirsOnNode(config, a.vmid, a.stacks, args.nfsServer);
+    const dirs = args.nfsServer && dataDirsOnNode(config, a.vmid, a.stacks, args.nfsServer, tier);
     return dirs ? { ...a, before: [dirs] } : a;
   });
-  const restart = args.serverNode ? pulumi.output(args.serverNode).apply((connection) => ({ connection, vmid: server.vmid, container: PORTAINER_CONTAINER })) : undefined;
+  const restart = pulumi.output(args.nodeOf(server.vmid).connection).apply((connection) => ({ connection, vmid: server.vmid, container: PORTAINER_CONTAINER }));
   const control = new PortainerControl("portainer", {
     access,
     adminUser: server.role.adminUser,
@@ -147,8 +181,8 @@ export function portainerTier(args: PortainerTierArgs): PortainerControl | undef
     tokenDescription: `phoenix-${pulumi.getStack()}`,
     agents,
     dependsOn: [health],
-    ...(restart ? { restart } : {}),
-  });
+    restart,
+  }, tier);
   // A stack routed through the gateway is done when it answers there (Qdrant's /qdrant/healthz).
   const urls = serviceUrls(config);
   for (const agent of agents) {
@@ -159,7 +193,7 @@ export function portainerTier(args: PortainerTierArgs): PortainerControl | undef
       new ServiceHealth(
         `${s.name}-health`,
         { url: `${url.replace(/\/$/, "")}${service.healthPath}`, address: args.gateway.address, caPem: args.caRootPem },
-        { dependsOn: [control.stacks[`${agent.vmid}/${s.name}`]!, args.gateway.ready] },
+        { ...tier, dependsOn: [control.stacks[`${agent.vmid}/${s.name}`]!, args.gateway.ready] },
       );
     }
   }

@@ -3,11 +3,16 @@
  * script, service and timer that obtain its TLS certificate from Step-CA and
  * renew it; the agent's compose file. Both images are pinned to the role's
  * version. The server gets no Docker socket: it manages the agent only.
+ * Both read AGENT_SECRET from a root-only env file that is not among these
+ * files: Phoenix puts it into the VM through the guest agent
+ * (providers/portainer/agent-secret.ts), never through cloud-init, and only
+ * then starts the containers.
  */
 import { renderCertRenewal, RENEW_AT_PERCENT_USED } from "../render/cert-timer";
 import { Scalar, stringify } from "yaml";
 import { shQuote, type RenderedFile } from "../render/files";
 import { STEP_CA_ROOT_PATH } from "./cloud-init";
+import { PORTAINER_ENV_FILE } from "../../providers/portainer/agent-secret";
 
 export const PORTAINER_DIR = "/opt/phoenix/portainer";
 export const PORTAINER_AGENT_DIR = "/opt/phoenix/portainer-agent";
@@ -55,6 +60,8 @@ export function renderPortainerServerCompose(s: PortainerServerSpec): string {
         container_name: PORTAINER_CONTAINER,
         restart: "unless-stopped",
         command: ["--sslcert", "/certs/portainer.crt", "--sslkey", "/certs/portainer.key", "--http-disabled"],
+        // AGENT_SECRET: the server signs every request to an agent over it (api/cmd/portainer/main.go, api/crypto/ecdsa.go).
+        env_file: [PORTAINER_ENV_FILE],
         ports: [portPair(s.port, 9443)],
         volumes: ["portainer_data:/data", `${PORTAINER_TLS_DIR}:/certs:ro`],
       },
@@ -71,6 +78,8 @@ export function renderPortainerAgentCompose(version: string, port: number): stri
         image: pinned("portainer/agent", version),
         container_name: "portainer_agent",
         restart: "unless-stopped",
+        // AGENT_SECRET: the agent refuses any request not signed over it (agent os/options.go, crypto/ecdsa.go).
+        env_file: [PORTAINER_ENV_FILE],
         ports: [portPair(port, 9001)],
         volumes: ["/var/run/docker.sock:/var/run/docker.sock", "/var/lib/docker/volumes:/var/lib/docker/volumes"],
       },

@@ -12,6 +12,7 @@ import { runScriptChecked, type SshConnection } from "../ssh";
 import { renderScript } from "../ssh/script";
 import { isAdminInitTimeout, PortainerApiError, PortainerClient, type PortainerAccess } from "./client";
 import { checkAccess, portainerReplaces } from "./common";
+import { parseGuestExec, renderGuestExec } from "./guest-exec";
 
 export interface PortainerAdminInputs {
   access: PortainerAccess;
@@ -23,7 +24,7 @@ export interface PortainerAdminInputs {
   restart?: PortainerRestart;
 }
 
-/** The Portainer server's VM, restarted through the node: `qm guest exec` runs the command through the VM's QEMU guest agent. */
+/** The Portainer server's VM, restarted through the node: `qm guest exec` runs the command through the VM's QEMU guest agent (guest-exec.ts). */
 export interface PortainerRestart {
   /** SSH to the Proxmox node the VM runs on. */
   connection: SshConnection;
@@ -100,15 +101,10 @@ async function mintToken(c: PortainerClient, i: PortainerAdminInputs, jwt: strin
   return { tokenId: key.id, apiToken: raw };
 }
 
-/**
- * The node-side script that restarts Portainer inside its VM. `qm guest exec <vmid> -- <cmd>`
- * runs the command through the guest agent (the VMs run qemu-guest-agent, components/docker/cloud-init.ts)
- * and prints the agent's exec-status as JSON: exitcode, out-data, err-data. unverified: read from the
- * PVE API's /nodes/{node}/qemu/{vmid}/agent/exec(-status) documentation, not from qemu-server's source.
- */
+/** The node-side script that restarts Portainer inside its VM, through the VM's guest agent (guest-exec.ts). */
 export function renderPortainerRestart(r: PortainerRestart): string {
   if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(r.container)) throw new Error(`container name ${JSON.stringify(r.container)} is not a Docker container name`);
-  return renderScript(`qm guest exec ${Math.trunc(r.vmid)} --timeout 120 -- docker restart ${r.container}`);
+  return renderScript(renderGuestExec(Math.trunc(r.vmid), ["docker", "restart", r.container], { timeoutSeconds: 120 }));
 }
 
 async function restartPortainer(c: PortainerClient, i: PortainerAdminInputs): Promise<void> {
@@ -119,12 +115,7 @@ async function restartPortainer(c: PortainerClient, i: PortainerAdminInputs): Pr
     throw new Error(`${why}: on the Portainer VM run \`docker restart portainer\`, then run pulumi up within 5 minutes`);
   }
   const out = await runScriptChecked(i.restart.connection, `restart Portainer in VM ${i.restart.vmid}`, renderPortainerRestart(i.restart), { timeoutMs: 180_000 });
-  let exitcode: unknown;
-  try {
-    exitcode = (JSON.parse(out.stdout) as { exitcode?: unknown }).exitcode;
-  } catch {
-    exitcode = undefined;
-  }
+  const { exitcode } = parseGuestExec(out.stdout);
   if (exitcode !== 0) throw new Error(`${why}, and \`docker restart ${i.restart.container}\` in VM ${i.restart.vmid} did not succeed (exit code ${String(exitcode)}): restart it by hand, then run pulumi up`);
   // Portainer answers again within seconds of its restart; until then connections fail.
   const deadline = Date.now() + 120_000;

@@ -22,6 +22,8 @@ const service = {
     ports: { type: "array", items: { type: "string", pattern: "^\\d{1,5}:\\d{1,5}(/(tcp|udp))?$" } },
     volumes: { type: "array", items: { type: "string", pattern: "^[^:]+:/[^:]*(:(ro|rw))?$" } },
     environment: { type: "object", additionalProperties: { type: "string" } },
+    // compose-spec schema: env_file is a string or a list (of paths, or {path, required}); Phoenix writes absolute paths.
+    env_file: { type: "array", items: { type: "string", pattern: "^/" } },
   },
 };
 

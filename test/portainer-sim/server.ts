@@ -29,6 +29,7 @@ import {
   type SimStack,
   type SimUser,
 } from "./state";
+import { agentAccepts, type Signer } from "./agent-signature";
 
 export interface PortainerSimOptions {
   /** Reported by /api/system/status. */
@@ -41,6 +42,12 @@ export interface PortainerSimOptions {
   certificates?: SimCertificates;
   /** Milliseconds since the epoch; injectable so a test can let Portainer's five minutes pass. */
   clock?: () => number;
+  /**
+   * AGENT_SECRET as each process started with it (agent-signature.ts): the server's, and each
+   * agent's by `host:port`. Asked at every signed request, so a caller returns what the running
+   * process started with, not what a file holds now. Default: none set anywhere.
+   */
+  agentSecrets?: { server?: () => string | undefined; agent?: (agent: string) => string | undefined };
 }
 
 /** api/http/server.go: adminmonitor.New(5*time.Minute, ...). */
@@ -63,6 +70,8 @@ export interface PortainerSim {
   /** What a user does in the UI's stack editor: new content and/or variables, no API trail in `log`. */
   editStack(id: number, change: { content?: string; env?: Pair[] }): void;
   setAgentUp(url: string, up: boolean): void;
+  /** Another Portainer (or anyone) sending the agent a signed request: whether the agent accepts it. */
+  signedRequestFrom(url: string, signer: Signer): boolean;
   /** Restarts the Portainer process: its data stays, the admin-initialisation monitor starts over. */
   restart(): void;
   stop(): Promise<void>;
@@ -195,6 +204,14 @@ export async function startPortainerSim(options: PortainerSimOptions = {}): Prom
   const minPassword = options.requiredPasswordLength ?? 12;
   const log: PortainerLogEntry[] = [];
   const clock = options.clock ?? Date.now;
+  // The server's key pair (main.go initKeyPair): generated once, kept in /data across restarts.
+  const serverKey = crypto.randomBytes(32).toString("hex");
+  const signedRequestFrom = (url: string, signer: Signer): boolean => {
+    const agent = state.agents.get(agentKey(url));
+    if (!agent?.up) return false;
+    return agentAccepts(agent, options.agentSecrets?.agent?.(agentKey(url)), signer);
+  };
+  const acceptsServer = (url: string): boolean => signedRequestFrom(url, { key: serverKey, secret: options.agentSecrets?.server?.() });
   // adminmonitor.Monitor: started with the process; at the timeout it latches "disabled" if no admin exists then.
   const monitor = { startedAt: clock(), fired: false, disabled: false };
   const adminInitDisabled = (): boolean => {
@@ -217,8 +234,8 @@ export async function startPortainerSim(options: PortainerSimOptions = {}): Prom
     return s;
   };
   const endpointJson = (e: (typeof state.endpoints)[number]) => {
-    const agent = state.agents.get(agentKey(e.URL));
-    return { ...e, Status: agent?.up === false ? ENDPOINT_DOWN : e.Status };
+    // A failed snapshot (agent down, or refusing the server's signature) marks it down (snapshot.go).
+    return { ...e, Status: acceptsServer(e.URL) ? e.Status : ENDPOINT_DOWN };
   };
 
   const createStack = (ctx: Ctx, endpointId: number, rawName: string, content: string, env: Pair[] | null) => {
@@ -373,6 +390,8 @@ export async function startPortainerSim(options: PortainerSimOptions = {}): Prom
         const agent = state.agents.get(agentKey(url));
         // The agent only speaks TLS: Portainer's version probe fails on anything else.
         if (!agent || !agent.up || !tls) throw new HttpError(500, "Unable to get environment type", `Get "https://${agentKey(url)}/ping": dial tcp ${agentKey(url)}: connect: connection refused`);
+        // The snapshot that follows the ping is signed (agent-signature.ts).
+        if (!acceptsServer(url)) throw new HttpError(500, "Unable to initiate communications with environment", "agent already paired with another Portainer instance");
         const groupId = Number(form.value("GroupID") || "1");
         const endpoint = state.addEndpoint({ Name: name, Type: AGENT_ON_DOCKER, URL: url, PublicURL: form.value("PublicURL"), GroupId: groupId, Status: ENDPOINT_UP, TLSConfig: { TLS: tls, TLSSkipVerify: skipVerify }, Agent: { Version: agent.version } });
         return { status: 200, json: endpointJson(endpoint) };
@@ -606,6 +625,7 @@ export async function startPortainerSim(options: PortainerSimOptions = {}): Prom
       monitor.fired = false;
       monitor.disabled = false;
     },
+    signedRequestFrom,
     setAgentUp(url, up) {
       const agent = state.agents.get(agentKey(url));
       if (agent) agent.up = up;

@@ -76,6 +76,8 @@ export interface SimContainer {
 export interface SimAgent {
   version: string;
   up: boolean;
+  /** The Portainer key a secretless agent paired with (agent-signature.ts); held in the agent's memory. */
+  pairedKey?: string;
 }
 
 export class PortainerState {

@@ -7,6 +7,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PortainerAdmin, portainerAdminProvider } from "../../providers/portainer/admin";
 import { portainerEnvironmentProvider } from "../../providers/portainer/environment";
+import { portainerAgentSecretProvider } from "../../providers/portainer/agent-secret";
 import { serviceHealthProvider } from "../../providers/portainer/health";
 import { PortainerStack, portainerStackProvider } from "../../providers/portainer/stack";
 import { startPortainerSim, type PortainerSim } from "../portainer-sim/server";
@@ -36,7 +37,7 @@ afterAll(async () => {
 });
 
 describe("Portainer provider serialization", () => {
-  it.each(Object.entries({ portainerAdminProvider, portainerEnvironmentProvider, portainerStackProvider, serviceHealthProvider }))("%s captures no module", async (_name, provider) => {
+  it.each(Object.entries({ portainerAdminProvider, portainerEnvironmentProvider, portainerStackProvider, serviceHealthProvider, portainerAgentSecretProvider }))("%s captures no module", async (_name, provider) => {
     const { text } = await pulumi.runtime.serializeFunction(() => provider, { allowSecrets: true });
     expect(text).toContain("loadImplementation");
     expect(text).not.toMatch(/PortainerClient|createAgentEndpoint|FormData|waitHealthy/);
