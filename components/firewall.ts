@@ -22,12 +22,12 @@
  * RELATED,ESTABLISHED before any rule).
  *
  * So each node's own list is fixed: [group phoenix-admin, the NFS clients'
- * ACCEPTs (on the node that exports), group phoenix-node]. phoenix-admin holds only
+ * ACCEPTs and the ops guest's scrape ACCEPTs (on the node Phoenix prepares), group phoenix-node]. phoenix-admin holds only
  * the admin ACCEPTs; phoenix-node holds firewall.node.rules. Editing the node rules
  * changes only the phoenix-node group, which the node walks after phoenix-admin, so a
  * new DROP on top of that group never precedes the admin ACCEPTs; editing
  * adminNetworks changes only ACCEPTs; the node's list itself changes only when an NFS
- * client comes or goes, again ACCEPTs. The groups exist before the lists naming
+ * client or an exporter comes or goes, again ACCEPTs. The groups exist before the lists naming
  * them (dependsOn). This was chosen over dependsOn between two rule resources: bpg
  * manages a scope's whole list as one resource, so there is no second resource for
  * the same node to order.
@@ -50,7 +50,7 @@
  */
 import * as proxmox from "@muhlba91/pulumi-proxmoxve";
 import * as pulumi from "@pulumi/pulumi";
-import { ADMIN_GROUP, adminRules, guestRuleList, NODE_GROUP, nodeRuleList, type ListEntry } from "../stacks/firewall-rules";
+import { ADMIN_GROUP, adminRules, guestRuleList, NODE_GROUP, type ListEntry } from "../stacks/firewall-rules";
 import type { FirewallRule, Guest, StackConfig } from "../stacks/schema";
 
 /** The bridged provider's rule shape, with fields in a fixed order so a re-run diffs clean. */
@@ -87,9 +87,9 @@ export function toPveRules(list: readonly ListEntry[]): PveRule[] {
   return list.map((e): PveRule => ("group" in e ? { type: "group", securityGroup: e.group, enabled: true } : toPveRule(e.rule)));
 }
 
-/** A guest's rules: its security groups first, then its own rules, in declaration order. */
-export function guestRules(guest: Pick<Guest, "firewall">): PveRule[] {
-  return toPveRules(guestRuleList(guest));
+/** A guest's rules: its security groups first, then its own rules, in declaration order, then those Phoenix derives for it (stacks/firewall-rules.ts guestRuleList). */
+export function guestRules(guest: Pick<Guest, "firewall">, derived: readonly ListEntry[] = []): PveRule[] {
+  return toPveRules(guestRuleList(guest, undefined, derived));
 }
 
 export interface GuestFirewallSpec {
@@ -99,6 +99,8 @@ export interface GuestFirewallSpec {
   firewall: StackConfig["guests"][number]["firewall"];
   /** The guest's static IPv4 address; undefined on DHCP. */
   address: string | undefined;
+  /** Rules Phoenix derives for the guest, after its own: the ops guest's scrape (stacks/firewall-rules.ts scrapeRules). */
+  derived?: readonly ListEntry[];
 }
 
 /** The ipfilter ipset of a guest's first NIC (Firewall.pm compute_ipfilter_ipset_name: `ipfilter-$iface`). */
@@ -138,7 +140,7 @@ export function attachGuestFirewall(parent: pulumi.ComponentResource, name: stri
     { nodeName: spec.node, ...target, enabled: spec.firewall.enabled, inputPolicy: spec.firewall.policyIn, outputPolicy: spec.firewall.policyOut, ipfilter },
     { ...opts, ...formerly("-firewall"), parent, dependsOn: [...toArray(opts.dependsOn), ...ipset] },
   );
-  const rules = guestRules(spec);
+  const rules = guestRules(spec, spec.derived);
   if (rules.length === 0) return [...ipset, options];
   const ruleset = new proxmox.firewall.RulesLegacy(`${name}-firewall-rules`, { nodeName: spec.node, ...target, rules }, { ...opts, ...formerly("-firewall-rules"), parent });
   return [...ipset, options, ruleset];
@@ -150,8 +152,12 @@ function toArray(deps: pulumi.CustomResourceOptions["dependsOn"]): pulumi.Input<
 }
 
 export interface ClusterFirewallArgs {
-  /** The validated stack: its firewall section, nodes, admin networks and NFS exports. */
-  config: StackConfig;
+  /** The stack's firewall section. */
+  firewall: StackConfig["firewall"];
+  /** host.adminNetworks: the only sources of SSH and the web UI. */
+  adminNetworks: readonly string[];
+  /** Each node's own rule list (stacks/firewall-rules.ts nodeRuleList), by node name. */
+  nodeLists: Record<string, readonly ListEntry[]>;
 }
 
 /** Datacenter options, global rules, security groups, and the nodes' firewall. */
@@ -164,8 +170,7 @@ export class ClusterFirewall extends pulumi.ComponentResource {
   constructor(name: string, args: ClusterFirewallArgs, opts: pulumi.ComponentResourceOptions = {}) {
     super("phoenix:firewall:ClusterFirewall", name, {}, opts);
     const child = { parent: this };
-    const { config } = args;
-    const fw = config.firewall;
+    const fw = args.firewall;
     // Groups and the admin rules come first: enabling DROP before they exist could cut the session that applies them.
     for (const group of fw.groups) {
       this.groups[group.name] = new proxmox.cluster.firewall.security.GroupLegacy(
@@ -178,7 +183,7 @@ export class ClusterFirewall extends pulumi.ComponentResource {
     const nodeGroups = [
       new proxmox.cluster.firewall.security.GroupLegacy(
         `${name}-group-${ADMIN_GROUP}`,
-        { name: ADMIN_GROUP, comment: "phoenix: SSH and the web UI from host.adminNetworks, ahead of every other node rule", rules: adminRules(config.host.adminNetworks).map(toPveRule) },
+        { name: ADMIN_GROUP, comment: "phoenix: SSH and the web UI from host.adminNetworks, ahead of every other node rule", rules: adminRules(args.adminNetworks).map(toPveRule) },
         child,
       ),
       new proxmox.cluster.firewall.security.GroupLegacy(
@@ -187,9 +192,9 @@ export class ClusterFirewall extends pulumi.ComponentResource {
         child,
       ),
     ];
-    const nodes = config.proxmox.nodes.map((n) => n.name);
+    const nodes = Object.keys(args.nodeLists);
     for (const node of nodes) {
-      this.nodeRules[node] = new proxmox.firewall.RulesLegacy(`${name}-node-${node}-rules`, { nodeName: node, rules: toPveRules(nodeRuleList(config, node)) }, { ...child, dependsOn: nodeGroups });
+      this.nodeRules[node] = new proxmox.firewall.RulesLegacy(`${name}-node-${node}-rules`, { nodeName: node, rules: toPveRules(args.nodeLists[node]!) }, { ...child, dependsOn: nodeGroups });
     }
     const nodeRules = Object.values(this.nodeRules);
     const nodeOptions = nodes.map((node) => new proxmox.node.FirewallLegacy(`${name}-node-${node}`, { nodeName: node, enabled: fw.node.enabled }, { ...child, dependsOn: nodeRules }));

@@ -17,6 +17,35 @@ export interface Registered {
   parent?: string;
   /** Explicit dependsOn plus the resources the inputs' Outputs come from. */
   dependsOn: string[];
+  /** The URN the engine gave it. */
+  urn: string;
+  /** The aliases as the SDK sent them in RegisterResourceRequest (structured: the engine computes the URNs). */
+  aliases: AliasSpec[];
+}
+
+/** One entry of RegisterResourceRequest.aliases (proto/alias.proto): a URN, or a spec the engine completes. */
+export type AliasSpec = { urn: string } | { name: string; type: string; project: string; stack: string; parentUrn: string; noParent: boolean };
+
+type AliasMessage = { hasUrn(): boolean; getUrn(): string; getSpec(): { getName(): string; getType(): string; getProject(): string; getStack(): string; getParenturn(): string; getNoparent(): boolean } | undefined };
+type RegisterRequest = { getType(): string; getName(): string; getAliasesList(): AliasMessage[] };
+type MonitorLike = { registerResource(req: RegisterRequest, callback: (err: unknown, res?: { getUrn(): string }) => void): Promise<void> };
+
+/** What the SDK sent and what the mock monitor answered, per type::name: aliases reach the mocks' newResource only through the request. */
+function recordRegistrations(into: Map<string, { urn: string; aliases: AliasSpec[] }>): void {
+  const monitor = pulumi.runtime.getMonitor() as unknown as MonitorLike;
+  const register = monitor.registerResource.bind(monitor);
+  monitor.registerResource = (req, callback) =>
+    register(req, (err, res) => {
+      if (res) {
+        const aliases = req.getAliasesList().map((a): AliasSpec => {
+          const spec = a.getSpec();
+          if (a.hasUrn() || !spec) return { urn: a.getUrn() };
+          return { name: spec.getName(), type: spec.getType(), project: spec.getProject(), stack: spec.getStack(), parentUrn: spec.getParenturn(), noParent: spec.getNoparent() };
+        });
+        into.set(`${req.getType()}::${req.getName()}`, { urn: res.getUrn(), aliases });
+      }
+      callback(err, res);
+    });
 }
 
 export interface OfflineRun {
@@ -77,6 +106,8 @@ export async function runOffline(raw: RawStack, opts: OfflineOptions): Promise<O
     "offline",
     opts.preview,
   );
+  const registrations = new Map<string, { urn: string; aliases: AliasSpec[] }>();
+  recordRegistrations(registrations);
   setEngineConfig(raw);
   let exports: Record<string, unknown> = {};
   let failure: unknown;
@@ -111,7 +142,18 @@ export async function runOffline(raw: RawStack, opts: OfflineOptions): Promise<O
       const fromData = new Set<pulumi.Resource>();
       await outputResources(p.props, fromData);
       const deps = [...new Set([...p.deps, ...fromData])].map((d) => names.get(d)).filter((n): n is string => n !== undefined && n !== p.name);
-      resources.push({ type: p.type, name: p.name, custom: customs.has(`${p.type}::${p.name}`), inputs: inputs.get(`${p.type}::${p.name}`) ?? {}, parent: p.parent ? names.get(p.parent) : undefined, dependsOn: [...new Set(deps)] });
+      const key = `${p.type}::${p.name}`;
+      const registration = registrations.get(key);
+      resources.push({
+        type: p.type,
+        name: p.name,
+        custom: customs.has(key),
+        inputs: inputs.get(key) ?? {},
+        parent: p.parent ? names.get(p.parent) : undefined,
+        dependsOn: [...new Set(deps)],
+        urn: registration?.urn ?? "",
+        aliases: registration?.aliases ?? [],
+      });
     }
     if (rejected.length > 0) throw rejected[0];
     return { resources, exports };

@@ -5,23 +5,27 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import type { SshConnection } from "../../providers/ssh";
-import type { StackConfig } from "../../stacks/schema";
 import { GuestInstall } from "../guest/install";
+import type { ChangeSnapshotPolicy } from "../guest/snapshot";
 import { GATEWAY_LAYOUT, renderGatewayCertFiles, renderGatewayConfig, renderGatewayInstallScript } from "./nginx.render";
-import { gatewayHost, guestIp, guestOfRole } from "../../stacks/routing";
+import { gatewayHost, guestIp, type GuestOfRole, type RoutingConfig } from "../../stacks/routing";
 import { parseStepCaOutput, renderStepCaFiles, renderStepCaInitScript, stepCaEndpoints, stepCliRelease } from "./step-ca.render";
 import { renderTraefikFiles, renderTraefikInstallScript, TRAEFIK_HTTPS_PORT } from "./traefik.render";
 
-interface TierArgs {
-  /** The validated stack. */
-  config: StackConfig;
+interface TierArgs<T extends "step-ca" | "traefik" | "nginx-gateway"> {
+  /** The guest with the role. */
+  guest: GuestOfRole<T>;
+  /** The routing tables the renderers read (stacks/routing.ts RoutingConfig says why they take them whole). */
+  routing: RoutingConfig;
   /** SSH to the node the guest lives on. */
   connection: pulumi.Input<SshConnection>;
   /** The guest's own resources, to install only once it is configured. */
   dependsOn: pulumi.Input<pulumi.Resource>[];
+  /** A snapshot of the guest before each re-run of its install. */
+  snapshot?: ChangeSnapshotPolicy;
 }
 
-export interface StepCaArgs extends TierArgs {
+export interface StepCaArgs extends TierArgs<"step-ca"> {
   /** The admin provisioner's password (phoenix:stepCaPassword). */
   password: pulumi.Input<string>;
 }
@@ -37,29 +41,30 @@ export class StepCa extends pulumi.ComponentResource {
 
   constructor(name: string, args: StepCaArgs, opts: pulumi.ComponentResourceOptions = {}) {
     super("phoenix:core:StepCa", name, {}, opts);
-    const guest = guestOfRole(args.config, "step-ca");
+    const { guest } = args;
     this.install = new GuestInstall(
       `${name}-install`,
       {
         connection: args.connection,
         vmid: guest.vmid,
-        script: pulumi.output(args.password).apply((pw) => renderStepCaInitScript(args.config, {}, pw)),
-        files: renderStepCaFiles(args.config),
+        script: pulumi.output(args.password).apply((pw) => renderStepCaInitScript(args.routing, {}, pw)),
+        files: renderStepCaFiles(args.routing),
         dependsOn: args.dependsOn,
+        snapshot: args.snapshot,
       },
       { parent: this },
     );
     const parsed = this.install.stdout.apply(parseStepCaOutput);
     this.rootPem = parsed.apply((o) => o.rootPem);
     this.fingerprint = parsed.apply((o) => o.fingerprint);
-    const endpoints = stepCaEndpoints(args.config);
+    const endpoints = stepCaEndpoints(args.routing);
     this.caUrl = endpoints.caUrl;
     this.acmeDirectoryUrl = endpoints.acmeDirectoryUrl;
     this.registerOutputs({ rootPem: this.rootPem, fingerprint: this.fingerprint });
   }
 }
 
-export interface TraefikArgs extends TierArgs {
+export interface TraefikArgs extends TierArgs<"traefik"> {
   /** The CA's root certificate, trusted for ACME and HTTPS backends. */
   caRootPem: pulumi.Input<string>;
   /** The CA's ACME directory. */
@@ -76,7 +81,7 @@ export class Traefik extends pulumi.ComponentResource {
 
   constructor(name: string, args: TraefikArgs, opts: pulumi.ComponentResourceOptions = {}) {
     super("phoenix:core:Traefik", name, {}, opts);
-    const guest = guestOfRole(args.config, "traefik");
+    const { guest } = args;
     const inputs = pulumi
       .all([args.caRootPem, args.acmeDirectoryUrl, args.dashboardPassword])
       .apply(([caRootPem, acmeDirectoryUrl, dashboardPassword]) => ({ caRootPem, acmeDirectoryUrl, ...(dashboardPassword === undefined ? {} : { dashboardPassword }) }));
@@ -85,9 +90,10 @@ export class Traefik extends pulumi.ComponentResource {
       {
         connection: args.connection,
         vmid: guest.vmid,
-        script: inputs.apply((i) => renderTraefikInstallScript(args.config, i)),
-        files: inputs.apply((i) => renderTraefikFiles(args.config, i)),
+        script: inputs.apply((i) => renderTraefikInstallScript(args.routing, i)),
+        files: inputs.apply((i) => renderTraefikFiles(args.routing, i)),
         dependsOn: args.dependsOn,
+        snapshot: args.snapshot,
       },
       { parent: this },
     );
@@ -96,7 +102,7 @@ export class Traefik extends pulumi.ComponentResource {
   }
 }
 
-export interface NginxGatewayArgs extends TierArgs {
+export interface NginxGatewayArgs extends TierArgs<"nginx-gateway"> {
   /** The CA's root certificate, to verify Traefik. */
   caRootPem: pulumi.Input<string>;
   /** The CA's URL, for the gateway's own certificate. */
@@ -114,21 +120,22 @@ export class NginxGateway extends pulumi.ComponentResource {
 
   constructor(name: string, args: NginxGatewayArgs, opts: pulumi.ComponentResourceOptions = {}) {
     super("phoenix:core:NginxGateway", name, {}, opts);
-    const guest = guestOfRole(args.config, "nginx-gateway");
-    const cert = { caUrl: args.caUrl, stepCli: stepCliRelease(args.config) };
+    const { guest } = args;
+    const cert = { caUrl: args.caUrl, stepCli: stepCliRelease(args.routing) };
     const inputs = pulumi.output(args.caRootPem).apply((caRootPem) => ({ traefik: args.traefik, caRootPem }));
     this.install = new GuestInstall(
       `${name}-install`,
       {
         connection: args.connection,
         vmid: guest.vmid,
-        script: inputs.apply((i) => renderGatewayInstallScript(args.config, i, cert)),
-        files: inputs.apply((i) => [...renderGatewayConfig(args.config, i), ...renderGatewayCertFiles(args.config, cert, GATEWAY_LAYOUT)]),
+        script: inputs.apply((i) => renderGatewayInstallScript(args.routing, i, cert)),
+        files: inputs.apply((i) => [...renderGatewayConfig(args.routing, i), ...renderGatewayCertFiles(args.routing, cert, GATEWAY_LAYOUT)]),
         dependsOn: [...args.dependsOn, args.traefikInstall],
+        snapshot: args.snapshot,
       },
       { parent: this },
     );
-    this.url = `https://${gatewayHost(args.config)}`;
+    this.url = `https://${gatewayHost(args.routing)}`;
     this.registerOutputs({});
   }
 }

@@ -4,12 +4,11 @@
  * provisioner's password never leave it. Pure: typed config in, text out.
  */
 import * as crypto from "node:crypto";
-import type { StackConfig } from "../../stacks/schema";
 import { renderHostsBlock } from "../render/hosts";
 import { sandboxLines } from "../render/systemd-sandbox";
 import { fileList, shQuote, type RenderedFile } from "../render/files";
 import { renderAptEnsure, renderInstallScript, renderReleaseInstalls, type PinnedRelease } from "../render/install-script";
-import { acmeNames, caDnsNames, guestIp, guestOfRole, internalHosts, ownCertificateName } from "../../stacks/routing";
+import { acmeNames, caDnsNames, guestIp, guestOfRole, internalHosts, ownCertificateName, type RoutingConfig } from "../../stacks/routing";
 
 /** STEPPATH: the guest's mount of the secret step-ca dataset. */
 export const STEP_PATH = "/etc/step-ca";
@@ -29,12 +28,12 @@ export const STEP_CA_OUTPUT_BEGIN = "----- phoenix step-ca outputs -----";
 const OUTPUT_BEGIN = STEP_CA_OUTPUT_BEGIN;
 const OUTPUT_END = "----- end phoenix step-ca outputs -----";
 
-function caGuest(config: StackConfig) {
+function caGuest(config: RoutingConfig) {
   return guestOfRole(config, "step-ca");
 }
 
 /** The CA's service user: the owner the stack gives the mount holding its keys. */
-function serviceUser(config: StackConfig): { uid: number; gid: number } {
+function serviceUser(config: RoutingConfig): { uid: number; gid: number } {
   const guest = caGuest(config);
   const mount = guest.kind === "lxc" ? guest.mounts.find((m) => m.path === STEP_PATH) : undefined;
   return { uid: mount?.uid ?? 1000, gid: mount?.gid ?? 1000 };
@@ -56,7 +55,7 @@ export interface StepCaEndpoints {
   address: string;
 }
 
-export function stepCaEndpoints(config: StackConfig): StepCaEndpoints {
+export function stepCaEndpoints(config: RoutingConfig): StepCaEndpoints {
   const guest = caGuest(config);
   const names = caDnsNames(config, guest.role);
   const caUrl = `https://${names[0]}:${guest.role.port}`;
@@ -70,20 +69,20 @@ export interface StepReleaseDigests {
   stepCli?: string;
 }
 
-export function stepCaRelease(config: StackConfig, sha256?: string): PinnedRelease {
+export function stepCaRelease(config: RoutingConfig, sha256?: string): PinnedRelease {
   const v = caGuest(config).role.version;
   const base = `https://github.com/smallstep/certificates/releases/download/v${v}`;
   return { name: "step-ca", version: v, url: `${base}/step-ca_linux_${v}_amd64.tar.gz`, ...(sha256 ? { sha256 } : { checksumsUrl: `${base}/checksums.txt` }), binary: "step-ca", installAs: "/usr/local/bin/step-ca" };
 }
 
 /** The step CLI, at the version the CA role pins: the CA guest and the gateway both use it. */
-export function stepCliRelease(config: StackConfig, sha256?: string): PinnedRelease {
+export function stepCliRelease(config: RoutingConfig, sha256?: string): PinnedRelease {
   const v = caGuest(config).role.cliVersion;
   const base = `https://github.com/smallstep/cli/releases/download/v${v}`;
   return { name: "step-cli", version: v, url: `${base}/step_linux_${v}_amd64.tar.gz`, ...(sha256 ? { sha256 } : { checksumsUrl: `${base}/checksums.txt` }), binary: "step", installAs: "/usr/local/bin/step" };
 }
 
-export function renderStepCaUnit(config: StackConfig): RenderedFile {
+export function renderStepCaUnit(config: RoutingConfig): RenderedFile {
   const role = caGuest(config).role;
   const privileged = role.port < 1024;
   return {
@@ -118,7 +117,7 @@ WantedBy=multi-user.target
  * `step` made earlier with other ids would not own the keys: both are refused with the fix
  * rather than failing inside groupadd or running the CA as the wrong owner.
  */
-export function renderStepUser(config: StackConfig): string {
+export function renderStepUser(config: RoutingConfig): string {
   const { uid, gid } = serviceUser(config);
   const fix = `set the uid/gid of the guest's ${STEP_PATH} mount to free ones`;
   return `if ! getent group step >/dev/null; then
@@ -135,7 +134,7 @@ if [ "$(id -u step)" != ${uid} ] || [ "$(getent group step | cut -d: -f3)" != ${
 fi`;
 }
 
-export function renderStepCaFiles(config: StackConfig): RenderedFile[] {
+export function renderStepCaFiles(config: RoutingConfig): RenderedFile[] {
   return fileList([renderStepCaUnit(config)]);
 }
 
@@ -144,7 +143,7 @@ export function renderStepCaFiles(config: StackConfig): RenderedFile[] {
  * exists, installs the unit, and prints the root certificate and its SHA-256
  * fingerprint between markers for parseStepCaOutput.
  */
-export function renderStepCaInitScript(config: StackConfig, digests: StepReleaseDigests = {}, password?: string): string {
+export function renderStepCaInitScript(config: RoutingConfig, digests: StepReleaseDigests = {}, password?: string): string {
   const role = caGuest(config).role;
   const ep = stepCaEndpoints(config);
   const asStep = "runuser -u step -- env STEPPATH=" + STEP_PATH;
@@ -253,7 +252,7 @@ PHOENIX_PASSWORD
  * leading "." or "*." one label more; policy/validate.go matchDomainConstraint). ACME, JWK and
  * renewals all pass through it. No ssh section: the CA issues no SSH certificates.
  */
-export function stepCaPolicy(config: StackConfig): { x509: { allow: { dns: string[]; ip: string[] } } } {
+export function stepCaPolicy(config: RoutingConfig): { x509: { allow: { dns: string[]; ip: string[] } } } {
   const ep = stepCaEndpoints(config);
   const dns = new Set([...caDnsNames(config, caGuest(config).role), ...acmeNames(config).map((n) => n.name)].map((n) => n.toLowerCase()));
   const ip = new Set([`${ep.address}/32`, ...config.guests.filter((g) => ownCertificateName(config, g) !== undefined).map((g) => `${guestIp(g)}/32`)]);
@@ -264,7 +263,7 @@ export function stepCaPolicy(config: StackConfig): { x509: { allow: { dns: strin
  * Puts the policy into ca.json on every install (routes and services come and go), and
  * restarts a running step-ca when it changed: the CA reads ca.json at start.
  */
-export function renderStepCaPolicy(config: StackConfig): string {
+export function renderStepCaPolicy(config: RoutingConfig): string {
   const ca = `${STEP_PATH}/config/ca.json`;
   return `policy=${shQuote(JSON.stringify(stepCaPolicy(config)))}
 jq --argjson policy "$policy" '.authority.policy = $policy' ${ca} >${ca}.phoenix
@@ -294,7 +293,7 @@ fi`;
  * password file is replaced last. When neither password opens a key, nothing changes and the
  * script stops with the procedure.
  */
-export function renderStepCaPasswordRotation(config: StackConfig): string {
+export function renderStepCaPasswordRotation(config: RoutingConfig): string {
   const role = caGuest(config).role;
   const asStep = `runuser -u step -- env STEPPATH=${STEP_PATH}`;
   const changePass = (from: string) => `${asStep} step crypto change-pass "$key" --password-file ${from} --new-password-file ${STEP_CA_NEW_PASSWORD_FILE} --out "$key.rotated" </dev/null >/dev/null 2>&1`;

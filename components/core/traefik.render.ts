@@ -6,13 +6,13 @@
 import { createHmac } from "node:crypto";
 import { encodeBase64, hashSync, truncates } from "bcryptjs";
 import { stringify } from "yaml";
-import type { StackConfig } from "../../stacks/schema";
 import { renderHostsBlock } from "../render/hosts";
 import { sandboxLines } from "../render/systemd-sandbox";
 import { parseCidr, subnetOf } from "../../stacks/net";
 import { fileList, type RenderedFile } from "../render/files";
 import { renderAptEnsure, renderInstallScript, renderReleaseInstalls, type PinnedRelease } from "../render/install-script";
-import { backends, dashboardHost, guestIp, guestOfRole, internalHosts } from "../../stacks/routing";
+import { backends, dashboardHost, guestIp, guestOfRole, internalHosts, type RoutingConfig } from "../../stacks/routing";
+import { TRAEFIK_INTERNAL_PORT } from "../../stacks/scrape";
 
 export const TRAEFIK_PATHS = {
   static: "/etc/traefik/traefik.yml",
@@ -27,8 +27,8 @@ export const TRAEFIK_PATHS = {
 
 /** Where the gateway reaches Traefik. */
 export const TRAEFIK_HTTPS_PORT = 443;
-/** The dashboard and ping entry point; the guest's firewall opens it to the LAN. */
-export const TRAEFIK_INTERNAL_PORT = 8080;
+/** The dashboard, ping and metrics entry point (stacks/scrape.ts, where the ops guest's scrape and its firewall ACCEPT read it too). */
+export { TRAEFIK_INTERNAL_PORT };
 
 const RESOLVER = "step-ca";
 
@@ -61,7 +61,7 @@ const BCRYPT_COST = 10;
  * domain share a hash; bcrypt's cost is unchanged. The line travels inside the secret install
  * script (it is computed from a Pulumi secret, so Pulumi keeps it encrypted).
  */
-export function dashboardUsersLine(config: StackConfig, password: string): string {
+export function dashboardUsersLine(config: RoutingConfig, password: string): string {
   if (password.length === 0) throw new Error("phoenix:traefikDashboardPassword is empty: set it with `pulumi config set --secret phoenix:traefikDashboardPassword <password>`");
   // bcrypt reads at most 72 bytes; a longer password would be accepted by its first 72 alone.
   if (truncates(password)) throw new Error("phoenix:traefikDashboardPassword is longer than bcrypt's 72 bytes: choose a shorter one");
@@ -78,18 +78,18 @@ export function dashboardUsersLine(config: StackConfig, password: string): strin
  * (docs/content/middlewares/http/ipallowlist.md): admins reach port 8080 directly, not
  * through the gateway, so the remote address is theirs.
  */
-export function dashboardSourceRange(config: StackConfig): string[] {
+export function dashboardSourceRange(config: RoutingConfig): string[] {
   if (config.host.adminNetworks.length > 0) return [...config.host.adminNetworks];
   const cidr = parseCidr(guestOfRole(config, "traefik").network.ip);
   if (!cidr) throw new Error("Traefik's guest uses DHCP; declare host.adminNetworks for the dashboard's allow-list");
   return [subnetOf(cidr)];
 }
 
-function traefikRole(config: StackConfig) {
+function traefikRole(config: RoutingConfig) {
   return guestOfRole(config, "traefik").role;
 }
 
-export function renderTraefikStatic(config: StackConfig, inputs: TraefikInputs): RenderedFile {
+export function renderTraefikStatic(config: RoutingConfig, inputs: TraefikInputs): RenderedFile {
   const role = traefikRole(config);
   const gateway = guestOfRole(config, "nginx-gateway");
   const doc = {
@@ -99,6 +99,9 @@ export function renderTraefikStatic(config: StackConfig, inputs: TraefikInputs):
     // The dashboard is served by a TLS router on the internal entry point, never through api.insecure.
     api: { dashboard: role.dashboard, insecure: false },
     ping: { entryPoint: "traefik" },
+    // Prometheus metrics at /metrics on the internal entry point, per entry point, router and service, which the ops guest
+    // scrapes (traefik@v3.5.3 pkg/types/metrics.go: Prometheus.SetDefaults sets entryPoint "traefik", entry point and service labels on).
+    metrics: { prometheus: { entryPoint: "traefik", addEntryPointsLabels: true, addRoutersLabels: true, addServicesLabels: true } },
     entryPoints: {
       web: { address: ":80", http: { redirections: { entryPoint: { to: "websecure", scheme: "https", permanent: true } } } },
       websecure: {
@@ -132,7 +135,7 @@ export function renderTraefikStatic(config: StackConfig, inputs: TraefikInputs):
   return { path: TRAEFIK_PATHS.static, content: `# Phoenix: Traefik static configuration. Generated; changes made here are overwritten.\n${stringify(doc)}` };
 }
 
-export function renderTraefikDynamic(config: StackConfig): RenderedFile {
+export function renderTraefikDynamic(config: RoutingConfig): RenderedFile {
   const role = traefikRole(config);
   const routers: Record<string, unknown> = {};
   const services: Record<string, unknown> = {};
@@ -173,7 +176,7 @@ export function renderTraefikDynamic(config: StackConfig): RenderedFile {
   return { path: TRAEFIK_PATHS.dynamic, content: `# Phoenix: one router and service per declared service. Generated; changes made here are overwritten.\n${stringify(doc)}` };
 }
 
-export function traefikRelease(config: StackConfig, sha256?: string): PinnedRelease {
+export function traefikRelease(config: RoutingConfig, sha256?: string): PinnedRelease {
   const v = traefikRole(config).version;
   const base = `https://github.com/traefik/traefik/releases/download/v${v}`;
   return {
@@ -187,13 +190,13 @@ export function traefikRelease(config: StackConfig, sha256?: string): PinnedRele
 }
 
 /** The dashboard's users file, readable by Traefik and no one else but root; none without the dashboard. */
-function renderDashboardUsers(config: StackConfig, inputs: TraefikInputs): RenderedFile[] {
+function renderDashboardUsers(config: RoutingConfig, inputs: TraefikInputs): RenderedFile[] {
   if (!traefikRole(config).dashboard) return [];
   if (inputs.dashboardPassword === undefined) throw new Error("the Traefik dashboard needs phoenix:traefikDashboardPassword");
   return [{ path: TRAEFIK_PATHS.dashboardUsers, content: `${dashboardUsersLine(config, inputs.dashboardPassword)}\n`, mode: "0640", owner: "root:traefik" }];
 }
 
-export function renderTraefikFiles(config: StackConfig, inputs: TraefikInputs): RenderedFile[] {
+export function renderTraefikFiles(config: RoutingConfig, inputs: TraefikInputs): RenderedFile[] {
   return fileList([
     renderTraefikStatic(config, inputs),
     renderTraefikDynamic(config),
@@ -233,7 +236,7 @@ WantedBy=multi-user.target
  * pkg/middlewares/auth/basic_auth.go NewBasic → auth.go getUsers), and the file provider
  * watches only its directory, so a new password restarts Traefik too.
  */
-export function renderTraefikInstallScript(config: StackConfig, inputs: TraefikInputs): string {
+export function renderTraefikInstallScript(config: RoutingConfig, inputs: TraefikInputs): string {
   const restartOn = [TRAEFIK_PATHS.static, TRAEFIK_PATHS.caRoot, TRAEFIK_PATHS.unit, ...(traefikRole(config).dashboard ? [TRAEFIK_PATHS.dashboardUsers] : [])];
   return renderInstallScript({
     name: "traefik",

@@ -7,23 +7,23 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import type { SshConnection } from "../../providers/ssh";
-import type { StackConfig } from "../../stacks/schema";
 import { GuestInstall } from "../guest/install";
 import { renderHealthScript } from "./health.render";
 import { renderModelInstallScript, renderModelServerFiles } from "./install.render";
-import { modelServerSpec } from "./server";
+import type { ModelServerSpec } from "./server";
+import type { ChangeSnapshotPolicy } from "../guest/snapshot";
 
 export interface ModelServerArgs {
-  /** The validated stack. */
-  config: StackConfig;
-  /** The model server's guest. */
-  vmid: number;
+  /** The server as its guest's role and the host's GPUs give it (modelServerSpec): its guest, engine, settings and cards. */
+  spec: ModelServerSpec;
   /** SSH to the node it lives on. */
   connection: pulumi.Input<SshConnection>;
   /** phoenix:modelApiKey, for a vLLM server that requires it. */
   apiKey?: pulumi.Input<string>;
   /** The guest, configured with its GPUs and model volume. */
   dependsOn: pulumi.Input<pulumi.Resource>[];
+  /** A snapshot of the guest before each re-run of its install. */
+  snapshot?: ChangeSnapshotPolicy;
 }
 
 export class ModelServer extends pulumi.ComponentResource {
@@ -32,17 +32,18 @@ export class ModelServer extends pulumi.ComponentResource {
 
   constructor(name: string, args: ModelServerArgs, opts: pulumi.ComponentResourceOptions = {}) {
     super("phoenix:models:ModelServer", name, {}, opts);
-    const spec = modelServerSpec(args.config, args.vmid);
+    const { spec } = args;
     const key = pulumi.output(args.apiKey);
     const install = new GuestInstall(
       `${name}-install`,
       {
         connection: args.connection,
-        vmid: args.vmid,
+        vmid: spec.vmid,
         script: key.apply((apiKey) => renderModelInstallScript(spec, { apiKey })),
         files: key.apply((apiKey) => renderModelServerFiles(spec, apiKey)),
         check: renderHealthScript(spec),
         dependsOn: args.dependsOn,
+        snapshot: args.snapshot,
       },
       { parent: this },
     );

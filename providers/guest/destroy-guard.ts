@@ -1,7 +1,7 @@
 /**
  * DestroyGuard: one per stack. It records the guests of each apply (their node, template,
  * storage, privilege, disk size, and what the configuration allows) and, in its check, compares
- * the declared guests with the recorded ones (components/guest/replacement.ts). A change that
+ * the declared guests with the recorded ones (stacks/replacement.ts). A change that
  * would destroy a guest without the configuration allowing it fails the check, which the engine
  * runs during `pulumi preview` and at the start of `pulumi up`, before any resource is touched;
  * each guest's bridged resource also waits for the guard. It holds no secret and makes no call.
@@ -9,7 +9,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { same } from "../common";
 import { dynamicProvider, type Implementation } from "../dynamic";
-import { destructiveChanges, type GuardedGuest } from "../../components/guest/replacement";
+import { destructiveChanges, type GuardedGuest } from "../../stacks/replacement";
 
 export interface DestroyGuardInputs {
   guests: GuardedGuest[];

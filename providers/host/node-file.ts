@@ -6,7 +6,7 @@
  * shows drift.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { mergeExports, type NfsExport } from "../../components/docker/exports";
+import { mergeExports, type NfsExport } from "./exports";
 import { changedKeys, Checker, diffResult, isUnknown, nodeReplaces, parseProbe, reachOnly } from "../common";
 import { dynamicProvider, type Implementation } from "../dynamic";
 import { parseFiles, readFiles, removeFile, renderScript, runScriptChecked, writeFileIfChanged, type SshConnection } from "../ssh";

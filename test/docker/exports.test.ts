@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { EXPORTS_BEGIN, EXPORTS_END, mergeExports, type NfsExport } from "../../components/docker/exports";
+import { EXPORTS_BEGIN, EXPORTS_END, mergeExports, type NfsExport } from "../../providers/host/exports";
 
 const OPTS = ["rw", "sync", "no_subtree_check", "root_squash"];
 const data: NfsExport = { path: "/fastData/docker-data", clients: [{ host: "10.0.0.111", options: OPTS }, { host: "10.0.0.102", options: OPTS }] };

@@ -3,7 +3,7 @@
  * declared ones, and the validation rules of linked clones (disk, privilege, storage).
  */
 import { describe, expect, it } from "vitest";
-import { destructiveChanges, guardedGuests, type GuardedGuest } from "../../components/guest/replacement";
+import { destructiveChanges, guardedGuests, type GuardedGuest } from "../../stacks/replacement";
 import { implementation as guard } from "../../providers/guest/destroy-guard";
 import { volumeSizeGiB } from "../../providers/guest/guest-disk";
 import { readStackFile } from "../../stacks/load";
@@ -22,8 +22,16 @@ describe("destructiveChanges: each bpg ForceNew input of a guest, one at a time"
     expect(destructiveChanges([ct()], [ct(), ct({ vmid: 805, name: "other" })])).toEqual([]);
   });
 
-  it("a node change is refused: Phoenix does not migrate", () => {
-    expect(destructiveChanges([ct()], [ct({ node: "pve2" })])).toEqual([{ path: "guests[3].node", message: expect.stringMatching(/from node pve to pve2 .*does not migrate.*put node pve back/) }]);
+  it("a node change: a VM on shared storage migrates (bpg `migrate`); a container never follows it, refused with the procedure", () => {
+    const vm = (over: Partial<GuardedGuest> = {}) => ct({ kind: "vm", ...over });
+    expect(destructiveChanges([vm()], [vm({ node: "pve2", localStorage: false })])).toEqual([]);
+    expect(destructiveChanges([vm()], [vm({ node: "pve2", localStorage: true })])).toEqual([{ path: "guests[3].node", message: expect.stringMatching(/VM 801 vllm-embed: cannot move from node pve to pve2: .*linked clone.*vzdump 801.*qmrestore 801.*Put node pve back/) }]);
+    // A container on shared storage: PVE's restart migration, then the state, then the config.
+    expect(destructiveChanges([ct()], [ct({ node: "pve2", localStorage: false })])).toEqual([
+      { path: "guests[3].node", message: expect.stringMatching(/CT 801 vllm-embed: .*cannot move a container.*Put node pve back.*\(1\) on pve: pct migrate 801 pve2 --restart; \(2\) before any `pulumi refresh`.*pulumi stack export --file state.json.*pulumi stack import --file state.json`; \(3\) declare node pve2/) },
+    ]);
+    // On the stack's own (local) storage, PVE cannot migrate the linked clone: backup and restore instead of (1).
+    expect(destructiveChanges([ct()], [ct({ node: "pve2", localStorage: true })])).toEqual([{ path: "guests[3].node", message: expect.stringMatching(/\(1\) its disk is on quickOS-lxc-disks, local to pve.*vzdump 801.*pct restore 801/) }]);
     // allowReplace does not lift it: the field is not replaceable.
     expect(destructiveChanges([ct()], [ct({ node: "pve2", allowReplace: ["clone", "storage", "unprivileged"] })])).toHaveLength(1);
   });

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { EXPORTS_BEGIN } from "../../components/docker/exports";
+import { EXPORTS_BEGIN } from "../../providers/host/exports";
 import { implementation, type NodeFileInputs, type NodeFileOutputs } from "../../providers/host/node-file";
 import { startSshd, type SshRig } from "../rig/sshd";
 

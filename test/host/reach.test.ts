@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type * as pulumi from "@pulumi/pulumi";
-import { EXPORTS_BEGIN } from "../../components/docker/exports";
+import { EXPORTS_BEGIN } from "../../providers/host/exports";
 import { nodeFileProvider } from "../../providers/host/node-file";
 import { nvidiaDriverProvider } from "../../providers/host/nvidia-driver";
 import { zfsArcLimitProvider } from "../../providers/host/zfs-arc";

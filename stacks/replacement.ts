@@ -19,7 +19,15 @@
  *     itself (GuestDisk, providers/guest/guest-disk.ts): bpg's state and input always agree.
  *   initialization.user_account (+keys, +password) :646/:656/:666 → not set by Phoenix.
  *   mount_point (+size, +volume) :750/:810/:817 → not set through bpg (LxcRootConfig owns mpN).
- *   node_name :991 → refused: a node change is a migration, which Phoenix does not do yet.
+ *   node_name :991 → refused, with the procedure (nodeMove). bpg has no migration for a
+ *     container, and hiding the change from it (ignoreChanges) does not work: containerRead
+ *     (:2660-2687) reads the container on the node in its state, so after a migration a refresh
+ *     finds nothing there and drops it from the state (ErrResourceDoesNotExist → SetId("");
+ *     proxmox/api/client.go:366-373 counts a 500 "does not exist"; pulumi 1b59498 pkg/resource/
+ *     deploy/step.go RefreshStep isDeleted), and the next `up` clones it anew onto its own vmid.
+ *     The move is PVE's (`pct migrate --restart`), then the state learns where the container is
+ *     (`pulumi stack export`, edit, `pulumi stack import`: pkg/cmd/pulumi/stack/stack_import.go
+ *     "hand-edited to correct inconsistencies due to … manual changes"), then the config.
  *   operating_system (+template_file_id) :997/:1004 → not set (guests are clones).
  *   pool_id :1023, template :1094 → not set.
  *   unprivileged :1156 → allowReplace only; validation also makes it equal the template's.
@@ -29,7 +37,13 @@
  *   amd_sev :458, clone.* :605-:633 (→ `clone`: allowReplace only), initialization
  *   user/vendor/network/meta_data_file_id :999-:1023 (Phoenix's snippet id is fixed per vmid),
  *   initialization.type :1031, vm_id ForceNewIf :1767-1779 (identity, as above), node_name
- *   ForceNewIf unless `migrate` :1781-1790 (refused, as above), TPM version and EFI disk type
+ *   ForceNewIf unless `migrate` :1781-1790: Phoenix sets `migrate`, so a node change is bpg's
+ *   migrateNonHAVM (:7820: POST …/migrate, online, with-local-disks) and vmRead finds the VM
+ *   through the cluster (:4306 GetVMNodeName); refused only when the VM's disk is on one of the
+ *   stack's own ZFS storages, local to its node: PVE refuses to migrate a linked clone on local
+ *   storage (qemu-server e6352be6 src/PVE/QemuMigrate.pm "can't migrate '<volid>' as it's a
+ *   clone of '<base>'"; pve-container 94f5585 src/PVE/LXC/Migrate.pm phase1 the same for a
+ *   container's volumes). TPM version and EFI disk type
  *   :1814-1928 (not set). disk.file_id (vm/disk/schema.go:140) is not set. A VM's disk is grown
  *   by bpg right after the clone (vm.go:2867 → vm/disk/disk.go:134) and a shrink is an error,
  *   not a replacement (disk.go:83): refused here all the same.
@@ -41,8 +55,8 @@
  * containers.go:31, proxmox/retry/retry.go:144), and Pulumi then deletes the "old" guest,
  * which is the same one.
  */
-import type { Guest, StackConfig } from "../../stacks/schema";
-import { replaceableGuestFields } from "../../stacks/schema";
+import type { Guest, StackConfig } from "./schema";
+import { replaceableGuestFields } from "./schema";
 
 type Replaceable = (typeof replaceableGuestFields)[number];
 
@@ -58,6 +72,8 @@ export interface GuardedGuest {
   storage: string;
   unprivileged?: boolean;
   diskGiB: number;
+  /** The guest's storage is one of the stack's ZFS dataset storages, which exist on one node only. */
+  localStorage?: boolean;
   allowDestroy: boolean;
   allowReplace: Replaceable[];
 }
@@ -69,6 +85,7 @@ export interface DestructiveChange {
 
 export function guardedGuests(config: Pick<StackConfig, "guests" | "host" | "proxmox">): GuardedGuest[] {
   const hostNode = config.host.node ?? config.proxmox.nodes[0]?.name ?? "";
+  const local = new Set(config.host.zfs.datasets.flatMap((d) => (d.storage ? [d.storage.id] : [])));
   return config.guests.map((g: Guest, i) => ({
     vmid: g.vmid,
     kind: g.kind,
@@ -79,12 +96,29 @@ export function guardedGuests(config: Pick<StackConfig, "guests" | "host" | "pro
     storage: g.storage,
     ...(g.kind === "lxc" ? { unprivileged: g.unprivileged } : {}),
     diskGiB: g.diskGiB,
+    localStorage: local.has(g.storage),
     allowDestroy: g.allowDestroy,
     allowReplace: [...g.allowReplace],
   }));
 }
 
 const label = (g: { kind: string; vmid: number; name: string }) => `${g.kind === "vm" ? "VM" : "CT"} ${g.vmid} ${g.name}`;
+
+/** Why a guest cannot follow its `node` on its own, and how to move it by hand (see the header: node_name). */
+function nodeMove(g: GuardedGuest, from: string): string {
+  const to = g.node;
+  const local = g.localStorage ?? true;
+  const pveMove = local
+    ? `its disk is on ${g.storage}, local to ${from}, as a linked clone, which PVE refuses to migrate: back it up (vzdump ${g.vmid}) and restore it on ${to} (${g.kind === "vm" ? "qmrestore" : "pct restore"} ${g.vmid} <archive> --storage <a storage of ${to}>)`
+    : `on ${from}: pct migrate ${g.vmid} ${to} --restart`;
+  if (g.kind === "vm") return `${label(g)}: cannot move from node ${from} to ${to}: ${pveMove}, or keep its disk on a shared storage. Put node ${from} back until then`;
+  return (
+    `${label(g)}: the Proxmox provider cannot move a container (a change of its node destroys it with its disk and clones it anew). Put node ${from} back. To move it: ` +
+    `(1) ${pveMove}; ` +
+    `(2) before any \`pulumi refresh\` (it would look for the container on ${from}, find nothing and drop it from the state): \`pulumi stack export --file state.json\`, change ${from} to ${to} in every node and nodeName of CT ${g.vmid}'s resources (ct-${g.vmid} and those under it: disk, root settings, firewall) and of vmid ${g.vmid} in the destroy guard's guests, then \`pulumi stack import --file state.json\`; ` +
+    `(3) declare node ${to}: \`pulumi preview\` then changes nothing of CT ${g.vmid}`
+  );
+}
 
 /**
  * What a move from the guests of the last apply (`olds`) to the declared ones (`news`) would
@@ -104,9 +138,7 @@ export function destructiveChanges(olds: readonly GuardedGuest[], news: readonly
       out.push({ path: now ? `${now.path}.kind` : "guests", message: `${label(old)} was applied before and would be destroyed with its disk: ${hint}` });
       continue;
     }
-    if (now.node !== old.node) {
-      out.push({ path: `${now.path}.node`, message: `${label(now)}: moving it from node ${old.node} to ${now.node} would destroy and re-clone it; Phoenix does not migrate guests yet: put node ${old.node} back` });
-    }
+    if (now.node !== old.node && (now.kind === "lxc" || (now.localStorage ?? true))) out.push({ path: `${now.path}.node`, message: nodeMove(now, old.node) });
     if (now.diskGiB < old.diskGiB) {
       out.push({ path: `${now.path}.diskGiB`, message: `${label(now)}: its disk cannot shrink from ${old.diskGiB} GiB to ${now.diskGiB} GiB (Proxmox refuses, and the provider would destroy the guest instead): keep diskGiB at ${old.diskGiB} or more` });
     }
