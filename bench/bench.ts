@@ -16,8 +16,10 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as os from "node:os";
-import { readStackFile, validateStack, type RawStack } from "../stacks/load";
-import { engineConfigEnv, projectRuntime } from "../test/e2e/wire/language-host";
+import { validateStack, type RawStack } from "../stacks/load";
+import type { StackConfig } from "../stacks/schema";
+import { projectRuntime } from "../test/e2e/wire/language-host";
+import { withGeneratedGuests } from "./generated-stack";
 import { evaluateThroughHost } from "./program-host";
 import type { ApplyResult } from "../test/e2e/engine";
 import { startWorld } from "../test/e2e/world";
@@ -34,30 +36,15 @@ function freshProgram(): Promise<Record<string, unknown>> {
   return Promise.resolve(require("../index") as Record<string, unknown>);
 }
 
-/** The prod stack with `extra` more containers on a /16, each a clone of the base template with its own address. */
-function generated(extra: number): RawStack {
-  const raw = readStackFile(path.join(ROOT, "Pulumi.prod.yaml"), "Pulumi.prod.yaml");
-  const values = structuredClone(raw.values) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-  values.host.address = "10.0.0.13/16";
-  for (const g of values.guests) g.network.ip = g.network.ip.replace("/24", "/16");
-  for (let i = 0; i < extra; i++) {
-    values.guests.push({
-      kind: "lxc",
-      vmid: 3000 + i,
-      name: `bench-${i}`,
-      clone: 900,
-      storage: "quickOS-lxc-disks",
-      network: { ip: `10.0.${10 + Math.floor(i / 250)}.${(i % 250) + 1}/16` },
-      firewall: { rules: [{ type: "in", action: "ACCEPT", proto: "tcp", dport: 22, source: "10.0.0.0/24" }] },
-    });
-  }
-  return { values, secretKeys: raw.secretKeys };
-}
-
-/** The stack with `extra` generated guests, validated, with placeholders for the secrets it lacks. */
-function prepared(extra: number) {
-  const raw = generated(extra);
+/**
+ * The stack with `extra` generated guests, validated, with placeholders for the secrets it lacks;
+ * or, past the size the CLI can hand a program (stacks/engine-env.ts), the validation's message.
+ */
+function prepared(extra: number): { raw: RawStack; config: StackConfig } | { guests: number; error: string } {
+  const raw = withGeneratedGuests(extra);
   const checked = validateStack(raw, { requireSecrets: false });
+  const overflow = checked.ok === false ? checked.issues.find((i) => i.message.includes("PULUMI_CONFIG")) : undefined;
+  if (overflow) return { guests: (raw.values.guests as unknown[]).length, error: `phoenix:${overflow.path}: ${overflow.message}` };
   if (checked.ok === false) throw new PlacedError(`the stack with ${extra} generated guests does not validate: ${checked.issues.map((i) => `phoenix:${i.path}: ${i.message}`).join("; ")}`, { file: "Pulumi.prod.yaml" });
   if (checked.ok !== true) throw new PlacedError(`the stack with ${extra} generated guests has unknown values: ${checked.unknownPaths.join(", ")}`, { file: "Pulumi.prod.yaml" });
   const missing = [...new Set(checked.missingSecrets.map((s) => s.key))];
@@ -75,24 +62,20 @@ async function cold<T>(f: (env: Record<string, string>) => Promise<T>): Promise<
   }
 }
 
-/**
- * Linux refuses an environment string over 128 KiB (MAX_ARG_STRLEN) and the language host hands
- * the whole configuration to the program in one, PULUMI_CONFIG: a stack past that cannot run
- * under the CLI of this SDK release at all, and is recorded as such.
- */
-const MAX_ARG_STRLEN = 128 * 1024;
-
+/** A stack past the size the CLI can hand a program cannot run under the CLI at all, and is recorded as such. */
 async function evaluation(extra: number): Promise<{ guests: number; resources?: number; ms?: number; error?: string }> {
-  const { raw, config } = prepared(extra);
-  const size = engineConfigEnv(raw).config.length + "PULUMI_CONFIG=".length;
-  if (size > MAX_ARG_STRLEN) return { guests: config.guests.length, error: `PULUMI_CONFIG is ${size} bytes, over Linux's ${MAX_ARG_STRLEN} per environment string: the language host cannot start the program` };
+  const stack = prepared(extra);
+  if ("error" in stack) return stack;
+  const { raw, config } = stack;
   const run = await evaluateThroughHost(raw, config);
   return { guests: config.guests.length, resources: run.resources, ms: run.ms };
 }
 
 /** Cold load + evaluation of prod, the SDK's ts-node path against the project's own Pulumi.yaml. */
 async function coldLoads(): Promise<Record<string, number>> {
-  const { raw, config } = prepared(0);
+  const stack = prepared(0);
+  if ("error" in stack) throw new PlacedError(stack.error, { file: "Pulumi.prod.yaml" });
+  const { raw, config } = stack;
   const project = projectRuntime();
   const tsNode = { ...project, typescript: true, nodeargs: "", entryPoint: "index.ts" };
   return {

@@ -3,6 +3,7 @@
  * nodejs language host starts it (test/e2e/wire/language-host.ts), talking gRPC to a monitor that
  * answers each registration at once with what offline synth assumes the providers report.
  */
+import * as engproto from "@pulumi/pulumi/proto/engine_pb";
 import { offlineOutputs } from "../scripts/offline-outputs";
 import { OFFLINE_ENV } from "../stacks/engine";
 import type { RawStack } from "../stacks/load";
@@ -26,7 +27,9 @@ export async function evaluateThroughHost(raw: RawStack, config: StackConfig, op
   });
   try {
     const run = await runProgram({ monitor: monitor.address, engine: monitor.address, project: "phoenix", stack: "bench", dryRun: false, raw, runtime: opts.runtime, env: { [OFFLINE_ENV]: "1", ...opts.env } });
-    if (run.code !== 0) throw new Error(`the program exited with ${run.code}: ${(run.stderr + run.stdout).slice(-4000)}`);
+    // The program reports its errors to the engine (Log, severity ERROR), not on stderr.
+    const errors = monitor.logs.filter((l) => l.severity >= engproto.LogSeverity.ERROR).map((l) => l.message);
+    if (run.code !== 0) throw new Error(`the program exited with ${run.code}: ${[...errors, run.stderr, run.stdout].join("\n").slice(-4000)}`);
     return { ms: Math.round(run.ms), resources: monitor.registrations.filter((r) => r.custom).length };
   } finally {
     await monitor.stop();

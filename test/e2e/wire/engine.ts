@@ -17,18 +17,20 @@
  *   keeps every operation that finished (a failed update keeps the old entry);
  * - after an `up` without failures, what the program no longer declares is deleted, dependents
  *   first, unless protected or retained.
+ * - `replaceWith`: a dynamic resource is replaced when one it names was replaced in this run.
  * Not done: aliases, import, refresh, replacement of a bridged resource other than by its
  * translation's own replace list, and `--continue-on-error` (the SDK stops at the first failure).
  */
 import * as grpc from "@grpc/grpc-js";
 import * as structproto from "google-protobuf/google/protobuf/struct_pb";
+import * as engproto from "@pulumi/pulumi/proto/engine_pb";
 import * as provrpc from "@pulumi/pulumi/proto/provider_grpc_pb";
 import * as provproto from "@pulumi/pulumi/proto/provider_pb";
 import { isRpcSecret, specialSecretSig, specialSigKey, unwrapRpcSecret } from "@pulumi/pulumi/runtime/rpc";
 import { same } from "../../../providers/common";
 import type { RawStack } from "../../../stacks/load";
 import { DYNAMIC_PREFIX, type OperationKind, type StateEntry, type Translation } from "../engine";
-import { runProgram, startDynamicProviderHost, type ProgramRun } from "./language-host";
+import { runProgram, startDynamicProviderHost, type ProgramRun, type RuntimeOptions } from "./language-host";
 import { startMonitor, type Registration } from "./monitor";
 
 export interface WireEntry extends StateEntry {
@@ -125,6 +127,10 @@ export interface WireApplyOptions {
   dryRun: boolean;
   project?: string;
   stack?: string;
+  /** Another program than the project's (a fixture). */
+  runtime?: RuntimeOptions;
+  /** Added to the dynamic-provider host's environment (the lab network's preload). */
+  providerEnv?: Record<string, string>;
 }
 
 export async function wireApply(o: WireApplyOptions): Promise<WireResult> {
@@ -133,14 +139,17 @@ export async function wireApply(o: WireApplyOptions): Promise<WireResult> {
   const operations: WireOperation[] = [];
   const failures: WireResult["failures"] = [];
   const registered = new Set<string>();
+  const replaced = new Set<string>();
   let provider: ProviderClient | undefined;
   let stopHost = () => {};
 
-  // The engine starts the dynamic-provider plugin on the first dynamic resource, and configures it once.
+  // The engine starts the dynamic-provider plugin once per deployment and configures it once
+  // before its first Check. Started here, with the program, rather than at the first dynamic
+  // registration: the same process and calls, its ~2 s start-up overlapping the program's load.
   let hostReady: Promise<ProviderClient> | undefined;
   const dynamicProvider = (engineAddress: string): Promise<ProviderClient> =>
     (hostReady ??= (async () => {
-      const host = await startDynamicProviderHost(engineAddress);
+      const host = await startDynamicProviderHost(engineAddress, o.providerEnv);
       stopHost = host.stop;
       provider = new ProviderClient(host.address);
       await provider.configure();
@@ -169,6 +178,9 @@ export async function wireApply(o: WireApplyOptions): Promise<WireResult> {
         return keep({ id: made.id, inputs: checked, outputs: made.outputs });
       }
       const diff = await p.diff(r.urn, old.id, old.outputs, checked);
+      // pkg/resource/deploy/step_generator.go `diff` (v3.248.0): one in replaceWith being replaced replaces this one too.
+      if (r.replaceWith.some((u) => replaced.has(u))) Object.assign(diff, { changes: true, replaces: [...diff.replaces, "replaceWith"] });
+      if (diff.replaces.length > 0) replaced.add(r.urn);
       if (!diff.changes) return record("same"), keep({ id: old.id, inputs: old.inputs, outputs: old.outputs });
       if (dryRun) return record("preview-update"), { id: old.id, outputs: conceal(checked, secretKeys) };
       if (diff.replaces.length > 0) {
@@ -223,9 +235,13 @@ export async function wireApply(o: WireApplyOptions): Promise<WireResult> {
     },
   });
   engineAddress = monitor.address;
+  // A failure to start surfaces at the first dynamic registration, which awaits the same promise.
+  dynamicProvider(engineAddress).catch(() => undefined);
   try {
-    const program = await runProgram({ monitor: monitor.address, engine: monitor.address, project, stack, dryRun: o.dryRun, raw: o.raw });
-    if (program.code !== 0 && failures.length === 0) failures.push({ urn: "", message: `the program exited with ${program.code}: ${monitor.logs.map((l) => l.message).join("\n")}` });
+    const program = await runProgram({ monitor: monitor.address, engine: monitor.address, project, stack, dryRun: o.dryRun, raw: o.raw, runtime: o.runtime });
+    // What the CLI shows: warnings and errors; the SDK's debug messages stay in its verbose log.
+    const shown = monitor.logs.filter((l) => l.severity >= engproto.LogSeverity.WARNING).map((l) => l.message);
+    if (program.code !== 0 && failures.length === 0) failures.push({ urn: "", message: `the program exited with ${program.code}: ${shown.join("\n")}` });
     if (!o.dryRun && failures.length === 0) await deleteUndeclared(o, registered, operations, (a) => dynamicProvider(a), engineAddress);
     return {
       program,
@@ -233,9 +249,10 @@ export async function wireApply(o: WireApplyOptions): Promise<WireResult> {
       operations,
       failures,
       exports: monitor.stackOutputs(),
-      logs: monitor.logs.map((l) => l.message),
+      logs: shown,
     };
   } finally {
+    await hostReady?.catch(() => undefined);
     provider?.close();
     stopHost();
     await monitor.stop();

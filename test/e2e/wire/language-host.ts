@@ -18,7 +18,8 @@ import { spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as YAML from "yaml";
-import type { RawStack } from "../../../stacks/load";
+import { engineConfigJson } from "../../../stacks/engine-env";
+import { NAMESPACE, type RawStack } from "../../../stacks/load";
 
 export const ROOT = path.resolve(__dirname, "..", "..", "..");
 const RUN_PATH = require.resolve("@pulumi/pulumi/cmd/run", { paths: [ROOT] });
@@ -72,11 +73,9 @@ export interface RunProgramOptions {
   env?: Record<string, string>;
 }
 
-/** The `PULUMI_CONFIG` value: every key as `<namespace>:config:<name>`, every value a string. */
-export function engineConfigEnv(raw: RawStack, namespace = "phoenix"): { config: string; secretKeys: string } {
-  const config: Record<string, string> = {};
-  for (const [key, value] of Object.entries(raw.values)) config[`${namespace}:config:${key}`] = typeof value === "string" ? value : JSON.stringify(value);
-  return { config: JSON.stringify(config), secretKeys: JSON.stringify([...raw.secretKeys].map((k) => `${namespace}:${k}`)) };
+/** The `PULUMI_CONFIG` value (stacks/engine-env.ts) and `PULUMI_CONFIG_SECRET_KEYS`. */
+export function engineConfigEnv(raw: RawStack, namespace = NAMESPACE): { config: string; secretKeys: string } {
+  return { config: engineConfigJson(raw.values, namespace), secretKeys: JSON.stringify([...raw.secretKeys].map((k) => `${namespace}:${k}`)) };
 }
 
 function collect(child: ChildProcess, started: number): Promise<ProgramRun> {
@@ -128,9 +127,10 @@ export interface DynamicProviderHost {
  * `node ./node_modules/@pulumi/pulumi/cmd/dynamic-provider` with the engine's address and reads
  * the port it prints (cmd/dynamic-provider/index.js `main`).
  */
-export function startDynamicProviderHost(engineAddress: string): Promise<DynamicProviderHost> {
+export function startDynamicProviderHost(engineAddress: string, extraEnv: Record<string, string> = {}): Promise<DynamicProviderHost> {
   const env: Record<string, string | undefined> = { ...process.env };
   delete env.NODE_OPTIONS;
+  Object.assign(env, extraEnv);
   const child = spawn(process.execPath, [DYNAMIC_PROVIDER_PATH, engineAddress], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
   let err = "";
   child.stderr.on("data", (d: Buffer) => (err += d.toString()));

@@ -37,6 +37,8 @@ export interface Registration {
   replaceOnChanges: string[];
   aliases: ReturnType<resproto.RegisterResourceRequest["getAliasesList"]>;
   additionalSecretOutputs: string[];
+  /** Replaced whenever one of these is (the `replaceWith` option). */
+  replaceWith: string[];
 }
 
 export interface Registrar {
@@ -56,8 +58,11 @@ export interface Monitor {
   stop(): Promise<void>;
 }
 
-/** The features the engine of the CLI answers true for, minus those this engine does not implement. */
-const SUPPORTED_FEATURES = new Set(["secrets"]);
+/**
+ * The features the engine of the CLI answers true for (pulumi/pulumi v3.248.0
+ * pkg/resource/deploy/source_eval.go `supportsFeatureID`), minus those this engine does not implement.
+ */
+const SUPPORTED_FEATURES = new Set(["secrets", "replaceWith"]);
 
 /**
  * `urn:pulumi:<stack>::<project>::<parent types$>type::name`, with the stack type left out of the
@@ -114,6 +119,7 @@ export async function startMonitor(opts: { project: string; stack: string; dryRu
         replaceOnChanges: req.getReplaceonchangesList(),
         aliases: req.getAliasesList(),
         additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
+        replaceWith: req.getReplaceWithList(),
       };
       registrations.push(r);
       const res = new resproto.RegisterResourceResponse().setUrn(urn);
