@@ -10,7 +10,7 @@ import { guestAddress } from "../../stacks/plan";
 import type { Guest, StackConfig } from "../../stacks/schema";
 import type { HostsEntry } from "../render/hosts";
 import { caDnsNames, gatewayHost, guestIp, guestOfRole, ownCertificateName } from "../../stacks/routing";
-import { TRAEFIK_INTERNAL_PORT } from "../core/traefik.render";
+import { scrapePoints } from "../../stacks/scrape";
 import { observabilityRole, type ObservabilityRole } from "./releases";
 
 export const OBS_PATHS = {
@@ -36,6 +36,8 @@ export interface ScrapeTarget {
 export interface ScrapeJob {
   job: string;
   metricsPath?: string;
+  /** URL parameters of every scrape. */
+  params?: Record<string, string[]>;
   /** Targets probed through blackbox_exporter at this address with this module, instead of scraped. */
   probe?: { exporter: string; module: string };
   targets: ScrapeTarget[];
@@ -85,32 +87,23 @@ function hostTarget(config: StackConfig, port: number, role: string): ScrapeTarg
   return { address: `${config.host.address.split("/")[0]}:${port}`, labels: { guest: "host", name: config.host.node ?? config.proxmox.nodes[0]!.name, role } };
 }
 
-/** The scrape jobs the stack implies. Guests on DHCP have no address to scrape and are left out. */
+/** The scrape jobs the stack implies: the ops guest's own services on its loopback, then every exporter stacks/scrape.ts derives, grouped by job. */
 export function scrapeJobs(config: StackConfig): ScrapeJob[] {
   const role = observabilityRole(config);
-  const withAddress = config.guests.filter((g) => guestAddress(g) !== undefined);
   const local = (port: number) => [{ address: `127.0.0.1:${port}`, labels: guestLabels(guestOfRole(config, "observability")) }];
   const jobs: ScrapeJob[] = [
     { job: "prometheus", targets: local(role.prometheus.port) },
     { job: "alertmanager", targets: local(role.alertmanager.port) },
-    // The host's node_exporter runs its ZFS collector (enabled by default: node_exporter@v1.12.1 collector/zfs_common.go:19).
-    { job: "node", targets: [hostTarget(config, role.nodeExporter.port, "host"), ...withAddress.map((g) => ({ address: `${guestIp(g)}:${role.nodeExporter.port}`, labels: guestLabels(g) }))] },
   ];
-  // The GPU exporter runs where the driver is: on the host for lxc-shared GPUs, in the VM a GPU is passed through to.
-  const gpuTargets: ScrapeTarget[] = [];
-  if (config.host.gpus.some((g) => g.mode === "lxc-shared")) gpuTargets.push(hostTarget(config, role.gpuExporterPort, "host"));
-  const passthrough = new Set(config.host.gpus.filter((g) => g.mode === "vm-passthrough").map((g) => g.id));
-  for (const g of withAddress) if (g.kind === "vm" && g.gpus.some((id) => passthrough.has(id))) gpuTargets.push({ address: `${guestIp(g)}:${role.gpuExporterPort}`, labels: guestLabels(g) });
-  if (gpuTargets.length > 0) jobs.push({ job: "gpu", targets: gpuTargets });
-  // vLLM serves /metrics on its API port; llama-server with --metrics (stacks/options/llamacpp.ts).
-  // Ollama 0.12.6 is left out: unverified that it serves Prometheus metrics at all (no /metrics route was found).
-  const models = withAddress.flatMap((g): ScrapeTarget[] =>
-    g.role?.type === "model-server" && g.role.server.engine !== "ollama" ? [{ address: `${guestIp(g)}:${g.role.server.port}`, labels: { ...guestLabels(g), engine: g.role.server.engine } }] : [],
-  );
-  if (models.length > 0) jobs.push({ job: "model-servers", targets: models });
-  // Traefik's Prometheus metrics on its internal entry point (metrics.prometheus.entryPoint, "traefik" by default).
-  const traefik = config.guests.find((g) => g.role?.type === "traefik");
-  if (traefik && guestAddress(traefik)) jobs.push({ job: "traefik", targets: [{ address: `${guestIp(traefik)}:${TRAEFIK_INTERNAL_PORT}`, labels: guestLabels(traefik) }] });
+  // The points come in job order (node, gpu, model-servers, traefik, gateway); the firewall admits the ops guest to each (stacks/firewall-rules.ts).
+  for (const p of scrapePoints(config)) {
+    const target: ScrapeTarget = p.on === "host" ? hostTarget(config, p.port, "host") : { address: `${guestIp(p.on)}:${p.port}`, labels: { ...guestLabels(p.on), ...p.labels } };
+    const job = jobs.find((j) => j.job === p.job);
+    if (job) job.targets.push(target);
+    else jobs.push({ job: p.job, targets: [target] });
+  }
+  // prometheus-pve-exporter on this guest asks the PVE API (prometheus-pve-exporter@v3.10.0 src/pve_exporter/http.py: /pve?module=&target=&cluster=&node=).
+  jobs.push({ job: "pve", metricsPath: "/pve", params: { module: ["default"], target: [new URL(config.proxmox.endpoint).hostname], cluster: ["1"], node: ["1"] }, targets: local(role.pveExporter.port) });
   const tls = tlsEndpoints(config);
   if (tls.length > 0) {
     const byIp = new Map(config.guests.flatMap((g) => (guestAddress(g) ? [[guestIp(g), g] as const] : [])));
@@ -136,6 +129,7 @@ export function renderPrometheusYaml(jobs: readonly ScrapeJob[], options: Promet
     scrape_configs: jobs.map((j) => ({
       job_name: j.job,
       ...(j.metricsPath ? { metrics_path: j.metricsPath } : {}),
+      ...(j.params ? { params: j.params } : {}),
       // blackbox_exporter@v0.28.0 README: the target goes in the `target` parameter, the scrape to the exporter.
       ...(j.probe ? { metrics_path: "/probe", params: { module: [j.probe.module] } } : {}),
       static_configs: j.targets.map((t) => ({ targets: [t.address], labels: t.labels })),
@@ -210,6 +204,22 @@ export function alertRules(role: ObservabilityRole): AlertRule[] {
       summary: `the certificate of {{ $labels.instance }} expires in less than ${a.certificateExpiryHours} hours: its renewal is failing`,
     },
     { alert: "TlsEndpointFailing", expr: `probe_success{job="tls"} == 0`, forMinutes: down, severity: "warning", summary: "TLS to {{ $labels.instance }} fails (refused, or a certificate the CA root does not verify)" },
+    // Traefik's service metrics (traefik@v3.5.3 pkg/metrics/prometheus.go): the gateway sends every route to Traefik, which answers 502-504 when the backend is down.
+    {
+      alert: "RouteBackendFailing",
+      expr: `100 * sum by (service) (rate(traefik_service_requests_total{code=~"502|503|504"}[5m])) / sum by (service) (rate(traefik_service_requests_total[5m])) > ${a.routeErrorPercent}`,
+      forMinutes: down,
+      severity: "critical",
+      summary: `more than ${a.routeErrorPercent}% of the requests to {{ $labels.service }} fail with 502-504: its backend is down`,
+    },
+    { alert: "GatewayDown", expr: `nginx_up == 0`, forMinutes: down, severity: "critical", summary: "nginx on the gateway {{ $labels.name }} does not answer its stub_status" },
+    // ARC pressure: the ARC throttles allocations when memory runs short (node_exporter@v1.12.1 collector/zfs_linux.go, arcstats memory_throttle_count).
+    { alert: "ZfsArcMemoryThrottle", expr: `increase(node_zfs_arc_memory_throttle_count{guest="host"}[15m]) > 0`, forMinutes: 0, severity: "warning", summary: "the ZFS ARC on {{ $labels.name }} is throttling for lack of memory" },
+    // Phoenix's textfile metrics on the host (exporters.render.ts renderHostTextfileScript).
+    { alert: "NvidiaModuleMissing", expr: `phoenix_nvidia_kernels_without_module > 0`, forMinutes: 0, severity: "critical", summary: "{{ $value }} installed kernel(s) have no NVIDIA DKMS module: rebooting into one leaves the GPUs without a driver" },
+    { alert: "GpuXidErrors", expr: `increase(phoenix_nvidia_xid_errors[10m]) > 0`, forMinutes: 0, severity: "warning", summary: "NVIDIA Xid errors in the host's kernel log (journalctl -k | grep Xid)" },
+    { alert: "BackupFailed", expr: `phoenix_backup_last_task_failed == 1`, forMinutes: 0, severity: "critical", summary: "the last vzdump backup task on {{ $labels.name }} failed" },
+    { alert: "GuestNotBackedUp", expr: `pve_not_backed_up_total > 0`, forMinutes: 60, severity: "warning", summary: "{{ $value }} guest(s) are in no backup job" },
     { alert: "LlamaCppBacklog", expr: `llamacpp:requests_deferred > ${a.modelQueueDepth}`, forMinutes: 5, severity: "warning", summary: `more than ${a.modelQueueDepth} requests are deferred at {{ $labels.name }}` },
   ];
 }

@@ -6,7 +6,7 @@
  * anything reloads, and puts the old files back when the services do not
  * come back ready.
  */
-import type { StackConfig } from "../../stacks/schema";
+import type { Guest, StackConfig } from "../../stacks/schema";
 import { guestOfRole } from "../../stacks/routing";
 import { fileList, shQuote, type RenderedFile } from "../render/files";
 import { renderAptEnsure, renderInstallScript, renderReleaseInstalls } from "../render/install-script";
@@ -14,14 +14,15 @@ import { sandboxLines } from "../render/systemd-sandbox";
 import { renderHostsBlock } from "../render/hosts";
 import { alertRules, OBS_PATHS, probeHosts, renderAlertmanagerYaml, renderBlackboxYaml, renderPrometheusConfig, renderRulesYaml } from "./config.render";
 import { BIN, observabilityReleases, observabilityRole } from "./releases";
+import { opsLogParts } from "./logs.render";
 
-const UNITS = { prometheus: "prometheus.service", alertmanager: "alertmanager.service", nodeExporter: "node-exporter.service", blackboxExporter: "blackbox-exporter.service" } as const;
+export const UNITS = { prometheus: "prometheus.service", alertmanager: "alertmanager.service", nodeExporter: "node-exporter.service", blackboxExporter: "blackbox-exporter.service" } as const;
 
 export interface ObservabilityInputs {
   /** The Step-CA root certificate (PEM), which the TLS probes verify against. */
   caRootPem: string;
 }
-const unitPath = (unit: string) => `/etc/systemd/system/${unit}`;
+export const unitPath = (unit: string) => `/etc/systemd/system/${unit}`;
 
 /** Where each service keeps its data on the dataset. */
 export function dataDirs(config: StackConfig): { prometheus: string; alertmanager: string } {
@@ -29,17 +30,26 @@ export function dataDirs(config: StackConfig): { prometheus: string; alertmanage
   return { prometheus: `${dir}/prometheus`, alertmanager: `${dir}/alertmanager` };
 }
 
-interface UnitSpec {
+export interface UnitSpec {
   description: string;
   user: string;
   exec: string[];
   /** SIGHUP re-reads the configuration (Prometheus and Alertmanager both reload on it). */
   reloadOnHup: boolean;
   writes: string[];
+  /** Groups the service joins besides its user's (systemd.exec SupplementaryGroups=). */
+  groups?: string[];
+  /** More [Service] lines, e.g. LoadCredential=. */
+  extra?: string[];
 }
 
 function renderUnit(config: StackConfig, spec: UnitSpec): string {
-  const guest = guestOfRole(config, "observability");
+  return renderGuestUnit(guestOfRole(config, "observability"), spec);
+}
+
+/** A sandboxed service unit for a binary Phoenix installed, on any guest or on the host (which gets the full sandbox). */
+export function renderGuestUnit(guest: Guest | "host", spec: UnitSpec): string {
+  const sandbox = guest === "host" ? ["ProtectSystem=strict", "ProtectHome=true", "PrivateTmp=true", ...(spec.writes.length > 0 ? [`ReadWritePaths=${spec.writes.join(" ")}`] : [])] : sandboxLines(guest, { readWritePaths: spec.writes });
   return `[Unit]
 Description=${spec.description}
 After=network-online.target
@@ -48,12 +58,12 @@ Wants=network-online.target
 [Service]
 User=${spec.user}
 Group=${spec.user}
-ExecStart=${spec.exec.join(" \\\n  ")}
+${spec.groups?.length ? `SupplementaryGroups=${spec.groups.join(" ")}\n` : ""}ExecStart=${spec.exec.join(" \\\n  ")}
 ${spec.reloadOnHup ? "ExecReload=/bin/kill -HUP $MAINPID\n" : ""}Restart=on-failure
 RestartSec=5s
 CapabilityBoundingSet=
 NoNewPrivileges=true
-${sandboxLines(guest, { readWritePaths: spec.writes }).map((l) => `${l}\n`).join("")}
+${[...(spec.extra ?? []), ...sandbox].map((l) => `${l}\n`).join("")}
 [Install]
 WantedBy=multi-user.target
 `;
@@ -112,15 +122,18 @@ export function renderObservabilityFiles(config: StackConfig, inputs: Observabil
         writes: [],
       }),
     },
+    // Loki and Grafana (logs.render.ts).
+    ...opsLogParts(config).files,
   ]);
 }
 
-const systemUser = (name: string) => `if ! id -u ${name} >/dev/null 2>&1; then useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin ${name}; fi`;
+export const systemUser = (name: string) => `if ! id -u ${name} >/dev/null 2>&1; then useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin ${name}; fi`;
 
 export function renderObservabilityInstallScript(config: StackConfig, inputs: ObservabilityInputs): string {
   const role = observabilityRole(config);
   const data = dataDirs(config);
   const ready = (port: number, path: string) => `curl -fsS --max-time 3 http://127.0.0.1:${port}${path} >/dev/null`;
+  const logs = opsLogParts(config);
   const all = Object.values(UNITS);
   const reloads: [string, string[]][] = [
     [UNITS.nodeExporter, []],
@@ -131,7 +144,7 @@ export function renderObservabilityInstallScript(config: StackConfig, inputs: Ob
   return renderInstallScript({
     name: "observability",
     description: "Prometheus, Alertmanager and node_exporter: pinned releases, configuration, systemd units",
-    prepare: `${renderAptEnsure(["curl", "ca-certificates"])}
+    prepare: `${renderAptEnsure(["curl", "ca-certificates", ...logs.packages])}
 # The data lives on the declared dataset, never on the guest's root disk.
 if ! mountpoint -q ${shQuote(role.dataDir)}; then
   echo ${shQuote(`observability: ${role.dataDir} is not a mount point; the stack mounts a dataset there (guests[].mounts)`)} >&2
@@ -144,13 +157,15 @@ ${systemUser("blackbox-exporter")}
 ${renderHostsBlock(probeHosts(config))}
 install -d -m 0750 -o prometheus -g prometheus ${shQuote(data.prometheus)}
 install -d -m 0750 -o alertmanager -g alertmanager ${shQuote(data.alertmanager)}
-${renderReleaseInstalls(observabilityReleases(role))}`,
+${renderReleaseInstalls([...observabilityReleases(role), ...logs.releases])}
+${logs.prepare}`,
     files: renderObservabilityFiles(config, inputs),
     // promtool check config also checks the rule files prometheus.yml names.
     validate: `${BIN.promtool} check config ${OBS_PATHS.prometheusConfig}
 ${BIN.amtool} check-config ${OBS_PATHS.alertmanagerConfig}
 ${BIN.blackboxExporter} --config.check --config.file=${OBS_PATHS.blackboxConfig}
-systemd-analyze verify ${all.map(unitPath).join(" ")}`,
+systemd-analyze verify ${all.map(unitPath).join(" ")}
+${logs.validate}`,
     // A changed unit restarts its service; a changed configuration is re-read (SIGHUP), keeping the TSDB head in memory.
     reload: `systemctl daemon-reload
 ${reloads.map(([unit, configs]) => `systemctl enable --quiet ${unit}
@@ -158,8 +173,9 @@ if changed_file ${unitPath(unit)} || ! systemctl is-active --quiet ${unit}; then
   systemctl restart ${unit}
 ${configs.length > 0 ? `elif ${configs.map((c) => `changed_file ${c}`).join(" || ")}; then
   systemctl reload ${unit}
-` : ""}fi`).join("\n")}`,
-    verify: `${ready(role.prometheus.port, "/-/ready")} && ${ready(role.alertmanager.port, "/-/ready")} && ${ready(role.nodeExporter.port, "/metrics")} && ${ready(role.blackboxExporter.port, "/-/healthy")}`,
-    finish: `systemctl enable --now --quiet ${all.join(" ")}`,
+` : ""}fi`).join("\n")}
+${logs.reload}`,
+    verify: `${ready(role.prometheus.port, "/-/ready")} && ${ready(role.alertmanager.port, "/-/ready")} && ${ready(role.nodeExporter.port, "/metrics")} && ${ready(role.blackboxExporter.port, "/-/healthy")} && ${logs.verify.join(" && ")}`,
+    finish: `systemctl enable --now --quiet ${[...all, ...logs.units].join(" ")}`,
   });
 }

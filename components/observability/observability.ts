@@ -10,6 +10,7 @@ import type { StackConfig } from "../../stacks/schema";
 import { GuestInstall } from "../guest/install";
 import { guestOfRole } from "../../stacks/routing";
 import { renderObservabilityFiles, renderObservabilityInstallScript } from "./install.render";
+import type { ChangeSnapshotPolicy } from "../guest/snapshot";
 
 export interface ObservabilityArgs {
   config: StackConfig;
@@ -19,6 +20,8 @@ export interface ObservabilityArgs {
   caRootPem: pulumi.Input<string>;
   /** The ops guest, configured with its data mount. */
   dependsOn: pulumi.Input<pulumi.Resource>[];
+  /** A snapshot of the guest before each re-run of its install. */
+  snapshot?: ChangeSnapshotPolicy;
 }
 
 export class Observability extends pulumi.ComponentResource {
@@ -35,6 +38,7 @@ export class Observability extends pulumi.ComponentResource {
         script: pulumi.output(args.caRootPem).apply((caRootPem) => renderObservabilityInstallScript(args.config, { caRootPem })),
         files: pulumi.output(args.caRootPem).apply((caRootPem) => renderObservabilityFiles(args.config, { caRootPem })),
         dependsOn: args.dependsOn,
+        snapshot: args.snapshot,
       },
       { parent: this },
     );

@@ -28,6 +28,17 @@ function promuRelease(repo: string, version: string, binary: string, installAs: 
   return { name: binary, version, url: `${base}/${archiveName}-${version}.linux-amd64.tar.gz`, checksumsUrl: `${base}/sha256sums.txt`, binary, installAs };
 }
 
+/**
+ * A release goreleaser publishes with its default naming: <project>_<version>_linux_<arch>.tar.gz
+ * beside a checksums file. unverified: goreleaser's default archive and checksum name templates
+ * ({{ .ProjectName }}_{{ .Version }}_{{ .Os }}_{{ .Arch }}, {{ .ProjectName }}_{{ .Version }}_checksums.txt)
+ * were not read in goreleaser's source, which is not among the stored ones.
+ */
+function goreleaserRelease(repo: string, version: string, archive: string, checksums: string, binary: string, installAs: string): PinnedRelease {
+  const base = `https://github.com/${repo}/releases/download/v${version}`;
+  return { name: binary, version, url: `${base}/${archive}`, checksumsUrl: `${base}/${checksums}`, binary, installAs };
+}
+
 export const BIN = {
   prometheus: "/usr/local/bin/prometheus",
   promtool: "/usr/local/bin/promtool",
@@ -35,7 +46,25 @@ export const BIN = {
   amtool: "/usr/local/bin/amtool",
   nodeExporter: "/usr/local/bin/node_exporter",
   blackboxExporter: "/usr/local/bin/blackbox_exporter",
+  gpuExporter: "/usr/local/bin/nvidia_gpu_exporter",
+  nginxExporter: "/usr/local/bin/nginx-prometheus-exporter",
 } as const;
+
+export function nodeExporterRelease(role: ObservabilityRole): PinnedRelease {
+  return promuRelease("prometheus/node_exporter", role.nodeExporter.version, "node_exporter", BIN.nodeExporter);
+}
+
+/** utkuozdemir/nvidia_gpu_exporter@v1.14.0 .goreleaser.yml: archive nvidia_gpu_exporter_<version>_linux_x86_64, checksum name_template checksums.txt. */
+export function gpuExporterRelease(role: ObservabilityRole): PinnedRelease {
+  const v = role.gpuExporterVersion;
+  return goreleaserRelease("utkuozdemir/nvidia_gpu_exporter", v, `nvidia_gpu_exporter_${v}_linux_x86_64.tar.gz`, "checksums.txt", "nvidia_gpu_exporter", BIN.gpuExporter);
+}
+
+/** nginx/nginx-prometheus-exporter@v1.5.3 .goreleaser.yml: goreleaser's default archive and checksum names (unverified, see goreleaserRelease). */
+export function nginxExporterRelease(role: ObservabilityRole): PinnedRelease {
+  const v = role.nginxExporter.version;
+  return goreleaserRelease("nginx/nginx-prometheus-exporter", v, `nginx-prometheus-exporter_${v}_linux_amd64.tar.gz`, `nginx-prometheus-exporter_${v}_checksums.txt`, "nginx-prometheus-exporter", BIN.nginxExporter);
+}
 
 /** Every binary the ops guest runs, each from its pinned release, verified before it is installed. */
 export function observabilityReleases(role: ObservabilityRole): PinnedRelease[] {
@@ -48,7 +77,7 @@ export function observabilityReleases(role: ObservabilityRole): PinnedRelease[] 
     // alertmanager@v0.34.0 .promu.yml: alertmanager and amtool.
     promuRelease("prometheus/alertmanager", a, "alertmanager", BIN.alertmanager),
     promuRelease("prometheus/alertmanager", a, "amtool", BIN.amtool),
-    promuRelease("prometheus/node_exporter", role.nodeExporter.version, "node_exporter", BIN.nodeExporter),
+    nodeExporterRelease(role),
     promuRelease("prometheus/blackbox_exporter", role.blackboxExporter.version, "blackbox_exporter", BIN.blackboxExporter),
   ];
 }
@@ -62,4 +91,9 @@ export const EXPORTER_METRIC_LISTS = {
   vllm: "vllm.txt",
   llamacpp: "llamacpp.txt",
   blackbox: "blackbox_exporter.txt",
+  traefik: "traefik.txt",
+  nginx: "nginx_exporter.txt",
+  pve: "pve_exporter.txt",
+  /** The series Phoenix's own textfile script writes on the host (exporters.render.ts). */
+  phoenix: "phoenix_textfile.txt",
 } as const;

@@ -4,6 +4,7 @@
  * tells the operator nothing new) and what to do about it. Pure.
  */
 import { inGuest } from "./channels";
+import type { Telemetry } from "./telemetry";
 import { GATEWAY_RENEW_UNIT, LAYERS, TRAEFIK_DYNAMIC_FILE, TRAEFIK_PORT, type Layer, type ServiceContext } from "./plan";
 
 export type Status = "ok" | "warn" | "fail" | "skip";
@@ -47,6 +48,8 @@ export interface Diagnosis {
   detail: string;
   failure: Failure;
   hints: string[];
+  /** What the ops guest saw of the backend (scripts/doctor/telemetry.ts), when the stack has one. */
+  telemetry?: Telemetry;
 }
 
 function hintsFor(failure: Failure, layer: Layer, ctx: ServiceContext): string[] {

@@ -5,6 +5,7 @@
  */
 import { gatewayHost, guestIp, guestOfRole, serviceHost } from "../../stacks/routing";
 import { UNITS } from "../../components/models/server";
+import { observabilityUnitAt } from "../../components/observability/logs.render";
 import type { PhoenixOutputs } from "../../stacks/outputs";
 import { modelsOf } from "../../stacks/plan";
 import type { Guest, Service, StackConfig } from "../../stacks/schema";
@@ -109,8 +110,10 @@ function ref(outputs: OutputsJson, g: Guest): GuestRef {
 }
 
 /** The unit that runs what a guest's role serves; Docker runs everything on the VMs. */
-export function unitOf(g: Guest): string | undefined {
+export function unitOf(g: Guest, port?: number): string | undefined {
   switch (g.role?.type) {
+    case "observability":
+      return port === undefined ? undefined : observabilityUnitAt(g.role, port);
     case "model-server":
       return UNITS[g.role.server.engine];
     case "step-ca":
@@ -155,7 +158,7 @@ export function planDoctor(config: StackConfig, outputs: OutputsJson): DoctorPla
   for (const service of config.services) {
     const g = config.guests.find((x) => x.vmid === service.guest)!;
     const guest = ref(outputs, g);
-    const unit = unitOf(g);
+    const unit = unitOf(g, service.port);
     contexts.set(service.name, { service, guest, unit, gateway, traefik, node: g.node ?? config.host.node ?? config.proxmox.nodes[0]!.name });
     const add = (check: Check) => checks.push({ service: service.name, check });
     const gpu = g.gpus.length === 0 ? undefined : { expectedDriver: config.host.nvidiaDriver?.version, shared: g.kind === "lxc" };

@@ -1,5 +1,6 @@
 /** The doctor's output: one table for people, or JSON for machines. Pure. */
 import type { Diagnosis, Finding } from "./diagnose";
+import { renderTelemetry } from "./telemetry";
 
 export interface Report {
   ok: boolean;
@@ -7,6 +8,8 @@ export interface Report {
   notes: string[];
   findings: Finding[];
   diagnoses: Diagnosis[];
+  /** In a cluster: the node each service's guest runs on; the table gets a NODE column, grouped by node. */
+  nodes?: Record<string, string>;
 }
 
 export function renderJson(report: Report): string {
@@ -14,15 +17,19 @@ export function renderJson(report: Report): string {
 }
 
 export function renderTable(report: Report): string {
-  const rows = [["SERVICE", "LAYER", "RESULT", "DETAIL"], ...report.findings.map((f) => [f.service, `${f.layer}/${f.check}`, f.status.toUpperCase(), f.detail])];
-  const widths = [0, 1, 2].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
-  const lines = [...report.notes.map((n) => `note: ${n}`), ...rows.map((r) => r.map((cell, i) => (i < 3 ? cell.padEnd(widths[i]!) : cell)).join("  ").trimEnd())];
+  const { nodes } = report;
+  // Grouped by node (stable: plan order within a node); findings that are no service's (the node's own preflight) come first.
+  const findings = nodes ? [...report.findings].sort((a, b) => (nodes[a.service] ?? "").localeCompare(nodes[b.service] ?? "")) : report.findings;
+  const rows = [[...(nodes ? ["NODE"] : []), "SERVICE", "LAYER", "RESULT", "DETAIL"], ...findings.map((f) => [...(nodes ? [nodes[f.service] ?? "-"] : []), f.service, `${f.layer}/${f.check}`, f.status.toUpperCase(), f.detail])];
+  const last = rows[0]!.length - 1;
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const lines = [...report.notes.map((n) => `note: ${n}`), ...rows.map((r) => r.map((cell, i) => (i < last ? cell.padEnd(widths[i]!) : cell)).join("  ").trimEnd())];
   if (report.diagnoses.length === 0) {
     lines.push("", `All ${new Set(report.findings.map((f) => f.service)).size} services healthy.`);
     return lines.join("\n");
   }
   for (const d of report.diagnoses) {
-    lines.push("", `${d.service}: fails at ${d.layer} (${d.check}): ${d.detail}`, ...d.hints.map((h) => `  → ${h}`));
+    lines.push("", `${d.service}${nodes?.[d.service] ? ` (node ${nodes[d.service]})` : ""}: fails at ${d.layer} (${d.check}): ${d.detail}`, ...d.hints.map((h) => `  → ${h}`), ...(d.telemetry ? renderTelemetry(d.telemetry) : []));
   }
   return lines.join("\n");
 }

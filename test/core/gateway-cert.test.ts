@@ -45,7 +45,7 @@ describe("the gateway certificate script", () => {
     const r = await run(config);
     expect(r.status, r.out).toBe(0);
     const issued = calls().find((c) => c.startsWith("step ca certificate"))!;
-    expect(issued).toContain(`step ca certificate internal.thinkheads.ai ${layout.certFile}.new ${layout.keyFile}.new --san portainer.internal.thinkheads.ai --san internal.thinkheads.ai`);
+    expect(issued).toContain(`step ca certificate internal.thinkheads.ai ${layout.certFile}.new ${layout.keyFile}.new --san portainer.internal.thinkheads.ai --san grafana.internal.thinkheads.ai --san internal.thinkheads.ai`);
     expect(issued).toContain(`--provisioner acme --webroot ${layout.acmeRoot} --ca-url https://ca.internal.thinkheads.ai:9000`);
     expect(calls().slice(-3)).toEqual(["systemctl is-active --quiet nginx", "nginx -t -q", "systemctl reload nginx"]);
     expect(fs.readFileSync(layout.certFile, "utf8")).toBe("cert\n");

@@ -161,7 +161,7 @@ describe("Nginx gateway renderer", () => {
     }
     for (const f of renderGatewayCertFiles(config, certInputs)) expectGolden(`nginx/cert/${path.basename(f.path)}`, f.content);
     expect(files.map((f) => path.relative(confDir, f.path)).filter((p) => p.startsWith("conf.d/")).sort()).toEqual(
-      ["gateway", "llamacpp", "n8n", "ollama", "portainer", "qdrant", "vllm-chat", "vllm-embed", "webapp"].map((n) => `conf.d/${n}.conf`),
+      ["gateway", "grafana", "llamacpp", "n8n", "ollama", "portainer", "qdrant", "vllm-chat", "vllm-embed", "webapp"].map((n) => `conf.d/${n}.conf`),
     );
   });
 
@@ -203,9 +203,9 @@ describe("Nginx gateway renderer", () => {
   });
 
   it("asks for a certificate covering every routed host", () => {
-    expect(gatewayHostNames(config)).toEqual(["internal.thinkheads.ai", "portainer.internal.thinkheads.ai"]);
+    expect(gatewayHostNames(config)).toEqual(["internal.thinkheads.ai", "portainer.internal.thinkheads.ai", "grafana.internal.thinkheads.ai"]);
     const script = renderGatewayCertFiles(config, certInputs)[0]!.content;
-    expect(script).toContain("--san portainer.internal.thinkheads.ai --san internal.thinkheads.ai");
+    expect(script).toContain("--san portainer.internal.thinkheads.ai --san grafana.internal.thinkheads.ai --san internal.thinkheads.ai");
     expect(script).toContain("--provisioner acme --webroot /var/lib/phoenix/acme");
   });
 

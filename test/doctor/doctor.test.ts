@@ -42,12 +42,13 @@ describe("doctor", () => {
     expect(layers("vllm-chat")).toEqual(["guest", "firewall", "host", "traefik", "gateway"]);
     expect(layers("qdrant")).toEqual(["guest", "firewall", "host", "traefik", "gateway"]);
     expect(layers("step-ca")).toEqual(["guest", "firewall", "host", "traefik"]);
+    expect(layers("grafana")).toEqual(["guest", "firewall", "host", "traefik", "gateway"]);
     expect(report.findings.find((f) => f.service === "vllm-chat" && f.check === "gpu")?.detail).toBe("driver 580.95.05");
     expect(report.findings.find((f) => f.service === "qdrant" && f.layer === "gateway" && f.check === "certificate")?.detail).toContain("Phoenix Doctor Test Root");
     const shown = await table();
     expect(shown.code).toBe(0);
     expect(shown.text).toMatch(/^SERVICE\s+LAYER\s+RESULT\s+DETAIL$/m);
-    expect(shown.text).toContain("All 9 services healthy.");
+    expect(shown.text).toContain("All 10 services healthy.");
   });
 
   it("unit failed: diagnosed in the guest, with the unit's journal and a restart", async () => {

@@ -12,7 +12,8 @@ import type { AddressInfo } from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as ts from "typescript";
-import { guestIp, serviceHost } from "../../stacks/routing";
+import { guestIp, guestOfRole, serviceHost } from "../../stacks/routing";
+import { telemetryStandIns, type TelemetryStandIns } from "./telemetry-standins";
 import { sshNode, guestsViaNode, type NodeExec } from "../../scripts/doctor/channels";
 import { GATEWAY_CA_FILE, TRAEFIK_PORT, unitOf, type Address } from "../../scripts/doctor/plan";
 import type { DoctorDeps } from "../../scripts/doctor";
@@ -41,6 +42,8 @@ export interface World {
   stopService(name: string): Promise<void>;
   useGatewayCert(kind: GatewayCert): void;
   dropTraefikRoute(service: string): void;
+  /** The ops guest's Prometheus and Loki stand-ins: what they answer, what they were asked. */
+  telemetry: TelemetryStandIns;
   reset(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -158,15 +161,20 @@ export async function startWorld(): Promise<World> {
   });
   const gatewayGuest = config.guests.find((g) => g.role?.type === "nginx-gateway")!;
   ports.set(`${ipOf(gatewayGuest.vmid)}:443`, await listen(gateway));
+  // The ops guest's Prometheus and Loki APIs (telemetry-standins.ts), which the doctor reads for failing backends.
+  const telemetry = telemetryStandIns();
+  const ops = guestOfRole(config, "observability");
+  ports.set(`${ipOf(ops.vmid)}:${ops.role.prometheus.port}`, await listen(telemetry.prometheus));
+  ports.set(`${ipOf(ops.vmid)}:${ops.role.loki.port}`, await listen(telemetry.loki));
 
   // The guests: every one running, its units active, its service ports listening, GPU guests with the host's driver.
   const guestsDir = path.join(dir, "guests");
   const healthy = (vmid: number): GuestState => {
     const g = config.guests.find((x) => x.vmid === vmid)!;
-    const unit = unitOf(g);
+    const units = [...new Set([unitOf(g), ...config.services.filter((s) => s.guest === vmid).map((s) => unitOf(g, s.port))])].filter((u): u is string => u !== undefined);
     return {
       running: true,
-      units: unit ? { [unit]: { active: "active", pid: process.pid } } : {},
+      units: Object.fromEntries(units.map((u) => [u, { active: "active", pid: process.pid }])),
       listening: config.services.filter((s) => s.guest === vmid).map((s) => `0.0.0.0:${s.port}`),
       ...(g.gpus.length > 0 ? { driver: HOST_DRIVER } : {}),
     };
@@ -208,6 +216,7 @@ export async function startWorld(): Promise<World> {
       stopped.add(name);
       await close(services.get(name)!.server);
     },
+    telemetry,
     useGatewayCert(kind) {
       gateway.setSecureContext({ cert: gatewayCerts[kind].cert, key: gatewayCerts[kind].key });
     },
@@ -224,9 +233,10 @@ export async function startWorld(): Promise<World> {
       routeAll();
       gateway.setSecureContext({ cert: gatewayCerts.valid.cert, key: gatewayCerts.valid.key });
       writeGuests();
+      telemetry.reset();
     },
     async stop() {
-      await Promise.all([...[...services.values()].filter((s) => !stopped.has(s.service.name)).map((s) => close(s.server)), close(traefik), close(gateway)]);
+      await Promise.all([...[...services.values()].filter((s) => !stopped.has(s.service.name)).map((s) => close(s.server)), close(traefik), close(gateway), close(telemetry.prometheus), close(telemetry.loki)]);
       await rig.stop();
       fs.rmSync(dir, { recursive: true, force: true });
     },

@@ -12,6 +12,7 @@ import { alertRules, OBS_PATHS, scrapeJobs } from "../../components/observabilit
 import { renderObservabilityFiles, renderObservabilityInstallScript } from "../../components/observability/install.render";
 import { observabilityReleases, observabilityRole } from "../../components/observability/releases";
 import { validateStack } from "../../stacks/load";
+import { admits } from "../../scripts/doctor/firewall";
 import { systemdVerify } from "../models/helpers";
 import { goldenChecker, shellcheck, tempDir } from "../support";
 import { configOf, GOLDEN_CA_PEM, layPrometheusFiles, opsIndex, prodRaw, prodWith, testCaPem } from "./helpers";
@@ -106,10 +107,10 @@ describe("the ops guest's files for prod", () => {
 describe("scrape jobs", () => {
   const jobs = new Map(scrapeJobs(prod).map((j) => [j.job, j]));
 
-  it("scrape node_exporter on the host and every guest, labelled by guest id, name and role", () => {
+  it("scrape node_exporter on the host and every container (where Phoenix installs it), labelled by guest id, name and role", () => {
     const node = jobs.get("node")!;
     expect(node.targets[0]).toEqual({ address: "10.0.0.13:9100", labels: { guest: "host", name: "phoenix", role: "host" } });
-    expect(node.targets.map((t) => t.labels.guest).slice(1)).toEqual(prod.guests.map((g) => String(g.vmid)));
+    expect(node.targets.map((t) => t.labels.guest).slice(1)).toEqual(prod.guests.filter((g) => g.kind === "lxc").map((g) => String(g.vmid)));
     expect(node.targets.find((t) => t.labels.guest === "802")).toEqual({ address: "10.0.0.142:9100", labels: { guest: "802", name: "vllm-chat", role: "model-server" } });
   });
 
@@ -125,6 +126,7 @@ describe("scrape jobs", () => {
     expect(tls.targets.map((t) => `${t.address} ${t.labels.name}`)).toEqual([
       "internal.thinkheads.ai:443 nginx-gateway",
       "portainer.internal.thinkheads.ai:443 nginx-gateway",
+      "grafana.internal.thinkheads.ai:443 nginx-gateway",
       "ca.internal.thinkheads.ai:9000 step-ca",
       "vm-1001.internal.thinkheads.ai:9443 portainer",
     ]);
@@ -133,7 +135,7 @@ describe("scrape jobs", () => {
     expect(job).toMatchObject({ metrics_path: "/probe", params: { module: ["tls_certificate"] } });
     expect(job.relabel_configs).toHaveLength(3);
     // The ops guest resolves each name where its certificate is served.
-    expect(renderObservabilityInstallScript(prod, inputs)).toContain("'10.0.0.153 internal.thinkheads.ai portainer.internal.thinkheads.ai' '10.0.0.10 ca.internal.thinkheads.ai' '10.0.0.111 vm-1001.internal.thinkheads.ai'");
+    expect(renderObservabilityInstallScript(prod, inputs)).toContain("'10.0.0.153 internal.thinkheads.ai portainer.internal.thinkheads.ai grafana.internal.thinkheads.ai' '10.0.0.10 ca.internal.thinkheads.ai' '10.0.0.111 vm-1001.internal.thinkheads.ai'");
   });
 
   it("reach every model server it scrapes through that guest's firewall", () => {
@@ -142,7 +144,8 @@ describe("scrape jobs", () => {
     for (const t of jobs.get("model-servers")!.targets) {
       const guest = prod.guests.find((g) => String(g.vmid) === t.labels.guest)!;
       const port = t.address.split(":")[1];
-      expect(guest.firewall.rules.some((r) => r.action === "ACCEPT" && r.source === opsIp && r.dport === port), `${guest.name} lets ${opsIp} reach ${port}`).toBe(true);
+      // The ACCEPT is derived (stacks/firewall-rules.ts scrapeRules); the doctor's model walks the same chain.
+      expect(admits(prod, guest, Number(port), opsIp!).verdict, `${guest.name} lets ${opsIp} reach ${port}`).toBe("admitted");
     }
   });
 });

@@ -15,7 +15,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 hosts_new=$(mktemp)
 awk -v b='# BEGIN phoenix internal names' -v e='# END phoenix internal names' '$0==b{skip=1;next} $0==e{skip=0;next} !skip' /etc/hosts > "$hosts_new"
-printf '%s\n' '# BEGIN phoenix internal names' '10.0.0.153 internal.thinkheads.ai portainer.internal.thinkheads.ai' '10.0.0.12 step-ca.svc.internal.thinkheads.ai vllm-embed.svc.internal.thinkheads.ai vllm-chat.svc.internal.thinkheads.ai ollama.svc.internal.thinkheads.ai llamacpp.svc.internal.thinkheads.ai portainer.svc.internal.thinkheads.ai qdrant.svc.internal.thinkheads.ai webapp.svc.internal.thinkheads.ai n8n.svc.internal.thinkheads.ai traefik.internal.thinkheads.ai' '10.0.0.111 vm-1001.internal.thinkheads.ai' '# END phoenix internal names' >> "$hosts_new"
+printf '%s\n' '# BEGIN phoenix internal names' '10.0.0.153 internal.thinkheads.ai portainer.internal.thinkheads.ai grafana.internal.thinkheads.ai' '10.0.0.12 step-ca.svc.internal.thinkheads.ai vllm-embed.svc.internal.thinkheads.ai vllm-chat.svc.internal.thinkheads.ai ollama.svc.internal.thinkheads.ai llamacpp.svc.internal.thinkheads.ai portainer.svc.internal.thinkheads.ai qdrant.svc.internal.thinkheads.ai webapp.svc.internal.thinkheads.ai n8n.svc.internal.thinkheads.ai grafana.svc.internal.thinkheads.ai traefik.internal.thinkheads.ai' '10.0.0.111 vm-1001.internal.thinkheads.ai' '# END phoenix internal names' >> "$hosts_new"
 if cmp -s "$hosts_new" /etc/hosts; then rm -f "$hosts_new"; else cat "$hosts_new" > /etc/hosts && rm -f "$hosts_new"; fi
 if ! getent group step >/dev/null; then
   if taken=$(getent group 1000); then echo "step-ca: gid 1000 is already group ${taken%%:*} in the guest; set the uid/gid of the guest's /etc/step-ca mount to free ones" >&2; exit 1; fi
@@ -123,7 +123,7 @@ if [ ! -e /etc/step-ca/.phoenix-initialised ]; then
   touch /etc/step-ca/.phoenix-initialised
   cd /
 fi
-policy='{"x509":{"allow":{"dns":["ca.internal.thinkheads.ai","internal.thinkheads.ai","llamacpp.svc.internal.thinkheads.ai","n8n.svc.internal.thinkheads.ai","ollama.svc.internal.thinkheads.ai","portainer.internal.thinkheads.ai","portainer.svc.internal.thinkheads.ai","qdrant.svc.internal.thinkheads.ai","step-ca.svc.internal.thinkheads.ai","traefik.internal.thinkheads.ai","vllm-chat.svc.internal.thinkheads.ai","vllm-embed.svc.internal.thinkheads.ai","vm-1001.internal.thinkheads.ai","webapp.svc.internal.thinkheads.ai"],"ip":["10.0.0.10/32","10.0.0.111/32"]}}}'
+policy='{"x509":{"allow":{"dns":["ca.internal.thinkheads.ai","grafana.internal.thinkheads.ai","grafana.svc.internal.thinkheads.ai","internal.thinkheads.ai","llamacpp.svc.internal.thinkheads.ai","n8n.svc.internal.thinkheads.ai","ollama.svc.internal.thinkheads.ai","portainer.internal.thinkheads.ai","portainer.svc.internal.thinkheads.ai","qdrant.svc.internal.thinkheads.ai","step-ca.svc.internal.thinkheads.ai","traefik.internal.thinkheads.ai","vllm-chat.svc.internal.thinkheads.ai","vllm-embed.svc.internal.thinkheads.ai","vm-1001.internal.thinkheads.ai","webapp.svc.internal.thinkheads.ai"],"ip":["10.0.0.10/32","10.0.0.111/32"]}}}'
 jq --argjson policy "$policy" '.authority.policy = $policy' /etc/step-ca/config/ca.json >/etc/step-ca/config/ca.json.phoenix
 if cmp -s /etc/step-ca/config/ca.json.phoenix /etc/step-ca/config/ca.json; then
   rm -f /etc/step-ca/config/ca.json.phoenix

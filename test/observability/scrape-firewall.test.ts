@@ -1,0 +1,90 @@
+/**
+ * The firewall ACCEPTs Phoenix derives for the ops guest's scrape (stacks/firewall-rules.ts
+ * scrapeRules): each scrape path is blocked by the guest's or the node's chain without them and
+ * open with them, judged by the one evaluator (firstMatch), the same chain the deployed rules,
+ * validation and the doctor use.
+ */
+import { describe, expect, it } from "vitest";
+import { guestRules } from "../../components/firewall";
+import { scrapeJobs } from "../../components/observability/config.render";
+import { admits } from "../../scripts/doctor/firewall";
+import { firstMatch, flatten, guestChain, guestRuleList, hostNodeChain, nodeRuleList, scrapeRules, type ChainEntry } from "../../stacks/firewall-rules";
+import { reach } from "../../stacks/isolation";
+import { guestAddress } from "../../stacks/plan";
+import { scrapePoints } from "../../stacks/scrape";
+import type { Guest } from "../../stacks/schema";
+import { configOf, prodRaw } from "./helpers";
+
+const prod = configOf(prodRaw());
+const ops = prod.guests.find((g) => g.role?.type === "observability")!;
+const opsIp = guestAddress(ops)!;
+const hostIp = prod.host.address.split("/")[0]!;
+const byRole = (type: string): Guest => prod.guests.find((g) => g.role?.type === type)!;
+
+const inbound = (port: number, source: string, dest: string) => ({ direction: "in" as const, port, source, dest, iface: "net0" });
+/** What a chain does with the probe: the deciding rule's action, or the policy's. */
+const verdict = (chain: ChainEntry[], probe: ReturnType<typeof inbound>, policy: string) => {
+  const o = firstMatch(chain, probe);
+  return o.by === "rule" ? o.entry.rule.action : o.by === "policy" ? policy : "unknown";
+};
+
+describe("the ops guest's scrape through the firewall", () => {
+  it("every guest scrape path is dropped without the derived rules and accepted with them", () => {
+    const paths = scrapePoints(prod).filter((p) => p.on !== "host" && p.on.vmid !== ops.vmid);
+    // node_exporter on every other container, the model servers, Traefik's entry point, the gateway's exporter.
+    expect(new Set(paths.map((p) => p.job))).toEqual(new Set(["node", "model-servers", "traefik", "gateway"]));
+    const opened: string[] = [];
+    for (const p of paths) {
+      const g = p.on as Guest;
+      const probe = inbound(p.port, opsIp, guestAddress(g)!);
+      const without = flatten(prod, guestRuleList(g, `guests[${prod.guests.indexOf(g)}]`));
+      const outcome = firstMatch(guestChain(prod, g), probe);
+      expect(outcome.by === "rule" && outcome.entry.rule.action, `${g.name}:${p.port} with`).toBe("ACCEPT");
+      // The doctor's model walks the same chain.
+      expect(admits(prod, g, p.port, opsIp).verdict).toBe("admitted");
+      // A path the user's own rules already open (Traefik's 8080 from the LAN) stays decided by them: they come first.
+      if (verdict(without, probe, g.firewall.policyIn) === "ACCEPT") continue;
+      expect(outcome.by === "rule" && outcome.entry.path, `${g.name}:${p.port}`).toMatch(/derived: scraped by the ops guest/);
+      opened.push(`${g.name}:${p.port}`);
+    }
+    expect(opened).toEqual(expect.arrayContaining(["traefik:9100", "nginx-gateway:9113", "vllm-embed:9100", "vllm-embed:8000", "step-ca:9100", "llamacpp:8080"]));
+  });
+
+  it("admits only the ops guest, only on the exporters' ports", () => {
+    const traefik = byRole("traefik");
+    const gateway = byRole("nginx-gateway");
+    expect(admits(prod, traefik, 9100, guestAddress(gateway)!).verdict).toBe("blocked");
+    expect(admits(prod, gateway, 9113, opsIp).verdict).toBe("admitted");
+    expect(admits(prod, gateway, 9114, opsIp).verdict).toBe("blocked");
+    // The ops guest gets none for itself: it scrapes its own services on its loopback.
+    expect(scrapeRules(prod, ops)).toEqual([]);
+    // East-west: the ops guest reaches a model server through the derived rules alone.
+    const vllm = prod.guests.find((g) => g.name === "vllm-embed")!;
+    expect(reach(prod, ops, vllm)?.why).toMatch(/derived: scraped by the ops guest/);
+  });
+
+  it("opens the host's node_exporter and GPU exporter on the node Phoenix prepares to the ops guest alone", () => {
+    const node = prod.host.node ?? prod.proxmox.nodes[0]!.name;
+    for (const port of [9100, 9835]) {
+      const probe = inbound(port, opsIp, hostIp);
+      const withRules = firstMatch(hostNodeChain(prod), probe);
+      expect(withRules.by === "rule" && withRules.entry.rule.comment).toMatch(/scraped by the ops guest/);
+      const withoutRules = flatten(prod, nodeRuleList(prod, node).filter((e) => !("rule" in e) || !/ops guest/.test(e.rule.comment ?? "")));
+      expect(verdict(withoutRules, probe, prod.firewall.policyIn)).not.toBe("ACCEPT");
+      expect(firstMatch(hostNodeChain(prod), inbound(port, guestAddress(byRole("traefik"))!, hostIp)).by).toBe("policy");
+    }
+  });
+
+  it("deploys the rules the chain is evaluated with, and the scrape configuration names the same ports", () => {
+    const vllm = prod.guests.find((g) => g.role?.type === "model-server" && g.role.server.engine === "vllm")!;
+    const rules = guestRules(vllm, scrapeRules(prod, vllm));
+    expect(rules.filter((r) => r.source === opsIp)).toEqual([
+      { type: "in", action: "ACCEPT", proto: "tcp", source: opsIp, dport: "9100", comment: "phoenix: node metrics, scraped by the ops guest", enabled: true },
+      { type: "in", action: "ACCEPT", proto: "tcp", source: opsIp, dport: "8000", comment: "phoenix: model-servers metrics, scraped by the ops guest", enabled: true },
+    ]);
+    const scraped = scrapeJobs(prod).flatMap((j) => (j.probe ? [] : j.targets.map((t) => t.address))).filter((a) => !a.startsWith("127.0.0.1:"));
+    const admitted = [...prod.guests.flatMap((g) => scrapeRules(prod, g).map((e) => ("rule" in e ? `${guestAddress(g)}:${e.rule.dport}` : ""))), ...scrapeRules(prod, "host").map((e) => ("rule" in e ? `${hostIp}:${e.rule.dport}` : ""))];
+    // The ops guest scrapes its own node_exporter at its address: loopback traffic no PVE chain sees.
+    expect(new Set(scraped.filter((a) => !a.startsWith(`${opsIp}:`)))).toEqual(new Set(admitted));
+  });
+});
