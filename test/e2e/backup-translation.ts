@@ -1,0 +1,60 @@
+/**
+ * proxmoxve:backup/job:Job as bpg makes its calls (bpg v0.111.1 fwprovider/cluster/backup/
+ * resource.go and model.go, proxmox/cluster/backup/backup.go): Create POSTs /cluster/backup with
+ * id, schedule, storage and the set fields (lists joined with ",", prune_backups as sorted
+ * `k=v` pairs, booleans as 0/1), then GETs /cluster/backup/{id}; Update PUTs the set fields with
+ * `delete` naming those that were set and no longer are (toAPIUpdate, attribute.CheckDelete),
+ * then GETs; Delete DELETEs; Read GETs. `id` is RequiresReplace. `exclude` is bpg commit
+ * c398ad8d's, which the 8.6.0 SDK's `excludes` stands for.
+ */
+import type { FormParams, PveApi } from "../../providers/pve";
+import type { Translation } from "./engine";
+
+type Inputs = Record<string, unknown>;
+
+/** The request keys bpg sends for the inputs Phoenix sets (fillCommonFields), undefined where unset. */
+export function backupJobBody(i: Inputs): Record<string, string | undefined> {
+  const list = (v: unknown) => (Array.isArray(v) && v.length > 0 ? v.map(String).join(",") : undefined);
+  const bool = (v: unknown) => (v === undefined ? undefined : v ? "1" : "0");
+  const prune = i.pruneBackups as Record<string, string> | undefined;
+  const keys = prune ? Object.keys(prune).sort() : [];
+  return {
+    enabled: bool(i.enabled),
+    node: i.node as string | undefined,
+    all: bool(i.all),
+    mode: i.mode as string | undefined,
+    compress: i.compress as string | undefined,
+    mailto: list(i.mailtos),
+    mailnotification: i.mailnotification as string | undefined,
+    "prune-backups": keys.length > 0 ? keys.map((k) => `${k}=${prune![k]}`).join(",") : undefined,
+    pool: i.pool as string | undefined,
+    vmid: list(i.vmids),
+    exclude: list(i.excludes),
+  };
+}
+
+const defined = (o: Record<string, string | undefined>): FormParams => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as FormParams;
+
+export function backupJobTranslation(api: PveApi): Translation {
+  const path = (id: string) => `/cluster/backup/${encodeURIComponent(id)}`;
+  const find = async (id: string) => (await api.client.get<Inputs[]>("/cluster/backup")).find((j) => j.id === id);
+  return {
+    replaceOnChanges: ["resourceId"],
+    async create(i) {
+      const id = String(i.resourceId);
+      await api.client.post("/cluster/backup", { id, schedule: String(i.schedule), storage: String(i.storage), ...defined(backupJobBody(i)) });
+      return { id, outputs: await api.client.get<Inputs>(path(id)) };
+    },
+    async update(entry, i) {
+      const before = backupJobBody(entry.inputs);
+      const now = backupJobBody(i);
+      const del = Object.keys(now).filter((k) => now[k] === undefined && before[k] !== undefined);
+      await api.client.put(path(entry.id), { schedule: String(i.schedule), storage: String(i.storage), ...defined(now), ...(del.length > 0 ? { delete: del.join(",") } : {}) });
+      return api.client.get<Inputs>(path(entry.id));
+    },
+    async delete(entry) {
+      if (await find(entry.id)) await api.client.delete(path(entry.id));
+    },
+    read: (entry) => find(entry.id),
+  };
+}
