@@ -8,8 +8,10 @@
 import * as crypto from "node:crypto";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
+import { GuestSnapshot } from "../../providers/guest/guest-snapshot";
 import type { SshConnection } from "../../providers/ssh";
 import type { RenderedFile } from "../render/files";
+import type { ChangeSnapshotPolicy } from "./snapshot";
 
 export interface GuestInstallArgs {
   /** SSH to the node the container lives on. */
@@ -24,6 +26,8 @@ export interface GuestInstallArgs {
   check?: pulumi.Input<string>;
   /** What must be in place first: the guest's root settings, the services it talks to. */
   dependsOn?: pulumi.Input<pulumi.Resource>[];
+  /** With it, every re-run of the install (not the first run) comes after a snapshot of the guest (components/guest/snapshot.ts). */
+  snapshot?: ChangeSnapshotPolicy;
 }
 
 export function scriptHash(script: string): string {
@@ -53,7 +57,8 @@ export class GuestInstall extends pulumi.ComponentResource {
   constructor(name: string, args: GuestInstallArgs, opts: pulumi.ComponentResourceOptions = {}) {
     super("phoenix:guest:GuestInstall", name, { vmid: args.vmid, files: args.files }, opts);
     const installHash = pulumi.output(args.script).apply(scriptHash);
-    const run = pctScript(`${name}-run`, args.connection, args.vmid, args.script, [installHash], { parent: this, dependsOn: args.dependsOn });
+    const snapshot = args.snapshot && new GuestSnapshot(`${name}-snapshot`, { ...args.snapshot, kind: "lxc", vmid: args.vmid, change: "install", trigger: installHash }, { parent: this, dependsOn: args.dependsOn });
+    const run = pctScript(`${name}-run`, args.connection, args.vmid, args.script, [installHash], { parent: this, dependsOn: [...(args.dependsOn ?? []), ...(snapshot ? [snapshot] : [])] });
     this.stdout = run.stdout;
     this.ready = args.check === undefined ? run : pctScript(`${name}-check`, args.connection, args.vmid, args.check, [installHash, pulumi.output(args.check).apply(scriptHash)], { parent: this, dependsOn: [run] });
     this.registerOutputs({ stdout: this.stdout });

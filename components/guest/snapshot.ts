@@ -1,0 +1,71 @@
+/**
+ * The snapshot Phoenix takes before it changes a guest (providers/guest/guest-snapshot.ts), as the
+ * stack sets it up: `changeSnapshots` (keep, whenUnsupported) and what the stack already says will
+ * stop PVE from taking it, which preview names before any call.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import type { ApiAccess } from "../../providers/pve";
+import type { WhenUnsupported, ZfsAccess } from "../../providers/guest/guest-snapshot";
+import type { SshConnection } from "../../providers/ssh";
+import type { Guest, StackConfig } from "../../stacks/schema";
+
+export interface ChangeSnapshotPolicy {
+  api: pulumi.Input<ApiAccess>;
+  node: string;
+  keep: number;
+  whenUnsupported: WhenUnsupported;
+  /** Why this guest cannot be snapshotted, known from the stack (by PVE, and by ZFS where that path applies). */
+  obstacles: string[];
+  /** The ZFS path, for a container whose root disk is on a zfspool storage and whose mounts are all declared datasets. */
+  zfs?: pulumi.Input<ZfsAccess>;
+}
+
+/**
+ * The storage type of a storage id: the stack's datasets declare theirs, the installer's are `local`
+ * (dir) and `local-zfs` (zfspool) (test/pve-sim/state.ts seedInstallerStorages, pve-installer
+ * StorageConfig.pm).
+ */
+function storageType(config: StackConfig, id: string): string | undefined {
+  const declared = config.host.zfs.datasets.find((d) => d.storage?.id === id)?.storage?.type;
+  return declared ?? ({ local: "dir", "local-zfs": "zfspool" } as Record<string, string>)[id];
+}
+
+/**
+ * What stops a snapshot of the guest, from the stack alone: every dataset mount is a bind mount
+ * (pve-container has_feature('snapshot') fails on any), and a root disk on a dir storage is raw.
+ */
+export function stackObstacles(config: StackConfig, guest: Guest): string[] {
+  const out = guest.kind === "lxc" ? guest.mounts.map((m) => `${m.path} is a bind mount of ${m.volume}`) : [];
+  const type = storageType(config, guest.storage);
+  if (type !== "zfspool") out.push(`its root disk is on ${type ?? "undeclared"} storage ${guest.storage}, which cannot snapshot it`);
+  return out;
+}
+
+/**
+ * Whether the ZFS path (providers/guest/zfs-snapshot.ts) covers the guest: a container on a zfspool
+ * root storage whose mounts are datasets (the schema holds every mount to a declared one), with an
+ * SSH connection to its node.
+ */
+function zfsPathApplies(config: StackConfig, guest: Guest, connection: unknown): boolean {
+  return guest.kind === "lxc" && connection !== undefined && storageType(config, guest.storage) === "zfspool";
+}
+
+export function changeSnapshotPolicy(config: StackConfig, guest: Guest, api: pulumi.Input<ApiAccess>, connection?: pulumi.Input<SshConnection>): ChangeSnapshotPolicy {
+  const pveObstacles = stackObstacles(config, guest);
+  const viaZfs = pveObstacles.length > 0 && zfsPathApplies(config, guest, connection);
+  const obstacles = viaZfs ? [] : pveObstacles;
+  const { keep, whenUnsupported } = config.changeSnapshots;
+  const node = guest.node ?? config.host.node ?? config.proxmox.nodes[0]!.name;
+  if (viaZfs) {
+    // Only the datasets this guest mounts (each a declared one, by the schema): another guest's
+    // dataset added or removed must not touch this guest's snapshot step.
+    const declared = guest.kind === "lxc" ? [...new Set(guest.mounts.map((m) => m.volume))].sort() : [];
+    void pulumi.log.info(`${guest.name} (${guest.vmid}): PVE cannot snapshot it (${pveObstacles.join("; ")}); Phoenix snapshots its ZFS volumes and mounted datasets on the node before a change`);
+    return { api, node, keep, whenUnsupported, obstacles, zfs: pulumi.output(connection!).apply((c) => ({ connection: c, declared })) };
+  }
+  if (obstacles.length > 0) {
+    const what = whenUnsupported === "proceed" ? "its install and root settings change without one (changeSnapshots.whenUnsupported: proceed)" : "a change of its install or root settings is refused until changeSnapshots.whenUnsupported is proceed";
+    void pulumi.log.info(`${guest.name} (${guest.vmid}) cannot be snapshotted before a change: ${obstacles.join("; ")}; ${what}`);
+  }
+  return { api, node, keep, whenUnsupported, obstacles };
+}

@@ -1,0 +1,177 @@
+/**
+ * `npm run rollback -- <stack> <guest> [snapshot] [--force]`: puts a guest back to a snapshot, by
+ * default the newest Phoenix took before a change (`phoenix-*`). It prints what it will do, then
+ * stops the guest, rolls back and starts it: the seed's `pct stop; pct rollback; pct start` as one
+ * command, through the API.
+ *
+ * Refused, before anything changes, when the snapshot's root-only settings (devices, bind mounts,
+ * features, unprivileged) differ from the current ones, since going back would also undo those
+ * (`--force` after reading them), and when newer snapshots sit on ZFS storage, where PVE rolls
+ * back only to the most recent one (pve-storage@9.1.0 src/PVE/Storage/ZFSPoolPlugin.pm
+ * volume_rollback_is_possible).
+ *
+ * PVE: POST …/snapshot/{snapname}/rollback takes `start` on both kinds in PVE 9 (pve-container@6.0.18
+ * src/PVE/API2/LXC/Snapshot.pm `rollback`: vm_start after snapshot_rollback; qemu-server@9.1.2
+ * src/PVE/API2/Qemu.pm `rollback`); the rollback itself stops a running guest
+ * (pve-guest-common@6.0.2 AbstractConfig.pm snapshot_rollback → __snapshot_rollback_vm_stop) under
+ * the `rollback` lock. Phoenix stops it first so that the stop is its own task, seen in the log.
+ * Exit 0 when done, 1 when refused or failed, 2 on a usage error.
+ */
+import type { PveApi } from "../providers/pve";
+import type { StackConfig } from "../stacks/schema";
+import { liveObstacles, rootSettingsChanges, SNAPSHOT_PREFIX, type SnapshotEntry } from "../providers/guest/guest-snapshot";
+import { listZfsSnapshots, newerThan, rollbackZfs, type NodeRun } from "../providers/guest/zfs-snapshot";
+import { runCli } from "./cli";
+import { findGuest, loadStack, stackApi, stackNode } from "./stack-guest";
+
+const USAGE = "usage: npm run rollback -- <stack> <guest name or vmid> [snapshot] [--force]";
+
+export interface RollbackArgs {
+  stack: string;
+  guest: string;
+  snapshot?: string;
+  force: boolean;
+}
+
+export function parseArgs(argv: readonly string[]): RollbackArgs | string {
+  const positional = argv.filter((a) => !a.startsWith("-"));
+  const unknown = argv.find((a) => a.startsWith("-") && a !== "--force");
+  if (unknown) return `unknown option ${unknown}\n${USAGE}`;
+  if (positional.length < 2 || positional.length > 3) return USAGE;
+  const [stack, guest, snapshot] = positional as [string, string, string | undefined];
+  return { stack, guest, ...(snapshot !== undefined ? { snapshot } : {}), force: argv.includes("--force") };
+}
+
+export interface RollbackDeps {
+  /** The stack's validated configuration, or why it has none (scripts/stack-guest.ts loadStack). */
+  load(stack: string): StackConfig | string;
+  api(stack: string, config: StackConfig): Promise<PveApi>;
+  /** Commands on the guest's node, for a guest Phoenix snapshots through ZFS (providers/guest/zfs-snapshot.ts). */
+  node?(stack: string, config: StackConfig, node: string): Promise<NodeRun>;
+  out(line: string): void;
+}
+
+const when = (t?: number) => (t ? new Date(t * 1000).toISOString().replace(".000Z", "Z") : "unknown time");
+
+/** The config keys whose values differ, with the snapshot's and the current value. */
+function configChanges(snap: Record<string, unknown>, current: Record<string, unknown>): string[] {
+  const skip = new Set(["digest", "snaptime", "description", "parent", "lock", "snapstate"]);
+  const keys = [...new Set([...Object.keys(snap), ...Object.keys(current)])].filter((k) => !skip.has(k)).sort();
+  return keys.filter((k) => String(snap[k] ?? "") !== String(current[k] ?? "")).map((k) => `${k}: ${current[k] === undefined ? "(none)" : String(current[k])} → ${snap[k] === undefined ? "(none)" : String(snap[k])}`);
+}
+
+export async function runRollback(argv: readonly string[], deps: RollbackDeps): Promise<number> {
+  const args = parseArgs(argv);
+  if (typeof args === "string") {
+    deps.out(args);
+    return 2;
+  }
+  const config = deps.load(args.stack);
+  if (typeof config === "string") {
+    deps.out(config);
+    return 2;
+  }
+  const target = findGuest(config, args.guest);
+  const { node, kind, label } = target;
+  const vmid = target.guest.vmid;
+  const api = await deps.api(args.stack, config);
+  try {
+    const live = await liveObstacles(api, node, kind, vmid, config.host.zfs.datasets.map((d) => `${d.pool}/${d.name}`));
+    if (live.obstacles.length > 0 && live.zfs && live.zfs.obstacles.length === 0) {
+      if (!deps.node) throw new Error(`${label} is snapshotted through ZFS on its node, and rollback has no connection to the node`);
+      return await rollbackViaZfs(args, config, { api, run: await deps.node(args.stack, config, node), node, kind, vmid, label, datasets: live.zfs.datasets }, deps.out);
+    }
+    const base = `/nodes/${encodeURIComponent(node)}/${kind}/${vmid}`;
+    const list = (await api.snapshots(node, kind, vmid)).filter((s) => s.name !== "current") as SnapshotEntry[];
+    const byTime = [...list].sort((a, b) => (a.snaptime ?? 0) - (b.snaptime ?? 0));
+    const chosen = args.snapshot === undefined ? [...byTime].reverse().find((s) => s.name.startsWith(SNAPSHOT_PREFIX)) : list.find((s) => s.name === args.snapshot);
+    if (!chosen) {
+      deps.out(`${label}: ${args.snapshot === undefined ? "no snapshot taken by Phoenix" : `no snapshot ${JSON.stringify(args.snapshot)}`}; it has: ${list.map((s) => `${s.name} (${when(s.snaptime)})`).join(", ") || "none"}`);
+      return 1;
+    }
+    const current = (await api.guestConfig(node, kind, vmid)) as Record<string, unknown>;
+    const snapConfig = await api.client.get<Record<string, unknown>>(`${base}/snapshot/${encodeURIComponent(chosen.name)}/config`);
+    const status = (await api.guestStatus(node, kind, vmid)).status;
+    const changes = configChanges(snapConfig, current);
+    deps.out(`${label} on ${node} is ${status}. Rolling back to ${chosen.name}, taken ${when(chosen.snaptime)}${chosen.description ? ` (${chosen.description.trim()})` : ""}:`);
+    deps.out(`  1. ${status === "running" ? `stop ${label}` : `(${label} is already stopped)`}`);
+    deps.out(`  2. roll its volumes and configuration back to ${chosen.name}; what is written since is lost`);
+    for (const c of changes) deps.out(`       ${c}`);
+    deps.out(`  3. start ${label}`);
+
+    const refusals: string[] = [];
+    const newer = byTime.filter((s) => (s.snaptime ?? 0) > (chosen.snaptime ?? 0) || (s.snaptime === chosen.snaptime && byTime.indexOf(s) > byTime.indexOf(chosen)));
+    const storages = new Map((await api.storages()).map((s) => [s.storage, s.type]));
+    const onZfs = Object.entries(current).some(([k, v]) => /^(rootfs|mp\d+|(scsi|virtio|sata|ide)\d+)$/.test(k) && storages.get(String(v).split(":")[0] ?? "") === "zfspool");
+    if (newer.length > 0 && onZfs) {
+      refusals.push(`newer snapshots exist (${newer.map((s) => s.name).join(", ")}) and ZFS rolls back only to the newest: delete them first (${kind === "lxc" ? "pct delsnapshot" : "qm delsnapshot"} ${vmid} <name>)`);
+    }
+    const root = rootSettingsChanges(current, snapConfig);
+    if (root.length > 0 && !args.force) {
+      refusals.push(`the snapshot's root settings differ from the current ones, and rolling back undoes them too:\n${root.map((r) => `       ${r}`).join("\n")}\n     read them, then run again with --force to proceed; the next \`pulumi up\` sets the declared ones again`);
+    }
+    if (refusals.length > 0) {
+      for (const r of refusals) deps.out(`refused: ${r}`);
+      return 1;
+    }
+    if (root.length > 0) deps.out(`--force: rolling back across a change of root settings (${root.length})`);
+    if (status === "running") await api.setGuestState(node, kind, vmid, "stop");
+    await api.runTask("POST", `${base}/snapshot/${encodeURIComponent(chosen.name)}/rollback`, { start: true });
+    const after = (await api.guestStatus(node, kind, vmid)).status;
+    deps.out(`${label} rolled back to ${chosen.name} and ${after}.`);
+    return after === "running" ? 0 : 1;
+  } finally {
+    api.close();
+  }
+}
+
+/** The other guests that mount a dataset, or reach it over NFS (host.nfsExports): rolling it back changes their data too. */
+function sharers(config: StackConfig, vmid: number, dataset: string): string[] {
+  const mounting = config.guests.filter((g) => g.vmid !== vmid && g.kind === "lxc" && g.mounts.some((m) => m.volume === dataset)).map((g) => `${g.name} (${g.vmid})`);
+  const nfs = config.host.nfsExports.filter((e) => e.volume === dataset).flatMap((e) => e.clients.filter((c) => c !== vmid).map((c) => `${config.guests.find((g) => g.vmid === c)?.name ?? "guest"} (${c}, NFS)`));
+  return [...mounting, ...nfs];
+}
+
+/**
+ * The ZFS path: stop the guest, `zfs rollback` its volumes and mounted datasets to one Phoenix
+ * snapshot, start it. The guest's configuration is not part of a ZFS snapshot: it stays as it is.
+ * Refused, unless --force, when newer snapshots exist (`zfs rollback -r` destroys them:
+ * zfs-2.3.4 man/man8/zfs-rollback.8) and when a mounted dataset is shared with other guests.
+ */
+async function rollbackViaZfs(args: RollbackArgs, config: StackConfig, t: { api: PveApi; run: NodeRun; node: string; kind: "lxc" | "qemu"; vmid: number; label: string; datasets: string[] }, out: (l: string) => void): Promise<number> {
+  const list = await listZfsSnapshots(t.run, t.datasets);
+  const root = t.datasets[0]!;
+  const onAll = (list.get(root) ?? []).filter((n) => t.datasets.every((d) => (list.get(d) ?? []).includes(n)));
+  const name = args.snapshot ?? [...onAll].reverse().find((n) => n.startsWith(SNAPSHOT_PREFIX));
+  if (!name || !onAll.includes(name)) {
+    out(`${t.label}: ${name === undefined ? "no ZFS snapshot taken by Phoenix on all of its datasets" : `no ZFS snapshot ${JSON.stringify(name)} on all of its datasets`} (${t.datasets.join(", ")}); ${root} has: ${(list.get(root) ?? []).join(", ") || "none"}`);
+    return 1;
+  }
+  const { newer } = newerThan(list, t.datasets, name);
+  const shared = t.datasets.map((d) => ({ d, others: sharers(config, t.vmid, d) })).filter((x) => x.others.length > 0);
+  const status = (await t.api.guestStatus(t.node, t.kind, t.vmid)).status;
+  out(`${t.label} on ${t.node} is ${status}. Rolling back its ZFS datasets to ${name}:`);
+  out(`  1. ${status === "running" ? `stop ${t.label}` : `(${t.label} is already stopped)`}`);
+  out(`  2. zfs rollback ${t.datasets.map((d) => `${d}@${name}`).join(", ")}; what is written since is lost; the guest's configuration is not in a ZFS snapshot and stays as it is`);
+  out(`  3. start ${t.label}`);
+  const refusals: string[] = [];
+  if (newer.length > 0) refusals.push(`newer snapshots exist, and \`zfs rollback -r\` destroys them: ${newer.join(", ")}`);
+  for (const x of shared) refusals.push(`${x.d} is also mounted by ${x.others.join(", ")}: rolling it back changes their data too`);
+  if (refusals.length > 0 && !args.force) {
+    for (const r of refusals) out(`refused: ${r}`);
+    out("read them, then run again with --force to proceed");
+    return 1;
+  }
+  for (const r of refusals) out(`--force: ${r}`);
+  if (status === "running") await t.api.setGuestState(t.node, t.kind, t.vmid, "stop");
+  await rollbackZfs(t.run, t.datasets, name, newer.length > 0);
+  await t.api.setGuestState(t.node, t.kind, t.vmid, "start");
+  const after = (await t.api.guestStatus(t.node, t.kind, t.vmid)).status;
+  out(`${t.label} rolled back to ${name} and ${after}.`);
+  return after === "running" ? 0 : 1;
+}
+
+if (require.main === module) {
+  const cwd = process.cwd();
+  void runCli("rollback", (argv) => runRollback(argv, { load: (stack) => loadStack(cwd, stack), api: (stack, config) => stackApi(cwd, stack, config), node: (stack, config, node) => stackNode(cwd, stack, config, node), out: (l) => console.log(l) }));
+}

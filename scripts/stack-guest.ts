@@ -1,0 +1,61 @@
+/**
+ * What the guest commands (rollback, the doctor's restore drill) share: the stack's configuration,
+ * one of its guests by name or vmid, and a token client for the API.
+ */
+import { execFile } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { promisify } from "node:util";
+import { createPveClient, type GuestKind, type PveApi } from "../providers/pve";
+import { runCommand } from "../providers/ssh";
+import type { NodeRun } from "../providers/guest/zfs-snapshot";
+import { formatIssues, readStackFile, validateStack } from "../stacks/load";
+import { PlacedError } from "../stacks/errors";
+import { readProjectFile } from "../stacks/project-files";
+import type { Guest, StackConfig } from "../stacks/schema";
+
+/** The validated configuration of Pulumi.<stack>.yaml in `cwd`, or the text of why not. */
+export function loadStack(cwd: string, stack: string): StackConfig | string {
+  const name = `Pulumi.${stack}.yaml`;
+  const file = path.join(cwd, name);
+  if (!/^[A-Za-z0-9_.-]+$/.test(stack) || !fs.existsSync(file)) return `no stack file ${name} in ${cwd}`;
+  const checked = validateStack(readStackFile(file, name), { requireSecrets: false, projectRoot: cwd });
+  if (checked.ok === false) return `${name}: ${formatIssues(checked.issues)}`;
+  if (checked.ok === "deferred") return `${name}: values not known: ${checked.unknownPaths.join(", ")}`;
+  return checked.config;
+}
+
+export interface GuestTarget {
+  guest: Guest;
+  node: string;
+  kind: GuestKind;
+  label: string;
+}
+
+/** A guest of the stack by its name or vmid. */
+export function findGuest(config: StackConfig, which: string): GuestTarget {
+  const guest = config.guests.find((g) => g.name === which || String(g.vmid) === which);
+  if (!guest) throw new PlacedError(`no guest ${JSON.stringify(which)}; the stack has ${config.guests.map((g) => `${g.name} (${g.vmid})`).join(", ")}`, { configPath: "guests" });
+  const kind: GuestKind = guest.kind === "vm" ? "qemu" : "lxc";
+  return { guest, node: guest.node ?? config.host.node ?? config.proxmox.nodes[0]!.name, kind, label: `${kind === "lxc" ? "CT" : "VM"} ${guest.vmid} (${guest.name})` };
+}
+
+const run = promisify(execFile);
+
+/** A token client for the stack's API, its secret from `pulumi config get phoenix:proxmoxTokenSecret`. */
+export async function stackApi(cwd: string, stack: string, config: StackConfig): Promise<PveApi> {
+  const secret = (await run("pulumi", ["config", "get", "phoenix:proxmoxTokenSecret", "--stack", stack], { cwd })).stdout.trim();
+  const caPem = config.proxmox.tls.caPem ?? (config.proxmox.tls.caFile ? readProjectFile(cwd, config.proxmox.tls.caFile, "proxmox.tls.caFile") : undefined);
+  return createPveClient({ endpoint: config.proxmox.endpoint, auth: { kind: "token", tokenId: config.proxmox.tokenId, secret }, tls: { caPem, insecure: config.proxmox.tls.insecure } });
+}
+
+/** Commands on a node of the stack over its SSH connection (proxmox.nodes[].ssh), the key from `pulumi config get phoenix:sshPrivateKey`. */
+export async function stackNode(cwd: string, stack: string, config: StackConfig, node: string): Promise<NodeRun> {
+  const i = config.proxmox.nodes.findIndex((n) => n.name === node);
+  const ssh = config.proxmox.nodes[i]?.ssh;
+  if (!ssh) throw new PlacedError(`node ${node} has no ssh: a ZFS rollback runs on the node`, { configPath: "proxmox.nodes" });
+  const hostKey = ssh.hostKey ?? readProjectFile(cwd, ssh.hostKeyFile!, `proxmox.nodes[${i}].ssh.hostKeyFile`);
+  const privateKey = (await run("pulumi", ["config", "get", "phoenix:sshPrivateKey", "--stack", stack], { cwd })).stdout;
+  const connection = { host: ssh.host, port: ssh.port, username: ssh.user, hostKey, privateKey };
+  return (command) => runCommand(connection, command, { timeoutMs: 300_000 });
+}
