@@ -30,6 +30,8 @@ export interface GpuFunctionsInputs {
   api: ApiAccess;
   node: string;
   addresses: string[];
+  /** Those of `addresses` passed through to a VM: each must be alone in its IOMMU group with its own functions. */
+  passthrough?: string[];
 }
 
 export interface GpuFunctionsOutputs extends GpuFunctionsInputs {
@@ -43,12 +45,37 @@ export interface GpuFunctionsArgs {
   node: pulumi.Input<string>;
   /** The GPUs' PCI addresses, as declared in host.gpus. */
   addresses: pulumi.Input<string[]>;
+  /** The vm-passthrough ones among them. */
+  passthrough?: pulumi.Input<string[]>;
 }
 
 const hex = (v: string) => v.replace(/^0x/, "").toLowerCase().padStart(4, "0");
 
-/** Finds each address and the other functions of its slot; fails naming what is missing. */
-export function gpuCards(node: string, devices: readonly PciDevice[], addresses: readonly string[]): GpuCard[] {
+/**
+ * vfio hands a VM whole IOMMU groups: every device of the group must be bound to vfio-pci and
+ * given to the same VM (kernel Documentation/driver-api/vfio.rst, "Groups, Devices, and IOMMUs";
+ * pve-docs qm-pci-passthrough.adoc: devices that share a group cannot go to different guests or
+ * stay with the host). So a passed-through card must be alone in its group with its own functions
+ * (the GPU and its HDMI audio). PVE's listing leaves out bridges by default
+ * (`pci-class-blacklist` 05;06;0b), which vfio does not bind.
+ */
+export function iommuGroupProblem(node: string, devices: readonly PciDevice[], address: string): string | undefined {
+  const card = devices.find((d) => d.id.toLowerCase() === address.toLowerCase());
+  if (!card) return undefined;
+  const slot = address.toLowerCase().replace(/\.[0-7]$/, "");
+  const group = devices.filter((d) => d.iommugroup === card.iommugroup).sort((a, b) => a.id.localeCompare(b.id));
+  if (group.every((d) => d.id.toLowerCase().startsWith(`${slot}.`))) return undefined;
+  const listed = group.map((d) => `${d.id} ${hex(d.vendor)}:${hex(d.device)}${d.device_name ? ` ${d.device_name}` : ""}`).join("; ");
+  return (
+    `GPU ${address} cannot be passed through: IOMMU group ${card.iommugroup} on node ${node} also holds devices outside its slot (${listed}), and vfio gives a VM whole groups. ` +
+    "Move the card to another slot, enable ACS in the firmware, or keep it lxc-shared"
+  );
+}
+
+/** Finds each address and the other functions of its slot; fails naming what is missing, or a passthrough card's crowded IOMMU group. */
+export function gpuCards(node: string, devices: readonly PciDevice[], addresses: readonly string[], passthrough: readonly string[] = []): GpuCard[] {
+  const problems = passthrough.map((a) => iommuGroupProblem(node, devices, a)).filter((p): p is string => p !== undefined);
+  if (problems.length > 0) throw new Error(problems.join("\n"));
   return addresses.map((address) => {
     const card = devices.find((d) => d.id.toLowerCase() === address.toLowerCase());
     if (!card) throw new Error(`GPU ${address} is not in node ${node}'s PCI listing; check host.gpus[].pci against \`lspci -D\` on the node`);
@@ -72,7 +99,7 @@ export class GpuFunctions extends pulumi.dynamic.Resource {
 }
 
 async function lookup(i: GpuFunctionsInputs): Promise<GpuFunctionsOutputs> {
-  return withTokenApi(i.api, async (api) => ({ ...i, cards: gpuCards(i.node, await api.pciDevices(i.node), i.addresses) }));
+  return withTokenApi(i.api, async (api) => ({ ...i, cards: gpuCards(i.node, await api.pciDevices(i.node), i.addresses, i.passthrough ?? []) }));
 }
 
 export const implementation: Implementation = {
@@ -87,7 +114,7 @@ export const implementation: Implementation = {
     return { inputs: news, failures: c.failures };
   },
   async diff(_id: string, olds: GpuFunctionsOutputs, news: GpuFunctionsInputs) {
-    const changed = ["api", "node", "addresses"].filter((k) => !same((olds as unknown as Record<string, unknown>)[k], (news as unknown as Record<string, unknown>)[k]));
+    const changed = ["api", "node", "addresses", "passthrough"].filter((k) => !same((olds as unknown as Record<string, unknown>)[k], (news as unknown as Record<string, unknown>)[k]));
     return { changes: changed.length > 0 };
   },
   async create(inputs: GpuFunctionsInputs) {

@@ -1,0 +1,77 @@
+/**
+ * The script that installs Tailscale from its own apt repository at a pinned version and joins
+ * the tailnet with a pre-auth key. It runs inside a guest through the node (pct exec for a
+ * container, the QEMU guest agent for a VM) with the script on stdin, never in user data: the key
+ * is part of stdin only, written to a root-only file for `tailscale up --auth-key=file:` and
+ * removed. Every value is shell-quoted.
+ *
+ * Upstream: https://pkgs.tailscale.com/stable/<distro>/<codename>.noarmor.gpg and the list line
+ * `deb [signed-by=/usr/share/keyrings/tailscale-archive-keyring.gpg] https://pkgs.tailscale.com/stable/<distro> <codename> main`
+ * (tailscale.com/kb/1476/install-ubuntu-2404, as quoted by users' install scripts). The key's
+ * fingerprint is the one widely pinned for that file; unverified against Tailscale's own page.
+ * `--auth-key=file:<path>` reads the key from a file (used that way by many scripts; tailscale's
+ * cmd/tailscale/cli/up.go was not read).
+ */
+import { shellQuote } from "../../providers/ssh/script";
+import { SECRET_PLACEHOLDER } from "../../stacks/engine";
+
+export const TAILSCALE_APT_KEY_FINGERPRINT = "2596A99EAAB33821893C0A79458CA832957F5868";
+const KEYRING = "/usr/share/keyrings/tailscale-archive-keyring.gpg";
+/** Tailscale pre-auth keys: `tskey-auth-…`; refused otherwise, so the key is safe inside a quoted heredoc. */
+export const TAILSCALE_KEY_RE = /^tskey-[A-Za-z0-9_-]+$/;
+
+export interface TailscaleJoin {
+  /** apt version of the tailscale package. */
+  version: string;
+  /** ubuntu or debian, and the release code name (noble, bookworm). */
+  distro: "ubuntu" | "debian";
+  codename: string;
+  hostname: string;
+  tags: string[];
+  /**
+   * tailscaled without a TUN device (`--tun=userspace-networking`), for an unprivileged container,
+   * which has no /dev/net/tun; set through /etc/default/tailscaled, whose FLAGS the package's unit
+   * passes to tailscaled (unverified: read from the package's unit as users quote it, not its source).
+   */
+  userspace: boolean;
+  /** Wait for cloud-init first (a VM's first boot installs its packages meanwhile). */
+  waitForCloudInit: boolean;
+}
+
+export function renderTailscaleJoin(j: TailscaleJoin, authKey: string): string {
+  if (!TAILSCALE_KEY_RE.test(authKey) && authKey !== SECRET_PLACEHOLDER) throw new Error("phoenix:tailscaleAuthKey must be a Tailscale pre-auth key (tskey-auth-…)");
+  if (!/^[a-z]+$/.test(j.codename)) throw new Error(`tailscale: release code name ${JSON.stringify(j.codename)} must be lower-case letters`);
+  const base = `https://pkgs.tailscale.com/stable/${j.distro}`;
+  const tags = j.tags.map((t) => `tag:${t}`).join(",");
+  const upArgs = `--hostname=${shellQuote(j.hostname)} --advertise-tags=${shellQuote(tags)}`;
+  return `#!/usr/bin/env bash
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+${j.waitForCloudInit ? "cloud-init status --wait >/dev/null || true\n" : ""}if ! command -v gpg >/dev/null; then apt-get update -q && apt-get install -y -q gpg curl ca-certificates; fi
+key=$(mktemp)
+curl -fsSL -o "$key" ${shellQuote(`${base}/${j.codename}.noarmor.gpg`)}
+fpr=$(gpg --show-keys --with-colons "$key" | awk -F: '$1 == "fpr" { print $10; exit }')
+if [ "$fpr" != ${shellQuote(TAILSCALE_APT_KEY_FINGERPRINT)} ]; then echo "tailscale: repository key $fpr is not the pinned one" >&2; rm -f "$key"; exit 1; fi
+install -m 0644 "$key" ${KEYRING}
+rm -f "$key"
+printf '%s\\n' ${shellQuote(`deb [signed-by=${KEYRING}] ${base} ${j.codename} main`)} > /etc/apt/sources.list.d/tailscale.list
+if [ "$(dpkg-query -W -f='\${Version}' tailscale 2>/dev/null || true)" != ${shellQuote(j.version)} ]; then
+  apt-get update -q
+  apt-get install -y -q --allow-change-held-packages tailscale=${shellQuote(j.version)}
+  apt-mark hold tailscale
+fi
+${j.userspace ? `printf '%s\\n' 'PORT="41641"' 'FLAGS="--tun=userspace-networking"' > /etc/default/tailscaled\n` : ""}systemctl enable tailscaled
+systemctl restart tailscaled
+if tailscale status --json 2>/dev/null | grep -q '"BackendState": *"Running"'; then
+  tailscale up --reset ${upArgs}
+else
+  umask 077
+  keyfile=$(mktemp /run/phoenix-tailscale-key.XXXXXX)
+  trap 'rm -f "$keyfile"' EXIT
+  cat > "$keyfile" <<'PHOENIX_TAILSCALE_KEY'
+${authKey}
+PHOENIX_TAILSCALE_KEY
+  tailscale up --auth-key="file:$keyfile" ${upArgs}
+fi
+`;
+}
