@@ -43,6 +43,8 @@ export interface TemplatesArgs {
   storages?: Record<string, pulumi.Resource>;
   /** The internal root CA, for the base layer to trust; adding it rebuilds base (see LxcTemplate's policy). */
   caPem?: string;
+  /** Each node's host preparation, for a template built on another node than `node` (a per-node copy): its driver and storages. */
+  preps?: Record<string, { nvidia?: NvidiaDriver; storages: Record<string, pulumi.Resource> }>;
   /** Templates kept as built whatever their declaration says, until no guest clones them. */
   frozen?: number[];
 }
@@ -58,8 +60,15 @@ export class Templates extends pulumi.ComponentResource {
     this.registerOutputs({ vmids: args.templates.map((t) => t.vmid) });
   }
 
+  /** A storage on several nodes is registered by one node's preparation and made (its dataset) by each: a template waits for all of them. */
   private storageDeps(...ids: string[]): pulumi.Resource[] {
-    return ids.map((id) => this.args.storages?.[id]).filter((r): r is pulumi.Resource => r !== undefined);
+    const all = [this.args.storages ?? {}, ...Object.values(this.args.preps ?? {}).map((p) => p.storages)];
+    return [...new Set(ids.flatMap((id) => all.map((s) => s[id])))].filter((r): r is pulumi.Resource => r !== undefined);
+  }
+
+  /** The NVIDIA driver of the node a template is built on. */
+  private driverOn(node: string): NvidiaDriver | undefined {
+    return node === this.args.node ? this.args.nvidia : this.args.preps?.[node]?.nvidia;
   }
 
   private layerOf(t: LxcTemplateConfig): pulumi.Input<LayerSpec> {
@@ -67,7 +76,7 @@ export class Templates extends pulumi.ComponentResource {
       case "base":
         return { layer: "base", timezone: this.args.host.timezone, locale: TEMPLATE_LOCALE, packages: [], ...(this.args.caPem ? { caPem: this.args.caPem } : {}) };
       case "cuda": {
-        const driver = this.args.nvidia;
+        const driver = this.driverOn(t.node ?? this.args.node);
         if (!driver) throw new Error(`template ${t.vmid}: the cuda layer needs the host NVIDIA driver (host.nvidiaDriver and an lxc-shared GPU)`);
         const cuda = t.versions.cuda!;
         return driver.installedVersion.apply((v): LayerSpec => {
