@@ -19,11 +19,11 @@ import { ZfsPool } from "../providers/host/zfs-pool";
 import { DirMountpoint } from "../providers/storage/dir-mountpoint";
 import type { SshConnection } from "../providers/ssh";
 import type { Host } from "../stacks/schema";
-import type { NfsExport } from "./docker/exports";
+import type { NfsExport } from "../providers/host/exports";
 import type { HostGpuInfo } from "./guest/gpu";
 
 export interface HostPrepArgs {
-  /** The validated host section of the stack. */
+  /** The validated host section as this node sees it (stacks/cluster.ts nodeHost). */
   host: Host;
   /** The node being prepared. */
   node: string;
@@ -102,17 +102,25 @@ export class HostPrep extends pulumi.ComponentResource {
       );
       this.datasets[id] = dataset;
       if (!d.storage) continue;
-      const storageOpts = { ...child, provider: args.provider, dependsOn: [dataset] };
-      if (d.storage.type === "zfspool") {
-        this.storages[d.storage.id] = new proxmox.storage.ZfspoolLegacy(`${name}-storage-${d.storage.id}`, { resourceId: d.storage.id, zfsPool: id, contents: d.storage.content, nodes: [args.node] }, storageOpts);
+      // One storage.cfg entry for every node the dataset is on (`nodes`), registered by the first of them;
+      // the others' guests wait for their own dataset.
+      const storageNodes = d.nodes ?? [node];
+      if (storageNodes[0] !== node) {
+        this.storages[d.storage.id] = dataset;
         continue;
       }
-      const dir = new proxmox.storage.DirectoryLegacy(`${name}-storage-${d.storage.id}`, { resourceId: d.storage.id, path: `/${id}`, contents: d.storage.content, nodes: [args.node] }, storageOpts);
+      const storageOpts = { ...child, provider: args.provider, dependsOn: [dataset] };
+      if (d.storage.type === "zfspool") {
+        this.storages[d.storage.id] = new proxmox.storage.ZfspoolLegacy(`${name}-storage-${d.storage.id}`, { resourceId: d.storage.id, zfsPool: id, contents: d.storage.content, nodes: storageNodes }, storageOpts);
+        continue;
+      }
+      const dir = new proxmox.storage.DirectoryLegacy(`${name}-storage-${d.storage.id}`, { resourceId: d.storage.id, path: `/${id}`, contents: d.storage.content, nodes: storageNodes }, storageOpts);
       // The path is a dataset's mountpoint: PVE must not fill the root file system when it is not mounted (providers/storage/dir-mountpoint.ts).
       if (!args.api) throw new Error(`${name}: dir storage ${d.storage.id} needs API access to set is_mountpoint`);
       this.storages[d.storage.id] = new DirMountpoint(`${name}-storage-${d.storage.id}-mountpoint`, { api: args.api, storage: d.storage.id }, { ...child, dependsOn: [dir] });
     }
-    if (host.zfs.arcMaxGiB !== undefined) new ZfsArcLimit(`${name}-zfs-arc`, { node, connection, maxBytes: Math.round(host.zfs.arcMaxGiB * GIB) }, child);
+    // The host section as this node sees it (stacks/cluster.ts nodeHost): one number.
+    if (typeof host.zfs.arcMaxGiB === "number") new ZfsArcLimit(`${name}-zfs-arc`, { node, connection, maxBytes: Math.round(host.zfs.arcMaxGiB * GIB) }, child);
     if (host.nvidiaDriver && host.gpus.some((g) => g.mode === "lxc-shared")) {
       const { version, runfileSha256, kernelModules } = host.nvidiaDriver;
       this.nvidia = new NvidiaDriver(`${name}-nvidia`, { node, connection, version, runfileSha256: runfileSha256?.toLowerCase(), kernelModuleType: kernelModules }, child);
@@ -130,7 +138,7 @@ export class HostPrep extends pulumi.ComponentResource {
     if (passthrough.length > 0) {
       if (!args.api) throw new Error(`${name}: vm-passthrough GPUs need API access to read the node's PCI listing`);
       const used = host.gpus.filter((g) => g.mode !== "unused");
-      const functions = new GpuFunctions(`${name}-gpu-functions`, { api: args.api, node: args.node, addresses: used.map((g) => g.pci) }, child);
+      const functions = new GpuFunctions(`${name}-gpu-functions`, { api: args.api, node: args.node, addresses: used.map((g) => g.pci), passthrough: passthrough.map((g) => g.pci) }, child);
       const card = (pci: string) => functions.cards.apply((cards) => cards.find((c) => c.address === pci.toLowerCase())!);
       // Every GPU is declared to vfio with its mode, so an lxc-shared card's driver is never blacklisted.
       this.vfio = new VfioHost(

@@ -5,18 +5,27 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { NginxGateway, StepCa, Traefik } from "../components/core/core";
-import { guestIp } from "../stacks/routing";
+import { guestIp, type GuestOfRole } from "../stacks/routing";
+import { composeHostUserData } from "../components/compose-host/user-data";
+import { TailscaleJoin } from "../components/tailscale/tailscale";
 import { dockerHostUserData, nfsExports, nfsMountOf, portainerTier } from "../components/docker/docker-tier";
 import { ClusterFirewall } from "../components/firewall";
+import { DataProtection } from "../components/backup/backup";
 import { ModelServer } from "../components/models/model-server";
+import { modelServerSpec } from "../components/models/server";
 import { Observability } from "../components/observability/observability";
+import { MetricsExporters } from "../components/observability/exporters";
+import { LogShipping } from "../components/observability/alloy";
 import type { GuestContext } from "../components/guest/common";
 import { LxcGuest } from "../components/guest/lxc";
-import { guardedGuests } from "../components/guest/replacement";
+import { changeSnapshotPolicy, type ChangeSnapshotPolicy } from "../components/guest/snapshot";
+import { guardedGuests } from "../stacks/replacement";
 import { DestroyGuard } from "../providers/guest/destroy-guard";
 import { VmGuest } from "../components/guest/vm";
 import { HostPrep } from "../components/host";
 import { Templates } from "../components/templates";
+import { HighAvailability, prepareNodes } from "../components/cluster";
+import { nodeHost, templateFor } from "../stacks/cluster";
 import { proxmoxProvider } from "../components/proxmox";
 import type { RootTransport } from "../providers/guest/lxc-root-config";
 import type { SshConnection } from "../providers/ssh";
@@ -25,6 +34,8 @@ import { bridgeNetwork, cloneOrder, creationOrder, gpuAllocation, guestAddress, 
 import type { Guest, StackConfig } from "../stacks/schema";
 import { openaiBaseUrl, serviceUrls, type GuestOutput, type PhoenixExports, type PhoenixOutputs } from "../stacks/outputs";
 import { templateNesting } from "../stacks/validate";
+import { nodeRuleList, scrapeRules } from "../stacks/firewall-rules";
+import { Machine, movedUnder } from "./machine";
 
 function sshConnection(stack: LoadedStack, nodeIndex: number): pulumi.Output<SshConnection> | undefined {
   const node = stack.config.proxmox.nodes[nodeIndex]!;
@@ -40,16 +51,28 @@ export function buildStack(stack: LoadedStack): PhoenixExports {
   // Read only when an API call of Phoenix's own needs it, so a stack that never does needs no CA file.
   const caPem = () => config.proxmox.tls.caPem ?? (config.proxmox.tls.caFile ? stack.projectFile(config.proxmox.tls.caFile, "proxmox.tls.caFile") : undefined);
   const connections = new Map(config.proxmox.nodes.map((n, i) => [n.name, sshConnection(stack, i)]));
+  // The root of the tree (machine/machine.ts); every tier moved under it keeps its old URN as an alias.
+  const machine = new Machine();
 
   const hostConnection = connections.get(hostNode);
   const api = stack.secret("proxmoxTokenSecret").apply((tokenSecret) => ({ endpoint: config.proxmox.endpoint, tokenId: config.proxmox.tokenId, tokenSecret, caPem: caPem(), insecure: config.proxmox.tls.insecure }));
-  const host = hostConnection ? new HostPrep("host", { host: config.host, node: hostNode, connection: hostConnection, provider, api, exports: nfsExports(config) }) : undefined;
+  const host = hostConnection ? new HostPrep("host", { host: nodeHost(config, hostNode), node: hostNode, connection: hostConnection, provider, api, exports: nfsExports(config) }, movedUnder(machine)) : undefined;
+  // The other nodes' preparation and what guests there wait for (components/cluster.ts).
+  const preps = prepareNodes({ config, host, connections, provider, api }, movedUnder(machine));
+  const prepOf = (node: string): HostPrep | undefined => preps[node];
   const templates = new Templates(
     "templates",
-    { templates: config.templates, host: config.host, node: hostNode, api, connections: Object.fromEntries(connections), provider, nvidia: host?.nvidia, storages: host?.storages },
-    { providers: [provider] },
+    { templates: config.templates, host: config.host, node: hostNode, api, connections: Object.fromEntries(connections), provider, nvidia: host?.nvidia, storages: host?.storages, preps },
+    { providers: [provider], ...movedUnder(machine) },
   );
-  const firewall = new ClusterFirewall("firewall", { config }, { providers: [provider] });
+  const firewall = new ClusterFirewall(
+    "firewall",
+    { firewall: config.firewall, adminNetworks: config.host.adminNetworks, nodeLists: Object.fromEntries(config.proxmox.nodes.map((n) => [n.name, nodeRuleList(config, n.name)])) },
+    { providers: [provider], ...movedUnder(machine) },
+  );
+
+  // Backup jobs, PBS storages and sanoid's snapshot policies (components/backup); a PBS password is a key of the stack's own.
+  if (config.backup) new DataProtection("backup", { config, node: hostNode, connection: hostConnection, provider, storages: host?.storages ?? {}, datasets: host?.datasets ?? {}, secret: stack.dockerSecret }, { parent: machine });
 
   const rootTransport = (node: string): pulumi.Input<RootTransport> | undefined => {
     const connection = connections.get(node);
@@ -59,8 +82,8 @@ export function buildStack(stack: LoadedStack): PhoenixExports {
   };
 
   const cloneAfter = cloneOrder(config);
-  // Fails preview when an edit would destroy a guest the configuration does not allow to (components/guest/replacement.ts).
-  const guard = new DestroyGuard("destroy-guard", { guests: guardedGuests(config) });
+  // Fails preview when an edit would destroy a guest the configuration does not allow to (stacks/replacement.ts).
+  const guard = new DestroyGuard("destroy-guard", { guests: guardedGuests(config) }, movedUnder(machine));
   const built = new Map<number, LxcGuest | VmGuest>();
   const builtGuest = (vmid: number): LxcGuest | VmGuest => built.get(vmid)!;
   const build = (g: Guest): LxcGuest | VmGuest => {
@@ -70,12 +93,15 @@ export function buildStack(stack: LoadedStack): PhoenixExports {
     const before = [...(previous === undefined ? [] : [builtGuest(previous).machine]), ...[...g.dependsOn, ...implicitDependencies(g)].map((d) => builtGuest(d).ready)];
     const node = g.node ?? hostNode;
     const net = bridgeNetwork(config.host, g.network.bridge ?? config.host.managementBridge, g.network.vlan);
-    const context: GuestContext = { node, bridge: config.host.managementBridge, gateway: net?.gateway, dnsServers: config.host.dnsServers, domain: config.host.domain };
+    const context: GuestContext = { node, bridge: config.host.managementBridge, gateway: net?.gateway, dnsServers: config.host.dnsServers, domain: config.host.domain, derivedRules: scrapeRules(config, g) };
     const groups = g.firewall.groups.map((name) => firewall.groups[name]!);
-    const storage = host?.storages[g.storage];
-    const dependsOn = [...before, ...groups, ...(storage ? [storage] : []), templates.byVmid[g.clone]!, guard];
-    const opts = { providers: [provider] };
+    // A storage on several nodes: its registration (one node's preparation) and each node's dataset.
+    const storage = Object.values(preps).map((p) => p.storages[g.storage]).filter((r): r is pulumi.Resource => r !== undefined);
+    const dependsOn = [...before, ...groups, ...storage, templates.byVmid[g.clone]!, guard];
+    const opts = { providers: [provider], ...movedUnder(machine.tier("Guests")) };
     const vmUserData = g.kind === "vm" ? userData(g) : undefined;
+    // Validation refused a template not reachable from the guest's node; another node's is on shared storage.
+    const templateNode = templateFor(config, g.clone, node)?.node;
     return g.kind === "lxc"
       ? new LxcGuest(
           `guest-${g.vmid}`,
@@ -83,46 +109,73 @@ export function buildStack(stack: LoadedStack): PhoenixExports {
             guest: g,
             context,
             template: g.clone,
+            templateNode,
             templateDiskGiB: config.templates.find((t) => t.vmid === g.clone)!.diskGiB,
             templateNesting: templateNesting(config.templates, g),
             api,
             gpus: config.host.gpus,
-            hostGpus: host?.gpuInfo,
+            hostGpus: prepOf(node)?.gpuInfo,
             datasets: config.host.zfs.datasets,
             rootTransport: rootTransport(node),
-            dependsOn: [...dependsOn, ...g.mounts.map((m) => host?.datasets[m.volume]).filter((d): d is pulumi.Resource => d !== undefined), ...(g.gpus.length > 0 && host?.nvidia ? [host.nvidia] : [])],
+            snapshot: changeSnapshotPolicy(config, g, api, connections.get(node)),
+            dependsOn: [...dependsOn, ...g.mounts.map((m) => prepOf(node)?.datasets[m.volume]).filter((d): d is pulumi.Resource => d !== undefined), ...(g.gpus.length > 0 && prepOf(node)?.nvidia ? [prepOf(node)!.nvidia!] : [])],
           },
           opts,
         )
-      : new VmGuest(`guest-${g.vmid}`, { guest: g, context, template: g.clone, dependsOn: [...dependsOn, ...(vmUserData?.deps ?? [])], userDataFileId: vmUserData?.fileId, pciMappings: host?.pciMappings }, opts);
+      : new VmGuest(`guest-${g.vmid}`, { guest: g, context, template: g.clone, templateNode, dependsOn: [...dependsOn, ...(vmUserData?.deps ?? [])], userDataFileId: vmUserData?.fileId, pciMappings: Object.assign({}, ...Object.values(preps).map((p) => p.pciMappings)) }, opts);
   };
   const connectionOf = (g: Guest) => connections.get(g.node ?? hostNode)!;
   // Step-CA, built on first need: Docker hosts' user data trusts its CA, and they wait for its guest (guestDependencies).
-  const caGuest = config.guests.find((g) => g.role?.type === "step-ca");
+  const caGuest = config.guests.find((g): g is GuestOfRole<"step-ca"> => g.role?.type === "step-ca");
   let stepCa: StepCa | undefined;
   const ca = (): StepCa | undefined =>
-    caGuest && (stepCa ??= new StepCa("step-ca", { config, connection: connectionOf(caGuest), dependsOn: [builtGuest(caGuest.vmid).ready], password: stack.secret("stepCaPassword") }));
+    caGuest &&
+    (stepCa ??= new StepCa(
+      "step-ca",
+      { guest: caGuest, routing: config, connection: connectionOf(caGuest), dependsOn: [builtGuest(caGuest.vmid).ready], password: stack.secret("stepCaPassword"), snapshot: changeSnapshotPolicy(config, caGuest, api, connectionOf(caGuest)) },
+      movedUnder(machine.tier("Core")),
+    ));
   const userData = (g: Guest): { deps: pulumi.Resource[]; fileId?: string } => {
     if (!trustsInternalCa(g)) return { deps: [] };
     const stepCaOf = ca();
     if (!stepCaOf) throw new Error(`${g.name}: a Docker host trusts the internal CA: declare a guest with role step-ca`);
+    if (g.role?.type === "compose-host") {
+      const { file, fileId } = composeHostUserData(`vm-${g.vmid}-user-data`, { config, guest: g, connection: connections.get(hostNode)!, caRootPem: stepCaOf.rootPem, projectFile: stack.projectFile }, movedUnder(machine.tier("Docker")));
+      return { deps: [file], fileId };
+    }
     const nfs = nfsMountOf(config, g.vmid);
-    const { file, fileId } = dockerHostUserData(`vm-${g.vmid}-user-data`, { config, guest: g, connection: connections.get(hostNode)!, caRootPem: stepCaOf.rootPem, nfs }, {});
+    const { file, fileId } = dockerHostUserData(`vm-${g.vmid}-user-data`, { config, guest: g, connection: connections.get(hostNode)!, caRootPem: stepCaOf.rootPem, nfs }, movedUnder(machine.tier("Docker")));
     // The VM mounts its export at boot: the export and the node's ACCEPT for it come first.
     return { deps: [file, ...(nfs && host?.exports ? [host.exports] : []), ...(nfs ? [firewall.nodeRules[hostNode]!] : [])], fileId };
   };
   for (const g of creationOrder(config)) built.set(g.vmid, build(g));
+  // HA resources and rules for the guests that ask (components/cluster.ts).
+  if (config.guests.some((g) => g.ha)) new HighAvailability("ha", { config, provider, readyOf: (vmid) => builtGuest(vmid).ready }, { providers: [provider], parent: machine });
+  // Guests that join the tailnet, with the pre-auth key through the node (components/tailscale).
+  for (const g of config.guests.filter((x) => x.tailscale)) {
+    new TailscaleJoin(`tailscale-${g.vmid}`, { config, guest: g, connection: connectionOf(g), authKey: stack.secret("tailscaleAuthKey"), dependsOn: [builtGuest(g.vmid).ready] }, movedUnder(machine));
+  }
   for (const g of config.guests) {
     if (g.role?.type !== "model-server") continue;
     const apiKey = g.role.server.engine === "vllm" && g.role.server.requireApiKey ? stack.secret("modelApiKey") : undefined;
-    new ModelServer(`model-${g.vmid}`, { config, vmid: g.vmid, connection: connections.get(g.node ?? hostNode)!, apiKey, dependsOn: [built.get(g.vmid)!.ready] });
+    new ModelServer(
+      `model-${g.vmid}`,
+      { spec: modelServerSpec(config, g.vmid), connection: connections.get(g.node ?? hostNode)!, apiKey, dependsOn: [built.get(g.vmid)!.ready], snapshot: changeSnapshotPolicy(config, g, api, connections.get(g.node ?? hostNode)) },
+      movedUnder(machine.tier("Models")),
+    );
   }
   const ops = config.guests.find((g) => g.role?.type === "observability");
   const opsCa = ops && ca();
-  if (ops && opsCa) new Observability("observability", { config, connection: connectionOf(ops), caRootPem: opsCa.rootPem, dependsOn: [builtGuest(ops.vmid).ready] });
-  const core = buildCore(config, ca(), stack.secret, (g) => ({ config, connection: connectionOf(g), dependsOn: [builtGuest(g.vmid).ready] }));
+  if (ops && opsCa) new Observability("observability", { config, connection: connectionOf(ops), caRootPem: opsCa.rootPem, dependsOn: [builtGuest(ops.vmid).ready], snapshot: changeSnapshotPolicy(config, ops, api, connectionOf(ops)) }, movedUnder(machine));
+  if (ops && opsCa) {
+    // The host's exporters run on the node host preparation made ready: the GPU exporter reads the driver it installed.
+    const hostExporters = host && hostConnection ? { connection: hostConnection, dependsOn: [...(host.nvidia ? [host.nvidia] : [])] } : undefined;
+    new MetricsExporters("exporters", { config, provider, connectionOf, ready: (vmid) => builtGuest(vmid).ready, host: hostExporters }, movedUnder(machine));
+  }
+  if (ops && opsCa) new LogShipping("logs", { config, connectionOf, readyOf: (vmid) => builtGuest(vmid).ready }, movedUnder(machine));
+  const core = buildCore(config, ca(), stack.secret, (g) => ({ routing: config, connection: connectionOf(g), dependsOn: [builtGuest(g.vmid).ready], snapshot: changeSnapshotPolicy(config, g, api, connectionOf(g)) }), () => machine.tier("Core"));
   if (core.caRootPem && config.guests.some((g) => g.role?.type === "portainer-server")) {
-    portainerTier({ config, caRootPem: core.caRootPem, adminPassword: stack.secret("portainerAdminPassword"), projectFile: stack.projectFile, secret: stack.dockerSecret, ready: (vmid) => built.get(vmid)!.ready, gateway: core.gateway, serverNode: connectionOf(config.guests.find((g) => g.role?.type === "portainer-server")!), ...(hostConnection ? { nfsServer: { connection: hostConnection, ...(host?.exports ? { exports: host.exports } : {}) } } : {}) });
+    portainerTier({ config, caRootPem: core.caRootPem, adminPassword: stack.secret("portainerAdminPassword"), projectFile: stack.projectFile, secret: stack.dockerSecret, ready: (vmid) => built.get(vmid)!.ready, gateway: core.gateway, agentSecret: stack.secret("portainerAgentSecret"), nodeOf: (vmid) => { const g = config.guests.find((x) => x.vmid === vmid)!; return { name: g.node ?? hostNode, connection: connectionOf(g) }; }, ...(hostConnection ? { nfsServer: { connection: hostConnection, ...(host?.exports ? { exports: host.exports } : {}) } } : {}) }, movedUnder(machine.tier("Docker")));
   }
   const urls = serviceUrls(config);
   return {
@@ -150,17 +203,31 @@ export interface CoreOutputs {
 }
 
 /** Step-CA → Traefik → gateway, each in the guest with its role, ordered by the data they pass on. */
-function buildCore(config: StackConfig, ca: StepCa | undefined, secret: LoadedStack["secret"], tierArgs: (g: Guest) => { config: StackConfig; connection: pulumi.Input<SshConnection>; dependsOn: pulumi.Resource[] }): CoreOutputs {
-  const withRole = (type: string) => config.guests.find((g) => g.role?.type === type);
+function buildCore(
+  config: StackConfig,
+  ca: StepCa | undefined,
+  secret: LoadedStack["secret"],
+  tierArgs: (g: Guest) => { routing: StackConfig; connection: pulumi.Input<SshConnection>; dependsOn: pulumi.Resource[]; snapshot: ChangeSnapshotPolicy },
+  tier: () => pulumi.Resource,
+): CoreOutputs {
+  const withRole = <T extends "traefik" | "nginx-gateway">(type: T) => config.guests.find((g): g is GuestOfRole<T> => g.role?.type === type);
   if (!ca) return {};
   const out: CoreOutputs = { caUrl: ca.caUrl, acmeDirectoryUrl: ca.acmeDirectoryUrl, caRootPem: ca.rootPem, caFingerprint: ca.fingerprint };
   const traefikGuest = withRole("traefik");
   if (!traefikGuest) return out;
-  const dashboardPassword = traefikGuest.role?.type === "traefik" && traefikGuest.role.dashboard ? secret("traefikDashboardPassword") : undefined;
-  const traefik = new Traefik("traefik", { ...tierArgs(traefikGuest), caRootPem: ca.rootPem, acmeDirectoryUrl: ca.acmeDirectoryUrl, ...(dashboardPassword ? { dashboardPassword } : {}) });
+  const dashboardPassword = traefikGuest.role.dashboard ? secret("traefikDashboardPassword") : undefined;
+  const traefik = new Traefik(
+    "traefik",
+    { guest: traefikGuest, ...tierArgs(traefikGuest), caRootPem: ca.rootPem, acmeDirectoryUrl: ca.acmeDirectoryUrl, ...(dashboardPassword ? { dashboardPassword } : {}) },
+    movedUnder(tier()),
+  );
   const gatewayGuest = withRole("nginx-gateway");
   if (!gatewayGuest) return out;
-  const gateway = new NginxGateway("gateway", { ...tierArgs(gatewayGuest), caRootPem: ca.rootPem, caUrl: ca.caUrl, traefik: traefik.address, traefikInstall: traefik.install });
+  const gateway = new NginxGateway(
+    "gateway",
+    { guest: gatewayGuest, ...tierArgs(gatewayGuest), caRootPem: ca.rootPem, caUrl: ca.caUrl, traefik: traefik.address, traefikInstall: traefik.install },
+    movedUnder(tier()),
+  );
   return { ...out, gatewayUrl: gateway.url, gateway: { address: guestIp(gatewayGuest), ready: gateway.install.ready } };
 }
 

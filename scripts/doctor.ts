@@ -19,8 +19,12 @@ import { diagnose } from "./doctor/diagnose";
 import { KERNEL_MODULE_COMMAND, kernelModuleCheck } from "./doctor/kernel-modules";
 import { planDoctor, type Address, type OutputsJson } from "./doctor/plan";
 import { renderJson, renderTable } from "./doctor/report";
+import { backendTelemetry, telemetrySource } from "./doctor/telemetry";
 import { runChecks, type Channels } from "./doctor/run";
 import { runCli } from "./cli";
+import { drillFindings } from "./doctor/restore-drill";
+import { stackApi } from "./stack-guest";
+import type { PveApi } from "../providers/pve";
 
 export interface DoctorArgs {
   stack: string;
@@ -28,6 +32,8 @@ export interface DoctorArgs {
   outputs?: string;
   ca?: string;
   sshKey?: string;
+  /** A guest (name or vmid) whose newest backup is restored into a scratch guest and checked (scripts/doctor/restore-drill.ts). */
+  restoreDrill?: string;
 }
 
 export interface DoctorDeps {
@@ -38,9 +44,11 @@ export interface DoctorDeps {
   stackOutputs?(stack: string): Promise<string | undefined>;
   resolve?: (a: Address) => Address;
   now?: () => Date;
+  /** A token client for the stack's API, for the restore drill. */
+  api?(config: StackConfig, args: DoctorArgs): Promise<PveApi>;
 }
 
-const USAGE = "usage: npm run doctor -- <stack> [--json] [--outputs <outputs.json>] [--ca <root.pem>] [--ssh-key <private key>]";
+const USAGE = "usage: npm run doctor -- <stack> [--json] [--outputs <outputs.json>] [--ca <root.pem>] [--ssh-key <private key>] [--restore-drill <guest>]";
 
 export function parseArgs(argv: readonly string[]): DoctorArgs | string {
   const rest = [...argv];
@@ -48,7 +56,11 @@ export function parseArgs(argv: readonly string[]): DoctorArgs | string {
   while (rest.length > 0) {
     const a = rest.shift()!;
     if (a === "--json") args.json = true;
-    else if (a === "--outputs" || a === "--ca" || a === "--ssh-key") {
+    else if (a === "--restore-drill") {
+      const value = rest.shift();
+      if (!value) return `--restore-drill needs a guest name or vmid\n${USAGE}`;
+      args.restoreDrill = value;
+    } else if (a === "--outputs" || a === "--ca" || a === "--ssh-key") {
       const value = rest.shift();
       if (!value) return `${a} needs a file\n${USAGE}`;
       args[a === "--outputs" ? "outputs" : a === "--ca" ? "ca" : "sshKey"] = value;
@@ -96,7 +108,26 @@ export async function runDoctor(argv: readonly string[], deps: DoctorDeps): Prom
     else notes.push(`node ${preflight.finding.check}: ${preflight.finding.detail}`);
     if (preflight.diagnosis) diagnoses.unshift(preflight.diagnosis);
   }
-  const report = { ok: diagnoses.length === 0, notes, findings, diagnoses };
+  if (args.restoreDrill !== undefined) {
+    if (!deps.api) return { code: 2, text: "the restore drill needs the API, which this doctor was not given" };
+    const drill = await drillFindings(checked.config, args.restoreDrill, plan.checks, channels, await deps.api(checked.config, args));
+    findings.push(...drill.findings);
+    diagnoses.push(...drill.diagnoses);
+  }
+  // What Prometheus and Loki on the ops guest saw of each failing backend (scripts/doctor/telemetry.ts).
+  const source = telemetrySource(checked.config);
+  if (source) {
+    const now = (deps.now ?? (() => new Date()))();
+    await Promise.all(
+      diagnoses.map(async (d) => {
+        const ctx = plan.contexts.get(d.service);
+        if (ctx) d.telemetry = await backendTelemetry(ctx, source, { resolve: deps.resolve ?? ((a) => a), now });
+      }),
+    );
+  }
+  // In a cluster, each service is labelled and grouped by the node its guest runs on (scripts/doctor/report.ts).
+  const nodes = checked.config.proxmox.nodes.length > 1 ? Object.fromEntries([...plan.contexts].map(([service, ctx]) => [service, ctx.node])) : undefined;
+  const report = { ok: diagnoses.length === 0, notes, findings, diagnoses, ...(nodes ? { nodes } : {}) };
   return { code: report.ok ? 0 : 1, text: args.json ? renderJson(report) : renderTable(report) };
 }
 
@@ -144,6 +175,7 @@ if (require.main === module) {
     const { code, text } = await runDoctor(argv, {
       cwd,
       channels: (config, args) => sshChannels(config, args, cwd),
+      api: (config, args) => stackApi(cwd, args.stack, config),
       stackOutputs: (stack) =>
         run("pulumi", ["stack", "output", "--json", "--show-secrets", "--stack", stack], { cwd, maxBuffer: 16 * 1024 * 1024 }).then(
           (r) => r.stdout,

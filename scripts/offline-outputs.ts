@@ -9,6 +9,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { formatStepCaOutput, parseStepCaOutput } from "../components/core/step-ca.render";
+import { SECRET_PLACEHOLDER } from "../stacks/placeholder";
 import type { StackConfig } from "../stacks/schema";
 
 // CN is at most 64 characters.
@@ -37,6 +38,8 @@ export function offlineOutputs(config: StackConfig): (name: string, inputs: Reco
       return { cards: (inputs.addresses as string[]).map((address) => ({ address, iommuGroup: 0, functions: [{ path: address, id: "0000:0000" }] })) };
     }
     if (name === "step-ca-install-run") return { stdout: ca.stdout };
+    // bpg's token value is `<user>!<name>=<secret>` (components/observability/exporters.render.ts); offline the secret part is the placeholder.
+    if (name.endsWith("-pve-token")) return { value: `${String(inputs.userId)}!${String(inputs.tokenName)}=${SECRET_PLACEHOLDER}` };
     // The publisher's SHA256SUMS is read at apply; offline the digest is a visibly fake one.
     if (name.endsWith("-checksum")) return { sha256: typeof inputs.sha256 === "string" ? inputs.sha256 : "0".repeat(64) };
     return {};

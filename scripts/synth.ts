@@ -12,6 +12,7 @@ import * as path from "node:path";
 import { OFFLINE_ENV, SECRET_PLACEHOLDER } from "../stacks/engine";
 import { PlacedError, type ErrorPlace } from "../stacks/errors";
 import { formatIssues, readStackFile, validateStack } from "../stacks/load";
+import { renderTailscalePolicy, TAILSCALE_POLICY_FILE } from "../stacks/tailscale";
 import { runCli } from "./cli";
 import { offlineOutputs, PLACEHOLDER_CA_CN } from "./offline-outputs";
 import { runOffline } from "./offline-program";
@@ -82,6 +83,9 @@ export async function synth(stack: string | undefined, cwd: string, outRoot = pa
     const dot = renderDot(checked.config, resources);
     fs.writeFileSync(path.join(outDir, "graph.dot"), dot);
     fs.writeFileSync(path.join(outDir, "graph.svg"), execFileSync("dot", ["-Tsvg"], { input: dot }));
+    // The tailnet policy for the user to apply in Tailscale's admin console (stacks/tailscale.ts).
+    const policy = renderTailscalePolicy(checked.config);
+    if (policy !== undefined) fs.writeFileSync(path.join(outDir, TAILSCALE_POLICY_FILE), policy);
     for (const f of files) {
       fs.mkdirSync(path.dirname(f.target), { recursive: true });
       fs.writeFileSync(f.target, f.content);

@@ -9,6 +9,7 @@
  */
 import { ipToInt, parseCidr, subnetOf } from "./net";
 import { guestAddress } from "./plan";
+import { opsGuest, scrapePoints, type ScrapePoint } from "./scrape";
 import type { FirewallRule, Guest, StackConfig } from "./schema";
 
 /** One rule a macro expands to (its action is the rule's). */
@@ -141,9 +142,11 @@ export function ifaceProblem(scope: RuleScope, iface: string): string | undefine
 
 // --- Evaluation ---------------------------------------------------------------
 
-/** A TCP connection to evaluate: from every address of `source` (an IP or CIDR) to port `port` of `dest`. */
+/** A connection to evaluate: from every address of `source` (an IP or CIDR) to port `port` of `dest`. */
 export interface Probe {
   direction: "in" | "out";
+  /** TCP unless said. */
+  proto?: "tcp" | "udp";
   port: number;
   source: string;
   /** undefined when unknown (a DHCP guest): a rule restricting dest is then undecidable. */
@@ -187,17 +190,19 @@ function portIn(spec: string, port: number): boolean {
   });
 }
 
-/** Protocol and ports for TCP to `port`; no proto matches every protocol (no -p). A source-port restriction matches only some connections. */
-function portsMatch(proto: string | number | undefined, dport: string | undefined, sport: string | undefined, port: number): Match {
-  if (proto !== undefined && String(proto) !== "tcp" && String(proto) !== "6") return "none";
+const PROTO_NUMBER = { tcp: "6", udp: "17" } as const;
+
+/** Protocol and ports for `want` (tcp or udp) to `port`; no proto matches every protocol (no -p). A source-port restriction matches only some connections. */
+function portsMatch(proto: string | number | undefined, dport: string | undefined, sport: string | undefined, port: number, want: "tcp" | "udp" = "tcp"): Match {
+  if (proto !== undefined && String(proto) !== want && String(proto) !== PROTO_NUMBER[want]) return "none";
   if (dport !== undefined && !portIn(dport, port)) return "none";
   return sport === undefined ? "all" : "some";
 }
 
-function macroMatch(name: string, port: number): Match {
+function macroMatch(name: string, port: number, want: "tcp" | "udp"): Match {
   const canonical = canonicalMacro(name);
   if (canonical === undefined) return "unknown";
-  return anyOf(PVE_MACROS[canonical]!.map((m) => portsMatch(m.proto, m.dport, m.sport, port)));
+  return anyOf(PVE_MACROS[canonical]!.map((m) => portsMatch(m.proto, m.dport, m.sport, port, want)));
 }
 
 /** [first, last] address of an IP or CIDR. */
@@ -244,7 +249,7 @@ function ruleMatch(rule: FirewallRule, probe: Probe): Match {
   if (rule.type !== probe.direction || !rule.enabled) return "none";
   if (rule.iface !== undefined && rule.iface !== probe.iface) return "none";
   return allOf([
-    rule.macro !== undefined ? macroMatch(rule.macro, probe.port) : portsMatch(rule.proto, rule.dport, rule.sport, probe.port),
+    rule.macro !== undefined ? macroMatch(rule.macro, probe.port, probe.proto ?? "tcp") : portsMatch(rule.proto, rule.dport, rule.sport, probe.port, probe.proto ?? "tcp"),
     rule.source === undefined ? "all" : addressMatch(rule.source, probe.source),
     rule.dest === undefined ? "all" : addressMatch(rule.dest, probe.dest),
   ]);
@@ -262,6 +267,47 @@ export function firstMatch(chain: readonly ChainEntry[], probe: Probe): Outcome 
     if (match === "some" && entry.rule.action !== "ACCEPT") return { by: "rule", entry, partly: true };
   }
   return { by: "policy" };
+}
+
+/** Whether any part of a probe can pass a chain, and what lets it (a rule, or the policy when `entry` is absent). */
+export type Passage = { accepted: boolean; entry?: ChainEntry; unknown?: ChainEntry };
+
+/**
+ * The question isolation asks, over the same walk as firstMatch: can any packet of the probe pass?
+ * An ACCEPT covering part of the probe lets that part through; a DROP/REJECT covering part of it
+ * lets the rest go on to the next rule; the policy takes what no rule decided.
+ */
+export function anyAccepted(chain: readonly ChainEntry[], probe: Probe, policy: string): Passage {
+  for (const entry of chain) {
+    const match = ruleMatch(entry.rule, probe);
+    if (match === "unknown") return { accepted: true, unknown: entry };
+    if (match === "all") return { accepted: entry.rule.action === "ACCEPT", entry };
+    if (match === "some" && entry.rule.action === "ACCEPT") return { accepted: true, entry };
+  }
+  return { accepted: policy === "ACCEPT" };
+}
+
+/**
+ * Ports at which a chain's decision can change, per protocol: 1, 65535 and both edges of every
+ * port range its rules and their macros name. Between two of them every rule matches alike, so
+ * probing these (and one beyond each edge) covers every port.
+ */
+export function boundaryPorts(chains: ReadonlyArray<readonly ChainEntry[]>): number[] {
+  const ports = new Set([1, 65535]);
+  const add = (spec: string | undefined) => {
+    for (const part of (spec ?? "").split(",").filter((p) => /^\d+(:\d+)?$/.test(p))) {
+      const [lo, hi] = part.split(":").map(Number) as [number, number | undefined];
+      for (const p of [lo - 1, lo, hi ?? lo, (hi ?? lo) + 1]) if (p >= 1 && p <= 65535) ports.add(p);
+    }
+  };
+  for (const chain of chains) {
+    for (const { rule } of chain) {
+      add(rule.dport);
+      const macro = rule.macro === undefined ? undefined : canonicalMacro(rule.macro);
+      for (const m of macro === undefined ? [] : PVE_MACROS[macro]!) add(m.dport);
+    }
+  }
+  return [...ports].sort((a, b) => a - b);
 }
 
 // --- The chains Phoenix deploys -------------------------------------------------
@@ -300,15 +346,40 @@ export function nfsRules(config: StackConfig): ListEntry[] {
   );
 }
 
-/** The node's own rule list as Phoenix deploys it; the NFS ACCEPTs only on the node that exports. */
-export function nodeRuleList(config: StackConfig, node: string): ListEntry[] {
-  const hostNode = config.host.node ?? config.proxmox.nodes[0]?.name;
-  return [{ group: ADMIN_GROUP }, ...(node === hostNode ? nfsRules(config) : []), { group: NODE_GROUP }];
+/**
+ * The ACCEPTs that let the ops guest's Prometheus reach the exporters on one machine (the host
+ * node or a guest), one per port, derived from the same list the scrape configuration is built
+ * from (stacks/scrape.ts), so the user declares none of them. None without an ops guest with a
+ * static address, and none on the ops guest itself (it scrapes itself on its loopback, which no
+ * PVE chain sees).
+ */
+export function scrapeRules(config: StackConfig, on: Guest | "host"): ListEntry[] {
+  const ops = opsGuest(config);
+  const source = ops && guestAddress(ops);
+  if (!ops || !source || (on !== "host" && on.vmid === ops.vmid)) return [];
+  const same = (p: ScrapePoint) => (p.on === "host" ? on === "host" : on !== "host" && p.on.vmid === on.vmid);
+  const jobsByPort = new Map<number, string[]>();
+  for (const p of scrapePoints(config).filter(same)) jobsByPort.set(p.port, [...new Set([...(jobsByPort.get(p.port) ?? []), p.job])]);
+  const where = on === "host" ? "host" : `guests[${config.guests.indexOf(on)}]`;
+  return [...jobsByPort].map(([port, jobs]) => ({
+    rule: accept(String(port), source, `phoenix: ${jobs.join(", ")} metrics, scraped by the ops guest`),
+    path: `${where} (derived: scraped by the ops guest, guests[${config.guests.indexOf(ops)}])`,
+  }));
 }
 
-/** A guest's rule list as Phoenix deploys it: its security groups first, then its own rules. `at`: the guest's config path. */
-export function guestRuleList(guest: Pick<Guest, "firewall">, at = "guest"): ListEntry[] {
-  return [...guest.firewall.groups.map((group) => ({ group })), ...guest.firewall.rules.map((rule, j) => ({ rule, path: `${at}.firewall.rules[${j}]` }))];
+/** The node's own rule list as Phoenix deploys it; the NFS ACCEPTs and the ops guest's scrape only on the node Phoenix prepares. */
+export function nodeRuleList(config: StackConfig, node: string): ListEntry[] {
+  const hostNode = config.host.node ?? config.proxmox.nodes[0]?.name;
+  return [{ group: ADMIN_GROUP }, ...(node === hostNode ? [...nfsRules(config), ...scrapeRules(config, "host")] : []), { group: NODE_GROUP }];
+}
+
+/**
+ * A guest's rule list as Phoenix deploys it: its security groups first, then its own rules, then
+ * the rules Phoenix derives for it (`derived`: scrapeRules), after the user's so that a DROP the
+ * user declares still wins. `at`: the guest's config path.
+ */
+export function guestRuleList(guest: Pick<Guest, "firewall">, at = "guest", derived: readonly ListEntry[] = []): ListEntry[] {
+  return [...guest.firewall.groups.map((group) => ({ group })), ...guest.firewall.rules.map((rule, j) => ({ rule, path: `${at}.firewall.rules[${j}]` })), ...derived];
 }
 
 /** The rules of a security group, Phoenix's or the configuration's, each with its config path. */
@@ -349,5 +420,5 @@ export function hostNodeChain(config: StackConfig): ChainEntry[] {
 
 /** A guest's chain (both directions: the probe picks). Datacenter rules never apply to guests: enable_host_firewall alone compiles them. */
 export function guestChain(config: StackConfig, guest: Guest): ChainEntry[] {
-  return flatten(config, guestRuleList(guest, `guests[${config.guests.indexOf(guest)}]`));
+  return flatten(config, guestRuleList(guest, `guests[${config.guests.indexOf(guest)}]`, scrapeRules(config, guest)));
 }

@@ -6,11 +6,14 @@
 import * as fs from "node:fs";
 import { parse as parseYaml } from "yaml";
 import type { z } from "zod";
+import { engineConfigOverflow, engineConfigOverflowMessage } from "./engine-env";
 import { parseFailure, PlacedError } from "./errors";
 import { projectFileIssues, type ProjectFileUse } from "./project-files";
-import { dockerSecretIssues, findPlainTextSecrets, knownSecretKeys, MACHINE_KEYS, requiredSecrets, setSecretCommand, WELL_KNOWN_SECRETS, type SecretNeed } from "./secrets";
+import { backupSecretIssues, dockerSecretIssues, findPlainTextSecrets, knownSecretKeys, MACHINE_KEYS, requiredSecrets, setSecretCommand, WELL_KNOWN_SECRETS, type SecretNeed } from "./secrets";
 import { roleSchema, stackSchema, UNKNOWN, type StackConfig } from "./schema";
 import { crossValidate, type ConfigIssue, type Unchecked } from "./validate";
+import { expandTemplateCopies } from "./cluster";
+import { applyPlacement, placementPlan } from "./placement";
 
 export const NAMESPACE = "phoenix";
 export { MACHINE_KEYS };
@@ -53,6 +56,9 @@ export function validateStack(raw: RawStack, options: LoadOptions): LoadResult {
   const tooDeep = MACHINE_KEYS.filter((key) => depthOf(machine[key]) > MAX_DEPTH);
   if (tooDeep.length > 0) return { ok: false, issues: tooDeep.map((path) => ({ path, message: `nests deeper than ${MAX_DEPTH} levels, which no Phoenix setting does` })) };
 
+  const overflow = engineConfigOverflow(raw, NAMESPACE);
+  if (overflow) issues.push({ path: overflow.largest, message: engineConfigOverflowMessage(overflow) });
+
   for (const path of findPlainTextSecrets(machine, "")) {
     issues.push({ path, message: `a secret is written into the machine description: remove it and keep it as its own secret key (${setSecretCommand("<key>")}); for a Docker stack variable, map it in secretEnv` });
   }
@@ -70,7 +76,10 @@ export function validateStack(raw: RawStack, options: LoadOptions): LoadResult {
     // With only preview unknowns in the way, everything runs again at apply time.
     return issues.length > 0 ? { ok: false, issues } : { ok: "deferred", unknownPaths };
   }
-  const config = parsed.data;
+  // Guests placed by rule or by their GPUs get their node now, so every later rule and tier reads guest.node (stacks/placement.ts).
+  const placement = placementPlan(parsed.data);
+  issues.push(...placement.issues);
+  const config = applyPlacement(parsed.data, placement);
 
   const secretsSet = new Set<string>();
   const allowedSecrets = knownSecretKeys(config);
@@ -86,7 +95,7 @@ export function validateStack(raw: RawStack, options: LoadOptions): LoadResult {
     }
   }
 
-  issues.push(...crossValidate(config), ...dockerSecretIssues(config));
+  issues.push(...crossValidate(config), ...dockerSecretIssues(config), ...backupSecretIssues(config));
   const files = options.projectRoot === undefined ? { issues: [], missing: [] } : projectFileIssues(config, options.projectRoot, options.requireSecrets);
   issues.push(...files.issues);
 
@@ -101,7 +110,8 @@ export function validateStack(raw: RawStack, options: LoadOptions): LoadResult {
       issues.push({ path: need.path, message: `needs the secret phoenix:${need.key} (${need.why}), which is not set: run \`${setSecretCommand(need.key)}\`` });
     }
   }
-  return issues.length > 0 ? { ok: false, issues } : { ok: true, config, secretsSet, missingSecrets, missingFiles: files.missing };
+  // Per-node template copies become templates of their own, and guests clone the one on their node (stacks/cluster.ts).
+  return issues.length > 0 ? { ok: false, issues } : { ok: true, config: expandTemplateCopies(config), secretsSet, missingSecrets, missingFiles: files.missing };
 }
 
 const LIST_KEYS = ["templates", "guests", "services", "routes"] as const;

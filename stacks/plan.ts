@@ -134,7 +134,7 @@ export function implicitDependencies(g: Guest): number[] {
 
 /** Whether a guest is a Docker host, whose cloud-init user data trusts the internal CA (so it waits for Step-CA). */
 export function trustsInternalCa(g: Guest): g is Extract<Guest, { kind: "vm" }> {
-  return g.kind === "vm" && (g.role?.type === "portainer-server" || g.role?.type === "portainer-agent");
+  return g.kind === "vm" && (g.role?.type === "portainer-server" || g.role?.type === "portainer-agent" || g.role?.type === "compose-host");
 }
 
 /** One reason a guest is created after another. */

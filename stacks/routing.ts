@@ -7,31 +7,44 @@ import { guestAddress, modelsOf } from "./plan";
 import type { Guest, Role, Service, StackConfig } from "./schema";
 
 /**
+ * The part of the configuration routing reads: the guests, their services, the
+ * routes and the host's domain (and admin networks, for Traefik's dashboard).
+ * The core tier's renderers take this rather than a guest's own slice because
+ * every one of them renders a table across guests: Step-CA's policy names every
+ * guest with a certificate, Traefik's dynamic configuration every service, the
+ * gateway every route and the model map.
+ */
+export type RoutingConfig = Pick<StackConfig, "host" | "guests" | "services" | "routes">;
+
+/**
  * The zone of Traefik's names. Service hosts live in a sub-zone of their own so
  * that no name the gateway answers on (a route host, which users reach) is ever
  * also a name Traefik answers on: Step-CA validates each name at the one
  * address its /etc/hosts gives it (see acmeNames).
  */
-export function serviceZone(config: StackConfig): string {
+export function serviceZone(config: RoutingConfig): string {
   return `svc.${config.host.domain}`;
 }
 
 /** The host name a service is reached at through Traefik. */
-export function serviceHost(config: StackConfig, service: Service): string {
+export function serviceHost(config: RoutingConfig, service: Service): string {
   return `${service.name}.${serviceZone(config)}`;
 }
 
 /** The name of Traefik's dashboard, on its internal entry point. */
-export function dashboardHost(config: StackConfig): string {
+export function dashboardHost(config: RoutingConfig): string {
   return `traefik.${config.host.domain}`;
 }
 
 /** The gateway's own host name: routes without `host` are served there. */
-export function gatewayHost(config: StackConfig): string {
+export function gatewayHost(config: RoutingConfig): string {
   return config.host.domain;
 }
 
-export function guestOfRole<T extends Role["type"]>(config: StackConfig, type: T): Guest & { role: Extract<Role, { type: T }> } {
+/** A guest whose role is of one type. */
+export type GuestOfRole<T extends Role["type"]> = Guest & { role: Extract<Role, { type: T }> };
+
+export function guestOfRole<T extends Role["type"]>(config: RoutingConfig, type: T): GuestOfRole<T> {
   const guests = config.guests.filter((g) => g.role?.type === type);
   if (guests.length !== 1) throw new Error(`the stack needs exactly one guest with role ${type}, found ${guests.length}: set guests[].role.type`);
   return guests[0] as Guest & { role: Extract<Role, { type: T }> };
@@ -43,7 +56,7 @@ export function guestIp(guest: Guest): string {
   return ip;
 }
 
-function guestById(config: StackConfig, vmid: number): Guest {
+function guestById(config: RoutingConfig, vmid: number): Guest {
   const g = config.guests.find((x) => x.vmid === vmid);
   if (!g) throw new Error(`guest ${vmid} is not declared`);
   return g;
@@ -60,7 +73,7 @@ export interface Backend {
 }
 
 /** Every declared service as a Traefik backend (validation already refused loops and plain HTTP to TLS ports). */
-export function backends(config: StackConfig): Backend[] {
+export function backends(config: RoutingConfig): Backend[] {
   return config.services.map((service) => {
     const guest = guestById(config, service.guest);
     const backend: Backend = { service, host: serviceHost(config, service), url: `${service.scheme}://${guestIp(guest)}:${service.port}` };
@@ -78,12 +91,12 @@ export function backends(config: StackConfig): Backend[] {
  * Portainer server). It differs from the service host, which is Traefik's,
  * so the CA can validate each at the machine that really answers there.
  */
-export function ownCertificateName(config: StackConfig, guest: Guest): string | undefined {
+export function ownCertificateName(config: RoutingConfig, guest: Guest): string | undefined {
   return guest.role?.type === "portainer-server" ? `vm-${guest.vmid}.${config.host.domain}` : undefined;
 }
 
 /** The names the CA answers on: its configured names, or ca.<domain>. */
-export function caDnsNames(config: StackConfig, role: Extract<Role, { type: "step-ca" }>): string[] {
+export function caDnsNames(config: RoutingConfig, role: Extract<Role, { type: "step-ca" }>): string[] {
   return role.dnsNames.length > 0 ? role.dnsNames : [`ca.${config.host.domain}`];
 }
 
@@ -96,7 +109,7 @@ export interface ModelRoute {
 }
 
 /** Every model the stack serves, with the service that reaches the server serving it (validation guarantees one). */
-export function modelRoutes(config: StackConfig): ModelRoute[] {
+export function modelRoutes(config: RoutingConfig): ModelRoute[] {
   return config.guests.flatMap((guest) => {
     const port = guest.role?.type === "model-server" ? guest.role.server.port : undefined;
     const service = config.services.find((s) => s.guest === guest.vmid && s.port === port);
@@ -124,7 +137,7 @@ export interface AcmeName {
  *   - service hosts and the dashboard's name: Traefik, tls-alpn-01 (its resolver's tlsChallenge);
  *   - the Portainer server's own name: its VM, http-01 (step --standalone, components/docker/portainer.ts).
  */
-export function acmeNames(config: StackConfig): AcmeName[] {
+export function acmeNames(config: RoutingConfig): AcmeName[] {
   const out: AcmeName[] = [];
   const gateway = config.guests.find((g) => g.role?.type === "nginx-gateway");
   if (gateway) {
@@ -150,7 +163,7 @@ export function acmeNames(config: StackConfig): AcmeName[] {
  * the CA's own names, the dashboard, the Portainer server's name; and the whole
  * service zone, Traefik's. Pure on the config, for validation.
  */
-export function routeHostConflict(config: StackConfig, host: string): string | undefined {
+export function routeHostConflict(config: RoutingConfig, host: string): string | undefined {
   const h = host.toLowerCase();
   const zone = serviceZone(config);
   if (h === zone || h.endsWith(`.${zone}`)) return `the zone ${zone} holds Traefik's service hosts`;
@@ -168,7 +181,7 @@ export function routeHostConflict(config: StackConfig, host: string): string | u
  * at the guest that asked for it (acmeNames); Traefik and the gateway see the
  * CA's names at the CA.
  */
-export function internalHosts(config: StackConfig, role: "step-ca" | "traefik" | "nginx-gateway"): { ip: string; names: string[] }[] {
+export function internalHosts(config: RoutingConfig, role: "step-ca" | "traefik" | "nginx-gateway"): { ip: string; names: string[] }[] {
   const ca = guestOfRole(config, "step-ca");
   if (role !== "step-ca") return [{ ip: guestIp(ca), names: caDnsNames(config, ca.role) }];
   const entries = new Map<string, string[]>();

@@ -6,6 +6,7 @@
  */
 import { stackSchema, type StackConfig } from "./schema";
 import { guestLabel, rootOnlySettings, templateNesting, type ConfigIssue } from "./validate";
+import { backupSecretNeeds } from "./backup";
 
 /** The stack file's machine-description keys (phoenix:proxmox, phoenix:guests, ...). */
 export const MACHINE_KEYS = Object.keys(stackSchema.shape) as (keyof StackConfig)[];
@@ -17,7 +18,9 @@ export const WELL_KNOWN_SECRETS = {
   stepCaPassword: "the Step-CA admin provisioner password",
   modelApiKey: "the API key the model servers require",
   portainerAdminPassword: "the Portainer admin password",
+  portainerAgentSecret: "the secret the Portainer server and its agents share (AGENT_SECRET): 32 to 256 characters of letters, digits and . _ ~ + / = -, e.g. `openssl rand -hex 32`",
   traefikDashboardPassword: "the password of the Traefik dashboard's user admin (basicAuth)",
+  tailscaleAuthKey: "the Tailscale pre-auth key the guests with tailscale join with (tskey-auth-…), allowed to set their tags",
 } as const;
 
 export type WellKnownSecret = keyof typeof WELL_KNOWN_SECRETS;
@@ -39,6 +42,13 @@ export function dockerSecretIssues(config: StackConfig): ConfigIssue[] {
       path: use.path,
       message: `phoenix:${use.key} is one of Phoenix's own ${Object.hasOwn(WELL_KNOWN_SECRETS, use.key) ? "secrets" : "settings"}, which no Docker stack may receive: name a secret of the stack's own here (any other key, set with \`${setSecretCommand("<key>")}\`)`,
     }));
+}
+
+/** A PBS storage's password names a key of its own (read like a Docker stack's secret), never one of Phoenix's secrets or settings. */
+export function backupSecretIssues(config: StackConfig): ConfigIssue[] {
+  return backupSecretNeeds(config)
+    .filter((n) => !isDockerSecretKey(n.key))
+    .map((n) => ({ path: n.path, message: `phoenix:${n.key} is one of Phoenix's own secrets or settings: name a key of the PBS password's own (e.g. pbsPassword), set with \`${setSecretCommand("<key>")}\`` }));
 }
 
 function dockerSecretUses(config: StackConfig): Array<{ key: string; variable: string; stack: string; path: string }> {
@@ -79,13 +89,18 @@ export function requiredSecrets(config: StackConfig): SecretNeed[] {
       });
     }
     const role = guest.role;
+    if (guest.tailscale) needs.push({ key: "tailscaleAuthKey", path: `guests[${i}].tailscale`, why: WELL_KNOWN_SECRETS.tailscaleAuthKey });
     if (role?.type === "step-ca") needs.push({ key: "stepCaPassword", path: `guests[${i}].role`, why: WELL_KNOWN_SECRETS.stepCaPassword });
     if (role?.type === "traefik" && role.dashboard) needs.push({ key: "traefikDashboardPassword", path: `guests[${i}].role.dashboard`, why: WELL_KNOWN_SECRETS.traefikDashboardPassword });
-    if (role?.type === "portainer-server") needs.push({ key: "portainerAdminPassword", path: `guests[${i}].role`, why: WELL_KNOWN_SECRETS.portainerAdminPassword });
+    if (role?.type === "portainer-server") {
+      needs.push({ key: "portainerAdminPassword", path: `guests[${i}].role`, why: WELL_KNOWN_SECRETS.portainerAdminPassword });
+      needs.push({ key: "portainerAgentSecret", path: `guests[${i}].role`, why: WELL_KNOWN_SECRETS.portainerAgentSecret });
+    }
     if (role?.type === "model-server" && role.server.engine === "vllm" && role.server.requireApiKey) {
       needs.push({ key: "modelApiKey", path: `guests[${i}].role.server.requireApiKey`, why: WELL_KNOWN_SECRETS.modelApiKey });
     }
   });
+  needs.push(...backupSecretNeeds(config));
   for (const use of dockerSecretUses(config)) {
     if (isDockerSecretKey(use.key)) needs.push({ key: use.key, path: use.path, why: `${use.variable} of docker stack ${use.stack}` });
   }

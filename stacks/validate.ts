@@ -13,6 +13,10 @@ import { snippetStorage } from "./plan";
 import { routeHostConflict } from "./routing";
 import { bridgeNetwork, gpuAllocation, guestAddress, orderingEdges, templateVersion, type OrderEdge } from "./plan";
 import { poolTopologies, UNKNOWN, type Guest, type Host, type StackConfig, type Template, type FirewallRule } from "./schema";
+import { hardeningIssues, isolationIssues } from "./isolation";
+import { tailscaleIssues } from "./tailscale";
+import { backupIssues } from "./backup";
+import { clusterIssues, nodeHost, poolNodeOf } from "./cluster";
 import { ADMIN_GROUP, canonicalMacro, firstMatch, guestChain, hostNodeChain, ifaceProblem, NODE_GROUP, type Outcome, type RuleScope } from "./firewall-rules";
 
 export interface ConfigIssue {
@@ -62,6 +66,12 @@ export function crossValidate(config: StackConfig, unchecked: Unchecked = NOTHIN
   checkRoles(ctx, report);
   checkServicesAndRoutes(ctx, report);
   checkFirewall(ctx, report);
+  // East-west isolation, the seed's hardening checklist and the tailnet (stacks/isolation.ts, stacks/tailscale.ts).
+  for (const issue of [...isolationIssues(config), ...hardeningIssues(config), ...tailscaleIssues(config)]) report(issue.path, issue.message);
+  // Backup jobs and snapshot policies (stacks/backup.ts).
+  for (const issue of backupIssues(config)) report(issue.path, issue.message);
+  // Nodes, storages, template reachability and HA across the cluster (stacks/cluster.ts).
+  for (const issue of clusterIssues(config)) report(issue.path, issue.message);
   return issues;
 }
 
@@ -165,7 +175,8 @@ function checkNetwork(ctx: Context, report: Report): void {
 function checkStorageAndZfs(ctx: Context, report: Report): void {
   const { zfs } = ctx.config.host;
   const pools = new Set(zfs.pools.map((p) => p.name));
-  duplicates(zfs.pools.map((p, i) => ({ key: p.name, path: `host.zfs.pools[${i}].name` })), (path, first) => report(path, `pool declared twice (first at ${first})`));
+  // A pool name is per node: each node may have its own pool of the same name (stacks/cluster.ts).
+  duplicates(zfs.pools.map((p, i) => ({ key: `${poolNodeOf(ctx.config, p)}/${p.name}`, path: `host.zfs.pools[${i}].name` })), (path, first) => report(path, `pool declared twice on its node (first at ${first})`));
   const disks: { key: string; path: string }[] = [];
   zfs.pools.forEach((p, i) => {
     const min = poolTopologies[p.topology];
@@ -173,9 +184,9 @@ function checkStorageAndZfs(ctx: Context, report: Report): void {
     if (!fits) {
       report(`host.zfs.pools[${i}].disks`, `pool ${p.name}: ${p.topology} needs ${p.topology === "single" ? "exactly 1 disk" : `at least ${min} disks`}, ${p.disks.length} declared`);
     }
-    p.disks.forEach((d, j) => disks.push({ key: d, path: `host.zfs.pools[${i}].disks[${j}]` }));
+    p.disks.forEach((d, j) => disks.push({ key: `${poolNodeOf(ctx.config, p)}:${d}`, path: `host.zfs.pools[${i}].disks[${j}]` }));
   });
-  duplicates(disks, (path, first, disk) => report(path, `disk ${disk} is already in ${first}: a disk belongs to one pool`));
+  duplicates(disks, (path, first, disk) => report(path, `disk ${disk.slice(disk.indexOf(":") + 1)} is already in ${first}: a disk belongs to one pool`));
   duplicates(zfs.datasets.map((d, i) => ({ key: `${d.pool}/${d.name}`, path: `host.zfs.datasets[${i}]` })), (path, first, ds) => report(path, `dataset ${ds} declared twice (first at ${first})`));
   zfs.datasets.forEach((d, i) => {
     if (!pools.has(d.pool)) report(`host.zfs.datasets[${i}].pool`, `dataset ${d.name}: pool '${d.pool}' is not declared in host.zfs.pools`);
@@ -222,7 +233,7 @@ const LINK_CLONE_STORAGE_TYPES: ReadonlySet<string> = new Set(["zfspool", "lvmth
 /**
  * A clone starts at its template's disk and grows from there (a disk never shrinks: LXC.pm:2402),
  * keeps its template's privilege (bpg's `unprivileged` forces a new container: container.go:1156,
- * components/guest/replacement.ts), and a container template lives where linked clones can be made.
+ * stacks/replacement.ts), and a container template lives where linked clones can be made.
  */
 function checkLinkedClones(ctx: Context, report: Report): void {
   const storageTypes = new Map<string, string | undefined>([
@@ -501,7 +512,9 @@ function checkNfsExports(ctx: Context, report: Report): void {
 }
 
 function checkSshNeeds(ctx: Context, report: Report): void {
-  const { host, proxmox } = ctx.config;
+  // host.node's share of the host section; the other nodes' is checked in stacks/cluster.ts.
+  const host = nodeHost(ctx.config, ctx.hostNode);
+  const { proxmox } = ctx.config;
   const hasSsh = (node: string) => proxmox.nodes.some((n) => n.name === node && n.ssh);
   const nodeIndex = Math.max(0, proxmox.nodes.findIndex((n) => n.name === ctx.hostNode));
   const hostPrep = [
@@ -519,6 +532,9 @@ function checkSshNeeds(ctx: Context, report: Report): void {
     if (sshOnly.length > 0 && !hasSsh(node)) report(`guests[${i}]`, `${guestLabel(g)}: ${sshOnly.join(", ")} need SSH to node ${node} (the API cannot set them): configure proxmox.nodes[].ssh for it`);
     if (g.kind === "lxc" && g.role && !hasSsh(node)) {
       report(`guests[${i}].role`, `${guestLabel(g)}: its ${g.role.type} software is installed inside the container through node ${node} (pct exec over SSH): configure proxmox.nodes[].ssh for it`);
+    }
+    if (g.kind === "vm" && (g.role?.type === "portainer-server" || g.role?.type === "portainer-agent") && !hasSsh(node)) {
+      report(`guests[${i}].role`, `${guestLabel(g)}: Portainer's agent secret is put into the VM through node ${node} (qm guest exec over SSH): configure proxmox.nodes[].ssh for it`);
     }
   });
 }
@@ -557,7 +573,7 @@ function checkRoles(ctx: Context, report: Report): void {
       if (g.network.ip === "dhcp") report(`guests[${i}].network.ip`, `${guestLabel(g)}: the observability guest needs a static address, which the scrape targets' firewalls name`);
       if (ctx.unchecked.guests.size === 0 && !ctx.config.guests.some((x) => x.role?.type === "step-ca")) report(`${path}.type`, `${guestLabel(g)}: its TLS probes verify every endpoint against the internal CA: declare a guest with role step-ca`);
     }
-    if ((role.type === "portainer-server" || role.type === "portainer-agent") && g.kind !== "vm") {
+    if ((role.type === "portainer-server" || role.type === "portainer-agent" || role.type === "compose-host") && g.kind !== "vm") {
       report(`${path}.type`, `${guestLabel(g)}: ${role.type} runs Docker and belongs on a VM (kind: vm)`);
     }
     if (role.type === "portainer-agent") {
@@ -572,11 +588,17 @@ function checkRoles(ctx: Context, report: Report): void {
     report("host.snippetStorage", `storage '${host.snippetStorage}' cannot hold the VMs' cloud-init user data: it must be a dir storage of a dataset in host.zfs.datasets, or local, with snippets content; ${choose}`);
   }
   ctx.config.guests.forEach((g, i) => {
-    if (g.kind === "vm" && (g.role?.type === "portainer-server" || g.role?.type === "portainer-agent") && host.snippetStorage === undefined) {
+    if (g.kind === "vm" && (g.role?.type === "portainer-server" || g.role?.type === "portainer-agent" || g.role?.type === "compose-host") && host.snippetStorage === undefined) {
       report(`guests[${i}].role`, `${guestLabel(g)}: a Docker host is set up by cloud-init user data, which Phoenix writes to the storage host.snippetStorage names: ${choose}`);
     }
-    if (g.kind === "vm" && g.dockerStacks.length > 0 && g.role?.type !== "portainer-agent") {
-      report(`guests[${i}].dockerStacks`, `${guestLabel(g)}: Docker stacks are deployed through Portainer: give this VM role portainer-agent`);
+    if (g.kind === "vm" && g.dockerStacks.length > 0 && g.role?.type !== "portainer-agent" && g.role?.type !== "compose-host") {
+      report(`guests[${i}].dockerStacks`, `${guestLabel(g)}: Docker stacks are deployed through Portainer: give this VM role portainer-agent, or role compose-host to start them from its user data`);
+    }
+    // A compose host's stacks start from its user data, which lives on the node's snippet storage in plain text.
+    if (g.kind === "vm" && g.role?.type === "compose-host") {
+      g.dockerStacks.forEach((st, s) => {
+        if (Object.keys(st.secretEnv).length > 0) report(`guests[${i}].dockerStacks[${s}].secretEnv`, `${guestLabel(g)}: a compose host's stacks are started from cloud-init user data, which the node keeps in plain text, so they take no secrets: deploy this stack through Portainer (role portainer-agent) or drop secretEnv`);
+      });
     }
   });
 }

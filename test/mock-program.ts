@@ -28,6 +28,8 @@ function mockOutputs(name: string, inputs: Record<string, unknown>): Record<stri
   if (name.endsWith("-nvidia")) return MOCK_NVIDIA;
   if (name === "step-ca-install-run") return { stdout: MOCK_CA.stdout };
   if (name.endsWith("-checksum")) return { sha256: "c".repeat(64) };
+  // bpg's token value: `<user>!<name>=<secret>` (proxmox/access/user_token.go CreateUserToken).
+  if (name.endsWith("-pve-token")) return { value: `${String(inputs.userId)}!${String(inputs.tokenName)}=00000000-0000-4000-8000-000000000000` };
   if (name.endsWith("-gpu-functions")) {
     const cards = (inputs.addresses as string[]).map((address, i) => ({
       address,

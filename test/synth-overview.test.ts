@@ -58,7 +58,7 @@ describe("the guest-level overview in plan.md", () => {
       sg_models: ["g801", "g802", "g914", "g917"],
       sg_docker: ["g1001", "g1002", "s1002_0", "s1002_1", "s1002_2"],
       sg_observability: ["g104"],
-      sg_routes: ["r4", "r5", "r6", "r7", "r_model"],
+      sg_routes: ["r4", "r5", "r6", "r7", "r8", "r_model"],
     });
     const has = (start: string, end: string, label?: string) => expect(edges.some((e) => e.start === start && e.end === end && (label === undefined || drawn(e.text) === label)), `${start} -> ${end}`).toBe(true);
     // templates → templates → guests

@@ -1,5 +1,6 @@
 /** What LxcGuest and VmGuest derive the same way from a guest's declaration. */
 import type * as pulumi from "@pulumi/pulumi";
+import type { ListEntry } from "../../stacks/firewall-rules";
 import type { Guest } from "../../stacks/schema";
 
 /** Defaults a guest takes from the host when it declares none. */
@@ -12,6 +13,8 @@ export interface GuestContext {
   gateway?: string;
   dnsServers: string[];
   domain: string;
+  /** Firewall rules Phoenix derives for the guest, after its own (stacks/firewall-rules.ts scrapeRules). */
+  derivedRules?: readonly ListEntry[];
 }
 
 export interface ResolvedNetwork {
@@ -67,8 +70,28 @@ export function guestResourceName(g: { kind: "lxc" | "vm"; vmid: number; name: s
  * (https://www.pulumi.com/docs/iac/concepts/resources/options/protect/). When a replacement is
  * allowed it deletes first: create-before-delete would clone onto the vmid still in use, which
  * bpg adopts as "already exists" before Pulumi deletes the "old" guest, the same one
- * (components/guest/replacement.ts).
+ * (stacks/replacement.ts).
  */
 export function guestOptions(g: Guest): Pick<pulumi.CustomResourceOptions, "protect" | "deleteBeforeReplace" | "aliases"> {
   return { protect: !g.allowDestroy && g.allowReplace.length === 0, deleteBeforeReplace: true, aliases: [{ name: guestResourceName(g) }] };
 }
+
+/**
+ * The clone block of a guest: from the template on its own node, or, for a template on shared
+ * storage on another node, from that node. bpg v0.111.1 then sends the clone to the template's
+ * node with `target` = the guest's (proxmoxtf/resource/container/container.go:1334-1338;
+ * vm/vm.go:2389-2418 when the template's disks are all on shared storage, else clone there and
+ * migrate :2420-2456). Without a node of its own the block is what it always was, so a guest
+ * cloning on its own node has the same inputs as before.
+ */
+export function cloneOf(template: number, templateNode: string | undefined, node: string): { vmId: number; full: boolean; nodeName?: string } {
+  return { vmId: template, full: false, ...(templateNode !== undefined && templateNode !== node ? { nodeName: templateNode } : {}) };
+}
+
+/**
+ * clone.node_name is ForceNew (container.go:242-248, vm.go:615-621) yet matters only at the
+ * clone: a VM migrated to another node (`migrate: true`) would otherwise gain or lose it and be
+ * destroyed and cloned anew. Pulumi keeps the state's value (its absence included) on updates
+ * (pkg/resource/deploy/step_generator.go processIgnoreChanges, properties_path.go reset).
+ */
+export const CLONE_IGNORED = ["clone.nodeName"];

@@ -19,6 +19,7 @@
 import * as proxmox from "@muhlba91/pulumi-proxmoxve";
 import * as pulumi from "@pulumi/pulumi";
 import { GuestDisk } from "../../providers/guest/guest-disk";
+import { GuestSnapshot } from "../../providers/guest/guest-snapshot";
 import { LxcRootConfig, type RootTransport } from "../../providers/guest/lxc-root-config";
 import type { ApiAccess } from "../../providers/hardware/gpu-functions";
 import { hostIdOf, planIdmap } from "../../stacks/idmap";
@@ -26,8 +27,9 @@ import type { Gpu, Host, LxcGuest as LxcGuestConfig } from "../../stacks/schema"
 import { rootOnlySettings } from "../../stacks/validate";
 import { guestAddress } from "../../stacks/plan";
 import { attachGuestFirewall } from "../firewall";
-import { guestDescription, guestOptions, guestResourceName, guestTags, resolveNetwork, startupOf, type GuestContext } from "./common";
+import { CLONE_IGNORED, cloneOf, guestDescription, guestOptions, guestResourceName, guestTags, resolveNetwork, startupOf, type GuestContext } from "./common";
 import { expectedGpuView, gpuDevices, type HostGpuInfo } from "./gpu";
+import type { ChangeSnapshotPolicy } from "./snapshot";
 
 export interface LxcGuestArgs {
   /** The guest as declared in the stack configuration. */
@@ -36,6 +38,8 @@ export interface LxcGuestArgs {
   context: GuestContext;
   /** vmid of the template this guest is a linked clone of. */
   template: number;
+  /** The template's node, when not the guest's: a template on shared storage (stacks/cluster.ts templateFor). */
+  templateNode?: string;
   /** The template's disk size: what a fresh clone has, and what bpg records for it. */
   templateDiskGiB: number;
   /** Whether the template has nesting on, which a clone keeps. */
@@ -50,6 +54,8 @@ export interface LxcGuestArgs {
   datasets: Host["zfs"]["datasets"];
   /** How root-only settings reach the node; required when the guest needs them. */
   rootTransport?: pulumi.Input<RootTransport>;
+  /** With it, a change of the root settings (not their first setting) comes after a snapshot of the guest (components/guest/snapshot.ts). */
+  snapshot?: ChangeSnapshotPolicy;
   /** Resources that must exist first: the template, the previous clone of it, host preparation, security groups. */
   dependsOn?: pulumi.Input<pulumi.Resource>[];
 }
@@ -78,18 +84,21 @@ export class LxcGuest extends pulumi.ComponentResource {
     const rootKeys = ["devicePassthroughs", "mountPoints", "idmaps", "features"];
 
     this.vmid = g.vmid;
+    // A node change would make bpg destroy the container (node_name is ForceNew): the destroy guard
+    // refuses it in preview with the procedure (stacks/replacement.ts).
+    const node = args.context.node;
     this.container = new proxmox.ContainerLegacy(
       label,
       {
-        nodeName: args.context.node,
+        nodeName: node,
         vmId: g.vmid,
         description: guestDescription(g),
         tags: guestTags(g),
-        clone: { vmId: args.template, full: false },
+        clone: cloneOf(args.template, args.templateNode, node),
         unprivileged: g.unprivileged,
         cpu: { cores: g.cores },
         memory: { dedicated: g.memoryMiB, swap: g.swapMiB },
-        // bpg never resizes a clone and records the template's size (components/guest/replacement.ts):
+        // bpg never resizes a clone and records the template's size (stacks/replacement.ts):
         // given that size, its state and this input always agree; GuestDisk grows the disk.
         disk: { datastoreId: g.storage, size: args.templateDiskGiB },
         networkInterfaces: [{ name: "eth0", bridge: net.bridge, firewall: true, macAddress: net.mac, vlanId: net.vlan }],
@@ -103,11 +112,11 @@ export class LxcGuest extends pulumi.ComponentResource {
         startup,
         started: true,
       },
-      { ...guestOptions(g), parent: this, dependsOn: args.dependsOn, ignoreChanges: byRoot ? rootKeys : [] },
+      { ...guestOptions(g), parent: this, dependsOn: args.dependsOn, ignoreChanges: [...(byRoot ? rootKeys : []), ...CLONE_IGNORED] },
     );
-    this.disk = new GuestDisk(`${label}-disk`, { api: args.api, node: args.context.node, vmid: g.vmid, disk: "rootfs", sizeGiB: g.diskGiB }, { parent: this, dependsOn: [this.container] });
+    this.disk = new GuestDisk(`${label}-disk`, { api: args.api, node, vmid: g.vmid, disk: "rootfs", sizeGiB: g.diskGiB }, { parent: this, dependsOn: [this.container] });
 
-    attachGuestFirewall(this, label, { node: args.context.node, vmid: g.vmid, kind: "lxc", firewall: g.firewall, address: guestAddress(g) }, { dependsOn: [this.container] }, guestResourceName(g));
+    attachGuestFirewall(this, label, { node: args.context.node, vmid: g.vmid, kind: "lxc", firewall: g.firewall, address: guestAddress(g), derived: args.context.derivedRules }, { dependsOn: [this.container] }, guestResourceName(g));
 
     this.machine = this.container;
     this.ready = this.disk;
@@ -123,26 +132,30 @@ export class LxcGuest extends pulumi.ComponentResource {
         };
       });
       const hostReport = pulumi.output(args.hostGpus).apply((host) => {
-        if (!host) throw new Error(`${label}: has GPUs but the host NVIDIA driver's report was not passed in`);
-        return host;
+        // Read only for a guest with GPUs: a host without lxc-shared GPUs has no driver report.
+        if (!host && g.gpus.length > 0) throw new Error(`${label}: has GPUs but the host NVIDIA driver's report was not passed in`);
+        return host!;
       });
       const devices = g.gpus.length === 0 ? [] : hostReport.apply((host) => gpuDevices(label, g.gpus, args.gpus, host));
       const verifyGpus = g.gpus.length === 0 ? undefined : hostReport.apply((host) => expectedGpuView(label, g.gpus, args.gpus, host));
+      const features = { nesting: g.features.nesting, keyctl: g.features.keyctl, fuse: g.features.fuse };
+      const rootSpec = pulumi.jsonStringify({ devices, mounts, features, idmap: idmap.ranges });
+      const snapshot = args.snapshot && new GuestSnapshot(`${label}-root-snapshot`, { ...args.snapshot, kind: "lxc", vmid: g.vmid, change: "root-settings", trigger: rootSpec }, { parent: this, dependsOn: [this.disk] });
       this.ready = new LxcRootConfig(
         `${label}-root`,
         {
           transport: args.rootTransport,
-          node: args.context.node,
+          node,
           vmid: g.vmid,
           devices,
           mounts,
-          features: { nesting: g.features.nesting, keyctl: g.features.keyctl, fuse: g.features.fuse },
+          features,
           idmap: idmap.ranges,
           subuid: idmap.subuid,
           subgid: idmap.subgid,
           verifyGpus,
         },
-        { parent: this, dependsOn: [this.disk], aliases: [{ name: `${guestResourceName(g)}-root` }] },
+        { parent: this, dependsOn: [this.disk, ...(snapshot ? [snapshot] : [])], aliases: [{ name: `${guestResourceName(g)}-root` }] },
       );
     }
     this.registerOutputs({ vmid: this.vmid });

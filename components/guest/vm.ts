@@ -8,7 +8,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { VmGuest as VmGuestConfig } from "../../stacks/schema";
 import { guestAddress } from "../../stacks/plan";
 import { attachGuestFirewall } from "../firewall";
-import { guestDescription, guestOptions, guestResourceName, guestTags, resolveNetwork, startupOf, type GuestContext } from "./common";
+import { CLONE_IGNORED, cloneOf, guestDescription, guestOptions, guestResourceName, guestTags, resolveNetwork, startupOf, type GuestContext } from "./common";
 
 export interface VmGuestArgs {
   /** The guest as declared in the stack configuration. */
@@ -17,6 +17,8 @@ export interface VmGuestArgs {
   context: GuestContext;
   /** vmid of the template this guest is a linked clone of. */
   template: number;
+  /** The template's node, when not the guest's: a template on shared storage (stacks/cluster.ts templateFor). */
+  templateNode?: string;
   /** Resources that must exist first: the template, the previous clone of it, security groups. */
   dependsOn?: pulumi.Input<pulumi.Resource>[];
   /** Cloud-init user data, as a snippet volume id (storage:snippets/file). */
@@ -53,10 +55,10 @@ export class VmGuest extends pulumi.ComponentResource {
         name: g.name,
         description: guestDescription(g),
         tags: guestTags(g),
-        clone: { vmId: args.template, full: false },
+        clone: cloneOf(args.template, args.templateNode, args.context.node),
         // bpg sends its default, qemu64, at the clone unless told (stacks/schema.ts vmCpuTypes).
         cpu: { cores: g.cores, type: g.cpuType },
-        memory: { dedicated: g.memoryMiB },
+        memory: { dedicated: g.memoryMiB, floating: 0 },
         agent: { enabled: true },
         disks: [{ interface: "scsi0", datastoreId: g.storage, size: g.diskGiB }],
         networkDevices: [{ bridge: net.bridge, firewall: true, macAddress: net.mac, vlanId: net.vlan, model: "virtio" }],
@@ -68,15 +70,23 @@ export class VmGuest extends pulumi.ComponentResource {
           ...(args.userDataFileId ? { userDataFileId: args.userDataFileId } : { userAccount: { username: g.cloudInit.user, keys: g.cloudInit.sshKeys } }),
         },
         // bpg grows a VM's disk right after the clone (vm.go:2867 → vm/disk/disk.go:134), so the declared size goes to it.
-        // PCIe passthrough needs the q35 machine type.
-        ...(mappings.length > 0 ? { machine: "q35", hostpcis: mappings.map((m, i) => ({ device: `hostpci${i}`, mapping: m.name, pcie: true })) } : {}),
+        // PCIe passthrough needs the q35 machine type (pve-docs qm-pci-passthrough.adoc: pcie=1 only on q35), and a
+        // modern GPU's UEFI option ROM wants OVMF, which keeps its variables on an EFI disk (bpg v0.111.1 vm.go
+        // vmGetEfiDisk: `<datastore>:1`, format raw, efitype, pre-enrolled-keys). Ballooning stays off: bpg sends
+        // balloon = memory.floating, 0 unless set (vm.go dvMemoryFloating), and a passed-through device pins all guest memory for DMA.
+        ...(mappings.length > 0
+          ? { machine: "q35", bios: "ovmf", efiDisk: { datastoreId: g.storage, fileFormat: "raw", type: "4m", preEnrolledKeys: false }, hostpcis: mappings.map((m, i) => ({ device: `hostpci${i}`, mapping: m.name, pcie: true })) }
+          : {}),
         onBoot,
         startup,
         started: true,
+        // A node change migrates the VM instead of recreating it: bpg v0.111.1 vm.go:1781-1790
+        // (node_name is ForceNew unless migrate) and migrateNonHAVM (online, with local disks).
+        migrate: true,
       },
-      { ...guestOptions(g), parent: this, dependsOn: [...(args.dependsOn ?? []), ...mappings] },
+      { ...guestOptions(g), parent: this, dependsOn: [...(args.dependsOn ?? []), ...mappings], ignoreChanges: CLONE_IGNORED },
     );
-    attachGuestFirewall(this, label, { node: args.context.node, vmid: g.vmid, kind: "vm", firewall: g.firewall, address: guestAddress(g) }, { dependsOn: [this.vm] }, guestResourceName(g));
+    attachGuestFirewall(this, label, { node: args.context.node, vmid: g.vmid, kind: "vm", firewall: g.firewall, address: guestAddress(g), derived: args.context.derivedRules }, { dependsOn: [this.vm] }, guestResourceName(g));
     this.machine = this.vm;
     this.ready = this.vm;
     this.registerOutputs({ vmid: this.vmid });

@@ -47,6 +47,7 @@ const ROLE_NAMES: Record<NonNullable<Guest["role"]>["type"], string> = {
   "model-server": "model server",
   "portainer-server": "Portainer server",
   "portainer-agent": "Portainer agent",
+  "compose-host": "compose host",
   observability: "observability",
 };
 

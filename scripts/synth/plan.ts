@@ -3,22 +3,35 @@
  * resources by tier, the dependency waves (what can run in parallel), the
  * guests and the GPU budget, and the graph in Graphviz form. Pure.
  */
+import { clusterSection } from "./cluster";
 import type { Registered } from "../offline-program";
+import { backupCoverage, pruneBackups } from "../../stacks/backup";
 import { gpuAllocation, modelsOf } from "../../stacks/plan";
 import type { StackConfig } from "../../stacks/schema";
 import { overviewSection } from "./overview";
 import { ROLE_TIER, TIERS, type Tier } from "./tiers";
 
-/** The top-level component a resource belongs to decides its tier; guests go by their role. */
+/** Tiers by the type of the root's child (machine/machine.ts); guests go by their role. */
+const TIER_OF_TYPE: Record<string, Tier> = {
+  "phoenix:host:HostPrep": "host",
+  "phoenix:firewall:ClusterFirewall": "firewall",
+  "phoenix:template:Templates": "templates",
+  "phoenix:observability:Observability": "observability",
+  "phoenix:backup:DataProtection": "backup",
+  "phoenix:index:Core": "core",
+  "phoenix:index:Models": "models",
+  "phoenix:index:Docker": "docker",
+};
+
+/** The tier a resource belongs to: the child of the machine's root it descends from, and for a guest its role. */
 export function tierOf(r: Registered, byName: Map<string, Registered>, config: StackConfig): Tier {
   if (r.type.startsWith("pulumi:providers:")) return "providers";
-  let top = r;
-  while (top.parent && byName.has(top.parent)) top = byName.get(top.parent)!;
-  if (top.type === "phoenix:host:HostPrep") return "host";
-  if (top.type === "phoenix:firewall:ClusterFirewall") return "firewall";
-  if (top.type.startsWith("phoenix:template:")) return "templates";
-  if (top.type.startsWith("phoenix:observability:")) return "observability";
-  const vmid = /^guest-(\d+)$/.exec(top.name)?.[1];
+  // The resources on the way down from the root: the tier, then (under the guests' tier) the guest.
+  const path: Registered[] = [];
+  for (let at: Registered | undefined = r; at && at.type !== "phoenix:index:Machine"; at = at.parent ? byName.get(at.parent) : undefined) path.unshift(at);
+  const [tier, below] = path;
+  if (tier && TIER_OF_TYPE[tier.type]) return TIER_OF_TYPE[tier.type]!;
+  const vmid = below && /^guest-(\d+)$/.exec(below.name)?.[1];
   const guest = vmid ? config.guests.find((g) => g.vmid === Number(vmid)) : undefined;
   return (guest?.role && ROLE_TIER[guest.role.type]) || "guests";
 }
@@ -95,7 +108,9 @@ export function renderPlan(stack: string, config: StackConfig, resources: readon
   }
   lines.push("");
 
+  lines.push(...clusterSection(config));
   lines.push(...dataSafetySection(config));
+  lines.push(...backupSection(config));
 
   lines.push("## GPU memory", "", "| GPU | model | memory | allocated | users |", "|---|---|---|---|---|");
   for (const a of gpuAllocation(config)) {
@@ -110,7 +125,7 @@ export function renderPlan(stack: string, config: StackConfig, resources: readon
  * What this configuration lets Phoenix destroy, per resource that holds data: without a flag
  * here, removing the resource from the file keeps its data, and an edit that would replace it is
  * refused before any change (pools: providers/host/zfs-pool.ts diff; guests: the destroy guard,
- * components/guest/replacement.ts). Synth has no previous state, so it states the permissions
+ * stacks/replacement.ts). Synth has no previous state, so it states the permissions
  * the plan carries; `pulumi preview` names the changes that would use them.
  */
 export function dataSafetySection(config: StackConfig): string[] {
@@ -132,6 +147,23 @@ export function dataSafetySection(config: StackConfig): string[] {
   return ["## What may destroy data", "", "| resource | if removed from the file | if an edit would replace it |", "|---|---|---|", ...rows, ""];
 }
 
+/**
+ * What protects each guest's data: the backup jobs that archive it (vzdump: root disk only, bind
+ * mounts left out, stacks/backup.ts) and the snapshot policies of the datasets it keeps data on.
+ */
+export function backupSection(config: StackConfig): string[] {
+  const head = ["## Backups and snapshots", ""];
+  if (!config.backup) return [...head, "**Nothing is backed up**: the stack declares no `phoenix:backup` (docs/backup.md).", ""];
+  const jobs = config.backup.jobs.map((j) => `- job \`${j.id}\`: ${mdCell(j.schedule)} to \`${j.storage}\`, ${j.mode}, ${Object.entries(pruneBackups(j.retention)).map(([k, v]) => `${k}=${v}`).join(", ")}${j.enabled ? "" : " (disabled)"}`);
+  const rows = backupCoverage(config).map((c) => {
+    const backedUp = c.jobs.length > 0 ? c.jobs.map((j) => `\`${j}\``).join(", ") : c.notBackedUp !== undefined ? `not backed up: ${mdCell(c.notBackedUp)}` : "—";
+    const data = c.datasets.map((d) => `\`${d}\` ${c.snapshotted[d] ? `(snapshots: ${mdCell(c.snapshotted[d])})` : "(**no snapshots**)"}`).join(", ") || "—";
+    return `| ${c.guest.kind === "vm" ? "VM" : "CT"} ${c.guest.vmid} \`${mdCell(c.guest.name)}\` | ${backedUp} | ${data} |`;
+  });
+  const policies = config.backup.snapshots.datasets.map((d) => `- \`${d.dataset}\`: template \`${d.template}\``);
+  return [...head, ...jobs, "", "| guest | backup jobs (root disk) | datasets it keeps data on |", "|---|---|---|", ...rows, "", ...(policies.length ? ["Snapshot policies (sanoid):", "", ...policies, ""] : [])];
+}
+
 const TIER_COLOURS: Record<Tier, string> = {
   providers: "#eeeeee",
   host: "#fde2c8",
@@ -141,6 +173,7 @@ const TIER_COLOURS: Record<Tier, string> = {
   models: "#d3f0d3",
   docker: "#f5ecc4",
   observability: "#d5eef0",
+  backup: "#f0dde8",
   guests: "#e8e8e8",
 };
 

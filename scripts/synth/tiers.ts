@@ -1,7 +1,7 @@
 /** The tiers synth groups resources and guests by; a guest's tier follows its role. */
 import type { Role } from "../../stacks/schema";
 
-export const TIERS = ["providers", "host", "firewall", "templates", "core", "models", "docker", "observability", "guests"] as const;
+export const TIERS = ["providers", "host", "firewall", "templates", "core", "models", "docker", "observability", "backup", "guests"] as const;
 export type Tier = (typeof TIERS)[number];
 
 export const ROLE_TIER: Record<Role["type"], Tier> = {
@@ -11,5 +11,6 @@ export const ROLE_TIER: Record<Role["type"], Tier> = {
   "model-server": "models",
   "portainer-server": "docker",
   "portainer-agent": "docker",
+  "compose-host": "docker",
   observability: "observability",
 };

@@ -21,9 +21,9 @@ beforeAll(async () => {
 });
 
 describe("the node's firewall of the prod stack", () => {
-  it("is a fixed list: the admin group, NFS to each export client, then the node's own group", () => {
+  it("is a fixed list: the admin group, NFS to each export client, the ops guest's scrapes of the host exporters, then the node's own group", () => {
     const rules = program.byName("firewall-node-phoenix-rules").inputs.rules as Rule[];
-    expect(rules.map(show)).toEqual(["group phoenix-admin", "ACCEPT tcp/2049 from 10.0.0.102", "group phoenix-node"]);
+    expect(rules.map(show)).toEqual(["group phoenix-admin", "ACCEPT tcp/2049 from 10.0.0.102", "ACCEPT tcp/9100 from 10.0.0.14", "ACCEPT tcp/9835 from 10.0.0.14", "group phoenix-node"]);
   });
 
   it("keeps SSH and the web UI from the admin network in group phoenix-admin, which exists before the list naming it", () => {

@@ -6,6 +6,8 @@
  * stand-ins. The scenarios run in order on one world, each starting from the state the one
  * before left.
  */
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEV_FILE } from "../stacks/fixtures";
 import type { ApplyResult } from "./engine";
@@ -15,6 +17,13 @@ import { changed, edited, exported, expectNoOrphans, failuresOf, guestDestroys, 
 import { startWorld, type World } from "./world";
 
 const conf = (w: World, vmid: number) => w.rig.sandbox.read(`etc/pve/lxc/${vmid}.conf`);
+
+/** Files below `root` (relative paths) whose content holds `text`. */
+function filesHolding(root: string, text: string): string[] {
+  return readdirSync(root, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile() && readFileSync(join(e.parentPath, e.name), "utf8").includes(text))
+    .map((e) => relative(root, join(e.parentPath, e.name)));
+}
 
 describe("dev stack, applied against the simulator, the sshd rig and the lab network", () => {
   let w: World;
@@ -40,7 +49,8 @@ describe("dev stack, applied against the simulator, the sshd rig and the lab net
   it("fresh apply: pool, datasets, ARC and storages are in the declared shape", () => {
     const sb = w.rig.sandbox.state();
     expect(sb.pools.tank).toMatchObject({ vdevType: "single", disks: ["/dev/disk/by-id/nvme-SIM_NVME_0001"] });
-    expect(Object.keys(sb.datasets).filter((d) => d.startsWith("tank/")).sort()).toEqual(["tank/guests", "tank/iso", "tank/models", "tank/observability", "tank/step-ca"]);
+    // The guests' own volumes (subvol-/basevol-, which PVE makes under tank/guests) aside.
+    expect(Object.keys(sb.datasets).filter((d) => d.startsWith("tank/") && !/\/(sub|base)vol-/.test(d)).sort()).toEqual(["tank/guests", "tank/iso", "tank/models", "tank/observability", "tank/step-ca"]);
     expect(sb.datasets["tank/models"]).toMatchObject({ recordsize: "1M" });
     expect(w.rig.sandbox.read("etc/modprobe.d/zfs.conf")).toContain(`zfs_arc_max=${4 * 1024 ** 3}`);
     expect(w.sim.state.storages.get("tank-guests")?.config).toMatchObject({ pool: "tank/guests", content: "images,rootdir", nodes: w.node });
@@ -52,9 +62,10 @@ describe("dev stack, applied against the simulator, the sshd rig and the lab net
 
   it("fresh apply: the firewall is in the declared shape, admin rules ahead of the node's own, every guest's enabled", () => {
     expect(w.sim.state.groups.get("web")?.rules).toEqual([{ type: "in", action: "ACCEPT", proto: "tcp", source: "10.10.0.0/24", dport: "80,443", enable: "1" }]);
-    // The node's list inserts the admin group ahead of the node's own group (components/firewall.ts), in that order.
+    // The node's list inserts the admin group ahead of the node's own group (components/firewall.ts), in that order, with the
+    // ops guest's scrape of the host's node_exporter and GPU exporter between them (stacks/firewall-rules.ts scrapeRules).
     const nodeRules = w.sim.state.nodes.get(w.node)?.firewall.rules ?? [];
-    expect(nodeRules.map((r) => `${r.type} ${r.action}`)).toEqual(["group phoenix-admin", "group phoenix-node"]);
+    expect(nodeRules.map((r) => `${r.type} ${r.action}${r.dport ? ` ${r.dport} ${r.source}` : ""}`)).toEqual(["group phoenix-admin", "in ACCEPT 9100 10.10.0.14", "in ACCEPT 9835 10.10.0.14", "group phoenix-node"]);
     expect(w.sim.state.groups.get("phoenix-admin")?.rules.map((r) => `${r.action} ${r.dport} ${r.source}`)).toEqual(["ACCEPT 22 10.10.0.0/24", "ACCEPT 8006 10.10.0.0/24"]);
     // ipfilter: each VM's own address in its ipfilter-net0 set, filtering on (pve-firewall Firewall.pm ipfilter).
     for (const [vmid, ip] of [
@@ -66,8 +77,16 @@ describe("dev stack, applied against the simulator, the sshd rig and the lab net
     }
     expect(w.sim.state.firewall.options).toMatchObject({ enable: "1", policy_in: "DROP", policy_out: "ACCEPT" });
     for (const vmid of [101, 102, 103, 914, 1001, 1002]) expect(w.sim.state.guestFirewall.get(vmid)?.options, `guest ${vmid}`).toMatchObject({ enable: "1", policy_in: "DROP" });
-    expect(w.sim.state.guestFirewall.get(101)?.rules).toEqual([expect.objectContaining({ type: "group", action: "web" })]);
-    expect(w.sim.state.guestFirewall.get(914)?.rules).toEqual([expect.objectContaining({ action: "ACCEPT", dport: "11434", source: "10.10.0.12" })]);
+    // Each scraped container's own rules come first, then the ACCEPTs for the ops guest's scrape (node_exporter, the gateway's exporter).
+    expect(w.sim.state.guestFirewall.get(101)?.rules).toEqual([
+      expect.objectContaining({ type: "group", action: "web" }),
+      expect.objectContaining({ action: "ACCEPT", dport: "9100", source: "10.10.0.14" }),
+      expect.objectContaining({ action: "ACCEPT", dport: "9113", source: "10.10.0.14" }),
+    ]);
+    expect(w.sim.state.guestFirewall.get(914)?.rules).toEqual([
+      expect.objectContaining({ action: "ACCEPT", dport: "11434", source: "10.10.0.12" }),
+      expect.objectContaining({ action: "ACCEPT", dport: "9100", source: "10.10.0.14" }),
+    ]);
   });
 
   it("fresh apply: the templates are built and sealed, the VM template's disk imported from the checksummed image", () => {
@@ -112,9 +131,17 @@ describe("dev stack, applied against the simulator, the sshd rig and the lab net
 
   it("fresh apply: installs ran in their running containers, CA first, then Traefik, then the gateway", async () => {
     // The ops guest's install (104) waits only for its own guest, so it runs anywhere among the core's.
-    expect(w.commands.map((c) => c.vmid).filter((vmid) => vmid !== 104)).toEqual([103, 102, 101, 914, 914]);
-    expect(w.commands.filter((c) => c.vmid === 104)).toHaveLength(1);
-    expect(w.commands.every((c) => c.command === `pct exec ${c.vmid} -- bash -s`)).toBe(true);
+    // Commands on the node itself (sanoid's install) have no vmid.
+    // The exporters' installs (components/observability/exporters.ts) wait only for their own guest too: one in every other container.
+    const exporters = w.commands.filter((c) => c.stdin.includes('manifest="$state_dir/phoenix-exporters.files"'));
+    expect(exporters.map((c) => c.vmid).sort()).toEqual((w.raw.values.guests as Array<{ kind: string; vmid: number }>).filter((g) => g.kind === "lxc" && g.vmid !== 104).map((g) => g.vmid).sort());
+    expect(w.commands.filter((c) => c.vmid === 104 && c.stdin.includes('manifest="$state_dir/phoenix-pve-exporter.files"'))).toHaveLength(1);
+    // Alloy's log shipping likewise runs once in every guest, in any order.
+    const anyOrder = (c: (typeof w.commands)[number]) => exporters.includes(c) || ["phoenix-pve-exporter", "alloy"].some((n) => c.stdin.includes(`manifest="$state_dir/${n}.files"`));
+    const inGuests = w.commands.filter((c) => c.vmid !== undefined && !anyOrder(c));
+    expect(inGuests.map((c) => c.vmid).filter((vmid) => vmid !== 104)).toEqual([103, 102, 101, 914, 914]);
+    expect(inGuests.filter((c) => c.vmid === 104)).toHaveLength(1);
+    expect(inGuests.every((c) => c.command === `pct exec ${c.vmid} -- bash -s`)).toBe(true);
     // The CA's root reached the outputs through the install's stdout.
     expect(await exported(first.exports, "caRootPem")).toBe(w.lab.caPem);
   });
@@ -124,6 +151,38 @@ describe("dev stack, applied against the simulator, the sshd rig and the lab net
     expect(p.users.map((u) => u.Username)).toEqual(["admin"]);
     expect(p.endpoints.map((e) => [e.Name, e.URL])).toEqual([["drphoenix", "tcp://10.10.0.102:9001"]]);
     expect(p.stacks.map((s) => [s.Name, s.EndpointId, s.Env])).toEqual([["qdrant", p.endpoints[0]!.Id, [{ name: "QDRANT__SERVICE__API_KEY", value: "e2e-qdrantApiKey" }]]]);
+  });
+
+  it("fresh apply: the agent secret is in the server's and the agent's root-only env file and containers, in no snippet, command or log", () => {
+    const secret = String(w.raw.values.portainerAgentSecret);
+    const vms = w.rig.sandbox.state().vms ?? {};
+    for (const [vmid, dir] of [["1001", "portainer"], ["1002", "portainer-agent"]] as const) {
+      expect(w.rig.sandbox.read(`vm/${vmid}/etc/phoenix/portainer.env`), `VM ${vmid}`).toBe(`AGENT_SECRET=${secret}\n`);
+      expect(statSync(join(w.rig.sandbox.root, "vm", vmid, "etc/phoenix/portainer.env")).mode & 0o777).toBe(0o600);
+      expect(vms[vmid]?.compose[`/opt/phoenix/${dir}/compose.yaml`], `VM ${vmid}`).toEqual({ starts: 1, env: { AGENT_SECRET: secret } });
+    }
+    // Everything else on the node (the user-data snippets included), every tool call, command and API request.
+    expect(filesHolding(w.rig.sandbox.root, secret).filter((f) => !/^vm\/\d+\/etc\/phoenix\/portainer\.env$/.test(f))).toEqual([]);
+    expect(JSON.stringify(w.commands)).not.toContain(secret);
+    expect(JSON.stringify(w.sim.log.entries)).not.toContain(secret);
+    // Registered after both ran with it: the agent accepted the server's signature.
+    expect(w.lab.portainer!.state.endpoints.map((e) => e.Status)).toEqual([1]);
+  });
+
+  it("fresh apply: the backup job is in /cluster/backup; sanoid is installed, its timer enabled, its config written", async () => {
+    const job = await w.api.client.get<Record<string, unknown>>("/cluster/backup/dev-nightly");
+    expect(job).toMatchObject({ schedule: "03:00", storage: "local", node: w.node, all: 1, exclude: "102", mode: "snapshot", compress: "zstd", "prune-backups": { "keep-daily": 3, "keep-last": 2 } });
+    const sb = w.rig.sandbox.state();
+    expect(sb.aptInstalled).toContain("sanoid");
+    expect(sb.systemdEnabled).toContain("sanoid.timer");
+    expect(w.rig.sandbox.read("etc/sanoid/sanoid.conf")).toContain("[tank/step-ca]\n\tuse_template = phoenix_dev");
+  });
+
+  it("fresh apply: the host's exporters are installed on the node from their checked releases, their units and timer enabled", () => {
+    const sb = w.rig.sandbox;
+    for (const bin of ["usr/local/bin/node_exporter", "usr/local/bin/nvidia_gpu_exporter", "usr/local/lib/phoenix/textfile-metrics"]) expect(sb.exists(bin), bin).toBe(true);
+    expect(sb.state().systemdEnabled).toEqual(expect.arrayContaining(["node-exporter.service", "gpu-exporter.service", "phoenix-textfile.timer"]));
+    expect(sb.read("etc/systemd/system/node-exporter.service")).toContain("--collector.textfile.directory=/var/lib/phoenix/textfile");
   });
 
   it("state: no orphans either way", async () => {
@@ -178,7 +237,8 @@ describe("dev stack, applied against the simulator, the sshd rig and the lab net
     const r = await w.apply(current);
     expect(failuresOf(r)).toEqual([]);
     // Traefik's units may follow nesting (components/render/systemd-sandbox.ts): only the guest's own resources are asserted.
-    expect(changed(r).filter((c) => c.includes("ct-102"))).toEqual(["update ct-102-root"]);
+    // A change of root settings comes after a snapshot of the guest (changeSnapshots).
+    expect(changed(r).filter((c) => c.includes("ct-102"))).toEqual(["update ct-102-root", "update ct-102-root-snapshot"]);
     expect(w.sim.log.mutating().filter((m) => m.params.features !== undefined)).toEqual([]);
     expect(conf(w, 102)).toMatch(/^features: nesting=1$/m);
   }, 60_000);
@@ -192,12 +252,32 @@ describe("dev stack, applied against the simulator, the sshd rig and the lab net
     const r = await w.apply(current);
     expect(failuresOf(r)).toEqual([]);
     // Traefik already routes the service by its host name; the path is the gateway's alone.
-    expect(changed(r)).toEqual(["replace gateway-install-run"]);
+    // The re-run comes after a snapshot of the gateway (changeSnapshots; test/e2e/change-snapshots.test.ts).
+    expect(changed(r)).toEqual(["replace gateway-install-run", "update gateway-install-snapshot"]);
+    expect([...w.sim.state.guests.get(101)!.snapshots.keys()]).toEqual([expect.stringMatching(/^phoenix-install-[0-9a-f]{8}$/)]);
     const ran = w.commands.slice(commandsBefore);
     expect(ran.map((c) => c.vmid)).toEqual([101]);
     expect(stagedContents(ran[0]!.stdin).some((f) => f.includes("/ollama/"))).toBe(true);
-    expect(w.sim.log.mutating()).toEqual([]);
+    // The one call to PVE is that snapshot.
+    expect(w.sim.log.mutating().map((m) => `${m.method} ${m.template}`)).toEqual(["POST /nodes/{node}/lxc/{vmid}/snapshot"]);
   }, 60_000);
+
+  it("one change (the agent secret rotated): re-delivered into the server and the agent, both containers recreated with it, the environment still up", async () => {
+    const rotated = "e2e-rotated-agent-secret-fedcba9876543210";
+    current = { ...current, values: { ...current.values, portainerAgentSecret: rotated } };
+    const r = await w.apply(current);
+    expect(failuresOf(r)).toEqual([]);
+    expect(changed(r).sort()).toEqual(["update vm-1001-portainer-secret", "update vm-1002-portainer-secret"]);
+    const vms = w.rig.sandbox.state().vms ?? {};
+    expect(vms["1001"]?.compose["/opt/phoenix/portainer/compose.yaml"]).toEqual({ starts: 2, env: { AGENT_SECRET: rotated } });
+    expect(vms["1002"]?.compose["/opt/phoenix/portainer-agent/compose.yaml"]).toEqual({ starts: 2, env: { AGENT_SECRET: rotated } });
+    expect(filesHolding(w.rig.sandbox.root, rotated).sort()).toEqual(["vm/1001/etc/phoenix/portainer.env", "vm/1002/etc/phoenix/portainer.env"]);
+    // The old secret no longer opens the agent.
+    const p = w.lab.portainer!;
+    expect(p.state.endpoints.map((e) => p.signedRequestFrom(e.URL, { key: "intruder", secret: String(w.raw.values.portainerAgentSecret) }))).toEqual([false]);
+    const again = await w.apply(current);
+    expect(changed(again)).toEqual([]);
+  }, 90_000);
 
   it("removal of a guest: refused while it is protected; once allowDestroy is applied it is deleted, its data volume (a dataset the stack no longer declares) is kept", async () => {
     w.sim.log.clear();

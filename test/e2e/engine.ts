@@ -174,6 +174,32 @@ export function plain(value: unknown): unknown {
   return v;
 }
 
+const isMap = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
+
+/**
+ * ignoreChanges as the engine applies it to an update's inputs (pulumi 1b5949891b
+ * pkg/resource/deploy/step_generator.go processIgnoreChanges → sdk/go/common/resource/
+ * properties_path.go PropertyPath.reset): the value at the path in the new inputs becomes the
+ * old one, and is removed when the old inputs lack it; a path that runs through a value the new
+ * inputs lack, or a non-object, changes nothing. Only `a.b` paths of object keys: indices and
+ * `*` are not used by Phoenix and refused here.
+ */
+function resetIgnored(path: string, old: Record<string, unknown>, news: Record<string, unknown>): void {
+  const keys = path.split(".");
+  if (keys.some((k) => !/^[A-Za-z0-9_]+$/.test(k))) throw new Error(`e2e engine: ignoreChanges path '${path}' is not modelled`);
+  let o: unknown = old;
+  let n: unknown = news;
+  for (const k of keys.slice(0, -1)) {
+    if (!isMap(o) || !isMap(n) || !(k in n)) return;
+    o = o[k];
+    n = n[k];
+  }
+  const leaf = keys[keys.length - 1]!;
+  if (!isMap(n)) return;
+  if (isMap(o) && leaf in o) n[leaf] = o[leaf];
+  else delete n[leaf];
+}
+
 interface DynamicProvider {
   check(olds: unknown, news: unknown): Promise<{ inputs?: Record<string, unknown>; failures?: Array<{ property: string; reason: string }> }>;
   diff(id: string, olds: unknown, news: unknown): Promise<{ changes?: boolean; replaces?: string[]; deleteBeforeReplace?: boolean }>;
@@ -284,8 +310,7 @@ export async function apply(opts: ApplyOptions): Promise<ApplyResult> {
       }
     }
     const old = state.resources.get(key);
-    // ignoreChanges: the engine keeps the old value of an ignored input.
-    if (old && d) for (const k of d.ignoreChanges) if (k in old.inputs) news[k] = old.inputs[k];
+    if (old && d) for (const p of d.ignoreChanges) resetIgnored(p, old.inputs, news);
     const entry = (id: string, inputs: Record<string, unknown>, outputs: Record<string, unknown>): StateEntry => ({
       type,
       name,

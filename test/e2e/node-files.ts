@@ -7,12 +7,19 @@
  *
  * A container's root file system lives in the sandbox (`ct/<vmid>` and its entry in
  * state.json's `containers`): a linked clone starts with a copy of its template's, a destroyed
- * container's goes with it.
+ * container's goes with it. What the simulator's snapshot, rollback, backup and restore tasks did
+ * to a container's volumes (SimState.volumeEvents) is repeated on those files: a snapshot or a
+ * backup is a copy of the root file system under `sim/`, a rollback or a restore copies one back.
+ *
+ * One sandbox may stand for several nodes of a cluster (world.ts): the containers of all of them
+ * are mirrored, as pmxcfs shares /etc/pve cluster-wide, so a container that migrates between
+ * them keeps its root file system and files. (On a real node /etc/pve/lxc is the local node's
+ * nodes/<node>/lxc only; the rig's `pct` sees all of them.)
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Sandbox } from "../rig/sandbox";
-import type { Guest, SimState } from "../pve-sim/state";
+import type { Guest, SimState, VolumeEvent } from "../pve-sim/state";
 
 /** Config keys PVE keeps in the file but the API does not list as plain keys. */
 const RAW_KEY = /^lxc\./;
@@ -46,7 +53,7 @@ export interface NodeFiles {
   push(state: SimState): void;
 }
 
-export function nodeFiles(sandbox: Sandbox, node: string): NodeFiles {
+export function nodeFiles(sandbox: Sandbox, nodes: readonly string[]): NodeFiles {
   const confDir = path.join(sandbox.root, "etc/pve/lxc");
   const statusDir = path.join(sandbox.root, "run/pct");
   const conf = (vmid: number) => path.join(confDir, `${vmid}.conf`);
@@ -61,6 +68,8 @@ export function nodeFiles(sandbox: Sandbox, node: string): NodeFiles {
   const synced = new Map<string, string>();
   /** The base volume each linked clone's root file system was copied from. */
   const seeded = new Map<number, string>();
+  /** Container subvolumes already made datasets of the zfs stand-in. */
+  const zfsKnown = new Set<string>();
   const read = (file: string) => (fs.existsSync(file) ? fs.readFileSync(file, "utf8") : undefined);
   const write = (file: string, text: string) => {
     if (read(file) !== text) {
@@ -69,7 +78,7 @@ export function nodeFiles(sandbox: Sandbox, node: string): NodeFiles {
     }
     written.set(file, text);
   };
-  const containers = (state: SimState): Guest[] => [...state.guests.values()].filter((g) => g.kind === "lxc" && g.node === node);
+  const containers = (state: SimState): Guest[] => [...state.guests.values()].filter((g) => g.kind === "lxc" && nodes.includes(g.node));
   const volume = (state: SimState, volid: string | undefined) => (volid === undefined ? undefined : state.storages.get(volid.split(":")[0]!)?.volumes.get(volid));
 
   return {
@@ -121,6 +130,20 @@ export function nodeFiles(sandbox: Sandbox, node: string): NodeFiles {
           });
         }
       }
+      // A container's subvolume on a zfspool storage is a dataset of the node's zfs stand-in, mounted at its
+      // root file system, so a ZFS snapshot of it (providers/guest/zfs-snapshot.ts) acts on its files.
+      const subvols = containers(state).flatMap((g) => {
+        const id = /^([^:,]+):(?:(?:base|basevol)-\d+-[^/,]+\/)?((?:subvol|basevol)-\d+-[^/,]+)/.exec(g.config.rootfs ?? "");
+        const pool = id && state.storages.get(id[1]!)?.type === "zfspool" ? state.storages.get(id[1]!)!.config.pool : undefined;
+        return pool ? [[`${pool}/${id![2]}`, g.vmid] as const] : [];
+      });
+      if (subvols.some(([ds]) => !zfsKnown.has(ds))) {
+        sandbox.update((s) => {
+          for (const [ds, vmid] of subvols) s.datasets[ds] ??= { mountpoint: `/ct/${vmid}` };
+        });
+        for (const [ds] of subvols) zfsKnown.add(ds);
+      }
+      for (const event of state.volumeEvents.splice(0)) mirrorVolumeEvent(sandbox, state, event);
       for (const file of fs.existsSync(confDir) ? fs.readdirSync(confDir) : []) {
         const vmid = Number(file.replace(/\.conf$/, ""));
         if (live.has(vmid)) continue;
@@ -131,10 +154,59 @@ export function nodeFiles(sandbox: Sandbox, node: string): NodeFiles {
           synced.delete(f);
         }
         fs.rmSync(path.join(sandbox.root, "ct", String(vmid)), { recursive: true, force: true });
+        fs.rmSync(path.join(sandbox.root, "sim/snapshots", String(vmid)), { recursive: true, force: true });
         sandbox.update((s) => {
           delete s.containers[String(vmid)];
+          for (const [ds, props] of Object.entries(s.datasets)) {
+            if (props.mountpoint !== `/ct/${vmid}`) continue;
+            delete s.datasets[ds];
+            zfsKnown.delete(ds);
+          }
         });
       }
     },
   };
+}
+
+/** A container's root file system and its stand-in tools' state (state.json), copied to `to` (`<to>/root`, `<to>/state.json`). */
+function saveRoot(sandbox: Sandbox, vmid: number, to: string): void {
+  const from = path.join(sandbox.root, "ct", String(vmid));
+  fs.rmSync(to, { recursive: true, force: true });
+  fs.mkdirSync(to, { recursive: true });
+  if (fs.existsSync(from)) fs.cpSync(from, path.join(to, "root"), { recursive: true });
+  fs.writeFileSync(path.join(to, "state.json"), JSON.stringify(sandbox.state().containers[String(vmid)] ?? null));
+}
+
+/** The reverse of saveRoot: the container's root file system and tool state become what was saved. */
+function loadRoot(sandbox: Sandbox, vmid: number, from: string): void {
+  if (!fs.existsSync(from)) throw new Error(`node-files: nothing saved at ${from} for CT ${vmid}`);
+  const to = path.join(sandbox.root, "ct", String(vmid));
+  fs.rmSync(to, { recursive: true, force: true });
+  if (fs.existsSync(path.join(from, "root"))) fs.cpSync(path.join(from, "root"), to, { recursive: true });
+  const saved = JSON.parse(fs.readFileSync(path.join(from, "state.json"), "utf8")) as SandboxContainer | null;
+  sandbox.update((s) => {
+    if (saved) s.containers[String(vmid)] = saved;
+    else delete s.containers[String(vmid)];
+  });
+}
+
+type SandboxContainer = ReturnType<Sandbox["state"]>["containers"][string];
+
+function mirrorVolumeEvent(sandbox: Sandbox, state: SimState, e: VolumeEvent): void {
+  const guest = state.guests.get(e.vmid);
+  if (guest && guest.kind !== "lxc") return;
+  const snapshotDir = (name: string) => path.join(sandbox.root, "sim/snapshots", String(e.vmid), name);
+  const backupDir = (volid: string) => path.join(sandbox.root, "sim/backups", volid.replace(/[^A-Za-z0-9._-]/g, "_"));
+  switch (e.kind) {
+    case "snapshot":
+      return saveRoot(sandbox, e.vmid, snapshotDir(e.snapname));
+    case "delsnapshot":
+      return fs.rmSync(snapshotDir(e.snapname), { recursive: true, force: true });
+    case "rollback":
+      return loadRoot(sandbox, e.vmid, snapshotDir(e.snapname));
+    case "backup":
+      return saveRoot(sandbox, e.vmid, backupDir(e.volid));
+    case "restore":
+      return loadRoot(sandbox, e.vmid, backupDir(e.volid));
+  }
 }

@@ -1,5 +1,5 @@
 /**
- * Edits that bpg's provider answers by destroying a guest (components/guest/replacement.ts), on
+ * Edits that bpg's provider answers by destroying a guest (stacks/replacement.ts), on
  * the dev stack: each is refused before any call, applied in place by Phoenix, or allowed by the
  * configuration for that guest. Destructive calls (DELETE of a guest, pct/qm destroy) are counted
  * and stay zero unless a scenario allowed one.

@@ -6,9 +6,12 @@
  * These follow what the bpg provider does for the inputs Phoenix sets; they are not a port of
  * it. A type the program starts to use without an entry here fails the apply by name.
  */
-import { encodeSshKeys, type FormParams, type GuestKind, type PveApi } from "../../providers/pve";
+import { encodeSshKeys, PveApiError, type FormParams, type GuestKind, type PveApi } from "../../providers/pve";
 import { same } from "../../providers/common";
 import { PartialCreateError, type Translation } from "./engine";
+import { backupJobTranslation } from "./backup-translation";
+import { aclTranslation, tokenTranslation, userTranslation } from "./access-translations";
+import { haGroupTranslation, haResourceTranslation, haRuleTranslation } from "./ha-translations";
 
 /** vmids bpg's create adopted because they already existed (see guestTranslation). */
 export const adopted: number[] = [];
@@ -74,6 +77,8 @@ interface GuestShape {
   node: string;
   vmid: number;
   template: number;
+  /** The template's node when bpg is told it (`clone.nodeName`); otherwise the guest's. */
+  templateNode?: string;
   /** Parameters the clone call itself takes. */
   cloneParams: FormParams;
   config: Record<string, string | undefined>;
@@ -86,8 +91,9 @@ interface GuestShape {
 }
 
 /** Where a guest lives and what it is cloned from, as both guest types name them. */
-function identity(i: Inputs): Pick<GuestShape, "node" | "vmid" | "template"> {
-  return { node: String(i.nodeName), vmid: Number(i.vmId), template: Number(obj(i.clone).vmId) };
+function identity(i: Inputs): Pick<GuestShape, "node" | "vmid" | "template" | "templateNode"> {
+  const from = obj(i.clone).nodeName;
+  return { node: String(i.nodeName), vmid: Number(i.vmId), template: Number(obj(i.clone).vmId), ...(typeof from === "string" && from !== "" ? { templateNode: from } : {}) };
 }
 
 /** The config keys both guest types take from the same inputs. */
@@ -161,6 +167,12 @@ function vmShape(i: Inputs): GuestShape {
     boot: strings(i.bootOrders).length > 0 ? `order=${strings(i.bootOrders).join(";")}` : undefined,
     serial0: list(i.serialDevices)[0]?.device as string | undefined,
     vga: obj(i.vga).type === undefined ? undefined : `type=${String(obj(i.vga).type)}`,
+    // bpg v0.111.1 proxmoxtf/resource/vm/vm.go: `bios` and `balloon` (memory.floating) go out in the
+    // clone's update; the EFI disk is allocated there from efi_disk (vmGetEfiDisk :3765-3778:
+    // `<datastore>:1`, format (default raw), efitype, pre-enrolled-keys).
+    bios: i.bios as string | undefined,
+    balloon: obj(i.memory).floating === undefined ? undefined : String(obj(i.memory).floating),
+    efidisk0: i.efiDisk === undefined ? undefined : render({ "": `${String(obj(i.efiDisk).datastoreId)}:1`, format: String(obj(i.efiDisk).fileFormat ?? "raw"), efitype: obj(i.efiDisk).type as string | undefined, "pre-enrolled-keys": bool(obj(i.efiDisk).preEnrolledKeys) }),
   };
   list(i.hostpcis).forEach((h) => {
     config[String(h.device)] = render({ mapping: h.mapping as string | undefined, pcie: bool(h.pcie) });
@@ -202,6 +214,8 @@ async function converge(api: PveApi, g: GuestShape, resize = true): Promise<Inpu
   const delta = configDelta(g.config, have, PROPERTY_KEYS);
   // The cloud-init drive is allocated once; its spec never reads back the way it was written.
   if ("ide2" in delta && typeof have.ide2 === "string" && have.ide2.includes("cloudinit")) delete delta.ide2;
+  // So is the EFI disk: once allocated it reads back as its volume, `<storage>:vm-<id>-disk-N,…`.
+  if ("efidisk0" in delta && typeof have.efidisk0 === "string") delete delta.efidisk0;
   if (Object.keys(delta).length > 0) await api.updateGuestConfig(g.node, g.kind, g.vmid, delta);
   if (resize && g.disk.gib > sizeGiB(have[g.disk.key])) await api.resizeGuestDisk(g.node, g.kind, g.vmid, g.disk.key, `${g.disk.gib}G`);
   if (g.isTemplate) {
@@ -220,10 +234,10 @@ async function guestOutputs(api: PveApi, g: GuestShape): Promise<Inputs> {
 }
 
 /**
- * bpg's ForceNew inputs among those Phoenix sets (components/guest/replacement.ts lists them all
+ * bpg's ForceNew inputs among those Phoenix sets (stacks/replacement.ts lists them all
  * with their lines): container.go node_name :991, clone.* :239-:268, disk.datastore_id :412,
  * unprivileged :1156, vm_id ForceNewIf :1172; vm.go clone.* :605-:633, vm_id :1767, node_name
- * unless migrate :1781, initialization.user_data_file_id :999.
+ * unless migrate :1781 (guestDiff), initialization.user_data_file_id :999.
  */
 const FORCE_NEW: Record<GuestKind, Array<(i: Inputs) => unknown>> = {
   lxc: [(i) => i.nodeName, (i) => i.vmId, (i) => i.clone, (i) => obj(i.disk).datastoreId, (i) => i.unprivileged],
@@ -238,7 +252,10 @@ const FORCE_NEW_NAMES: Record<GuestKind, string[]> = { lxc: ["nodeName", "vmId",
  */
 function guestDiff(kind: GuestKind, shape: (i: Inputs) => GuestShape) {
   return (entry: { inputs: Inputs; outputs: Inputs }, news: Inputs): { changes: boolean; replaces: string[] } => {
-    const replaces = FORCE_NEW_NAMES[kind].filter((_, n) => !same(FORCE_NEW[kind][n]!(entry.inputs), FORCE_NEW[kind][n]!(news)));
+    const replaces = FORCE_NEW_NAMES[kind]
+      .filter((_, n) => !same(FORCE_NEW[kind][n]!(entry.inputs), FORCE_NEW[kind][n]!(news)))
+      // vm.go:1781-1790: customdiff.ForceNewIf(node_name, … return !d.Get(mkMigrate)): with `migrate` the new value decides, and a node change is an update (migrateVM).
+      .filter((name) => !(kind === "qemu" && name === "nodeName" && news.migrate === true));
     const stateGiB = Number(entry.outputs.diskGiB ?? shape(entry.inputs).disk.gib);
     const wantGiB = shape(news).disk.gib;
     if (kind === "lxc" && wantGiB < stateGiB) replaces.push("disk.size");
@@ -277,15 +294,20 @@ function guestTranslation(api: PveApi, kind: GuestKind, shape: (i: Inputs) => Gu
       // "already exists" as done (proxmox/nodes/containers/containers.go:31, vms/vms.go:39,
       // proxmox/retry/retry.go:144): it adopts the guest that is there.
       else if (await guestExists(api, g.node, kind, g.vmid)) adopted.push(g.vmid);
-      else if (g.kind === "lxc") await api.cloneContainer(g.node, g.template, g.vmid, g.cloneParams as FormParams & { hostname?: string });
-      else await api.cloneVm(g.node, g.template, g.vmid, g.cloneParams as FormParams & { name?: string });
+      else await cloneGuest(api, g);
       try {
         return { id: String(g.vmid), outputs: await converge(api, g, kind === "qemu") };
       } catch (err) {
         throw new PartialCreateError(String(g.vmid), { nodeName: g.node, vmId: g.vmid }, err);
       }
     },
-    update: (entry, inputs) => converge(api, updateShape(kind, shape, entry.inputs, inputs)),
+    async update(entry, inputs) {
+      const g = updateShape(kind, shape, entry.inputs, inputs);
+      // vmUpdate (vm.go:6122-6170): d.HasChange(node_name) against the state, which vmRead keeps at the VM's node.
+      const was = String(entry.outputs.nodeName ?? entry.inputs.nodeName);
+      if (kind === "qemu" && was !== g.node) await migrateVm(api, g.vmid, was, g.node);
+      return converge(api, g);
+    },
     async delete(entry) {
       const g = shape(entry.inputs);
       if (!(await guestExists(api, g.node, kind, g.vmid))) return;
@@ -294,9 +316,93 @@ function guestTranslation(api: PveApi, kind: GuestKind, shape: (i: Inputs) => Gu
     },
     async read(entry) {
       const g = shape(entry.inputs);
-      return (await guestExists(api, g.node, kind, g.vmid)) ? guestOutputs(api, g) : undefined;
+      // vmRead (vm.go:4293-4322) finds the VM's node through the cluster (GetVMNodeName, proxmox/cluster/cluster.go:66:
+      // GET /cluster/resources?type=vm) and records it; containerRead (container/container.go:2660-2687) reads at the
+      // node_name in its state, and a container that is not there is gone (SetId("") on ErrResourceDoesNotExist).
+      if (kind === "qemu") {
+        const at = await vmNode(api, g.vmid);
+        return at === undefined ? undefined : guestOutputs(api, { ...g, node: at });
+      }
+      return (await guestExists(api, String(entry.outputs.nodeName ?? g.node), kind, g.vmid)) ? guestOutputs(api, { ...g, node: String(entry.outputs.nodeName ?? g.node) }) : undefined;
     },
   };
+}
+
+/**
+ * The clone, as bpg v0.111.1 makes it. From the guest's own node unless `clone.node_name` names
+ * another; then a container is cloned on that node with `target` = the guest's node
+ * (proxmoxtf/resource/container/container.go:1334-1338). A VM's template config is read there
+ * and the status of each storage its disks use (vm.go:2389-2410, getDiskDatastores :7498:
+ * every drive but `none`, EFI disk, TPM state); with all of them shared it is cloned with
+ * `target` (:2412-2424), otherwise cloned on the template's node, its config lock awaited, and
+ * migrated with `with-local-disks=1` (:2425-2461).
+ */
+async function cloneGuest(api: PveApi, g: GuestShape): Promise<void> {
+  const from = g.templateNode !== undefined && g.templateNode !== g.node ? g.templateNode : undefined;
+  if (g.kind === "lxc") {
+    await api.cloneContainer(from ?? g.node, g.template, g.vmid, { ...(g.cloneParams as FormParams & { hostname?: string }), ...(from ? { target: g.node } : {}) });
+    return;
+  }
+  if (!from) {
+    await api.cloneVm(g.node, g.template, g.vmid, g.cloneParams as FormParams & { name?: string });
+    return;
+  }
+  const config = await api.guestConfig(from, "qemu", g.template);
+  const datastores = new Set<string>();
+  for (const [k, v] of Object.entries(config)) {
+    if (!/^((ide|sata|scsi|virtio)\d+|efidisk0|tpmstate0)$/.test(k) || typeof v !== "string") continue;
+    const file = v.split(",")[0]!;
+    if (file !== "none") datastores.add(file.split(":")[0]!);
+  }
+  let shared = true;
+  for (const ds of datastores) {
+    const status = await api.client.get<{ shared?: number | boolean }>(`/nodes/${e(from)}/storage/${e(ds)}/status`);
+    // vm.go:2406: only an explicit `shared: false` counts as local.
+    if (status.shared !== undefined && !status.shared) {
+      shared = false;
+      break;
+    }
+  }
+  if (shared) {
+    await api.cloneVm(from, g.template, g.vmid, { ...(g.cloneParams as FormParams & { name?: string }), target: g.node });
+    return;
+  }
+  await api.cloneVm(from, g.template, g.vmid, g.cloneParams as FormParams & { name?: string });
+  await api.waitForUnlock(from, "qemu", g.vmid);
+  await api.runTask("POST", `/nodes/${e(from)}/qemu/${g.vmid}/migrate`, { target: g.node, "with-local-disks": true });
+}
+
+/** bpg v0.111.1 proxmox/cluster/cluster.go:66 GetVMNodeName: the node /cluster/resources lists the vmid on (any guest type). */
+async function vmNode(api: PveApi, vmid: number): Promise<string | undefined> {
+  const all = await api.client.get<Array<{ vmid?: number; node?: string }>>("/cluster/resources", { type: "vm" });
+  return all.find((r) => r.vmid === vmid)?.node;
+}
+
+/**
+ * A VM's node change with `migrate: true`, as bpg v0.111.1 makes it (proxmoxtf/resource/vm/vm.go):
+ * migrateVM (:7674) reads the VM's status on the old node and whether it is an HA resource
+ * (vmGetMigrationState: GET status/current, then proxmox/cluster/ha/resources/resources.go:96
+ * Exists, a GET of `vm:<vmid>` where "does not exist"/"no such resource" means no, proxmox/api/
+ * client.go:366-373); a VM outside HA, running or stopped, goes through migrateNonHAVM (:7820):
+ * POST /nodes/<old>/qemu/<vmid>/migrate with target, `with-local-disks=1` and `online=1`, no
+ * `targetstorage` (each disk keeps its storage id), and waits for the task. qemu-server
+ * e6352be6 src/PVE/API2/Qemu.pm migrate_vm turns `online` into an offline migration for a VM
+ * that is not running ("VM isn't running. Doing offline migration instead."). Not modelled:
+ * an HA-managed VM (migrateHAVM / migrateStoppedHAVM: the HA manager's migrate endpoint) fails
+ * here by name, and node-local devices the new config drops (vmUpdateNodeLocalDevicesBeforeMigration
+ * :5908, a config update before the move) since Phoenix keeps a VM's mappings across a move.
+ */
+async function migrateVm(api: PveApi, vmid: number, from: string, to: string): Promise<void> {
+  await api.guestStatus(from, "qemu", vmid);
+  const ha = await api.client.get(`/cluster/ha/resources/${e(`vm:${vmid}`)}`).then(
+    () => true,
+    (err: unknown) => {
+      if (err instanceof PveApiError && (err.status === 404 || /does not exist|no such resource/.test(err.detail))) return false;
+      throw err;
+    },
+  );
+  if (ha) throw new Error(`VM ${vmid} is an HA resource: the e2e harness does not model bpg's HA migration (vm.go migrateHAVM)`);
+  await api.runTask("POST", `/nodes/${e(from)}/qemu/${vmid}/migrate`, { target: to, "with-local-disks": true, online: true });
 }
 
 // --- firewall ----------------------------------------------------------------------------------
@@ -596,7 +702,14 @@ export const TYPES = {
   zfspool: "proxmoxve:storage/zfspoolLegacy:ZfspoolLegacy",
   directory: "proxmoxve:storage/directoryLegacy:DirectoryLegacy",
   download: "proxmoxve:download/file:File",
+  user: "proxmoxve:index/userLegacy:UserLegacy",
+  token: "proxmoxve:user/tokenLegacy:TokenLegacy",
+  acl: "proxmoxve:index/aclLegacy:AclLegacy",
   command: "command:remote:Command",
+  backupJob: "proxmoxve:backup/job:Job",
+  haResource: "proxmoxve:index/haresourceLegacy:HaresourceLegacy",
+  haRule: "proxmoxve:index/haruleLegacy:HaruleLegacy",
+  haGroup: "proxmoxve:index/hagroupLegacy:HagroupLegacy",
 } as const;
 
 /**
@@ -612,8 +725,19 @@ export function proxmoxId(type: string, i: Inputs): string | undefined {
     case TYPES.zfspool:
     case TYPES.directory:
       return String(i.resourceId);
+    case TYPES.user:
+      return String(i.userId);
+    case TYPES.token:
+      return `${String(i.userId)}!${String(i.tokenName)}`;
     case TYPES.download:
       return `${String(i.datastoreId)}:${String(i.contentType)}/${String(i.fileName)}`;
+    case TYPES.backupJob:
+    case TYPES.haResource:
+      return String(i.resourceId);
+    case TYPES.haRule:
+      return String(i.rule);
+    case TYPES.haGroup:
+      return String(i.group);
     default:
       return undefined;
   }
@@ -634,6 +758,13 @@ export function proxmoxTranslations(api: PveApi): Record<string, Translation> {
     [TYPES.zfspool]: storageTranslation(api, "zfspool", (i) => ({ pool: String(i.zfsPool) })),
     [TYPES.directory]: storageTranslation(api, "dir", (i) => ({ path: String(i.path) })),
     [TYPES.download]: downloadTranslation(api),
+    [TYPES.backupJob]: backupJobTranslation(api),
+    [TYPES.user]: userTranslation(api),
+    [TYPES.token]: tokenTranslation(api),
+    [TYPES.acl]: aclTranslation(api),
+    [TYPES.haResource]: haResourceTranslation(api),
+    [TYPES.haRule]: haRuleTranslation(api),
+    [TYPES.haGroup]: haGroupTranslation(api),
   };
 }
 

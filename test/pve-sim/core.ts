@@ -27,6 +27,8 @@ export interface HandlerCtx {
   user: string;
   /** Set by fault injection: the task this request starts must fail with this message. */
   failTask?: string;
+  /** Keys a restore took from the backup (snapshots.ts): not the caller's, so not checked against its permissions. */
+  inherited?: ReadonlySet<string>;
 }
 
 export type Handler = (ctx: HandlerCtx) => unknown;

@@ -17,13 +17,14 @@ import type { ParamSchema } from "./schema";
 import { digestOf, type Guest } from "./state";
 import { die, paramError } from "./tasks";
 import { parseWithSchema } from "./validate";
+import { cloneTarget, refuseLocalClone } from "./clone-target";
 
-type Kind = "lxc" | "qemu";
+export type Kind = "lxc" | "qemu";
 
-const LABEL: Record<Kind, string> = { lxc: "CT", qemu: "VM" };
+export const LABEL: Record<Kind, string> = { lxc: "CT", qemu: "VM" };
 
 /** Keys a guest config may hold: those `PUT …/config` accepts, minus its control parameters. */
-function configSchema(sim: Sim, kind: Kind): Record<string, ParamSchema> {
+export function configSchema(sim: Sim, kind: Kind): Record<string, ParamSchema> {
   const route = sim.schema.find("PUT", `/nodes/{node}/${kind}/{vmid}/config`);
   if (!route) throw new Error(`pve-sim: schema has no PUT /nodes/{node}/${kind}/{vmid}/config`);
   const out = { ...route.params };
@@ -55,7 +56,7 @@ function diskField(kind: Kind): string {
   return kind === "lxc" ? "volume" : "file";
 }
 
-function parseSize(size: string): number {
+export function parseSize(size: string): number {
   const m = /^(\d+(?:\.\d+)?)([KMGT])?$/.exec(size);
   if (!m) throw die(`unable to parse size '${size}'`);
   const f: Record<string, number> = { K: 1 / 1024 ** 2, M: 1 / 1024, G: 1, T: 1024 };
@@ -70,7 +71,7 @@ function formatSize(gib: number): string {
 const CLOUDINIT = /^([^/:\s]+):(?:\d+\/)?(?:vm-\d+-)?cloudinit(\.\w+)?$/;
 
 /** The storage-backed volumes of a config (not bind mounts, not cdroms); with `cloudinit`, only QEMU's cloud-init drives. */
-function volumesOf(kind: Kind, config: Record<string, string>, sim: Sim, cloudinit = false): Array<{ key: string; volid: string }> {
+export function volumesOf(kind: Kind, config: Record<string, string>, sim: Sim, cloudinit = false): Array<{ key: string; volid: string }> {
   const out: Array<{ key: string; volid: string }> = [];
   const schema = configSchema(sim, kind);
   for (const [k, v] of Object.entries(config)) {
@@ -146,7 +147,7 @@ function checkRootOnly(
   }
 }
 
-function checkLock(g: Guest, ctx: HandlerCtx): void {
+export function checkLock(g: Guest, ctx: HandlerCtx): void {
   const lock = g.config.lock;
   if (lock === undefined) return;
   if (flag(ctx, "skiplock")) return;
@@ -253,7 +254,7 @@ function makeTemplate(sim: Sim, kind: Kind, g: Guest): void {
   g.config.template = "1";
 }
 
-function removeGuest(sim: Sim, g: Guest): void {
+export function removeGuest(sim: Sim, g: Guest): void {
   for (const { volid } of [...volumesOf(g.kind, g.config, sim), ...volumesOf(g.kind, g.config, sim, true)]) {
     if (sim.state.storages.get(volid.split(":")[0] ?? "")?.volumes.has(volid)) sim.state.freeVolume(volid);
   }
@@ -278,7 +279,10 @@ function create(kind: Kind): Handler {
     const schema = configSchema(sim, kind);
     const values = configValues(ctx, kind);
     // pve-container@6.0.18 src/PVE/API2/LXC.pm create_vm: `$unprivileged = 1 if !defined($unprivileged)` (no restore).
-    checkRootOnly(ctx, kind, values, schema, { unprivileged: values.unprivileged === undefined || values.unprivileged === "1" });
+    // A restore checks only what the call gives (pve-container create_vm runs check_ct_modify_config_perm on
+    // the call's parameters; the backup's are merged later by sanitize_and_merge_config).
+    const own = Object.fromEntries(Object.entries(values).filter(([k]) => !ctx.inherited?.has(k)));
+    checkRootOnly(ctx, kind, own, schema, { unprivileged: values.unprivileged === undefined || values.unprivileged === "1" });
     if (kind === "lxc") {
       const ostemplate = req(ctx, "ostemplate");
       const vol = sim.state.volume(ostemplate);
@@ -313,9 +317,12 @@ function create(kind: Kind): Handler {
     g.config.lock = "create";
     sim.state.guests.set(vmid, g);
     let ok = false;
+    // A restore (snapshots.ts) is this create with the backup's configuration merged in: its worker is
+    // `vzrestore` (pve-container src/PVE/API2/LXC.pm create_vm) or `qmrestore` (qemu-server src/PVE/API2/Qemu.pm).
+    const restoring = kind === "lxc" ? flag(ctx, "restore") === true : str(ctx, "archive") !== undefined;
     return startTask(
       ctx,
-      kind === "lxc" ? "vzcreate" : "qmcreate",
+      `${kind === "lxc" ? "vz" : "qm"}${restoring ? "restore" : "create"}`,
       String(vmid),
       async ({ log, sleep }) => {
         await allocate(sim, kind, g, disks, sleep, log);
@@ -341,7 +348,7 @@ function checkMapping(sim: Sim, dev: Record<string, string>): void {
   }
 }
 
-function guestOf(ctx: HandlerCtx, kind: Kind): Guest {
+export function guestOf(ctx: HandlerCtx, kind: Kind): Guest {
   const node = req(ctx, "node");
   ctx.sim.state.node(node);
   return ctx.sim.state.guest(node, kind, Number(req(ctx, "vmid")));
@@ -407,7 +414,8 @@ function putConfig(kind: Kind, async: boolean): Handler {
  */
 function canLinkClone(sim: Sim, kind: Kind, volid: string): boolean {
   const storage = sim.state.storage(volid.split(":")[0] ?? "");
-  if (kind === "lxc" && storage.type !== "zfspool") return false;
+  // RBDPlugin.pm volume_has_feature (pve-storage HEAD :955-975): clone => { base => 1, snap => 1 } too.
+  if (kind === "lxc" && storage.type !== "zfspool" && storage.type !== "rbd") return false;
   return /(^|[:/])base(vol)?-\d+-disk-\d+(\.\w+)?$/.test(volid);
 }
 
@@ -431,9 +439,11 @@ function clone(kind: Kind): Handler {
       const s = sim.state.storage(storage);
       if (kind === "qemu" && !sim.state.contentOf(s).includes("images")) throw paramError({ storage: `storage '${storage}' does not support vm images` });
     }
+    const target = cloneTarget(ctx, storage);
     checkLock(src, ctx);
     const full = flag(ctx, "full") ?? src.config.template !== "1";
     if (storage !== undefined && !full) throw die("parameter 'storage' not allowed for linked clones");
+    if (kind === "qemu") refuseLocalClone(sim, kind, src.config, storage, target);
     const disks = volumesOf(kind, src.config, sim);
     if (!full) {
       for (const { key, volid } of disks) {
@@ -442,6 +452,7 @@ function clone(kind: Kind): Handler {
         }
       }
     }
+    if (kind === "lxc") refuseLocalClone(sim, kind, src.config, storage, target);
     // pve-container takes the source's `disk` lock before forking and holds it for the whole
     // clone; qemu-server only takes a shared flock inside the worker.
     if (kind === "lxc") src.config.lock = "disk";
@@ -498,6 +509,8 @@ function clone(kind: Kind): Handler {
         if (kind === "lxc") delete src.config.lock;
         if (ok) delete g.config.lock;
         else removeGuest(sim, g);
+        // Made on the source's node, then its config moved to the target (LXC.pm:2240-2248, Qemu.pm:4693-4707).
+        if (ok && target !== undefined) g.node = target;
       },
     );
   };
@@ -665,65 +678,6 @@ function resize(kind: Kind): Handler {
   };
 }
 
-function snapshots(kind: Kind): Record<string, Handler> {
-  const base = `/nodes/{node}/${kind}/{vmid}/snapshot`;
-  const prefix = kind === "lxc" ? "vz" : "qm";
-  return {
-    [`GET ${base}`]: (ctx) => {
-      const g = guestOf(ctx, kind);
-      const list: Array<Record<string, unknown>> = [...g.snapshots.values()].map((s) => ({
-        name: s.name,
-        description: s.description,
-        snaptime: s.snaptime,
-        ...(s.parent ? { parent: s.parent } : {}),
-      }));
-      const last = [...g.snapshots.keys()].pop();
-      list.push({ name: "current", description: "You are here!", ...(last ? { parent: last } : {}) });
-      return list;
-    },
-    [`POST ${base}`]: (ctx) => {
-      const g = guestOf(ctx, kind);
-      checkLock(g, ctx);
-      const name = req(ctx, "snapname");
-      if (name === "current" || name === "vzdump") throw paramError({ snapname: `invalid snapshot name '${name}'` });
-      if (g.snapshots.has(name)) throw die(`snapshot name '${name}' already used`);
-      g.config.lock = "snapshot";
-      return startTask(ctx, `${prefix}snapshot`, String(g.vmid), () => {
-        const config = { ...g.config };
-        delete config.lock;
-        g.snapshots.set(name, {
-          name,
-          description: str(ctx, "description") ?? "",
-          snaptime: Math.floor(ctx.sim.state.now() / 1000),
-          parent: [...g.snapshots.keys()].pop(),
-          config,
-        });
-      }, () => {
-        delete g.config.lock;
-      });
-    },
-    [`DELETE ${base}/{snapname}`]: (ctx) => {
-      const g = guestOf(ctx, kind);
-      const name = req(ctx, "snapname");
-      if (!g.snapshots.has(name)) throw die(`snapshot '${name}' does not exist`);
-      return startTask(ctx, `${prefix}delsnapshot`, String(g.vmid), () => {
-        g.snapshots.delete(name);
-      });
-    },
-    [`POST ${base}/{snapname}/rollback`]: (ctx) => {
-      const g = guestOf(ctx, kind);
-      checkLock(g, ctx);
-      const name = req(ctx, "snapname");
-      const snap = g.snapshots.get(name);
-      if (!snap) throw die(`snapshot '${name}' does not exist`);
-      return startTask(ctx, `${prefix}rollback`, String(g.vmid), () => {
-        g.config = { ...snap.config };
-        g.status = flag(ctx, "start") ? "running" : "stopped";
-      });
-    },
-  };
-}
-
 function list(kind: Kind): Handler {
   return (ctx) => {
     const node = req(ctx, "node");
@@ -772,7 +726,6 @@ export function guestHandlers(): Record<string, Handler> {
       [`GET ${b}/{vmid}/status/current`]: currentStatus(kind),
       [`PUT ${b}/{vmid}/resize`]: resize(kind),
       [`DELETE ${b}/{vmid}`]: destroy(kind),
-      ...snapshots(kind),
     });
     for (const action of ["start", "stop", "shutdown", "reboot", "suspend", "resume"] as const) {
       out[`POST ${b}/{vmid}/status/${action}`] = statusChange(kind, action);

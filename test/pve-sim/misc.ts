@@ -1,6 +1,7 @@
 import { checkDigest, deleteList, flag, int, req, startTask, str, typed, withStorageLock, type Handler, type HandlerCtx } from "./core";
 import { splitList } from "./formats";
 import { firewallHandlers } from "./firewall";
+import { accessHandlers } from "./access";
 import { digestOf } from "./state";
 import { die, paramError } from "./tasks";
 
@@ -36,10 +37,6 @@ function clusterHandlers(): Record<string, Handler> {
       nodeOf(ctx);
       return { uptime: 86400, cpu: 0.02, pveversion: `pve-manager/${ctx.sim.schema.version === 9 ? "9.1.3" : "8.4.2"}`, kversion: "Linux 6.14" };
     },
-    "GET /cluster/status": (ctx) => [
-      { id: "cluster", name: "phoenix", type: "cluster", nodes: ctx.sim.state.nodes.size, quorate: 1, version: 1 },
-      ...[...ctx.sim.state.nodes.keys()].map((name, i) => ({ id: `node/${name}`, name, type: "node", online: 1, local: i === 0 ? 1 : 0, nodeid: i + 1, ip: "127.0.0.1" })),
-    ],
     "GET /cluster/nextid": (ctx) => {
       const vmid = int(ctx, "vmid");
       if (vmid !== undefined) {
@@ -47,35 +44,6 @@ function clusterHandlers(): Record<string, Handler> {
         return vmid;
       }
       for (let id = 100; ; id++) if (!ctx.sim.state.guests.has(id)) return id;
-    },
-    "GET /cluster/resources": (ctx) => {
-      const type = str(ctx, "type");
-      const out: Array<Record<string, unknown>> = [];
-      if (!type || type === "vm") {
-        for (const g of ctx.sim.state.guests.values()) {
-          out.push({
-            id: `${g.kind}/${g.vmid}`,
-            type: g.kind,
-            vmid: g.vmid,
-            node: g.node,
-            name: g.config.hostname ?? g.config.name,
-            status: g.status,
-            template: g.config.template === "1" ? 1 : 0,
-            ...(g.config.lock !== undefined ? { lock: g.config.lock } : {}),
-          });
-        }
-      }
-      if (!type || type === "storage") {
-        for (const node of ctx.sim.state.nodes.keys()) {
-          for (const s of ctx.sim.state.storages.values()) {
-            out.push({ id: `storage/${node}/${s.id}`, type: "storage", storage: s.id, node, status: "available", plugintype: s.type, content: s.config.content ?? "", maxdisk: s.total, disk: ctx.sim.state.usedBytes(s), shared: 0 });
-          }
-        }
-      }
-      if (!type || type === "node") {
-        for (const node of ctx.sim.state.nodes.keys()) out.push({ id: `node/${node}`, type: "node", node, status: "online" });
-      }
-      return out;
     },
   };
 }
@@ -417,5 +385,5 @@ function pciHandlers(): Record<string, Handler> {
 
 /** Handlers for cluster, tasks, storage, hardware, mapping and firewall endpoints, keyed by `METHOD template`. */
 export function miscHandlers(): Record<string, Handler> {
-  return { ...clusterHandlers(), ...taskHandlers(), ...storageHandlers(), ...pciHandlers(), ...firewallHandlers() };
+  return { ...clusterHandlers(), ...taskHandlers(), ...storageHandlers(), ...pciHandlers(), ...firewallHandlers(), ...accessHandlers() };
 }

@@ -6,10 +6,15 @@ import type { AddressInfo } from "node:net";
 import { Authority, cookieValue, parseTokenHeader } from "./auth";
 import type { Handler, Sim, SimTiming } from "./core";
 import { Faults, type FaultRule } from "./faults";
+import { backupHandlers } from "./backup";
+import { clusterHandlers, offlineProxyError } from "./cluster";
+import { cloneTargetHandlers } from "./clone-target";
+import { haHandlers } from "./ha";
 import { guestHandlers } from "./guests";
 import { miscHandlers } from "./misc";
 import { loadApiSchema, type ApiSchema, type PveVersion, type Route } from "./schema";
 import { seedInstallerStorages, seedProdLike, SimState } from "./state";
+import { snapshotHandlers } from "./snapshots";
 import { SimError, TaskRunner } from "./tasks";
 import { generateCertificates } from "./tls";
 import { checkObject, type ParamErrors, type ParamValue } from "./validate";
@@ -159,7 +164,8 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
   const authority = new Authority(now);
   const token = { id: opts.tokenId ?? "root@pam!phoenix", secret: opts.tokenSecret ?? crypto.randomUUID() };
   const rootPassword = opts.rootPassword ?? crypto.randomBytes(12).toString("base64url");
-  const handlers: Record<string, Handler> = { ...guestHandlers(), ...miscHandlers() };
+  const handlers: Record<string, Handler> = { ...guestHandlers(), ...miscHandlers(), ...backupHandlers(), ...clusterHandlers(), ...haHandlers(), ...cloneTargetHandlers() };
+  Object.assign(handlers, snapshotHandlers(handlers));
   const authDelay = opts.authFailureDelayMs ?? 0;
   const certs = await generateCertificates();
   let seq = 0;
@@ -298,6 +304,8 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     checkObject(route.params, params, route.additionalProperties, errors);
     if (Object.keys(errors).length > 0) return reply(400, null, "Parameter verification failed.\n", errors);
 
+    const unreachable = offlineProxyError(sim, route, params);
+    if (unreachable) return reply(unreachable.status, null, unreachable.message);
     const fault5xx = faults.take("http5xx", method, template, apiPath)[0];
     // By default a 500 that PVE gives while a condition lasts (pve-cluster PVE/Cluster.pm
     // check_cfs_quorum), raised before the handler changes anything.

@@ -14,6 +14,8 @@ export interface Volume {
   vmid?: number;
   /** For a linked clone: the base volume it was cloned from. */
   parent?: string;
+  /** For a backup archive (snapshots.ts): the guest's kind and its configuration as vzdump stored it. */
+  backup?: { kind: "lxc" | "qemu"; config: Record<string, string> };
 }
 
 export interface Storage {
@@ -42,8 +44,19 @@ export interface Guest {
   config: Record<string, string>;
   status: "running" | "stopped";
   snapshots: Map<string, Snapshot>;
+  /** The snapshot the current state descends from (the config file's `parent`). */
+  parent?: string;
   startedAt?: number;
 }
+
+/**
+ * What happened to a guest's volumes' contents (snapshots.ts), for a node stand-in that keeps
+ * real files behind them (test/e2e/node-files.ts) to repeat in order.
+ */
+export type VolumeEvent =
+  | { kind: "snapshot" | "delsnapshot" | "rollback"; vmid: number; snapname: string }
+  | { kind: "backup"; vmid: number; volid: string }
+  | { kind: "restore"; vmid: number; volid: string };
 
 export interface FirewallRule {
   [key: string]: string;
@@ -124,6 +137,10 @@ export class SimState {
   readonly groups = new Map<string, { comment?: string; rules: FirewallRule[] }>();
   readonly guestFirewall = new Map<number, FirewallScope>();
   readonly aplinfo: AplEntry[];
+  /** Appended by snapshot, rollback, backup and restore tasks; drained by whoever mirrors them. */
+  readonly volumeEvents: VolumeEvent[] = [];
+  /** Nodes that are down: what the API proxies to them fails (cluster.ts offlineProxyError). */
+  readonly offline = new Set<string>();
   private macCounter = 0;
 
   constructor(readonly now: () => number) {

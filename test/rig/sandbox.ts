@@ -9,7 +9,9 @@ export type { SandboxState };
 const REAL_TOOLS = [
   "bash", "sh", "cat", "grep", "sed", "awk", "mkdir", "rm", "mv", "cp", "ln", "tr", "cut", "sort", "uniq", "head", "tail",
   "wc", "base64", "stat", "readlink", "basename", "dirname", "cmp", "mktemp", "touch", "chmod", "env", "sleep", "tee", "sha256sum",
-  "id", "ls", "find", "xargs", "true", "false", "realpath", "printf", "test", "date", "chown",
+  "ls", "find", "xargs", "true", "false", "realpath", "printf", "test", "date", "chown", "seq",
+  // Unpack the release archives the curl stand-in serves, into the temporary folder the script names.
+  "tar", "gzip",
   // util-linux: runs the next tool (mkdir) as the folder's owner.
   "setpriv",
 ];
@@ -17,8 +19,12 @@ const STAND_INS = [
   "zfs", "zpool", "wipefs", "lsblk", "uname", "lspci", "proxmox-boot-tool", "update-initramfs", "update-grub", "modprobe",
   "nvidia-smi", "nvidia-modprobe", "nvidia-uninstall", "dkms", "apt-get", "dpkg-query", "systemctl", "curl", "depmod",
   "modinfo", "mokutil", "efibootmgr",
+  // Users, files and units an install script puts on the node, written under the sandbox's root (standins.ts).
+  "useradd", "id", "install", "systemd-analyze",
   // The node's container tool, and what setup scripts call inside containers.
   "pct", "dpkg", "locale", "locale-gen", "update-ca-certificates", "python3",
+  // The node's VM tool (guest agent commands), and what Phoenix runs inside VMs through it.
+  "qm", "docker", "cloud-init",
 ];
 
 export const DISKS = {
@@ -144,6 +150,8 @@ export function createSandbox(dir: string): Sandbox {
     },
   };
   for (const [p, content] of Object.entries(INITIAL_FILES)) sb.write(p, content);
+  // Folders every Debian node has: install scripts stage their files in /var/tmp and install binaries into /usr/local/bin.
+  for (const d of ["var/tmp", "usr/local/bin"]) mkdirSync(join(root, d), { recursive: true });
   for (const d of Object.values(DISKS)) sb.write(d.slice(1), "");
   return sb;
 }

@@ -5,6 +5,7 @@
  * and a second run can be seen to change nothing. Only Node built-ins may be imported here.
  */
 import { spawnSync } from "child_process";
+import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 
@@ -16,6 +17,8 @@ export interface SandboxState {
   pools: Record<string, { vdevType: string; disks: string[]; options: Record<string, string> }>;
   /** Locally set properties per dataset, as given to `zfs create -o`/`zfs set`. */
   datasets: Record<string, Record<string, string>>;
+  /** Snapshots (`ds@name`) in creation order; their files are copied under /.zfs-standin/ (zfs snapshot/rollback). */
+  snapshots?: string[];
   /** What `lspci -Dn` lists. */
   pci: Array<{ address: string; classCode: string; id: string }>;
   boot: "systemd-boot" | "grub-pbt" | "grub";
@@ -44,6 +47,22 @@ export interface SandboxState {
   nfsExported?: string[];
   /** What tools run through `pct exec <vmid>` changed inside each container, by vmid. */
   containers: Record<string, ContainerState>;
+  /** What tools run through `qm guest exec <vmid>` changed inside each VM, by vmid. */
+  vms?: Record<string, VmState>;
+  /** SHA-256 of every release archive curl served, by URL, for the checksums file beside it. */
+  releases?: Record<string, string>;
+}
+
+/**
+ * A VM as `qm guest exec` reaches it. Its files live in the sandbox under `vm/<vmid>` (what
+ * cloud-init wrote at first boot); `run/qm/<vmid>.status` says whether it runs.
+ */
+export interface VmState {
+  /**
+   * Compose projects by compose file: how often `docker compose up` (re)created their containers,
+   * and the environment they got from the project's env_file then (a container keeps it until recreated).
+   */
+  compose: Record<string, { starts: number; env: Record<string, string> }>;
 }
 
 /** The part of a machine's state that package and service tools touch: the host's, or one container's. */
@@ -87,7 +106,9 @@ const root = path.join(sandbox, "root");
 const statePath = path.join(sandbox, "state.json");
 /** Inside `pct exec`, PHOENIX_CT names the container and PHOENIX_ROOT is its root directory. */
 const container = process.env.PHOENIX_CT;
-const machineRoot = container ? (process.env.PHOENIX_ROOT ?? root) : root;
+/** Inside `qm guest exec`, PHOENIX_VM names the VM and PHOENIX_ROOT is its root directory. */
+const vm = process.env.PHOENIX_VM;
+const machineRoot = container || vm ? (process.env.PHOENIX_ROOT ?? root) : root;
 
 const lockPath = `${statePath}.lock`;
 /**
@@ -192,8 +213,13 @@ function zfs(s: SandboxState, args: string[]): void {
     case "list": {
       const o = rest.indexOf("-o");
       const cols = (o >= 0 ? rest[o + 1]! : "name").split(",");
-      const names = rest.filter((a, i) => !a.startsWith("-") && rest[i - 1] !== "-o" && rest[i - 1] !== "-t");
+      const names = rest.filter((a, i) => !a.startsWith("-") && !["-o", "-t", "-s", "-d"].includes(rest[i - 1]!));
       for (const n of names) if (!s.datasets[n]) fail(`cannot open '${n}': dataset does not exist`);
+      // zfs-list(8): `-t snapshot -d 1 <ds>…` lists the datasets' own snapshots; `-s creation` oldest first, as kept here.
+      if (rest[rest.indexOf("-t") + 1] === "snapshot") {
+        if (cols.join() !== "name") fail("zfs stand-in: snapshots list only -o name", 2);
+        return out((s.snapshots ?? []).filter((x) => !names.length || names.includes(x.split("@")[0]!)));
+      }
       const shown = names.length ? names : Object.keys(s.datasets).sort();
       return out(shown.map((d) => cols.map((c) => propValue(s, d, c) ?? "-").join("\t")));
     }
@@ -239,9 +265,54 @@ function zfs(s: SandboxState, args: string[]): void {
       }
       return;
     }
+    case "snapshot": {
+      // zfs-snapshot(8): every ds@name at once or none; lzc_snapshot (libzfs_core.c) needs them in one pool (EXDEV otherwise).
+      const snaps = rest.filter((a) => !a.startsWith("-"));
+      const pools = new Set(snaps.map((x) => x.split(/[/@]/)[0]));
+      // Two of one file system in one call are refused too (libzfs_dataset.c zfs_snapshot_nvl: EXDEV's message).
+      const fss = snaps.map((x) => x.split("@")[0]);
+      if (pools.size > 1 || new Set(fss).size < fss.length) fail(`cannot create snapshot '${snaps[0]}': multiple snapshots of same fs not allowed`);
+      for (const x of snaps) {
+        const [ds, name] = x.split("@") as [string, string | undefined];
+        if (!name || !s.datasets[ds]) fail(`cannot open '${ds}': dataset does not exist`);
+        if ((s.snapshots ?? []).includes(x)) fail(`cannot create snapshot '${x}': dataset already exists`);
+      }
+      for (const x of snaps) {
+        fs.cpSync(path.join(root, propValue(s, x.split("@")[0]!, "mountpoint")!), path.join(root, ".zfs-standin", x), { recursive: true });
+        (s.snapshots ??= []).push(x);
+      }
+      return;
+    }
+    case "rollback": {
+      // zfs-rollback(8): only to the most recent snapshot unless -r, which destroys the newer ones.
+      const x = rest.filter((a) => !a.startsWith("-"))[0]!;
+      const ds = x.split("@")[0]!;
+      const mine = (s.snapshots ?? []).filter((y) => y.startsWith(ds + "@"));
+      if (!mine.includes(x)) fail(`cannot open '${x}': dataset does not exist`);
+      const newer = mine.slice(mine.indexOf(x) + 1);
+      if (newer.length && !rest.includes("-r")) fail(`cannot rollback to '${x}': more recent snapshots or bookmarks exist\nuse '-r' to force deletion of the following snapshots and bookmarks:\n${newer.join("\n")}`);
+      s.snapshots = s.snapshots!.filter((y) => !newer.includes(y));
+      for (const y of newer) fs.rmSync(path.join(root, ".zfs-standin", y), { recursive: true, force: true });
+      const mountpoint = path.join(root, propValue(s, ds, "mountpoint")!);
+      fs.rmSync(mountpoint, { recursive: true, force: true });
+      fs.cpSync(path.join(root, ".zfs-standin", x), mountpoint, { recursive: true });
+      return;
+    }
+    case "unmount": {
+      // The stand-in does not model unmounted file systems (`mounted` stays yes); the dataset must exist.
+      const ds = rest.filter((a) => !a.startsWith("-"))[0]!;
+      if (!s.datasets[ds]) fail(`cannot open '${ds}': dataset does not exist`);
+      return;
+    }
     case "destroy": {
       const recursive = rest.includes("-r");
       const ds = rest.filter((a) => !a.startsWith("-"))[0]!;
+      if (ds.includes("@")) {
+        if (!(s.snapshots ?? []).includes(ds)) fail(`could not find any snapshots to destroy; check snapshot names.`);
+        s.snapshots = s.snapshots!.filter((y) => y !== ds);
+        fs.rmSync(path.join(root, ".zfs-standin", ds), { recursive: true, force: true });
+        return;
+      }
       if (!s.datasets[ds]) fail(`cannot open '${ds}': dataset does not exist`);
       const children = Object.keys(s.datasets).filter((d) => d.startsWith(ds + "/"));
       if (children.length && !recursive) fail(`cannot destroy '${ds}': filesystem has children\nuse '-r' to destroy the following datasets:\n${children.join("\n")}`);
@@ -555,6 +626,81 @@ function pct(args: string[]): void {
   }
 }
 
+const qmStatus = (vmid: string) => path.join(root, "run/qm", `${vmid}.status`);
+
+/**
+ * qm's guest-agent commands as qemu-server@9.2.6 src/PVE/CLI/qm.pm has them: `qm guest cmd <vmid>
+ * ping` prints nothing (an empty result), `qm guest exec <vmid> [--timeout N] [--pass-stdin 1]
+ * -- <command>` runs the command in the VM, with qm's stdin (read to EOF, at most 1 MiB) as its
+ * stdin when --pass-stdin is set, and prints the exec-status as JSON (exited, exitcode, out-data,
+ * err-data; Agent.pm qemu_exec_status); qm itself exits 0 whatever the command's status.
+ * Agent.pm assert_agent_available: the VM must run and its agent answer; the agent comes with
+ * cloud-init's first boot, modelled by the VM's root directory existing.
+ */
+function qm(args: string[]): void {
+  const [sub, op, vmid, ...rest] = args;
+  if (sub !== "guest" || (op !== "exec" && op !== "cmd")) fail(`qm stand-in: unsupported command ${args.slice(0, 2).join(" ")}`, 255);
+  if (!vmid || !/^\d+$/.test(vmid)) fail(`400 Parameter verification failed.\nvmid: type check ('integer') failed - got '${vmid ?? ""}'`, 255);
+  if (!fs.existsSync(qmStatus(vmid))) fail(`Configuration file 'nodes/pve/qemu-server/${vmid}.conf' does not exist`, 255);
+  if (fs.readFileSync(qmStatus(vmid), "utf8").trim() !== "running") fail(`VM ${vmid} is not running`, 255);
+  const vmRoot = path.join(root, "vm", vmid);
+  if (!fs.existsSync(vmRoot)) fail("QEMU guest agent is not running", 255);
+  if (op === "cmd") {
+    if (rest[0] !== "ping") fail(`qm stand-in: only the ping agent command is modelled, not ${rest[0] ?? ""}`, 255);
+    return;
+  }
+  const dash = rest.indexOf("--");
+  const options = dash < 0 ? rest : rest.slice(0, dash);
+  const argv = dash < 0 ? [] : rest.slice(dash + 1);
+  let passStdin = false;
+  for (let i = 0; i < options.length; i += 2) {
+    const [key, value] = [options[i]!, options[i + 1]];
+    if (key === "--pass-stdin") passStdin = value === "1";
+    else if (key !== "--timeout" && key !== "--synchronous") fail(`400 Parameter verification failed.\n${key.replace(/^--/, "")}: property is not defined in schema and the schema does not allow additional properties`, 255);
+  }
+  const input = passStdin ? fs.readFileSync(0, "utf8") : undefined;
+  if (input !== undefined && input.length > 1024 * 1024) fail("'input-data' (STDIN) is limited to 1 MiB, aborting", 255);
+  if (argv.length === 0) fail("qm stand-in: only commands are modelled, not bare input-data", 255);
+  // The command's own stand-ins take the lock: hand it over.
+  unlock();
+  const res = spawnSync(argv[0]!, argv.slice(1), { input: input ?? "", encoding: "utf8", env: { ...process.env, PHOENIX_ROOT: vmRoot, PHOENIX_VM: vmid } });
+  const status: Record<string, unknown> = { exitcode: res.status ?? 255, exited: 1 };
+  if (res.stdout) status["out-data"] = res.stdout;
+  if (res.stderr) status["err-data"] = res.stderr;
+  process.stdout.write(JSON.stringify(status, null, 3) + "\n");
+  // The command's own stand-ins saved the state: exit without saving this process's stale copy.
+  process.exit(0);
+}
+
+/**
+ * `docker compose -f FILE up -d [--force-recreate]` inside a VM: the compose file must be there,
+ * and so must every file its env_file names (Phoenix renders env_file as a list of absolute
+ * paths). A project is (re)created on its first `up` and with --force-recreate; the stand-in
+ * does not model Compose's comparison of a running container's configuration.
+ */
+function docker(s: SandboxState, args: string[]): void {
+  if (!vm) fail("docker stand-in: only inside a VM (qm guest exec)", 127);
+  const [sub, flag, file, up, ...rest] = args;
+  if (sub !== "compose" || flag !== "-f" || !file || up !== "up" || !rest.includes("-d")) fail(`docker stand-in: unsupported docker ${args.join(" ")}`, 2);
+  const composePath = path.join(machineRoot, file);
+  if (!fs.existsSync(composePath)) fail(`open ${file}: no such file or directory`, 1);
+  const envFiles = [...fs.readFileSync(composePath, "utf8").matchAll(/^\s*env_file:\s*\n((?:\s*-\s*\S+\n)+)/gm)].flatMap((m) =>
+    m[1]!.split("\n").map((l) => l.replace(/^\s*-\s*/, "").trim()).filter(Boolean),
+  );
+  const env: Record<string, string> = {};
+  for (const f of envFiles) {
+    const p = path.join(machineRoot, f);
+    if (!fs.existsSync(p)) fail(`env file ${f} not found: stat ${f}: no such file or directory`, 1);
+    for (const line of fs.readFileSync(p, "utf8").split("\n")) {
+      const i = line.indexOf("=");
+      if (i > 0 && !line.startsWith("#")) env[line.slice(0, i)] = line.slice(i + 1);
+    }
+  }
+  const state = ((s.vms ??= {})[vm] ??= { compose: {} });
+  const prev = state.compose[file];
+  if (!prev || rest.includes("--force-recreate")) state.compose[file] = { starts: (prev?.starts ?? 0) + 1, env };
+}
+
 /** `python3 -m venv DIR`: a virtualenv whose python and pip are stand-ins bound to DIR. */
 function python3(s: SandboxState, args: string[]): void {
   const dir = args[0] === "-m" && args[1] === "venv" ? args[2] : undefined;
@@ -587,6 +733,129 @@ function pip(s: SandboxState, venv: string, args: string[]): void {
     const [name, version] = spec.split("==");
     if (!name || !version) fail(`pip stand-in: unpinned requirement ${spec}`, 2);
     pkgs[name] = version;
+  }
+}
+
+// --- Release downloads and the service tools of an install script on the node ---------------
+
+/** A release's checksums file (promu's sha256sums.txt, goreleaser's checksums.txt / <project>_<version>_checksums.txt). */
+const CHECKSUMS = /[/_-](sha256sums|checksums)\.txt$/;
+
+/**
+ * A release archive as its publisher lays it out: <base>/<binary>, the binary named for the
+ * project (the archive's name up to its version). It is a stand-in script; the archive is built
+ * with the real tar and gzip with fixed metadata, and its SHA-256 is remembered for the checksums
+ * file beside it, which the install script checks it against.
+ */
+function serveRelease(s: SandboxState, url: string, dest: string): void {
+  const file = url.slice(url.lastIndexOf("/") + 1);
+  const base = file.replace(/\.tar\.gz$/, "");
+  const binary = base.replace(/[-_]v?\d.*$/, "");
+  const work = fs.mkdtempSync(path.join(sandbox, "release-"));
+  fs.mkdirSync(path.join(work, base));
+  fs.writeFileSync(path.join(work, base, binary), `#!/bin/sh\necho "${binary} (stand-in of ${file})"\n`, { mode: 0o755 });
+  const res = spawnSync("tar", ["--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner", "-czf", dest, "-C", work, base], { env: { ...process.env, GZIP: "-n" }, encoding: "utf8" });
+  fs.rmSync(work, { recursive: true, force: true });
+  if (res.status !== 0) fail(`curl stand-in: could not build ${file}: ${res.stderr}`, 2);
+  (s.releases ??= {})[url] = createHash("sha256").update(fs.readFileSync(dest)).digest("hex");
+}
+
+/** The checksums file of a release directory: every archive of that directory served so far, `sha256  name` as sha256sum prints. */
+function serveChecksums(s: SandboxState, url: string, dest: string): void {
+  const dir = url.slice(0, url.lastIndexOf("/") + 1);
+  const lines = Object.entries(s.releases ?? {}).flatMap(([u, sha]) => (u.startsWith(dir) && !u.slice(dir.length).includes("/") ? [`${sha}  ${u.slice(dir.length)}`] : []));
+  fs.writeFileSync(dest, lines.map((l) => `${l}\n`).join(""));
+}
+
+/**
+ * A GET to a service on this machine's loopback: it answers when an enabled unit of this machine
+ * listens on that port (--web.listen-address=[host]:PORT in its ExecStart), as its service would
+ * once started; otherwise the connection is refused (curl exit 7).
+ */
+function loopbackGet(s: SandboxState, url: string): void {
+  const port = /^http:\/\/(?:127\.0\.0\.1|localhost):(\d+)\//.exec(url)?.[1];
+  if (!port) fail(`curl stand-in: only -o downloads and loopback GETs are supported, not ${url}`, 2);
+  const listens = packageScope(s).systemdEnabled.some((unit) => {
+    const file = path.join(machineRoot, "etc/systemd/system", unit);
+    return fs.existsSync(file) && new RegExp(`--web\\.listen-address=\\S*:${port}(\\s|$)`).test(fs.readFileSync(file, "utf8"));
+  });
+  if (!listens) fail(`curl: (7) Failed to connect to 127.0.0.1 port ${port}: Connection refused`, 7);
+}
+
+/** useradd --system … NAME: a line in the machine's etc/passwd; exit 9 when the name is taken, as useradd(8) does. */
+function useradd(args: string[]): void {
+  const name = args[args.length - 1]!;
+  const passwd = path.join(machineRoot, "etc/passwd");
+  const lines = fs.existsSync(passwd) ? fs.readFileSync(passwd, "utf8").split("\n").filter(Boolean) : [];
+  if (lines.some((l) => l.split(":")[0] === name)) fail(`useradd: user '${name}' already exists`, 9);
+  const home = args[args.indexOf("--home-dir") + 1] ?? "/nonexistent";
+  const shell = args[args.indexOf("--shell") + 1] ?? "/usr/sbin/nologin";
+  const uid = 900 + lines.length;
+  fs.mkdirSync(path.dirname(passwd), { recursive: true });
+  fs.writeFileSync(passwd, [...lines, `${name}:x:${uid}:${uid}::${home}:${shell}`].join("\n") + "\n");
+}
+
+/** `id -u NAME` reads the machine's etc/passwd (where useradd wrote); anything else is the real id. */
+function id(args: string[]): void {
+  if (args[0] !== "-u" || args.length !== 2) {
+    const res = spawnSync("/usr/bin/id", args, { stdio: "inherit" });
+    process.exit(res.status ?? 1);
+  }
+  const passwd = path.join(machineRoot, "etc/passwd");
+  const line = (fs.existsSync(passwd) ? fs.readFileSync(passwd, "utf8").split("\n") : []).find((l) => l.split(":")[0] === args[1]);
+  if (!line) fail(`id: '${args[1]}': no such user`);
+  out([line.split(":")[2]!]);
+}
+
+/**
+ * install(1) as install scripts call it: `-d [-m MODE] DIR…`, or `-m MODE [-o USER] [-g GROUP] SRC DEST`.
+ * Owners are not applied (the sandbox runs as whoever runs the tests).
+ */
+function install(args: string[]): void {
+  let mode = "0755";
+  let dirs = false;
+  const paths: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === "-d") dirs = true;
+    else if (a === "-m") mode = args[++i]!;
+    else if (a === "-o" || a === "-g") i++;
+    else if (a.startsWith("-")) fail(`install stand-in: unsupported option ${a}`, 2);
+    else paths.push(a);
+  }
+  const m = parseInt(mode, 8);
+  if (dirs) {
+    for (const d of paths) {
+      fs.mkdirSync(d, { recursive: true });
+      fs.chmodSync(d, m);
+    }
+    return;
+  }
+  if (paths.length !== 2) fail("install stand-in: usage: install -m MODE SRC DEST", 2);
+  if (!fs.existsSync(path.dirname(paths[1]!))) fail(`install: cannot create regular file '${paths[1]}': No such file or directory`);
+  fs.copyFileSync(paths[0]!, paths[1]!);
+  fs.chmodSync(paths[1]!, m);
+}
+
+/**
+ * `systemd-analyze verify UNIT…` on the machine's files: each must exist with a [Unit] section; a
+ * service's ExecStart must name an executable that exists on the machine, and a timer's service
+ * must exist beside it, as systemd-analyze verify reports ("Command … is not executable",
+ * "… not found").
+ */
+function systemdAnalyze(args: string[]): void {
+  if (args[0] !== "verify") fail(`systemd-analyze stand-in: unsupported command ${args[0]}`, 2);
+  for (const file of args.slice(1)) {
+    if (!fs.existsSync(file)) fail(`Failed to prepare filename ${file}: No such file or directory`);
+    const text = fs.readFileSync(file, "utf8");
+    if (!/^\[Unit\]$/m.test(text)) fail(`${file}: no [Unit] section`);
+    if (file.endsWith(".service")) {
+      const exec = /^ExecStart=(\S+)/m.exec(text)?.[1];
+      if (!exec) fail(`${file}: Service has no ExecStart=, ExecStop=, or SuccessAction=. Refusing.`);
+      const onMachine = path.join(machineRoot, exec);
+      if (!fs.existsSync(onMachine) || (fs.statSync(onMachine).mode & 0o111) === 0) fail(`${file}: Command ${exec} is not executable: No such file or directory`);
+    }
+    if (file.endsWith(".timer") && !fs.existsSync(file.replace(/\.timer$/, ".service"))) fail(`${file}: Timer unit lacks value setting. Refusing.`);
   }
 }
 
@@ -713,9 +982,11 @@ function main(): void {
       }
       case "systemctl": {
         const scope = packageScope(s);
-        const unit = args.filter((a) => !a.startsWith("-"))[1];
-        if (args[0] === "enable" && unit && !scope.systemdEnabled.includes(unit)) scope.systemdEnabled.push(unit);
-        if (args[0] === "disable" && unit) scope.systemdEnabled = scope.systemdEnabled.filter((u) => u !== unit);
+        // enable and disable take every unit named (systemctl(1): enable UNIT…).
+        const units = args.filter((a) => !a.startsWith("-")).slice(1);
+        const unit = units[0];
+        if (args[0] === "enable") for (const u of units) if (!scope.systemdEnabled.includes(u)) scope.systemdEnabled.push(u);
+        if (args[0] === "disable") scope.systemdEnabled = scope.systemdEnabled.filter((u) => !units.includes(u));
         if (args[0] === "is-enabled") {
           if (!unit || !scope.systemdEnabled.includes(unit)) fail("disabled");
           return out(["enabled"]);
@@ -724,6 +995,14 @@ function main(): void {
       }
       case "pct":
         return pct(args);
+      case "qm":
+        return qm(args);
+      case "docker":
+        return docker(s, args);
+      case "cloud-init":
+        // `cloud-init status --wait` in a VM whose first boot is over (its root exists).
+        if (!vm || args[0] !== "status") fail(`cloud-init stand-in: only \`cloud-init status [--wait]\` inside a VM`, 2);
+        return out(["status: done"]);
       case "locale":
         if (args[0] !== "-a") fail("locale stand-in: only -a is supported", 2);
         return out(["C", "C.utf8", "POSIX", ...containerState(s).locales]);
@@ -753,11 +1032,21 @@ function main(): void {
       case "curl": {
         const o = args.indexOf("-o");
         const url = args[args.length - 1]!;
-        if (o < 0) fail("curl stand-in: only -o downloads are supported", 2);
+        if (o < 0) return loopbackGet(s, url);
         if (url.includes("missing")) fail("curl: (22) The requested URL returned error: 404", 22);
+        if (url.endsWith(".tar.gz")) return serveRelease(s, url, args[o + 1]!);
+        if (CHECKSUMS.test(url)) return serveChecksums(s, url, args[o + 1]!);
         fs.writeFileSync(args[o + 1]!, `#!/bin/sh\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(__filename)} nvidia-installer "$0" "$@"\n`);
         return;
       }
+      case "useradd":
+        return useradd(args);
+      case "id":
+        return id(args);
+      case "install":
+        return install(args);
+      case "systemd-analyze":
+        return systemdAnalyze(args);
       case "update-initramfs":
       case "update-grub":
       case "depmod":

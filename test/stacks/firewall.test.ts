@@ -46,7 +46,9 @@ describe("the node's effective chain (pve-firewall's order)", () => {
       v.firewall.rules = [drop("8006")];
     });
     const chain = hostNodeChain(config);
-    expect(chain.map((e) => e.path)).toEqual(["host.adminNetworks[0]", "host.adminNetworks[0]", "host.nfsExports[0].clients[0]", "firewall.node.rules[0]", "firewall.rules[0]", "host.address"]);
+    // The ops guest's scrape of the host's node_exporter and GPU exporter follows the NFS ACCEPTs (stacks/firewall-rules.ts scrapeRules).
+    const scrape = `host (derived: scraped by the ops guest, guests[${config.guests.findIndex((g) => g.role?.type === "observability")}])`;
+    expect(chain.map((e) => e.path)).toEqual(["host.adminNetworks[0]", "host.adminNetworks[0]", "host.nfsExports[0].clients[0]", scrape, scrape, "firewall.node.rules[0]", "firewall.rules[0]", "host.address"]);
     const ssh = firstMatch(chain, probe(config, 22, "10.0.0.0/24"));
     expect(ssh.by === "rule" && ssh.entry.group).toBe("phoenix-admin");
     const outside = firstMatch(chain, probe(config, 22, "192.168.7.0/24"));

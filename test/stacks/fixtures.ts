@@ -8,7 +8,7 @@ export const PROD_FILE = path.join(ROOT, "Pulumi.prod.yaml");
 export const DEV_FILE = path.join(ROOT, "Pulumi.dev.yaml");
 
 /** Every secret the prod stack needs, present as secrets. */
-export const PROD_SECRETS = ["proxmoxTokenSecret", "sshPrivateKey", "stepCaPassword", "portainerAdminPassword", "traefikDashboardPassword", "qdrantApiKey", "webappSessionSecret"];
+export const PROD_SECRETS = ["proxmoxTokenSecret", "sshPrivateKey", "stepCaPassword", "portainerAdminPassword", "portainerAgentSecret", "traefikDashboardPassword", "qdrantApiKey", "webappSessionSecret"];
 
 /** A syntactically valid PEM standing in for the node's pve-root-ca.pem. */
 export const TEST_PVE_CA = "-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n";

@@ -9,7 +9,7 @@ describe("npm run validate", () => {
   it("passes the prod stack and lists the secret commands to run", () => {
     const { code, text } = runValidate("prod", ROOT);
     expect(code).toBe(0);
-    expect(text).toContain("Pulumi.prod.yaml is valid: 4 templates, 10 guests, 8 routes.");
+    expect(text).toContain("Pulumi.prod.yaml is valid: 4 templates, 10 guests, 9 routes.");
     expect(text).toContain("pulumi config set --secret phoenix:stepCaPassword <value>");
   });
 

@@ -29,7 +29,7 @@ describe("the committed stack files", () => {
     expect(raw.secretKeys.size).toBe(0);
     const result = validate(raw, false);
     if (result.ok !== true) throw new Error(formatIssues(issuesOf(result)));
-    expect(new Set(result.missingSecrets.map((s) => s.key))).toEqual(new Set(["proxmoxTokenSecret", "sshPrivateKey", "stepCaPassword", "portainerAdminPassword", "traefikDashboardPassword", "qdrantApiKey", "webappSessionSecret"]));
+    expect(new Set(result.missingSecrets.map((s) => s.key))).toEqual(new Set(["proxmoxTokenSecret", "sshPrivateKey", "stepCaPassword", "portainerAdminPassword", "portainerAgentSecret", "traefikDashboardPassword", "qdrantApiKey", "webappSessionSecret"]));
   });
 
   it("dev validates offline and points at the local simulator", () => {
@@ -124,14 +124,14 @@ const cases: Case[] = [
   { rule: "disk by kernel name", mutate: (v) => (v.host.zfs.pools[1].disks[0] = "/dev/nvme0n1"), path: "host.zfs.pools[1].disks[0]", message: "by-id" },
   { rule: "unknown storage", mutate: (v) => (guest(v, 103).storage = "nvme-pool"), path: "guests[0].storage", message: "storage 'nvme-pool' is not declared" },
   { rule: "storage without the content a guest needs", mutate: (v) => (guest(v, 103).storage = "quickOS-vm-disks"), path: "guests[0].storage", message: "does not hold rootdir content" },
-  { rule: "two services on one IP and port", mutate: (v) => v.services.push({ name: "qdrant-grpc", guest: 1002, port: 6333 }), path: "services[9].port", message: "port clash: 10.0.0.102:6333 is already taken by services[6].port" },
+  { rule: "two services on one IP and port", mutate: (v) => v.services.push({ name: "qdrant-grpc", guest: 1002, port: 6333 }), path: "services[10].port", message: "port clash: 10.0.0.102:6333 is already taken by services[6].port" },
   { rule: "routed service on a DHCP guest", mutate: (v) => (guest(v, 1002).network.ip = "dhcp"), path: "services[6].guest", message: "uses DHCP; a routed service needs a static address" },
-  { rule: "service pointing at a proxy", mutate: (v) => v.services.push({ name: "loop", guest: 102, port: 8443 }), path: "services[9].guest", message: "which is a proxy: the route would loop back" },
+  { rule: "service pointing at a proxy", mutate: (v) => v.services.push({ name: "loop", guest: 102, port: 8443 }), path: "services[10].guest", message: "which is a proxy: the route would loop back" },
   { rule: "plain HTTP to a TLS port", mutate: (v) => (v.services[0].scheme = "http"), path: "services[0].scheme", message: "sends plain HTTP to port 9000 of CT 103 step-ca, which speaks TLS there" },
   { rule: "model server no service reaches", mutate: (v) => (v.services = v.services.filter((s: Values) => s.name !== "ollama")), path: "guests[5].role.server.port", message: "serves models on port 11434 but no service points there" },
   { rule: "by-model route on another host", mutate: (v) => (v.routes[0].host = "api.internal.thinkheads.ai"), path: "routes[0].host", message: "routing by model is served on the gateway host internal.thinkheads.ai only" },
   { rule: "route to an unknown service", mutate: (v) => (v.routes[4].service = "qdrant2"), path: "routes[4].service", message: "service 'qdrant2' is not declared in services" },
-  { rule: "two routes claiming the same host+path", mutate: (v) => v.routes.push({ path: "/qdrant/", service: "n8n" }), path: "routes[8]", message: "is already claimed by routes[4]" },
+  { rule: "two routes claiming the same host+path", mutate: (v) => v.routes.push({ path: "/qdrant/", service: "n8n" }), path: "routes[9]", message: "is already claimed by routes[4]" },
   { rule: "route with both a service and byModel", mutate: (v) => (v.routes[0].service = "vllm-chat"), path: "routes[0].service", message: "either service or byModel" },
   { rule: "route host outside the internal domain", mutate: (v) => (v.routes[7].host = "portainer.example.com"), path: "routes[7].host", message: "outside the internal domain" },
   { rule: "invalid hostname", mutate: (v) => (guest(v, 103).name = "step_ca"), path: "guests[0].name", message: "must be a valid hostname" },
