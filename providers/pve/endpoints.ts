@@ -1,6 +1,6 @@
 import type { PveClient } from "./client";
 import type { FormParams } from "./form";
-import { isUpid, waitForTask, type TaskResult, type WaitOptions } from "./tasks";
+import { isUpid, pollDelay, waitForTask, type TaskResult, type WaitOptions } from "./tasks";
 
 export type GuestKind = "lxc" | "qemu";
 
@@ -258,11 +258,11 @@ export class PveApi {
   async waitForUnlock(node: string, kind: GuestKind, vmid: number, opts: WaitOptions = {}): Promise<void> {
     const timeoutMs = opts.timeoutMs ?? this.client.options.task?.timeoutMs ?? 30 * 60_000;
     const deadline = this.client.now() + timeoutMs;
-    while ((await this.guestStatus(node, kind, vmid)).lock !== undefined) {
+    for (let attempt = 0; (await this.guestStatus(node, kind, vmid)).lock !== undefined; attempt++) {
       if (this.client.now() >= deadline) {
         throw new Error(`${kind === "lxc" ? "CT" : "VM"} ${vmid} on ${node} is still locked after ${Math.round(timeoutMs / 1000)} s; check its running tasks in PVE`);
       }
-      await this.client.sleep(opts.pollIntervalMs ?? this.client.options.task?.pollIntervalMs ?? 1000);
+      await this.client.sleep(pollDelay(this.client, opts, attempt));
     }
   }
 

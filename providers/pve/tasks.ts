@@ -70,9 +70,8 @@ export async function taskLog(client: PveClient, upid: string, start = 0, limit 
  */
 export async function waitForTask(client: PveClient, upid: string, opts: WaitOptions = {}): Promise<TaskResult> {
   const timeoutMs = opts.timeoutMs ?? client.options.task?.timeoutMs ?? 30 * 60_000;
-  const interval = opts.pollIntervalMs ?? client.options.task?.pollIntervalMs ?? 1000;
   const deadline = client.now() + timeoutMs;
-  for (;;) {
+  for (let attempt = 0; ; attempt++) {
     let status: TaskStatus | undefined;
     try {
       status = await client.get<TaskStatus>(`${taskPath(upid)}/status`);
@@ -94,6 +93,15 @@ export async function waitForTask(client: PveClient, upid: string, opts: WaitOpt
       throw new PveTaskError(upid, exit || "unknown exit status", tail);
     }
     if (client.now() >= deadline) throw new PveTaskTimeoutError(upid, timeoutMs);
-    await client.sleep(interval);
+    await client.sleep(pollDelay(client, opts, attempt));
   }
+}
+
+/**
+ * How long to wait before the next status call: the configured interval when one is set, else
+ * 50 ms doubling to 1 s, so a task that ends in milliseconds (a ZFS snapshot, a config lock) is
+ * seen at once and a long one (a clone, a vzdump) costs one call a second.
+ */
+export function pollDelay(client: PveClient, opts: WaitOptions, attempt: number): number {
+  return opts.pollIntervalMs ?? client.options.task?.pollIntervalMs ?? Math.min(1000, 50 * 2 ** attempt);
 }
