@@ -74,7 +74,7 @@ export function nodeFiles(sandbox: Sandbox, nodes: readonly string[]): NodeFiles
   const write = (file: string, text: string) => {
     if (read(file) !== text) {
       fs.mkdirSync(path.dirname(file), { recursive: true });
-      fs.writeFileSync(file, text);
+      writeAtomically(file, text);
     }
     written.set(file, text);
   };
@@ -209,4 +209,16 @@ function mirrorVolumeEvent(sandbox: Sandbox, state: SimState, e: VolumeEvent): v
     case "restore":
       return loadRoot(sandbox, e.vmid, backupDir(e.volid));
   }
+}
+
+/**
+ * The node's stand-ins (pct, qm) read these files from other processes while the simulator's
+ * state is pushed on every change: a truncate-then-write would let them read an empty file (and
+ * answer "VM … is not running" for a running VM). Write only a changed file, by rename.
+ */
+export function writeAtomically(file: string, content: string): void {
+  if (fs.existsSync(file) && fs.readFileSync(file, "utf8") === content) return;
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, content);
+  fs.renameSync(tmp, file);
 }

@@ -13,6 +13,7 @@ import { userDataSnippet } from "../../components/docker/docker-tier";
 import type { StackConfig } from "../../stacks/schema";
 import type { Guest, SimState } from "../pve-sim/state";
 import type { Sandbox } from "../rig/sandbox";
+import { writeAtomically } from "./node-files";
 
 export function vmBoot(sandbox: Sandbox, nodes: readonly string[], config: () => StackConfig | undefined): { push(state: SimState): void } {
   const booted = new Map<number, Guest>();
@@ -31,7 +32,7 @@ export function vmBoot(sandbox: Sandbox, nodes: readonly string[], config: () =>
       for (const [vmid, g] of booted) if (state.guests.get(vmid) !== g) forget(vmid);
       for (const g of vms) {
         fs.mkdirSync(path.dirname(status(g.vmid)), { recursive: true });
-        fs.writeFileSync(status(g.vmid), `${g.status}\n`);
+        writeAtomically(status(g.vmid), `${g.status}\n`);
         const c = config();
         const snippet = c && userDataSnippet(c, g.vmid);
         if (g.status !== "running" || booted.has(g.vmid) || !snippet) continue;
@@ -53,3 +54,4 @@ export function vmBoot(sandbox: Sandbox, nodes: readonly string[], config: () =>
     },
   };
 }
+
