@@ -12,7 +12,6 @@ import * as path from "node:path";
 import { promisify } from "node:util";
 import { formatIssues, readStackFile, validateStack } from "../stacks/load";
 import { parseFailure, PlacedError } from "../stacks/errors";
-import { readProjectFile } from "../stacks/project-files";
 import type { StackConfig } from "../stacks/schema";
 import { guestsViaNode, sshNode } from "./doctor/channels";
 import { diagnose } from "./doctor/diagnose";
@@ -23,7 +22,7 @@ import { backendTelemetry, telemetrySource } from "./doctor/telemetry";
 import { runChecks, type Channels } from "./doctor/run";
 import { runCli } from "./cli";
 import { drillFindings } from "./doctor/restore-drill";
-import { stackApi } from "./stack-guest";
+import { stackApi, stackSshConnection } from "./stack-guest";
 import type { PveApi } from "../providers/pve";
 
 export interface DoctorArgs {
@@ -158,14 +157,8 @@ const run = promisify(execFile);
 /** The node's SSH connection from the stack file, with the key from --ssh-key or the stack's secret. */
 async function sshChannels(config: StackConfig, args: DoctorArgs, cwd: string): Promise<Channels> {
   const nodeName = config.host.node ?? config.proxmox.nodes[0]!.name;
-  const ssh = config.proxmox.nodes.find((n) => n.name === nodeName)?.ssh;
-  if (!ssh) throw new PlacedError(`node ${nodeName} has no ssh: the doctor reaches the node and its guests over SSH`, { configPath: "proxmox.nodes" });
-  const nodeIndex = config.proxmox.nodes.findIndex((n) => n.name === nodeName);
-  const hostKey = ssh.hostKey ?? readProjectFile(cwd, ssh.hostKeyFile!, `proxmox.nodes[${nodeIndex}].ssh.hostKeyFile`);
-  const privateKey = args.sshKey
-    ? readArgFile(cwd, args.sshKey)
-    : (await run("pulumi", ["config", "get", "phoenix:sshPrivateKey", "--stack", args.stack], { cwd })).stdout;
-  const node = sshNode({ host: ssh.host, port: ssh.port, username: ssh.user, hostKey, privateKey });
+  const privateKey = args.sshKey ? readArgFile(cwd, args.sshKey) : undefined;
+  const node = sshNode(await stackSshConnection(cwd, args.stack, config, nodeName, "the doctor reaches the node and its guests over SSH", privateKey));
   return { node, guest: guestsViaNode(node) };
 }
 

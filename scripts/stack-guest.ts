@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import { createPveClient, type GuestKind, type PveApi } from "../providers/pve";
-import { runCommand } from "../providers/ssh";
+import { runCommand, type SshConnection } from "../providers/ssh";
 import type { NodeRun } from "../providers/guest/zfs-snapshot";
 import { formatIssues, readStackFile, validateStack } from "../stacks/load";
 import { PlacedError } from "../stacks/errors";
@@ -49,13 +49,22 @@ export async function stackApi(cwd: string, stack: string, config: StackConfig):
   return createPveClient({ endpoint: config.proxmox.endpoint, auth: { kind: "token", tokenId: config.proxmox.tokenId, secret }, tls: { caPem, insecure: config.proxmox.tls.insecure } });
 }
 
-/** Commands on a node of the stack over its SSH connection (proxmox.nodes[].ssh), the key from `pulumi config get phoenix:sshPrivateKey`. */
-export async function stackNode(cwd: string, stack: string, config: StackConfig, node: string): Promise<NodeRun> {
+/**
+ * The SSH connection to a node of the stack (proxmox.nodes[].ssh): its host key from the stack,
+ * the key from `privateKey` when given, else from `pulumi config get phoenix:sshPrivateKey`.
+ * `why` says in the error what needs the node.
+ */
+export async function stackSshConnection(cwd: string, stack: string, config: StackConfig, node: string, why: string, privateKey?: string): Promise<SshConnection> {
   const i = config.proxmox.nodes.findIndex((n) => n.name === node);
   const ssh = config.proxmox.nodes[i]?.ssh;
-  if (!ssh) throw new PlacedError(`node ${node} has no ssh: a ZFS rollback runs on the node`, { configPath: "proxmox.nodes" });
+  if (!ssh) throw new PlacedError(`node ${node} has no ssh: ${why}`, { configPath: "proxmox.nodes" });
   const hostKey = ssh.hostKey ?? readProjectFile(cwd, ssh.hostKeyFile!, `proxmox.nodes[${i}].ssh.hostKeyFile`);
-  const privateKey = (await run("pulumi", ["config", "get", "phoenix:sshPrivateKey", "--stack", stack], { cwd })).stdout;
-  const connection = { host: ssh.host, port: ssh.port, username: ssh.user, hostKey, privateKey };
+  const key = privateKey ?? (await run("pulumi", ["config", "get", "phoenix:sshPrivateKey", "--stack", stack], { cwd })).stdout;
+  return { host: ssh.host, port: ssh.port, username: ssh.user, hostKey, privateKey: key };
+}
+
+/** Commands on a node of the stack over its SSH connection. */
+export async function stackNode(cwd: string, stack: string, config: StackConfig, node: string): Promise<NodeRun> {
+  const connection = await stackSshConnection(cwd, stack, config, node, "a ZFS rollback runs on the node");
   return (command) => runCommand(connection, command, { timeoutMs: 300_000 });
 }
