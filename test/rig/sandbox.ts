@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from "fs";
 import { dirname, join } from "path";
 import * as ts from "typescript";
 import type { SandboxState } from "./standins";
@@ -135,7 +135,10 @@ export function createSandbox(dir: string): Sandbox {
       try {
         const s = sb.state();
         mutate(s);
-        writeFileSync(statePath, JSON.stringify(s, null, 2));
+        // By rename, as the stand-ins save it: `state()` reads without the lock and must never see a half-written file.
+        const tmp = `${statePath}.${process.pid}.tmp`;
+        writeFileSync(tmp, JSON.stringify(s, null, 2));
+        renameSync(tmp, statePath);
       } finally {
         rmSync(lock, { recursive: true, force: true });
       }

@@ -140,8 +140,11 @@ function unlock(): void {
 function load(): SandboxState {
   return JSON.parse(fs.readFileSync(statePath, "utf8")) as SandboxState;
 }
+/** By rename: the harness reads state.json without the lock (sandbox.ts `state`), and must never see it half-written. */
 function save(s: SandboxState): void {
-  fs.writeFileSync(statePath, JSON.stringify(s, null, 2));
+  const tmp = `${statePath}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, JSON.stringify(s, null, 2));
+  fs.renameSync(tmp, statePath);
 }
 function fail(msg: string, code = 1): never {
   process.stderr.write(msg + "\n");
