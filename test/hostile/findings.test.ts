@@ -10,8 +10,9 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { nginxWord } from "../../components/core/nginx.render";
-import { renderModelInstallScript } from "../../components/models/install.render";
+import { renderModelInstallScript, renderModelServerFiles } from "../../components/models/install.render";
 import { modelServerSpec } from "../../components/models/server";
+import { systemdVerify } from "../models/helpers";
 import { environmentAssignment, renderServiceUnit } from "../../components/models/systemd";
 import { desiredKeys } from "../../providers/guest/lxc-root-config.render";
 import { stackSchema } from "../../stacks/schema";
@@ -101,6 +102,26 @@ describe("refused at validation, with the config path", () => {
 describe("renderers quote or refuse what a schema slip would let through", () => {
   const config = stackSchema.parse(base.values);
   const vmidOf = (i: number) => config.guests[i]!.vmid;
+
+  it("a vLLM model with a quote, a space or U+2028 (the fuzz's \"\\u2028'Qwen3-4B\"): refused at validation under its path; past the schema, systemd hands vLLM the value whole", () => {
+    const at: Path = ["guests", vllm, "role", "server", "model"];
+    const dir = tempDir("hostile-vllm-model");
+    temps.push(dir);
+    for (const [k, model] of [" '", "\u2028'Qwen3-4B", "Qwen/Qwen3 4B"].entries()) {
+      // stacks/patterns.ts HF_MODEL: a Hugging Face repo id or an absolute path of plain components.
+      expectRefused(at, model, "must be a Hugging Face model id");
+      const slipped = structuredClone(config);
+      (slipped.guests[vllm]!.role as { server: { model: string } }).server.model = model;
+      const spec = modelServerSpec(slipped, vmidOf(vllm));
+      const unit = renderModelServerFiles(spec).find((f) => f.path === spec.unitFile)!.content;
+      const caseDir = path.join(dir, String(k));
+      fs.mkdirSync(caseDir);
+      const verdict = systemdVerify(path.basename(spec.unitFile), unit, caseDir);
+      expect(verdict.ok, verdict.warnings).toBe(true);
+      // The read-back splits systemd's dump on "\n" alone (test/models/helpers.ts dumpFields): U+2028 is no line end there.
+      expect(verdict.argv.slice(1, 3)).toEqual(["serve", model]);
+    }
+  });
 
   it("a unit's Description= never holds a line break, and % is literal", () => {
     const unit = { description: "x", user: "u", group: "u", argv: ["/bin/true"] };

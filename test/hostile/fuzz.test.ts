@@ -31,11 +31,10 @@ import { CONTROL_CHARS } from "../../stacks/patterns";
 import { stackSchema, type StackConfig } from "../../stacks/schema";
 import { nginxTest, testPki, type TestPki } from "../core/helpers";
 import { tempDir } from "../support";
+import { dumpFields } from "../models/helpers";
 import { configPath, engineGuest, guestIndex, hostile, newIssues, nginxShape, parseNginx, parsePropertyString, prodRaw, splitSystemdDump, withValue, type Path } from "./support";
 
 // One seed per run, printed on failure: CI runs the same cases every time; FC_SEED=<n> explores others.
-// unverified: a random run found vllm `model: " '"` (schema-refused, renderer reached directly) failing the
-// systemd argv read-back; not yet traced to the renderer or to the dump parser.
 fc.configureGlobal({ seed: process.env.FC_SEED ? Number(process.env.FC_SEED) : 20261206 });
 
 const base = prodRaw();
@@ -226,13 +225,13 @@ describe("past the boundary: renderers refuse or quote, and the real tools read 
         const run = spawnSync("systemd-analyze", ["verify", "--man=no", file], { encoding: "utf8", env: { ...process.env, SYSTEMD_LOG_LEVEL: "debug" } });
         const dump = `${run.stdout}${run.stderr}`;
         expect(run.status, dump).toBe(0);
-        const argv = splitSystemdDump(/^\s*Command Line: (.*)$/m.exec(dump)![1]!);
+        const argv = splitSystemdDump(dumpFields(dump, "Command Line")[0]!);
         const expected = spec.engine === "vllm" ? vllmArgv(spec) : spec.engine === "llamacpp" ? llamaServerArgv(spec) : [binary, "serve"];
         expect([binary, ...argv.slice(1)]).toEqual(expected);
-        const description = /^\s*Description: (.*)$/m.exec(dump)![1]!;
+        const description = dumpFields(dump, "Description")[0]!;
         expect(description).toContain(where === "vllm-name" ? `serving ${value} (` : "(Phoenix model server");
         if (spec.engine === "ollama" && !CONTROL.test(value)) {
-          const env = [...dump.matchAll(/^\s*Environment: (.*)$/gm)].map((m) => m[1]!);
+          const env = dumpFields(dump, "Environment");
           expect(env).toEqual(Object.entries(ollamaEnvironment(spec)).map(([k, v]) => `${k}=${v}`));
         }
       }),

@@ -50,6 +50,20 @@ export interface SystemdVerdict {
 }
 
 /**
+ * The values of one field of systemd's debug dump ("Command Line", "Description", "Environment"), in order.
+ * The dump is split on "\n" alone: a unit value may hold U+2028 or U+0085, which systemd passes through as
+ * ordinary characters but which JavaScript's `.` and multiline `$` treat as line ends (the fuzz once read back a
+ * vLLM model "\u2028'Qwen3-4B" cut at the U+2028).
+ */
+export function dumpFields(dump: string, field: string): string[] {
+  const prefix = `${field}: `;
+  return dump.split("\n").flatMap((line) => {
+    const at = line.replace(/^[\t ]*/, "");
+    return at.startsWith(prefix) ? [at.slice(prefix.length)] : [];
+  });
+}
+
+/**
  * Runs `systemd-analyze verify` on a unit, with its ExecStart binary replaced by
  * an empty executable (verify refuses a unit whose binary does not exist), and
  * reads back from systemd's debug dump how it parsed ExecStart and Environment.
@@ -63,12 +77,12 @@ export function systemdVerify(unitName: string, content: string, dir: string): S
   const plain = spawnSync("systemd-analyze", ["verify", "--man=no", unitFile], { encoding: "utf8" });
   const debug = spawnSync("systemd-analyze", ["verify", "--man=no", unitFile], { encoding: "utf8", env: { ...process.env, SYSTEMD_LOG_LEVEL: "debug" } });
   const dump = `${debug.stdout}${debug.stderr}`;
-  const commandLine = /^\s*Command Line: (.*)$/m.exec(dump)?.[1];
+  const commandLine = dumpFields(dump, "Command Line")[0];
   return {
     ok: plain.status === 0,
     warnings: `${plain.stdout}${plain.stderr}`.trim(),
     argv: commandLine === undefined ? [] : [binary, ...splitDumpedCommandLine(commandLine).slice(1)],
-    environment: [...dump.matchAll(/^\s*Environment: (.*)$/gm)].map((m) => m[1]!),
+    environment: dumpFields(dump, "Environment"),
   };
 }
 
