@@ -25,9 +25,10 @@
  *     finds nothing there and drops it from the state (ErrResourceDoesNotExist → SetId("");
  *     proxmox/api/client.go:366-373 counts a 500 "does not exist"; pulumi 1b59498 pkg/resource/
  *     deploy/step.go RefreshStep isDeleted), and the next `up` clones it anew onto its own vmid.
- *     The move is PVE's (`pct migrate --restart`), then the state learns where the container is
- *     (`pulumi stack export`, edit, `pulumi stack import`: pkg/cmd/pulumi/stack/stack_import.go
- *     "hand-edited to correct inconsistencies due to … manual changes"), then the config.
+ *     The move is scripts/move.ts (`npm run move`): PVE's migrate API in restart mode, then the
+ *     state learns where the container is (`pulumi stack export`, edit, `pulumi stack import`:
+ *     pulumi v3.248.0 pkg/cmd/pulumi/stack/stack_import.go "hand-edited to correct
+ *     inconsistencies due to … manual changes"), then the config declares the new node.
  *   operating_system (+template_file_id) :997/:1004 → not set (guests are clones).
  *   pool_id :1023, template :1094 → not set.
  *   unprivileged :1156 → allowReplace only; validation also makes it equal the template's.
@@ -104,19 +105,27 @@ export function guardedGuests(config: Pick<StackConfig, "guests" | "host" | "pro
 
 const label = (g: { kind: string; vmid: number; name: string }) => `${g.kind === "vm" ? "VM" : "CT"} ${g.vmid} ${g.name}`;
 
-/** Why a guest cannot follow its `node` on its own, and how to move it by hand (see the header: node_name). */
+/**
+ * How to move a guest whose disk is a linked clone on storage local to its node: PVE refuses to
+ * migrate it (pve-container 94f5585 src/PVE/LXC/Migrate.pm phase1 "clone of '<base>'";
+ * qemu-server e6352be6 src/PVE/QemuMigrate.pm the same), so it goes through a backup. Also
+ * scripts/move.ts's refusal.
+ */
+export function restoreProcedure(g: { kind: "lxc" | "vm"; vmid: number; storage: string }, from: string, to: string): string {
+  return `its disk is on ${g.storage}, local to ${from}, as a linked clone, which PVE refuses to migrate: back it up (vzdump ${g.vmid}) and restore it on ${to} (${g.kind === "vm" ? "qmrestore" : "pct restore"} ${g.vmid} <archive> --storage <a storage of ${to}>), or keep its disk on a shared storage`;
+}
+
+/** The command that carries a node change out with PVE's migrate API and points the state at the new node (scripts/move.ts). */
+export const moveCommand = (stack: string, vmid: number, to: string): string => `npm run move -- ${stack} ${vmid} ${to}`;
+
+/** Why a guest cannot follow its `node` on its own, and how to move it (see the header: node_name). */
 function nodeMove(g: GuardedGuest, from: string): string {
   const to = g.node;
-  const local = g.localStorage ?? true;
-  const pveMove = local
-    ? `its disk is on ${g.storage}, local to ${from}, as a linked clone, which PVE refuses to migrate: back it up (vzdump ${g.vmid}) and restore it on ${to} (${g.kind === "vm" ? "qmrestore" : "pct restore"} ${g.vmid} <archive> --storage <a storage of ${to}>)`
-    : `on ${from}: pct migrate ${g.vmid} ${to} --restart`;
-  if (g.kind === "vm") return `${label(g)}: cannot move from node ${from} to ${to}: ${pveMove}, or keep its disk on a shared storage. Put node ${from} back until then`;
+  if (g.localStorage ?? true) return `${label(g)}: cannot move from node ${from} to ${to}: ${restoreProcedure(g, from, to)}. Put node ${from} back until then`;
   return (
-    `${label(g)}: the Proxmox provider cannot move a container (a change of its node destroys it with its disk and clones it anew). Put node ${from} back. To move it: ` +
-    `(1) ${pveMove}; ` +
-    `(2) before any \`pulumi refresh\` (it would look for the container on ${from}, find nothing and drop it from the state): \`pulumi stack export --file state.json\`, change ${from} to ${to} in every node and nodeName of CT ${g.vmid}'s resources (ct-${g.vmid} and those under it: disk, root settings, firewall) and of vmid ${g.vmid} in the destroy guard's guests, then \`pulumi stack import --file state.json\`; ` +
-    `(3) declare node ${to}: \`pulumi preview\` then changes nothing of CT ${g.vmid}`
+    `${label(g)}: the Proxmox provider cannot move a container (a change of its node destroys it with its disk and clones it anew). ` +
+    `Run \`${moveCommand("<stack>", g.vmid, to)}\`: it migrates the container with PVE (restart mode) and points the state at ${to}; then this preview changes nothing of CT ${g.vmid}. ` +
+    `Until then, do not \`pulumi up\` with node ${to}, and do not \`pulumi refresh\` after moving it by other means (it would look for it on ${from} and drop it from the state)`
   );
 }
 

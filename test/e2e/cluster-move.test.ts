@@ -11,15 +11,19 @@
  * add it to the simulator before the first apply (`w.sim.state.addStorage`).
  *
  * A container's node change is refused in preview (stacks/replacement.ts nodeMove): bpg v0.111.1
- * cannot move one. A VM's is bpg's migration (`migrate: true`, translations.ts migrateVm).
+ * cannot move one; `npm run move` (scripts/move.ts) moves it with PVE's migrate API and rewrites
+ * the state through the `pulumi` CLI, here a stand-in on PATH (pulumi-state.ts). A VM's is bpg's
+ * migration (`migrate: true`, translations.ts migrateVm).
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { RawStack } from "../../stacks/load";
+import { cliDeps, runMove } from "../../scripts/move";
+import { validateStack, type RawStack } from "../../stacks/load";
 import { INSTALLER_LOCAL_CONTENT } from "../../stacks/schema";
 import { DEV_FILE } from "../stacks/fixtures";
 import { changed, edited, failuresOf, guestDestroys, loadProgram } from "./support";
+import { fromDeployment, startPulumiStandIn, toDeployment, type Ciphertexts, type StandIn } from "./pulumi-state";
 import { startWorld, type World } from "./world";
 
 type G = Record<string, unknown>;
@@ -99,7 +103,7 @@ describe("dev stack on two nodes: migration, not replacement; an offline node", 
   it("a container's node change is refused before any call, with the procedure", async () => {
     const r = await attempt((v) => void (guestOf(v, CT).node = SECOND), false).catch((e: Error) => e);
     const text = r instanceof Error ? r.message : failuresOf(r).join("\n");
-    expect(text).toMatch(new RegExp(`CT ${CT} .*cannot move a container.*Put node pve-dev back.*pct migrate ${CT} ${SECOND} --restart`));
+    expect(text).toMatch(new RegExp(`CT ${CT} .*cannot move a container.*Run \`npm run move -- <stack> ${CT} ${SECOND}\``));
     expect(w.sim.log.mutating()).toEqual([]);
     expect(w.sim.state.guests.get(CT)?.node).toBe("pve-dev");
   }, 90_000);
@@ -121,4 +125,134 @@ describe("dev stack on two nodes: migration, not replacement; an offline node", 
       w.sim.state.offline.delete(SECOND);
     }
   }, 120_000);
+  describe("npm run move: the container by PVE's migration, then the state through `pulumi stack export`/`import`", () => {
+    let pulumi: StandIn;
+    let ciphertexts: Ciphertexts;
+    /** Every secret value of the stack: none may reach the script's output. */
+    const secrets = () => [...current.secretKeys].map((k) => String(current.values[k]));
+    const configOf = (raw: RawStack) => {
+      const r = validateStack(raw, { requireSecrets: false });
+      if (r.ok !== true) throw new Error("the e2e stack does not validate");
+      return r.config;
+    };
+    const move = async (...args: string[]) => {
+      const out: string[] = [];
+      const code = await runMove(args, { ...cliDeps(pulumi.dir), load: () => configOf(current), workDir: () => fs.mkdtempSync(path.join(pulumi.dir, "move-")), out: (l) => out.push(l) });
+      return { code, out: out.join("\n") };
+    };
+    type Res = { urn: string; type: string; inputs: Record<string, unknown>; outputs: Record<string, unknown> };
+    const served = () => JSON.parse(fs.readFileSync(pulumi.stateFile("dev"), "utf8")) as { deployment: { resources: Res[] } };
+    const ctFiles = () => {
+      const root = path.join(w.rig.sandbox.root, "ct", String(CT));
+      return fs.readdirSync(root, { recursive: true, encoding: "utf8" }).sort().map((f) => [f, fs.statSync(path.join(root, f)).isFile() ? fs.readFileSync(path.join(root, f), "utf8") : ""]);
+    };
+    /** The `pulumi stack …` commands run since `since` calls. */
+    const stackCalls = (since = 0) => pulumi.calls().slice(since).filter((c) => c[0] === "stack").map((c) => c.slice(0, 2).join(" "));
+    beforeAll(() => {
+      pulumi = startPulumiStandIn();
+      const exported = toDeployment(w.state, "dev", secrets());
+      ciphertexts = exported.ciphertexts;
+      fs.writeFileSync(pulumi.stateFile("dev"), JSON.stringify(exported.deployment));
+      fs.writeFileSync(path.join(pulumi.dir, "dev.config.json"), JSON.stringify({ "phoenix:proxmoxTokenSecret": w.sim.token.secret }));
+    });
+    afterAll(() => pulumi?.restore());
+
+    it("refuses an unknown node, an offline target and a local linked clone with their config paths, before any change", async () => {
+      w.sim.log.clear();
+      const unknown = await move("dev", String(CT), "pve-nowhere");
+      expect(unknown.code).toBe(1);
+      expect(unknown.out).toContain(`refused: phoenix:proxmox.nodes: no node "pve-nowhere" in the stack; it has pve-dev, ${SECOND}`);
+      expect(w.sim.log.entries).toEqual([]);
+      expect(pulumi.calls()).toEqual([]);
+
+      w.sim.state.offline.add(SECOND);
+      try {
+        const offline = await move("dev", "traefik", SECOND);
+        expect(offline.code).toBe(1);
+        expect(offline.out).toContain(`refused: phoenix:proxmox.nodes: node ${SECOND} is offline (GET /cluster/status)`);
+      } finally {
+        w.sim.state.offline.delete(SECOND);
+      }
+
+      // The gateway's root disk as a linked clone on the node's own local-zfs (the installer's zfspool).
+      // Owned by another vmid, so that the rig's files (node-files.ts) do not take it for a new clone of 101.
+      const gw = w.sim.state.guests.get(101)!;
+      const rootfs = gw.config.rootfs!;
+      const base = w.sim.state.convertToBase(w.sim.state.allocDisk("local-zfs", 9001, 1, "rootdir").volid);
+      const clone = w.sim.state.linkClone(base, 9002);
+      gw.config.rootfs = `${clone.volid},size=1G`;
+      try {
+        const local = await move("dev", "101", SECOND);
+        expect(local.code).toBe(1);
+        const at = configOf(current).guests.findIndex((g) => g.vmid === 101);
+        expect(local.out).toContain(`refused: phoenix:guests[${at}].storage: CT 101 (nginx-gateway): its disk is on local-zfs, local to pve-dev, as a linked clone, which PVE refuses to migrate: back it up (vzdump 101) and restore it on ${SECOND} (pct restore 101 <archive> --storage <a storage of ${SECOND}>)`);
+        expect(local.out).toContain(`(rootfs ${clone.volid} is a clone of basevol-9001-disk-0)`);
+      } finally {
+        gw.config.rootfs = rootfs;
+        w.sim.state.freeVolume(clone.volid);
+        w.sim.state.freeVolume(base);
+      }
+      expect(w.sim.log.mutating()).toEqual([]);
+      expect(stackCalls()).toEqual([]);
+      expect(w.sim.state.guests.get(CT)?.node).toBe("pve-dev");
+    }, 30_000);
+
+    it("without --yes shows the migration and the state's changes, and changes nothing", async () => {
+      w.sim.log.clear();
+      const calls = pulumi.calls().length;
+      const shown = await move("dev", "traefik", SECOND);
+      expect(shown.code, shown.out).toBe(0);
+      expect(shown.out).toContain(`1. POST /nodes/pve-dev/lxc/${CT}/migrate target=${SECOND} restart=1 (restart mode`);
+      expect(shown.out).toMatch(new RegExp(`ct-${CT} inputs.nodeName: pve-dev → ${SECOND}`));
+      expect(shown.out).toMatch(new RegExp(`inputs.guests\\[\\d+\\].node: pve-dev → ${SECOND}`));
+      expect(shown.out).toContain("Nothing done: run again with --yes");
+      expect(w.sim.log.mutating()).toEqual([]);
+      expect(stackCalls(calls)).toEqual(["stack export"]);
+    }, 30_000);
+
+    it("with --yes: one migration task in restart mode, the disk and files intact, no create or destroy; the state's nodeName is the new node", async () => {
+      const ct = () => w.sim.state.guests.get(CT)!;
+      const rootfs = ct().config.rootfs;
+      const files = ctFiles();
+      expect(files.length).toBeGreaterThan(0);
+      const before = served();
+      w.sim.log.clear();
+      const calls = pulumi.calls().length;
+      const moved = await move("dev", String(CT), SECOND, "--yes");
+      expect(moved.code, moved.out).toBe(0);
+      expect(w.sim.log.mutating().map((m) => `${m.method} ${m.path} ${String(m.params.target)} restart=${String(m.params.restart)}`)).toEqual([`POST /api2/json/nodes/pve-dev/lxc/${CT}/migrate ${SECOND} restart=1`]);
+      expect([...w.sim.tasks.tasks.values()].filter((t) => t.type === "vzmigrate").map((t) => `${t.id}:${t.exitstatus}`)).toEqual([`${CT}:OK`]);
+      expect([ct().node, ct().status, ct().config.rootfs]).toEqual([SECOND, "running", rootfs]);
+      expect(ctFiles()).toEqual(files);
+      expect(stackCalls(calls)).toEqual(["stack export", "stack import"]);
+
+      // The state: the container, its disk and firewall, and the guard's record now say SECOND; nothing else changed.
+      const after = served();
+      const node = (r: Res | undefined, side: "inputs" | "outputs") => r?.[side].nodeName ?? r?.[side].node;
+      const ctState = after.deployment.resources.find((r) => r.urn.endsWith(`::ct-${CT}`));
+      expect([node(ctState, "inputs"), node(ctState, "outputs")]).toEqual([SECOND, SECOND]);
+      const ofCt = after.deployment.resources.filter((r) => [r.inputs.vmId, r.inputs.containerId, r.inputs.vmid].includes(CT) && node(r, "inputs") !== undefined);
+      // The bridged container and firewall, and Phoenix's disk, root settings and pre-change snapshots (components/guest, components/firewall.ts).
+      expect(ofCt.map((r) => r.urn.split("::").pop()).sort()).toEqual([`ct-${CT}`, `ct-${CT}-disk`, `ct-${CT}-firewall`, `ct-${CT}-firewall-rules`, `ct-${CT}-root`, `ct-${CT}-root-snapshot`, "traefik-install-snapshot"].sort());
+      expect(ofCt.filter((r) => node(r, "inputs") !== SECOND || ![SECOND, undefined].includes(node(r, "outputs") as string | undefined)).map((r) => r.urn)).toEqual([]);
+      const guard = after.deployment.resources.find((r) => r.type.endsWith(":DestroyGuard"))!;
+      expect((guard.outputs.guests as Array<{ vmid: number; node: string }>).find((g) => g.vmid === CT)?.node).toBe(SECOND);
+      const others = (d: typeof before) => JSON.stringify(d.deployment.resources.filter((r) => !ofCt.some((o) => o.urn === r.urn) && r !== guard && !r.type.endsWith(":DestroyGuard")));
+      expect(others(after)).toBe(others(before));
+      // Ciphertext went back as it came, and nothing secret or sealed was printed.
+      for (const c of ciphertexts.keys()) expect(moved.out).not.toContain(c);
+      for (const s of secrets()) expect(moved.out).not.toContain(s);
+      expect(JSON.stringify(after).split("ciphertext").length).toBe(JSON.stringify(before).split("ciphertext").length);
+    }, 60_000);
+
+    it("once the stack declares the new node, the next apply changes nothing of the container", async () => {
+      fromDeployment(w.state, served(), ciphertexts);
+      const r = await attempt((v) => void (guestOf(v, CT).node = SECOND));
+      expect(failuresOf(r)).toEqual([]);
+      expect(changed(r).filter((c) => c.includes(`ct-${CT}`))).toEqual([]);
+      expect(w.sim.log.mutating().filter((m) => m.path.includes(`/${CT}`))).toEqual([]);
+      expect(guestDestroys(w)).toEqual([]);
+      expect(w.sim.state.guests.get(CT)?.node).toBe(SECOND);
+    }, 90_000);
+  });
 });

@@ -26,12 +26,12 @@ describe("destructiveChanges: each bpg ForceNew input of a guest, one at a time"
     const vm = (over: Partial<GuardedGuest> = {}) => ct({ kind: "vm", ...over });
     expect(destructiveChanges([vm()], [vm({ node: "pve2", localStorage: false })])).toEqual([]);
     expect(destructiveChanges([vm()], [vm({ node: "pve2", localStorage: true })])).toEqual([{ path: "guests[3].node", message: expect.stringMatching(/VM 801 vllm-embed: cannot move from node pve to pve2: .*linked clone.*vzdump 801.*qmrestore 801.*Put node pve back/) }]);
-    // A container on shared storage: PVE's restart migration, then the state, then the config.
+    // A container on shared storage: `npm run move` (PVE's restart migration, then the state).
     expect(destructiveChanges([ct()], [ct({ node: "pve2", localStorage: false })])).toEqual([
-      { path: "guests[3].node", message: expect.stringMatching(/CT 801 vllm-embed: .*cannot move a container.*Put node pve back.*\(1\) on pve: pct migrate 801 pve2 --restart; \(2\) before any `pulumi refresh`.*pulumi stack export --file state.json.*pulumi stack import --file state.json`; \(3\) declare node pve2/) },
+      { path: "guests[3].node", message: expect.stringMatching(/CT 801 vllm-embed: .*cannot move a container.*Run `npm run move -- <stack> 801 pve2`: it migrates the container with PVE \(restart mode\) and points the state at pve2.*pulumi refresh/) },
     ]);
-    // On the stack's own (local) storage, PVE cannot migrate the linked clone: backup and restore instead of (1).
-    expect(destructiveChanges([ct()], [ct({ node: "pve2", localStorage: true })])).toEqual([{ path: "guests[3].node", message: expect.stringMatching(/\(1\) its disk is on quickOS-lxc-disks, local to pve.*vzdump 801.*pct restore 801/) }]);
+    // On the stack's own (local) storage, PVE cannot migrate the linked clone: backup and restore, for a container too.
+    expect(destructiveChanges([ct()], [ct({ node: "pve2", localStorage: true })])).toEqual([{ path: "guests[3].node", message: expect.stringMatching(/CT 801 vllm-embed: cannot move from node pve to pve2: its disk is on quickOS-lxc-disks, local to pve.*vzdump 801.*pct restore 801.*Put node pve back/) }]);
     // allowReplace does not lift it: the field is not replaceable.
     expect(destructiveChanges([ct()], [ct({ node: "pve2", allowReplace: ["clone", "storage", "unprivileged"] })])).toHaveLength(1);
   });
