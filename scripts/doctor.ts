@@ -13,7 +13,8 @@ import { promisify } from "node:util";
 import { formatIssues, readStackFile, validateStack } from "../stacks/load";
 import { parseFailure, PlacedError } from "../stacks/errors";
 import type { StackConfig } from "../stacks/schema";
-import { guestsViaNode, sshNode } from "./doctor/channels";
+import { nodeChannels, sshNode } from "./doctor/channels";
+import { hostNodeOf } from "../stacks/cluster";
 import { diagnose } from "./doctor/diagnose";
 import { KERNEL_MODULE_COMMAND, kernelModuleCheck } from "./doctor/kernel-modules";
 import { planDoctor, type Address, type OutputsJson } from "./doctor/plan";
@@ -154,12 +155,16 @@ function parseOutputs(text: string | undefined, from: string): OutputsJson {
 
 const run = promisify(execFile);
 
-/** The node's SSH connection from the stack file, with the key from --ssh-key or the stack's secret. */
+/**
+ * The nodes' SSH connections from the stack file, with the key from --ssh-key or the stack's
+ * secret (read once): host.node's for the node's own checks, and each guest's node for the
+ * commands inside it (channels.ts guestsViaNodes), each connected on first use.
+ */
 async function sshChannels(config: StackConfig, args: DoctorArgs, cwd: string): Promise<Channels> {
-  const nodeName = config.host.node ?? config.proxmox.nodes[0]!.name;
-  const privateKey = args.sshKey ? readArgFile(cwd, args.sshKey) : undefined;
-  const node = sshNode(await stackSshConnection(cwd, args.stack, config, nodeName, "the doctor reaches the node and its guests over SSH", privateKey));
-  return { node, guest: guestsViaNode(node) };
+  const why = "the doctor reaches each node, and the guests on it, over SSH";
+  const hostNode = hostNodeOf(config);
+  const first = await stackSshConnection(cwd, args.stack, config, hostNode, why, args.sshKey ? readArgFile(cwd, args.sshKey) : undefined);
+  return nodeChannels(config, async (name) => sshNode(name === hostNode ? first : await stackSshConnection(cwd, args.stack, config, name, why, first.privateKey)));
 }
 
 if (require.main === module) {

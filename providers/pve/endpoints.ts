@@ -266,6 +266,28 @@ export class PveApi {
     }
   }
 
+  /**
+   * Waits until the cluster lists a guest on `node` without a lock, as pve-manager 14a22df3
+   * PVE/API2/Cluster.pm resources shows it: the node from pmxcfs's vmlist, `lock` from the config.
+   * False when it is gone or listed as another kind; while it is locked or on another node (a
+   * clone whose config is still to move) it is polled until the task's timeout.
+   */
+  async waitForGuestAt(kind: GuestKind, vmid: number, node: string, opts: WaitOptions = {}): Promise<boolean> {
+    const timeoutMs = opts.timeoutMs ?? this.client.options.task?.timeoutMs ?? 30 * 60_000;
+    const deadline = this.client.now() + timeoutMs;
+    for (let attempt = 0; ; attempt++) {
+      const all = await this.client.get<Array<{ vmid?: number; type?: string; node?: string; lock?: string }>>("/cluster/resources", { type: "vm" });
+      const found = all.find((r) => Number(r.vmid) === vmid);
+      if (!found || found.type !== kind) return false;
+      if (found.node === node && found.lock === undefined) return true;
+      if (this.client.now() >= deadline) {
+        const where = `the cluster lists it on ${String(found.node)}${found.lock !== undefined ? `, locked (${found.lock})` : ""}`;
+        throw new Error(`${kind === "lxc" ? "CT" : "VM"} ${vmid} is not on ${node} without a lock after ${Math.round(timeoutMs / 1000)} s (${where}); check its running tasks in PVE`);
+      }
+      await this.client.sleep(pollDelay(this.client, opts, attempt));
+    }
+  }
+
   private async createGuest(node: string, kind: GuestKind, params: FormParams & { vmid: number }, diskKeys: RegExp, defaultStorage: string): Promise<TaskResult | undefined> {
     const storages = new Set<string>();
     for (const [k, v] of Object.entries(params)) if (diskKeys.test(k)) storages.add(storageOf(v) ?? defaultStorage);
@@ -308,10 +330,13 @@ export class PveApi {
       this.client.concurrency.perStorage.run(target, () =>
         this.runTask("POST", `${this.guestPath(node, kind, vmid)}/clone`, { newid, ...params }, {
           adoptExisting: async () => {
-            const existing = await this.guestConfig(node, kind, newid).catch(() => undefined);
-            if (!existing || (params[nameKey] !== undefined && existing[nameKey] !== params[nameKey])) return false;
-            await this.waitForUnlock(node, kind, newid);
-            return true;
+            // With `target`, the clone is made here and its config moved to the target at its end
+            // (pve-container 963730e src/PVE/API2/LXC.pm:2240-2248 move_config_to_node, qemu-server
+            // e6352be6 src/PVE/API2/Qemu.pm:4693-4707): an earlier try's clone is adopted where it ends up.
+            const at = typeof params.target === "string" && params.target !== "localhost" ? params.target : node;
+            if (!(await this.waitForGuestAt(kind, newid, at))) return false;
+            const existing = await this.guestConfig(at, kind, newid).catch(() => undefined);
+            return existing !== undefined && (params[nameKey] === undefined || existing[nameKey] === params[nameKey]);
           },
         }),
       );

@@ -7,6 +7,7 @@ import { gatewayHost, guestIp, guestOfRole, serviceHost } from "../../stacks/rou
 import { UNITS } from "../../components/models/server";
 import { observabilityUnitAt } from "../../components/observability/logs.render";
 import type { PhoenixOutputs } from "../../stacks/outputs";
+import { guestNodeOf } from "../../stacks/cluster";
 import { modelsOf } from "../../stacks/plan";
 import type { Guest, Service, StackConfig } from "../../stacks/schema";
 import { admits, type Admission } from "./firewall";
@@ -32,6 +33,8 @@ export interface GuestRef {
   kind: "lxc" | "vm";
   name: string;
   ip: string;
+  /** The node holding the guest: commands inside it run there (scripts/doctor/channels.ts guestsViaNodes). */
+  node: string;
   /** The login user of a VM (cloud-init), for hints that ssh into it. */
   user?: string;
 }
@@ -104,9 +107,9 @@ export interface DoctorPlan {
   contexts: Map<string, ServiceContext>;
 }
 
-function ref(outputs: OutputsJson, g: Guest): GuestRef {
+function ref(config: StackConfig, outputs: OutputsJson, g: Guest): GuestRef {
   const ip = outputs.guests?.[String(g.vmid)]?.ip ?? guestIp(g);
-  return { vmid: g.vmid, kind: g.kind, name: g.name, ip, ...(g.kind === "vm" ? { user: g.cloudInit.user } : {}) };
+  return { vmid: g.vmid, kind: g.kind, name: g.name, ip, node: guestNodeOf(config, g), ...(g.kind === "vm" ? { user: g.cloudInit.user } : {}) };
 }
 
 /** The unit that runs what a guest's role serves; Docker runs everything on the VMs. */
@@ -149,17 +152,17 @@ function gatewayRequest(config: StackConfig, service: Service, guest: Guest, out
 export function planDoctor(config: StackConfig, outputs: OutputsJson): DoctorPlan {
   const gatewayGuest = guestOfRole(config, "nginx-gateway");
   const traefikGuest = guestOfRole(config, "traefik");
-  const gateway = ref(outputs, gatewayGuest);
-  const traefik = ref(outputs, traefikGuest);
+  const gateway = ref(config, outputs, gatewayGuest);
+  const traefik = ref(config, outputs, traefikGuest);
   const nodeIp = config.host.address.split("/")[0]!;
   const gatewayAddress: Address = outputs.gatewayUrl ? { host: gateway.ip, port: Number(new URL(outputs.gatewayUrl).port || 443) } : { host: gateway.ip, port: 443 };
   const checks: PlannedCheck[] = [];
   const contexts = new Map<string, ServiceContext>();
   for (const service of config.services) {
     const g = config.guests.find((x) => x.vmid === service.guest)!;
-    const guest = ref(outputs, g);
+    const guest = ref(config, outputs, g);
     const unit = unitOf(g, service.port);
-    contexts.set(service.name, { service, guest, unit, gateway, traefik, node: g.node ?? config.host.node ?? config.proxmox.nodes[0]!.name });
+    contexts.set(service.name, { service, guest, unit, gateway, traefik, node: guest.node });
     const add = (check: Check) => checks.push({ service: service.name, check });
     const gpu = g.gpus.length === 0 ? undefined : { expectedDriver: config.host.nvidiaDriver?.version, shared: g.kind === "lxc" };
     add({ layer: "guest", guest, unit, port: service.port, ...(gpu ? { gpu } : {}) });

@@ -91,7 +91,7 @@ export async function restoreDrill(config: StackConfig, guest: Guest, api: PveAp
       return { findings, scratchVmid: scratch, backup: newest.volid };
     }
     add("start", "ok", "running");
-    const ref: GuestRef = { vmid: scratch, kind: guest.kind === "vm" ? "vm" : "lxc", name: `drill-${guest.name}`, ip: "(isolated)" };
+    const ref: GuestRef = { vmid: scratch, kind: guest.kind === "vm" ? "vm" : "lxc", name: `drill-${guest.name}`, ip: "(isolated)", node };
     if (opts.checks.length === 0) {
       const res = await opts.exec.run(ref, "true");
       add("exec", res.code === 0 ? "ok" : "fail", res.code === 0 ? "runs commands (no service declared to check)" : `cannot run commands: ${res.stderr.trim()}`);

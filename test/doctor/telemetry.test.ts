@@ -60,7 +60,7 @@ describe("doctor telemetry", () => {
   });
 
   it("reports what it could not read and still diagnoses", async () => {
-    const ctx = { service: world.config.services[0]!, guest: { vmid: 104, kind: "lxc" as const, name: "ops", ip: "10.0.0.14" }, gateway: { vmid: 101, kind: "lxc" as const, name: "g", ip: "10.0.0.153" }, traefik: { vmid: 102, kind: "lxc" as const, name: "t", ip: "10.0.0.12" }, node: "pve" };
+    const ctx = { service: world.config.services[0]!, guest: { vmid: 104, kind: "lxc" as const, name: "ops", ip: "10.0.0.14", node: "pve" }, gateway: { vmid: 101, kind: "lxc" as const, name: "g", ip: "10.0.0.153", node: "pve" }, traefik: { vmid: 102, kind: "lxc" as const, name: "t", ip: "10.0.0.12", node: "pve" }, node: "pve" };
     const t = await backendTelemetry(ctx, telemetrySource(world.config)!, { resolve: () => ({ host: "127.0.0.1", port: 1 }), now: new Date(), timeoutMs: 2000 });
     expect(t.scrapes).toEqual([]);
     expect(t.logs).toEqual([]);

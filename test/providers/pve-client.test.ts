@@ -243,6 +243,28 @@ describe("PVE client against the simulator", () => {
     await expect(api.createContainer("pve", params)).rejects.toThrow(/CT 105 already exists on node 'pve'/);
   });
 
+  it("adopts a lost clone with `target` on the node it was moved to, and only when it matches", async () => {
+    const s = await sim();
+    s.state.addNode("pve2");
+    s.state.addStorage("ceph", "rbd", { pool: "vm", content: "images,rootdir" }, 100);
+    const api = client(s);
+    await api.createContainer("pve", { vmid: 920, ostemplate: DEBIAN_TEMPLATE, rootfs: "ceph:8", hostname: "base" });
+    await api.convertToTemplate("pve", "lxc", 920);
+    // The first try clones and moves the CT to pve2, its answer is lost; the retry hears "CT 921 already exists on node …".
+    s.faults.add({ kind: "dropReply", method: "POST", path: "/nodes/{node}/lxc/{vmid}/clone", count: 1 });
+    expect(await api.cloneContainer("pve", 920, 921, { hostname: "traefik", target: "pve2" })).toBeUndefined();
+    // Retries meet the template's `disk` lock while the first clone runs, then "already exists".
+    const tries = s.log.find("POST", "/nodes/{node}/lxc/{vmid}/clone").map((e) => e.status);
+    expect(tries[0]).toBe(-1);
+    expect(new Set(tries.slice(1))).toEqual(new Set([500]));
+    expect(s.state.guests.get(921)).toMatchObject({ node: "pve2", config: { hostname: "traefik" } });
+    expect(s.state.guests.get(921)?.config.lock).toBeUndefined();
+
+    await api.cloneContainer("pve", 920, 922, { hostname: "gateway", target: "pve2" });
+    s.faults.add({ kind: "http5xx", method: "POST", path: "/nodes/{node}/lxc/{vmid}/clone", count: 1 });
+    await expect(api.cloneContainer("pve", 920, 922, { hostname: "other", target: "pve2" })).rejects.toThrow(/CT 922 already exists on node 'pve2'.*existing object differs/s);
+  });
+
   it("gives up waiting for a task after the timeout and leaves it running", async () => {
     const s = await sim({ timing: { taskDurationMs: 2_000 } });
     const err = await client(s, { task: { pollIntervalMs: 10, timeoutMs: 100 } })

@@ -6,30 +6,48 @@
  * clone with `target` and a clone then migration.
  */
 import { req, str, type Handler, type HandlerCtx, type Sim } from "./core";
-import { isShared } from "./cluster";
+import { isShared, quorate } from "./cluster";
 import { configSchema, type Kind } from "./guests";
 import { die, paramError } from "./tasks";
 import { parseWithSchema } from "./validate";
 
 /**
- * Up front, before any lock: `target` equal to the node answering is no target (LXC.pm:1951,
- * Qemu.pm:4442-4444); the target must be a cluster node (PVE::Cluster::check_node_exists,
- * LXC.pm:1953, Qemu.pm:4450); a full clone's `storage` must be enabled on the target and shared
- * (LXC.pm:1960-1966, Qemu.pm:4460-4466). Returns the target, or undefined for a local clone.
+ * pve-storage 0c56bad src/PVE/Storage.pm storage_check_enabled and storage_check_node: the
+ * storage exists, is not disabled and, when it names its nodes, names this one.
  */
-export function cloneTarget(ctx: HandlerCtx, storage: string | undefined): string | undefined {
+export function checkStorageEnabled(sim: Sim, storage: string, node: string): void {
+  const s = sim.state.storage(storage);
+  if (s.config.disable === "1") throw die(`storage '${storage}' is disabled`);
+  const on = (s.config.nodes ?? "").split(",").filter((n) => n !== "");
+  if (on.length > 0 && !on.includes(node)) throw die(`storage '${storage}' is not available on node '${node}'`);
+}
+
+/**
+ * Up front, before any lock, in upstream's order: `target` equal to the node answering (or
+ * `localhost`) is no target (LXC.pm:1951, Qemu.pm:4442-4444); the target must be a cluster node
+ * (PVE::Cluster::check_node_exists, LXC.pm:1953, Qemu.pm:4450); `storage` must be enabled on the
+ * node answering (a VM's must hold images: a 400), and with a target be enabled there too and
+ * shared (LXC.pm:1957-1966, Qemu.pm:4453-4466); then the cluster must be quorate
+ * (check_cfs_quorum, LXC.pm:1969, Qemu.pm:4469; pve-cluster 7091d92 src/PVE/Cluster.pm:121-132).
+ * Nothing checks that the target is online: the config is moved to it in pmxcfs at the end
+ * (move_config_to_node / rename), which a quorate cluster allows for a node that is down.
+ * Returns the target, or undefined for a local clone.
+ */
+export function cloneTarget(ctx: HandlerCtx, kind: Kind, storage: string | undefined): string | undefined {
   const { sim } = ctx;
+  const node = req(ctx, "node");
   const raw = str(ctx, "target");
-  const target = raw === undefined || raw === req(ctx, "node") || raw === "localhost" ? undefined : raw;
-  if (target === undefined) return undefined;
-  if (!sim.state.nodes.has(target)) throw die(`no such cluster node '${target}'`);
+  const target = raw === undefined || raw === node || raw === "localhost" ? undefined : raw;
+  if (target !== undefined && !sim.state.nodes.has(target)) throw die(`no such cluster node '${target}'`);
   if (storage !== undefined) {
-    const s = sim.state.storage(storage);
-    const on = (s.config.nodes ?? "").split(",").filter((n) => n !== "");
-    // pve-storage 0c56bad src/PVE/Storage.pm:272 storage_check_node
-    if (on.length > 0 && !on.includes(target)) throw die(`storage '${storage}' is not available on node '${target}'`);
-    if (!isShared(s)) throw die(`can't clone to non-shared storage '${storage}'`);
+    checkStorageEnabled(sim, storage, node);
+    if (kind === "qemu" && !sim.state.contentOf(sim.state.storage(storage)).includes("images")) throw paramError({ storage: `storage '${storage}' does not support vm images` });
+    if (target !== undefined) {
+      checkStorageEnabled(sim, storage, target);
+      if (!isShared(sim.state.storage(storage))) throw die(`can't clone to non-shared storage '${storage}'`);
+    }
   }
+  if (!quorate(sim)) throw die("cluster not ready - no quorum?");
   return target;
 }
 

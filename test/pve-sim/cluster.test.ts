@@ -1,6 +1,6 @@
 /** The simulator as a three-node cluster: status, resources, migration with its lock and refusals, an offline node. */
 import { afterEach, describe, expect, it } from "vitest";
-import { DEBIAN_TEMPLATE, form, rawCall, seedTemplate } from "./http";
+import { DEBIAN_TEMPLATE, form, rawCall, seedTemplate, settle } from "./http";
 import { startSimulator, type Simulator } from "./server";
 
 let sim: Simulator | undefined;
@@ -100,8 +100,92 @@ describe("pve-sim cluster", () => {
     expect((await call(s, "GET", "/nodes/pve/lxc")).status).toBe(200);
     const status = (await call(s, "GET", "/cluster/status")).data as Array<Record<string, unknown>>;
     expect(status.find((e) => e.name === "pve3")?.online).toBe(0);
+    // pve-manager PVE/API2/Nodes.pm index → API2Tools.pm extract_node_stats: offline, its rrd data expired.
+    const nodes = (await call(s, "GET", "/nodes")).data as Array<Record<string, unknown>>;
+    expect(nodes.find((n) => n.node === "pve3")).toEqual({ id: "node/pve3", node: "pve3", type: "node", status: "offline" });
+    expect(nodes.find((n) => n.node === "pve")).toMatchObject({ status: "online", uptime: 86400, maxcpu: 64 });
+    const resources = (await call(s, "GET", "/cluster/resources", { type: "node" })).data;
+    expect(resources).toEqual(nodes);
     const m = await call(s, "POST", "/nodes/pve/lxc/202/migrate", { target: "pve3", restart: 1 });
     expect(await done(s, m.data)).toBe("Can't connect to destination address using public key");
     expect(s.state.guests.get(202)).toMatchObject({ node: "pve", status: "running" });
+  });
+});
+
+/** A template made by create with template=1: a CT from the catalogue image, or a VM with one disk. */
+async function template(s: Simulator, kind: "lxc" | "qemu", vmid: number, storage: string): Promise<void> {
+  const disk: Record<string, string> = kind === "lxc" ? { ostemplate: DEBIAN_TEMPLATE, rootfs: `${storage}:8` } : { scsi0: `${storage}:8` };
+  expect(await done(s, (await call(s, "POST", `/nodes/pve/${kind}`, { vmid, ...disk })).data)).toBe("OK");
+  const t = await call(s, "POST", `/nodes/pve/${kind}/${vmid}/template`);
+  if (t.data) expect(await done(s, t.data)).toBe("OK");
+  else await settle(s);
+  expect(s.state.guests.get(vmid)?.config.template).toBe("1");
+}
+
+describe("pve-sim clone with target (pve-container 963730e LXC.pm clone_vm, qemu-server e6352be6 Qemu.pm clone_vm)", () => {
+  it("refuses up front what PVE refuses, each with PVE's message, and leaves the templates unlocked", async () => {
+    const s = await cluster();
+    s.state.addStorage("ceph-ab", "rbd", { pool: "ab", content: "images,rootdir", nodes: "pve,pve2" }, 100);
+    await template(s, "lxc", 900, "local-zfs");
+    await template(s, "lxc", 910, "ceph");
+    await template(s, "qemu", 800, "local-zfs");
+    const clone = async (kind: string, vmid: number, params: Record<string, string | number>) => {
+      const r = await call(s, "POST", `/nodes/pve/${kind}/${vmid}/clone`, params);
+      return r.status === 400 ? r.errors : `${r.status}: ${String(r.message).trim()}`;
+    };
+    expect(await clone("lxc", 910, { newid: 901, target: "pve9" })).toBe("500: no such cluster node 'pve9'");
+    expect(await clone("lxc", 900, { newid: 901, target: "pve2" })).toBe("500: can't clone CT to node 'pve2' (CT uses local storage)");
+    expect(await clone("lxc", 910, { newid: 901, target: "pve2", full: 1, storage: "local-zfs" })).toBe("500: can't clone to non-shared storage 'local-zfs'");
+    expect(await clone("lxc", 910, { newid: 901, target: "pve3", full: 1, storage: "ceph-ab" })).toBe("500: storage 'ceph-ab' is not available on node 'pve3'");
+    expect(await clone("qemu", 800, { newid: 801, target: "pve2" })).toBe("500: can't clone VM to node 'pve2' (VM uses local storage)");
+    expect(await clone("qemu", 800, { newid: 801, target: "pve2", full: 1, storage: "local" })).toEqual({ storage: "storage 'local' does not support vm images" });
+    expect([...s.state.guests.keys()].sort()).toEqual([800, 900, 910]);
+    for (const vmid of [800, 900, 910]) expect(s.state.guests.get(vmid)?.config.lock).toBeUndefined();
+
+    // A taken newid: pve-container's check_vmid_unused sees every node; qemu-server looks only for
+    // this node's config file up front, and elsewhere pmxcfs refuses the new config in the task.
+    expect(await done(s, (await call(s, "POST", "/nodes/pve2/lxc", { vmid: 805, ostemplate: DEBIAN_TEMPLATE, rootfs: "ceph:4" })).data)).toBe("OK");
+    expect(await clone("lxc", 910, { newid: 805, target: "pve2" })).toBe("500: CT 805 already exists on node 'pve2'");
+    expect(await done(s, (await call(s, "POST", "/nodes/pve/qemu/800/clone", { newid: 801 })).data)).toBe("OK");
+    expect(await clone("qemu", 800, { newid: 801 })).toBe("500: unable to create VM 801: config file already exists");
+    const elsewhere = await call(s, "POST", "/nodes/pve/qemu/800/clone", { newid: 805 });
+    expect(await done(s, elsewhere.data)).toBe("close (rename) atomic file '/etc/pve/nodes/pve/qemu-server/805.conf' failed: File exists");
+    expect(s.state.guests.get(805)).toMatchObject({ kind: "lxc", node: "pve2" });
+  });
+
+  it("clones on the source and moves the config at the end; to an offline target too while quorate; nothing without quorum", async () => {
+    const s = await cluster();
+    await template(s, "lxc", 910, "ceph");
+    const r = await call(s, "POST", "/nodes/pve/lxc/910/clone", { newid: 911, target: "pve2", hostname: "traefik" });
+    expect(s.state.guests.get(911)).toMatchObject({ node: "pve", config: { lock: "create" } });
+    expect(await done(s, r.data)).toBe("OK");
+    expect(s.state.guests.get(911)).toMatchObject({ node: "pve2", config: { hostname: "traefik" } });
+    expect(s.state.guests.get(911)?.config.lock).toBeUndefined();
+
+    s.state.offline.add("pve3");
+    expect(await done(s, (await call(s, "POST", "/nodes/pve/lxc/910/clone", { newid: 912, target: "pve3", hostname: "gw" })).data)).toBe("OK");
+    const vms = (await call(s, "GET", "/cluster/resources", { type: "vm" })).data as Array<Record<string, unknown>>;
+    // pve-manager PVE/API2Tools.pm extract_vm_stats: the offline node's rrd data has expired.
+    expect(vms.find((v) => v.vmid === 912)).toEqual({ id: "lxc/912", type: "lxc", vmid: 912, node: "pve3", status: "unknown" });
+    expect(vms.find((v) => v.vmid === 911)).toMatchObject({ node: "pve2", name: "traefik", status: "stopped" });
+
+    s.state.offline.add("pve2");
+    expect((await call(s, "POST", "/nodes/pve/lxc/910/clone", { newid: 913 })).message).toBe("cluster not ready - no quorum?\n");
+    expect(s.state.guests.has(913)).toBe(false);
+  });
+
+  it("bpg's clone-then-migrate for a VM on local storage: a full clone moves with its disk, a linked clone cannot", async () => {
+    const s = await cluster();
+    await template(s, "qemu", 800, "local-zfs");
+    expect(await done(s, (await call(s, "POST", "/nodes/pve/qemu/800/clone", { newid: 801, full: 1 })).data)).toBe("OK");
+    const disk = s.state.guests.get(801)?.config.scsi0;
+    expect(await done(s, (await call(s, "POST", "/nodes/pve/qemu/801/migrate", { target: "pve2", "with-local-disks": 1 })).data)).toBe("OK");
+    expect(s.state.guests.get(801)).toMatchObject({ node: "pve2", config: { scsi0: disk } });
+
+    expect(await done(s, (await call(s, "POST", "/nodes/pve/qemu/800/clone", { newid: 802 })).data)).toBe("OK");
+    const m = await call(s, "POST", "/nodes/pve/qemu/802/migrate", { target: "pve2", "with-local-disks": 1 });
+    expect(await done(s, m.data)).toBe("can't migrate VM - check log");
+    expect(s.tasks.tasks.get(String(m.data))?.log.join("\n")).toMatch(/can't migrate 'local-zfs:base-800-disk-0\/vm-802-disk-0' as it's a clone of 'base-800-disk-0'/);
+    expect(s.state.guests.get(802)?.node).toBe("pve");
   });
 });

@@ -40,23 +40,42 @@ export function offlineProxyError(sim: Sim, route: Route, params: Record<string,
   return new SimError(595, "No route to host");
 }
 
+/** Corosync's quorum: a majority of votes, one vote per node, the offline ones not counted. */
+export function quorate(sim: Sim): boolean {
+  const nodes = [...sim.state.nodes.keys()];
+  return nodes.filter((n) => !sim.state.offline.has(n)).length * 2 > nodes.length;
+}
+
 /** The cluster's view of its nodes (pve-manager PVE/API2/Cluster.pm get_status): the first node is the one answering. */
 function clusterStatus(ctx: HandlerCtx): unknown {
   const nodes = [...ctx.sim.state.nodes.keys()];
-  const online = nodes.filter((n) => !ctx.sim.state.offline.has(n)).length;
   return [
-    // quorate: corosync's majority of votes, one vote per node.
-    { id: "cluster", name: "phoenix", type: "cluster", nodes: nodes.length, quorate: online * 2 > nodes.length ? 1 : 0, version: nodes.length },
+    { id: "cluster", name: "phoenix", type: "cluster", nodes: nodes.length, quorate: quorate(ctx.sim) ? 1 : 0, version: nodes.length },
     ...nodes.map((name, i) => ({ id: `node/${name}`, name, type: "node", online: ctx.sim.state.offline.has(name) ? 0 : 1, local: i === 0 ? 1 : 0, nodeid: i + 1, ip: `127.0.0.${i + 1}`, level: "" })),
   ];
 }
 
 /**
- * pve-manager PVE/API2/Cluster.pm resources: guests from pmxcfs's vmlist (so those of an offline
- * node are still listed, with the node they are on), storages per node (a shared one once per
- * node too, flagged `shared`), nodes with their status. unverified: the `unknown` status PVE shows
- * for a guest and a storage of an offline node comes from the GUI's rendering of stale rrd data,
- * not read from extract_vm_stats.
+ * A node as pve-manager 14a22df3 PVE/API2Tools.pm extract_node_stats gives it, for GET /nodes
+ * (PVE/API2/Nodes.pm index) and /cluster/resources alike: usage and capacity from the rrd data
+ * the node's pvestatd broadcasts, status `online` only while corosync's member list has it online,
+ * else `offline`. pmxcfs drops rrd data older than five minutes (pve-cluster 7091d92
+ * src/pmxcfs/status.c rrd_entry_is_old, called by cfs_rrd_dump), so a node down longer than that,
+ * which is what an offline node is here, has no level, uptime, usage or capacity left.
+ */
+export function nodeStats(sim: Sim, node: string): Record<string, unknown> {
+  const entry = { id: `node/${node}`, node, type: "node" };
+  if (sim.state.offline.has(node)) return { ...entry, status: "offline" };
+  return { ...entry, status: "online", level: "", uptime: 86400, cpu: 0.02, maxcpu: 64, mem: 16 * 1024 ** 3, maxmem: 256 * 1024 ** 3, disk: 8 * 1024 ** 3, maxdisk: 100 * 1024 ** 3 };
+}
+
+/**
+ * pve-manager 14a22df3 PVE/API2/Cluster.pm resources: guests from pmxcfs's vmlist (so those of an
+ * offline node are still listed, with the node they are on) with `lock` and `tags` from their
+ * config (get_guest_config_properties), storages per node (a shared one once per node too,
+ * flagged `shared`), nodes as nodeStats. Stats come from the rrd data (PVE/API2Tools.pm
+ * extract_vm_stats, extract_storage_stats): for a guest or a storage of an offline node it has
+ * expired (nodeStats), leaving status `unknown` and no name, template flag, usage or size.
  */
 function clusterResources(ctx: HandlerCtx): unknown {
   const { state } = ctx.sim;
@@ -64,18 +83,20 @@ function clusterResources(ctx: HandlerCtx): unknown {
   const out: Array<Record<string, unknown>> = [];
   if (!type || type === "vm") {
     for (const g of state.guests.values()) {
+      const props = { ...(g.config.lock !== undefined ? { lock: g.config.lock } : {}), ...(g.config.tags !== undefined ? { tags: g.config.tags } : {}) };
+      const entry = { id: `${g.kind}/${g.vmid}`, type: g.kind, vmid: g.vmid, node: g.node };
+      if (state.offline.has(g.node)) {
+        out.push({ ...entry, status: "unknown", ...props });
+        continue;
+      }
       out.push({
-        id: `${g.kind}/${g.vmid}`,
-        type: g.kind,
-        vmid: g.vmid,
-        node: g.node,
+        ...entry,
         name: g.config.hostname ?? g.config.name,
-        status: state.offline.has(g.node) ? "unknown" : g.status,
+        status: g.status,
         template: g.config.template === "1" ? 1 : 0,
         maxmem: Number(g.config.memory ?? 512) * 1024 * 1024,
         maxcpu: Number(g.config.cores ?? 1),
-        ...(g.config.lock !== undefined ? { lock: g.config.lock } : {}),
-        ...(g.config.tags !== undefined ? { tags: g.config.tags } : {}),
+        ...props,
       });
     }
   }
@@ -84,12 +105,13 @@ function clusterResources(ctx: HandlerCtx): unknown {
       for (const s of state.storages.values()) {
         const on = (s.config.nodes ?? "").split(",").filter((n) => n !== "");
         if (on.length > 0 && !on.includes(node)) continue;
-        out.push({ id: `storage/${node}/${s.id}`, type: "storage", storage: s.id, node, status: state.offline.has(node) ? "unknown" : "available", plugintype: s.type, content: s.config.content ?? "", maxdisk: s.total, disk: state.usedBytes(s), shared: isShared(s) ? 1 : 0 });
+        const entry = { id: `storage/${node}/${s.id}`, type: "storage", storage: s.id, node, plugintype: s.type, content: s.config.content ?? "", shared: isShared(s) ? 1 : 0 };
+        out.push(state.offline.has(node) ? { ...entry, status: "unknown" } : { ...entry, status: "available", maxdisk: s.total, disk: state.usedBytes(s) });
       }
     }
   }
   if (!type || type === "node") {
-    for (const node of state.nodes.keys()) out.push({ id: `node/${node}`, type: "node", node, status: state.offline.has(node) ? "offline" : "online" });
+    for (const node of state.nodes.keys()) out.push(nodeStats(ctx.sim, node));
   }
   return out;
 }
@@ -192,6 +214,8 @@ export function clusterHandlers(): Record<string, Handler> {
   return {
     "GET /cluster/status": clusterStatus,
     "GET /cluster/resources": clusterResources,
+    // pve-manager 14a22df3 PVE/API2/Nodes.pm index: every node of the cluster's nodelist.
+    "GET /nodes": (ctx) => [...ctx.sim.state.nodes.keys()].map((node) => nodeStats(ctx.sim, node)),
     "POST /nodes/{node}/lxc/{vmid}/migrate": migrate("lxc"),
     "POST /nodes/{node}/qemu/{vmid}/migrate": migrate("qemu"),
   };

@@ -432,18 +432,18 @@ function clone(kind: Kind): Handler {
     const { sim } = ctx;
     const src = guestOf(ctx, kind);
     const newid = Number(req(ctx, "newid"));
-    const existing = sim.state.guests.get(newid);
-    if (existing) throw die(`${LABEL[existing.kind]} ${newid} already exists on node '${existing.node}'`);
     const storage = str(ctx, "storage");
-    if (storage !== undefined) {
-      const s = sim.state.storage(storage);
-      if (kind === "qemu" && !sim.state.contentOf(s).includes("images")) throw paramError({ storage: `storage '${storage}' does not support vm images` });
-    }
-    const target = cloneTarget(ctx, storage);
+    const target = cloneTarget(ctx, kind, storage);
     checkLock(src, ctx);
+    const existing = sim.state.guests.get(newid);
+    // pve-container: create_and_lock_config right after the source's lock, whose
+    // check_vmid_unused sees every node (pve-cluster 7091d92 src/PVE/Cluster.pm:785-797).
+    if (kind === "lxc" && existing) throw die(`${LABEL[existing.kind]} ${newid} already exists on node '${existing.node}'`);
     const full = flag(ctx, "full") ?? src.config.template !== "1";
     if (storage !== undefined && !full) throw die("parameter 'storage' not allowed for linked clones");
     if (kind === "qemu") refuseLocalClone(sim, kind, src.config, storage, target);
+    // qemu-server e6352be6 Qemu.pm:4502-4503: only this node's config file is looked for up front.
+    if (kind === "qemu" && existing?.kind === "qemu" && existing.node === src.node) throw die(`unable to create VM ${newid}: config file already exists`);
     const disks = volumesOf(kind, src.config, sim);
     if (!full) {
       for (const { key, volid } of disks) {
@@ -453,6 +453,17 @@ function clone(kind: Kind): Handler {
       }
     }
     if (kind === "lxc") refuseLocalClone(sim, kind, src.config, storage, target);
+    if (existing) {
+      // A VM id taken elsewhere (another node, or a CT): the worker writes the new config with
+      // file_set_contents (pve-common f665029 src/PVE/File.pm:49-101, a temp file renamed into
+      // place, outside the clone's eval: no cleanup, no "clone failed:"), and pmxcfs refuses the
+      // rename with EEXIST (pve-cluster 7091d92 src/pmxcfs/memdb.c:1095-1104 memdb_rename,
+      // status.c:656 vmlist_different_vm_exists).
+      return startTask(ctx, "qmclone", String(src.vmid), ({ log }) => {
+        log(`creating a clone of VM ${src.vmid} with ID ${newid}`);
+        throw die(`close (rename) atomic file '/etc/pve/nodes/${src.node}/qemu-server/${newid}.conf' failed: File exists`);
+      });
+    }
     // pve-container takes the source's `disk` lock before forking and holds it for the whole
     // clone; qemu-server only takes a shared flock inside the worker.
     if (kind === "lxc") src.config.lock = "disk";

@@ -17,18 +17,6 @@ function clusterHandlers(): Record<string, Handler> {
       ctx.sim.schema.version === 9
         ? { version: "9.1.3", release: "9.1", repoid: "a8736b6e" }
         : { version: "8.4.2", release: "8.4", repoid: "1f8d0a3c" },
-    "GET /nodes": (ctx) =>
-      [...ctx.sim.state.nodes.keys()].map((node) => ({
-        node,
-        status: "online",
-        type: "node",
-        maxcpu: 64,
-        maxmem: 256 * 1024 ** 3,
-        cpu: 0.02,
-        mem: 16 * 1024 ** 3,
-        uptime: 86400,
-        level: "",
-      })),
     "GET /nodes/{node}": (ctx) => {
       nodeOf(ctx);
       return ["aplinfo", "disks", "firewall", "hardware", "lxc", "qemu", "status", "storage", "tasks"].map((subdir) => ({ subdir }));
@@ -113,12 +101,37 @@ function taskHandlers(): Record<string, Handler> {
 const STORAGE_KEYS: Record<string, string[]> = {
   zfspool: ["pool", "blocksize", "sparse", "nodes", "disable", "content", "bwlimit", "mountpoint"],
   dir: ["path", "content", "content-dirs", "nodes", "shared", "disable", "prune-backups", "max-protected-backups", "format", "mkdir", "create-base-path", "create-subdirs", "is_mountpoint", "bwlimit", "preallocation", "snapshot-as-volume-chain"],
+  // pve-storage@9.1.7 src/PVE/Storage/PBSPlugin.pm options.
+  pbs: ["server", "datastore", "namespace", "port", "nodes", "disable", "content", "username", "password", "encryption-key", "master-pubkey", "prune-backups", "max-protected-backups", "fingerprint"],
 };
-const STORAGE_FIXED: Record<string, string[]> = { zfspool: ["pool"], dir: ["path"] };
+const STORAGE_FIXED: Record<string, string[]> = { zfspool: ["pool"], dir: ["path"], pbs: ["server", "datastore"] };
+/**
+ * PBSPlugin.pm plugindata `sensitive-properties`: API2/Storage/Config.pm create/update take them out
+ * of the parameters (extract_sensitive_params) before the section config is written, and
+ * on_add_hook/on_update_hook keep the password in /etc/pve/priv/storage/<id>.pw (pbs_set_password),
+ * so GET /storage/{id} never shows it. Kept here per simulator, by storage id.
+ */
+const SENSITIVE: Record<string, string[]> = { pbs: ["password", "encryption-key", "master-pubkey"] };
+const PRIV = new WeakMap<object, Map<string, Record<string, string>>>();
+export function storageSecrets(state: object, id: string): Record<string, string> | undefined {
+  return PRIV.get(state)?.get(id);
+}
+function keepSensitive(ctx: HandlerCtx, id: string, type: string, values: Record<string, string>, deleted: string[] = []): void {
+  const priv = PRIV.get(ctx.sim.state) ?? new Map<string, Record<string, string>>();
+  PRIV.set(ctx.sim.state, priv);
+  const kept = { ...(priv.get(id) ?? {}) };
+  for (const k of SENSITIVE[type] ?? []) {
+    if (values[k] !== undefined) kept[k] = values[k];
+    if (deleted.includes(k)) delete kept[k];
+    delete values[k];
+  }
+  priv.set(id, kept);
+}
 /** pve-storage@9.1.0 src/PVE/Storage/ZFSPoolPlugin.pm and DirPlugin.pm plugindata `content`. */
 const CONTENT_ALLOWED: Record<string, string[]> = {
   zfspool: ["images", "rootdir"],
   dir: ["images", "rootdir", "vztmpl", "iso", "backup", "snippets", "import", "none"],
+  pbs: ["backup", "none"],
 };
 const STORAGE_CONTROL = new Set(["storage", "type", "delete", "digest"]);
 
@@ -155,7 +168,7 @@ function storageHandlers(): Record<string, Handler> {
     return [...ctx.sim.state.storage(storageId).volumes.values()]
       .filter((v) => content === undefined || v.content === content)
       .filter((v) => vmid === undefined || v.vmid === vmid)
-      .map((v) => ({ volid: v.volid, content: v.content, format: v.format, size: v.size, ctime: v.ctime, ...(v.vmid !== undefined ? { vmid: v.vmid } : {}), ...(v.parent ? { parent: v.parent } : {}) }));
+      .map((v) => ({ volid: v.volid, content: v.content, format: v.format, size: v.size, ctime: v.ctime, ...(v.vmid !== undefined ? { vmid: v.vmid } : {}), ...(v.parent ? { parent: v.parent } : {}), ...(v.notes !== undefined ? { notes: v.notes.split("\n")[0] } : {}) }));
   };
   const addFile = (ctx: HandlerCtx, type: string, storageId: string, content: string, filename: string) => {
     const s = ctx.sim.state.storage(storageId);
@@ -181,6 +194,9 @@ function storageHandlers(): Record<string, Handler> {
       for (const k of STORAGE_FIXED[type] ?? []) {
         if (config[k] === undefined) throw paramError({ [k]: "property is missing and it is not optional" });
       }
+      keepSensitive(ctx, id, type, config);
+      // PBSPlugin.pm plugindata: content defaults to backup.
+      if (type === "pbs") config.content ??= "backup";
       ctx.sim.state.addStorage(id, type, config, 1000);
       return { storage: id, type };
     },
@@ -192,6 +208,7 @@ function storageHandlers(): Record<string, Handler> {
       for (const k of STORAGE_FIXED[s.type] ?? []) {
         if (k in values) throw paramError({ [k]: "can't change value of fixed parameter" });
       }
+      keepSensitive(ctx, s.id, s.type, values, deleteList(ctx));
       for (const k of deleteList(ctx)) delete s.config[k];
       Object.assign(s.config, values);
       return { storage: s.id, type: s.type };
@@ -200,6 +217,8 @@ function storageHandlers(): Record<string, Handler> {
       const id = req(ctx, "storage");
       ctx.sim.state.storage(id);
       ctx.sim.state.storages.delete(id);
+      // PBSPlugin.pm on_delete_hook: pbs_delete_password and the keys.
+      PRIV.get(ctx.sim.state)?.delete(id);
       return null;
     },
     "GET /nodes/{node}/storage": (ctx) => {
