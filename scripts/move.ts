@@ -10,13 +10,16 @@
  *
  * Without --yes it only shows what it would do. Everything PVE would refuse is checked first, with
  * reads only, and all refusals are listed together:
+ * - the stack, with the guest declared on the target, validates (scripts' own loadStack rules: its
+ *   GPUs, datasets, template and the node's capacity), so that step 3 can declare it there;
  * - the target is a node of the stack (proxmox.nodes) and of the cluster, online (GET
  *   /cluster/status, pve-manager 14a22df3 PVE/API2/Cluster.pm get_status `online`), and so is the
  *   guest's node: pveproxy proxies the call to it (`proxyto => 'node'`);
  * - the guest exists and holds no lock (GET /cluster/resources, Cluster.pm resources: `node`,
  *   `status`, `lock`): pve-container 94f5585 src/PVE/LXC/Migrate.pm prepare check_lock, qemu-server
  *   e6352be6 src/PVE/QemuMigrate.pm the same;
- * - it is not an HA resource (GET /cluster/ha/resources, sid `ct:<vmid>`/`vm:<vmid>`): for one,
+ * - it is not an HA resource (GET /cluster/ha/resources, sid `ct:<vmid>`/`vm:<vmid>`, or guests[].ha),
+ *   unless already on the target (the HA manager moved it; then only the state is pointed at it): for one,
  *   migrate_vm hands the move to the HA manager instead (pve-container src/PVE/API2/LXC.pm
  *   migrate_vm and qemu-server src/PVE/API2/Qemu.pm migrate_vm: a `hamigrate` task that only runs
  *   `ha-manager migrate <sid> <target>` and ends before the guest moves; pve-ha-manager b71218f
@@ -48,7 +51,12 @@
  * is the template's node and stays. And the destroy guard's record of the guest (`guests[].node`).
  * Secret values are ciphertext in the export (`{"4dabf18193072939515e22adb298388d":
  * "1b47061264138c4ac30d75fd1eb44270", "ciphertext": …}`, sdk/go/common/resource/sig/sig.go) and
- * are neither read nor printed; the files stay in a private folder.
+ * are neither read nor printed; the files stay in a private folder. So a node inside a secret stays
+ * as it was: the SSH connections of remote commands and of Phoenix's resources that reach the guest
+ * through its node (install scripts, LxcRootConfig's transport, the Portainer agent secret) keep the
+ * old node's until the next `pulumi up` updates them. `pulumi stack import` overwrites whatever the
+ * state became since the export (pulumi v3.248.0 pkg/cmd/pulumi/stack/io.go SaveSnapshot), so the
+ * state is exported again after the migration and imported over only when unchanged.
  *
  * Exit 0 when done (or shown, without --yes), 1 when refused or failed, 2 on a usage error.
  */
@@ -56,12 +64,13 @@ import { execFile } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { promisify } from "node:util";
+import { isDeepStrictEqual, promisify } from "node:util";
 import type { GuestKind, PveApi } from "../providers/pve";
 import { guardedGuests, restoreProcedure } from "../stacks/replacement";
+import { formatIssues, readStackFile, validateStack, type RawStack } from "../stacks/load";
 import type { StackConfig } from "../stacks/schema";
 import { isSharedStorage } from "../stacks/shared-storage";
-import { runCli } from "./cli";
+import { describeError, runCli } from "./cli";
 import { findGuest, loadStack, stackApi } from "./stack-guest";
 
 const USAGE = "usage: npm run move -- <stack> <guest name or vmid> <node> [--yes]";
@@ -82,9 +91,26 @@ export function parseArgs(argv: readonly string[]): MoveArgs | string {
   return { stack, guest, node, yes: argv.includes("--yes") };
 }
 
+/** A guest, by vmid, declared on another node. */
+export interface Moved {
+  vmid: number;
+  node: string;
+}
+
+/** The stack file's values with guest `vmid` declared on `node`, as step 3 asks the user to write it. */
+export function withGuestOn(raw: RawStack, moved: Moved): RawStack {
+  const guests = raw.values.guests;
+  if (!Array.isArray(guests)) return raw;
+  const on = (g: unknown) => (g !== null && typeof g === "object" && (g as Record<string, unknown>).vmid === moved.vmid ? { ...g, node: moved.node } : g);
+  return { ...raw, values: { ...raw.values, guests: guests.map(on) } };
+}
+
 export interface MoveDeps {
-  /** The stack's validated configuration, or why it has none (scripts/stack-guest.ts loadStack). */
-  load(stack: string): StackConfig | string;
+  /**
+   * The stack's validated configuration, or why it has none (scripts/stack-guest.ts loadStack);
+   * with `moved`, the stack as it reads once it declares that guest's `node` (step 3 of a move).
+   */
+  load(stack: string, moved?: Moved): StackConfig | string;
   api(stack: string, config: StackConfig): Promise<PveApi>;
   /** Runs the pulumi CLI with these arguments in the project folder; rejects when it fails. */
   pulumi(args: readonly string[]): Promise<void>;
@@ -205,7 +231,8 @@ interface Check {
   localVolumes: string[];
 }
 
-async function checkLive(api: PveApi, kind: GuestKind, vmid: number, to: string, at: string, label: string): Promise<Check> {
+/** `declaredHa`: the stack makes it an HA resource (guests[].ha), which the last apply may not have made yet. */
+async function checkLive(api: PveApi, kind: GuestKind, vmid: number, to: string, at: string, label: string, declaredHa: boolean): Promise<Check> {
   const refusals: string[] = [];
   const status = await api.client.get<Array<{ type: string; name: string; online?: number }>>("/cluster/status");
   const online = new Map(status.filter((s) => s.type === "node").map((s) => [s.name, s.online === 1]));
@@ -220,7 +247,8 @@ async function checkLive(api: PveApi, kind: GuestKind, vmid: number, to: string,
   if (now.lock) refusals.push(`phoenix:${at}: ${label} is locked (${now.lock}): PVE refuses to migrate it (check_lock); wait for the task that holds it, or \`${kind === "lxc" ? "pct" : "qm"} unlock ${vmid}\` on ${now.node} once none runs`);
   const sid = `${kind === "lxc" ? "ct" : "vm"}:${vmid}`;
   const ha = await api.client.get<Array<{ sid: string }>>("/cluster/ha/resources");
-  if (ha.some((r) => r.sid === sid)) {
+  // Only for a guest still to move: one the HA manager already moved to the target gets its state pointed there (below).
+  if (declaredHa || ha.some((r) => r.sid === sid)) {
     refusals.push(
       `phoenix:${at}.ha: ${label} is an HA resource (${sid}): PVE hands its migration to the HA manager, which moves it when its rules allow (for a container: stop, migrate, start). ` +
         `Move it through HA: let its node-affinity rule allow ${to} (guests[].ha.nodes), then \`ha-manager migrate ${sid} ${to}\` (POST /cluster/ha/resources/${sid}/migrate); once it runs on ${to}, run this again to point the state at it`,
@@ -273,15 +301,20 @@ export async function runMove(argv: readonly string[], deps: MoveDeps): Promise<
 
   // From the stack alone, before any call.
   const refused: string[] = [];
-  if (!config.proxmox.nodes.some((n) => n.name === to)) refused.push(`phoenix:proxmox.nodes: no node ${JSON.stringify(to)} in the stack; it has ${config.proxmox.nodes.map((n) => n.name).join(", ")}`);
+  const known = config.proxmox.nodes.some((n) => n.name === to);
+  if (!known) refused.push(`phoenix:proxmox.nodes: no node ${JSON.stringify(to)} in the stack; it has ${config.proxmox.nodes.map((n) => n.name).join(", ")}`);
   const guarded = guardedGuests(config)[index]!;
   if (guarded.localStorage && target.node !== to) refused.push(`phoenix:${at}.storage: ${label}: ${restoreProcedure(guarded, target.node, to)}`);
-  if (target.guest.ha) refused.push(`phoenix:${at}.ha: ${label} is an HA resource of the stack: move it through HA (its node-affinity rule, guests[].ha.nodes, then \`ha-manager migrate ${kind === "lxc" ? "ct" : "vm"}:${vmid} ${to}\`); once it runs on ${to}, run this again to point the state at it`);
+  // The stack must accept the guest on the target (its GPUs, storages, template, capacity, HA rules), or step 3 could not declare it there.
+  if (known && target.node !== to) {
+    const as = deps.load(args.stack, { vmid, node: to });
+    if (typeof as === "string") refused.push(`phoenix:${at}.node: with \`node: ${to}\` on ${at} the stack does not validate, so it could not declare ${label} there after the move; fix the stack for ${to} first:\n${as}`);
+  }
   if (refused.length > 0) return refuse(deps, label, to, refused);
 
   const api = await deps.api(args.stack, config);
   try {
-    const live = await checkLive(api, kind, vmid, to, at, label);
+    const live = await checkLive(api, kind, vmid, to, at, label, target.guest.ha !== undefined);
     if (live.refusals.length > 0) return refuse(deps, label, to, live.refusals);
     const now = live.now!;
     const from = now.node;
@@ -295,7 +328,9 @@ export async function runMove(argv: readonly string[], deps: MoveDeps): Promise<
     fs.chmodSync(backup, 0o600);
     const before = JSON.parse(fs.readFileSync(backup, "utf8")) as UntypedDeployment;
     const stateRefusals: string[] = [];
-    if ((before.deployment.pending_operations ?? []).length > 0) {
+    // pulumi v3.248.0 sdk/go/common/apitype/core.go: DeploymentSchemaVersionCurrent is 3, the format read and written here.
+    if (before.version !== 3 || !Array.isArray(before.deployment?.resources)) stateRefusals.push(`\`pulumi stack export\` wrote a deployment of version ${JSON.stringify(before.version)}, not 3 with a resources list: this pulumi is not one Phoenix knows (v3.248.0); point the state at ${to} by hand`);
+    else if ((before.deployment.pending_operations ?? []).length > 0) {
       stateRefusals.push(`the state records operations an interrupted run left pending: settle them first (\`pulumi refresh --stack ${args.stack}\`${moved ? "" : ", before the move"})`);
     }
     const { deployment, changes } = rewriteGuestNode(before, vmid, to);
@@ -316,17 +351,38 @@ export async function runMove(argv: readonly string[], deps: MoveDeps): Promise<
     for (const c of changes) deps.out(`       ${c.urn.split("::").pop()} ${c.field}: ${c.from} → ${to}`);
     deps.out(`     backup of the state as it is: ${backup} (\`pulumi stack import --stack ${args.stack} --file ${backup}\` puts it back)`);
     const declared = target.node === to;
-    deps.out(`  3. ${declared ? `${file} already declares node ${to} for ${at}` : `then declare \`node: ${to}\` on ${at} (${target.guest.name}) in ${file}`}: \`pulumi preview\` then changes nothing of ${label}`);
+    deps.out(
+      `  3. ${declared ? `${file} already declares node ${to} for ${at}` : `then declare \`node: ${to}\` on ${at} (${target.guest.name}) in ${file}`}: \`pulumi preview\` then neither replaces nor moves ${label}; ` +
+        `what reaches it through its node's SSH (install scripts, checks, the Portainer agent secret) shows one update, run through ${to}: that connection is secret in the state, which this leaves sealed`,
+    );
     if (!args.yes) {
       deps.out("Nothing done: run again with --yes to carry it out.");
       return 0;
     }
 
     if (!moved) {
-      await api.runTask("POST", `/nodes/${encodeURIComponent(from)}/${kind}/${vmid}/migrate`, { target: to, ...mode });
+      const failed = await api.runTask("POST", `/nodes/${encodeURIComponent(from)}/${kind}/${vmid}/migrate`, { target: to, ...mode }).then(
+        () => undefined,
+        (e: unknown) => describeError(e),
+      );
       const after = (await api.client.get<ClusterGuest[]>("/cluster/resources", { type: "vm" })).find((r) => Number(r.vmid) === vmid);
-      if (after?.node !== to) throw new Error(`PVE's migration task ended, yet ${label} is on ${after?.node ?? "no node"}, not ${to} (GET /cluster/resources); the state is unchanged`);
+      const where = `${label} is ${after ? `${after.status} on ${after.node}` : "on no node"} (GET /cluster/resources); the state is unchanged`;
+      if (failed !== undefined || after?.node !== to) {
+        deps.out(`PVE's migration of ${label} to ${to} ${failed === undefined ? "ended" : `failed: ${failed}`}. ${where}.`);
+        deps.out(after?.node === to ? `  It did move: run this again to point the state at ${to}.` : `  Fix what PVE says (its task log: the task named above), then run this again.`);
+        return 1;
+      }
       deps.out(`${label} migrated to ${to} and is ${after.status}.`);
+    }
+    // pulumi stack import overwrites the state whatever it became since the export (pulumi v3.248.0 pkg/cmd/pulumi/stack/io.go
+    // SaveSnapshot checks only the URNs' stack and the snapshot's integrity): a \`pulumi up\` or \`refresh\` run during the
+    // migration would be undone. Export again and go on only when nothing changed.
+    const recheck = path.join(dir, `${args.stack}-state-before-import.json`);
+    await deps.pulumi(["stack", "export", "--stack", args.stack, "--file", recheck]);
+    fs.chmodSync(recheck, 0o600);
+    if (!isDeepStrictEqual(JSON.parse(fs.readFileSync(recheck, "utf8")), before)) {
+      deps.out(`${label} is on ${to}, but the state of stack ${args.stack} changed while it moved (another \`pulumi\` command ran): it was not imported over. Run this again once that command has ended: it rewrites the state as it is then.`);
+      return 1;
     }
     fs.writeFileSync(rewritten, JSON.stringify(deployment), { mode: 0o600 });
     try {
@@ -353,7 +409,13 @@ const run = promisify(execFile);
 /** The CLI's dependencies: the stack file and `pulumi` in `cwd`, the export in a private temporary folder. */
 export function cliDeps(cwd: string): MoveDeps {
   return {
-    load: (stack) => loadStack(cwd, stack),
+    load: (stack, moved) => {
+      const config = loadStack(cwd, stack);
+      if (typeof config === "string" || !moved) return config;
+      const name = `Pulumi.${stack}.yaml`;
+      const checked = validateStack(withGuestOn(readStackFile(path.join(cwd, name), name), moved), { requireSecrets: false, projectRoot: cwd });
+      return checked.ok === true ? checked.config : checked.ok === false ? `${name}: ${formatIssues(checked.issues)}` : `${name}: values not known: ${checked.unknownPaths.join(", ")}`;
+    },
     api: (stack, config) => stackApi(cwd, stack, config),
     pulumi: async (args) => void (await run("pulumi", [...args], { cwd, maxBuffer: 64 * 1024 * 1024 })),
     // mkdtemp makes it 0700 (POSIX mkdtemp(3)): only this user reads the export's ciphertext.
