@@ -23,7 +23,7 @@ import { guardedGuests } from "../stacks/replacement";
 import { DestroyGuard } from "../providers/guest/destroy-guard";
 import { VmGuest } from "../components/guest/vm";
 import { HostPrep } from "../components/host";
-import { Templates } from "../components/templates";
+import { templateArchive, Templates } from "../components/templates";
 import { HighAvailability, prepareNodes } from "../components/cluster";
 import { nodeHost, templateFor } from "../stacks/cluster";
 import { proxmoxProvider } from "../components/proxmox";
@@ -62,7 +62,7 @@ export function buildStack(stack: LoadedStack): PhoenixExports {
   const prepOf = (node: string): HostPrep | undefined => preps[node];
   const templates = new Templates(
     "templates",
-    { templates: config.templates, host: config.host, node: hostNode, api, connections: Object.fromEntries(connections), provider, nvidia: host?.nvidia, storages: host?.storages, preps },
+    { templates: config.templates, host: config.host, node: hostNode, api, connections: Object.fromEntries(connections), provider, nvidia: host?.nvidia, storages: host?.storages, preps, keepBuilds: templateArchive(config) },
     { providers: [provider], ...movedUnder(machine) },
   );
   const firewall = new ClusterFirewall(
@@ -170,9 +170,11 @@ export function buildStack(stack: LoadedStack): PhoenixExports {
   if (ops && opsCa) {
     // The host's exporters run on the node host preparation made ready: the GPU exporter reads the driver it installed.
     const hostExporters = host && hostConnection ? { connection: hostConnection, dependsOn: [...(host.nvidia ? [host.nvidia] : [])] } : undefined;
-    new MetricsExporters("exporters", { config, provider, connectionOf, ready: (vmid) => builtGuest(vmid).ready, host: hostExporters }, movedUnder(machine));
+    const exporters = new MetricsExporters("exporters", { config, provider, connectionOf, ready: (vmid) => builtGuest(vmid).ready, host: hostExporters }, movedUnder(machine));
+    // The host's Alloy after the host's exporters: one install (and one apt) at a time on the node.
+    const hostLogs = hostExporters && exporters.host ? { connection: hostExporters.connection, dependsOn: [exporters.host] } : undefined;
+    new LogShipping("logs", { config, connectionOf, readyOf: (vmid) => builtGuest(vmid).ready, ...(hostLogs ? { host: hostLogs } : {}) }, movedUnder(machine));
   }
-  if (ops && opsCa) new LogShipping("logs", { config, connectionOf, readyOf: (vmid) => builtGuest(vmid).ready }, movedUnder(machine));
   const core = buildCore(config, ca(), stack.secret, (g) => ({ routing: config, connection: connectionOf(g), dependsOn: [builtGuest(g.vmid).ready], snapshot: changeSnapshotPolicy(config, g, api, connectionOf(g)) }), () => machine.tier("Core"));
   if (core.caRootPem && config.guests.some((g) => g.role?.type === "portainer-server")) {
     portainerTier({ config, caRootPem: core.caRootPem, adminPassword: stack.secret("portainerAdminPassword"), projectFile: stack.projectFile, secret: stack.dockerSecret, ready: (vmid) => built.get(vmid)!.ready, gateway: core.gateway, agentSecret: stack.secret("portainerAgentSecret"), nodeOf: (vmid) => { const g = config.guests.find((x) => x.vmid === vmid)!; return { name: g.node ?? hostNode, connection: connectionOf(g) }; }, ...(hostConnection ? { nfsServer: { connection: hostConnection, ...(host?.exports ? { exports: host.exports } : {}) } } : {}) }, movedUnder(machine.tier("Docker")));

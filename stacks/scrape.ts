@@ -5,13 +5,13 @@
  * so are the firewall ACCEPTs that let the ops guest reach those ports
  * (stacks/firewall-rules.ts scrapeRules), so the two can never disagree.
  */
-import { guestAddress } from "./plan";
+import { guestAddress, trustsInternalCa } from "./plan";
 import type { Guest, StackConfig } from "./schema";
 
 /** Traefik's internal entry point ("traefik"): its ping, dashboard and Prometheus metrics (metrics.prometheus.entryPoint defaults to it). */
 export const TRAEFIK_INTERNAL_PORT = 8080;
 
-export type ScrapeJobName = "node" | "gpu" | "model-servers" | "traefik" | "gateway";
+export type ScrapeJobName = "node" | "gpu" | "model-servers" | "model-servers-probe" | "traefik" | "gateway";
 
 /** One exporter the ops guest scrapes over the network: on the host node, or in a guest. */
 export interface ScrapePoint {
@@ -21,11 +21,45 @@ export interface ScrapePoint {
   port: number;
   /** Labels beyond the machine's own (the model server's engine). */
   labels?: Record<string, string>;
+  /** Not scraped: probed with an HTTP GET of this path through the ops guest's blackbox_exporter (a server with no metrics of its own). */
+  httpProbePath?: string;
 }
 
 /** The ops guest, when the stack has one. */
 export function opsGuest(config: Pick<StackConfig, "guests">): Guest | undefined {
   return config.guests.find((g) => g.role?.type === "observability");
+}
+
+/**
+ * The labels that name a machine in metrics and logs alike: the guest's id, name and role, or for
+ * the host "host", the node's name and "host". The scrape targets (components/observability/
+ * config.render.ts) and Alloy's journal labels (alloy.render.ts) both take them from here.
+ */
+export function machineLabels(config: Pick<StackConfig, "host" | "proxmox">, on: Guest | "host"): { guest: string; name: string; role: string } {
+  if (on === "host") return { guest: "host", name: config.host.node ?? config.proxmox.nodes[0]!.name, role: "host" };
+  return { guest: String(on.vmid), name: on.name, role: on.role?.type ?? "none" };
+}
+
+/**
+ * Whether Phoenix installs node_exporter and Alloy inside the guest: in every container (through
+ * `pct exec`, components/observability/exporters.ts and alloy.ts), and in every VM whose cloud-init
+ * user data Phoenix writes (the Docker hosts, stacks/plan.ts trustsInternalCa), which runs the same
+ * install scripts at first boot (components/observability/vm-agents.render.ts). A VM on the
+ * provider's generated user data has no way in.
+ */
+export function runsNodeAgents(g: Guest): boolean {
+  return g.kind === "lxc" || trustsInternalCa(g);
+}
+
+/**
+ * Whether the GPU exporter runs inside this VM: a GPU is passed through to it and its user data
+ * installs the NVIDIA driver (a compose host's `nvidia`, components/compose-host/user-data.ts), which
+ * the exporter reads through nvidia-smi. For lxc-shared GPUs it runs on the host instead.
+ */
+export function runsGpuExporter(config: Pick<StackConfig, "host">, g: Guest): boolean {
+  if (g.kind !== "vm" || g.role?.type !== "compose-host" || !g.role.nvidia) return false;
+  const passthrough = new Set(config.host.gpus.filter((x) => x.mode === "vm-passthrough").map((x) => x.id));
+  return g.gpus.some((id) => passthrough.has(id));
 }
 
 /**
@@ -40,16 +74,18 @@ export function scrapePoints(config: StackConfig): ScrapePoint[] {
   const withAddress = config.guests.filter((g) => guestAddress(g) !== undefined);
   const points: ScrapePoint[] = [];
   // node_exporter on the host (its ZFS collector is on by default: node_exporter@v1.12.1 collector/zfs_common.go:19) and in every
-  // container, where Phoenix installs it (components/observability/exporters.ts); not yet in VMs, whose image does not carry it.
-  points.push({ job: "node", on: "host", port: role.nodeExporter.port }, ...withAddress.filter((g) => g.kind === "lxc").map((g): ScrapePoint => ({ job: "node", on: g, port: role.nodeExporter.port })));
+  // guest Phoenix installs it in (runsNodeAgents).
+  points.push({ job: "node", on: "host", port: role.nodeExporter.port }, ...withAddress.filter(runsNodeAgents).map((g): ScrapePoint => ({ job: "node", on: g, port: role.nodeExporter.port })));
   // The GPU exporter runs where the driver is: on the host for lxc-shared GPUs, in the VM a GPU is passed through to.
   if (config.host.gpus.some((g) => g.mode === "lxc-shared")) points.push({ job: "gpu", on: "host", port: role.gpuExporterPort });
-  const passthrough = new Set(config.host.gpus.filter((g) => g.mode === "vm-passthrough").map((g) => g.id));
-  for (const g of withAddress) if (g.kind === "vm" && g.gpus.some((id) => passthrough.has(id))) points.push({ job: "gpu", on: g, port: role.gpuExporterPort });
+  for (const g of withAddress) if (runsGpuExporter(config, g)) points.push({ job: "gpu", on: g, port: role.gpuExporterPort });
   // vLLM serves /metrics on its API port; llama-server with --metrics (stacks/options/llamacpp.ts).
-  // Ollama 0.12.6 is left out: unverified that it serves Prometheus metrics at all (no /metrics route was found).
+  // Ollama serves no Prometheus metrics: ollama@v0.12.6 server/routes.go GenerateRoutes registers no /metrics route (and go.mod
+  // has no Prometheus client), so its API is probed instead: GET /api/version answers 200 {"version":…} (routes.go:1458).
   for (const g of withAddress) {
-    if (g.role?.type === "model-server" && g.role.server.engine !== "ollama") points.push({ job: "model-servers", on: g, port: g.role.server.port, labels: { engine: g.role.server.engine } });
+    if (g.role?.type !== "model-server") continue;
+    const engine = g.role.server.engine;
+    points.push(engine === "ollama" ? { job: "model-servers-probe", on: g, port: g.role.server.port, labels: { engine }, httpProbePath: "/api/version" } : { job: "model-servers", on: g, port: g.role.server.port, labels: { engine } });
   }
   // Traefik's Prometheus metrics on its internal entry point.
   for (const g of withAddress) if (g.role?.type === "traefik") points.push({ job: "traefik", on: g, port: TRAEFIK_INTERNAL_PORT });

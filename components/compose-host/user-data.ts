@@ -1,7 +1,9 @@
 /**
  * A compose host's cloud-init user data: the Docker host's (components/docker/cloud-init.ts, Docker
  * pinned from its repository) plus, with `nvidia`, the driver, CUDA and the NVIDIA container toolkit
- * for the GPU passed through to the VM, and the VM's Docker stacks started with `docker compose`.
+ * for the GPU passed through to the VM, and the VM's Docker stacks started with `docker compose`;
+ * then, with an ops guest in the stack, node_exporter, Alloy and the GPU exporter (after the driver)
+ * as every Phoenix VM gets them (components/observability/vm-agents.render.ts).
  * It holds no secret: validation refuses secretEnv on a compose host, the Tailscale key arrives
  * later through the guest agent (components/tailscale).
  *
@@ -18,7 +20,7 @@
  *   `nvidia-ctk runtime configure --runtime=docker` and a Docker restart, as that guide says.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { renderDockerHostUserData } from "../docker/cloud-init";
+import { renderVmUserData } from "../docker/cloud-init";
 import { NodeFile } from "../../providers/host/node-file";
 import { shellQuote } from "../../providers/ssh/script";
 import type { SshConnection } from "../../providers/ssh";
@@ -104,9 +106,7 @@ export function composeHostUserData(name: string, a: ComposeHostUserDataArgs, op
   const store = snippetStorage(config.host)!;
   const { files, run } = composeHostParts(a);
   const file = `phoenix-vm-${g.vmid}.yaml`;
-  const content = pulumi
-    .output(a.caRootPem)
-    .apply((caRootPem) => renderDockerHostUserData({ hostname: g.name, domain: config.host.domain, user: g.cloudInit.user, sshKeys: g.cloudInit.sshKeys, ubuntuCodename: "noble", docker: g.docker, caRootPem, files, run }));
+  const content = pulumi.output(a.caRootPem).apply((caRootPem) => renderVmUserData(config, g, caRootPem, { files, run }));
   return {
     file: new NodeFile(name, { node: config.host.node ?? config.proxmox.nodes[0]!.name, connection: a.connection, path: `${store.dir}/snippets/${file}`, mode: "0640", content }, opts),
     fileId: `${store.id}:snippets/${file}`,

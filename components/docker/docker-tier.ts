@@ -18,7 +18,8 @@ import { stepCaEndpoints, stepCliRelease } from "../core/step-ca.render";
 import { guestIp, ownCertificateName } from "../../stacks/routing";
 import { serviceUrls } from "../../stacks/outputs";
 import { renderReleaseInstalls } from "../render/install-script";
-import { DOCKER_DATA_MOUNT, renderDockerHostUserData, type NfsMount } from "./cloud-init";
+import type { RenderedFile } from "../render/files";
+import { DOCKER_DATA_MOUNT, renderVmUserData, type NfsMount } from "./cloud-init";
 import { snippetStorage } from "../../stacks/plan";
 import type { NfsExport } from "../../providers/host/exports";
 import { dataDirs, renderDataDirsScript } from "./data-dirs";
@@ -61,29 +62,29 @@ export function userDataSnippet(config: StackConfig, vmid: number): { path: stri
   return store && { path: `${store.dir}/snippets/${file}`, fileId: `${store.id}:snippets/${file}` };
 }
 
+/** A Portainer VM's part of its user data: the server's or agent's files and the commands that start them. */
+export function portainerVmParts(config: StackConfig, g: VmGuest): { files: RenderedFile[]; run: string[][] } {
+  const role = g.role;
+  if (role?.type === "portainer-server") {
+    return {
+      files: [
+        ...renderPortainerServerFiles({ version: role.version, port: role.port, dnsNames: [ownCertificateName(config, g)!], address: guestIp(g), caUrl: stepCaEndpoints(config).caUrlByAddress }),
+        { path: STEP_INSTALLER, content: `#!/usr/bin/env bash\nset -euo pipefail\n${renderReleaseInstalls([stepCliRelease(config)])}\n`, mode: "0755" },
+      ],
+      // The containers start once the agent secret is in the VM (portainerTier: PortainerAgentSecret), not here.
+      run: [[STEP_INSTALLER], ["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", "phoenix-portainer-cert.timer"], ["systemctl", "start", "phoenix-portainer-cert.service"]],
+    };
+  }
+  if (role?.type === "portainer-agent") return { files: renderPortainerAgentFiles(role.version, role.port), run: [] };
+  throw new Error(`VM ${g.vmid} has no Portainer role`);
+}
+
 /** The user data snippet of a Docker host VM, and the id VmLegacy refers to it by. */
 export function dockerHostUserData(name: string, args: DockerHostUserDataArgs, opts: pulumi.CustomResourceOptions): { file: NodeFile; fileId: string } {
   const { config, guest: g } = args;
   const snippet = userDataSnippet(config, g.vmid)!;
-  const role = g.role;
-  let files;
-  let run: string[][];
-  if (role?.type === "portainer-server") {
-    files = [
-      ...renderPortainerServerFiles({ version: role.version, port: role.port, dnsNames: [ownCertificateName(config, g)!], address: guestIp(g), caUrl: stepCaEndpoints(config).caUrlByAddress }),
-      { path: STEP_INSTALLER, content: `#!/usr/bin/env bash\nset -euo pipefail\n${renderReleaseInstalls([stepCliRelease(config)])}\n`, mode: "0755" },
-    ];
-    // The containers start once the agent secret is in the VM (portainerTier: PortainerAgentSecret), not here.
-    run = [[STEP_INSTALLER], ["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", "phoenix-portainer-cert.timer"], ["systemctl", "start", "phoenix-portainer-cert.service"]];
-  } else if (role?.type === "portainer-agent") {
-    files = renderPortainerAgentFiles(role.version, role.port);
-    run = [];
-  } else {
-    throw new Error(`${name}: VM ${g.vmid} has no Portainer role`);
-  }
-  const content = pulumi.output(args.caRootPem).apply((caRootPem) =>
-    renderDockerHostUserData({ hostname: g.name, domain: config.host.domain, user: g.cloudInit.user, sshKeys: g.cloudInit.sshKeys, ubuntuCodename: "noble", docker: g.docker, caRootPem, files, run, ...(args.nfs ? { nfs: args.nfs } : {}) }),
-  );
+  const parts = portainerVmParts(config, g);
+  const content = pulumi.output(args.caRootPem).apply((caRootPem) => renderVmUserData(config, g, caRootPem, { ...parts, ...(args.nfs ? { nfs: args.nfs } : {}) }));
   return {
     file: new NodeFile(name, { node: config.host.node ?? config.proxmox.nodes[0]!.name, connection: args.connection, path: snippet.path, mode: "0640", content }, opts),
     fileId: snippet.fileId,

@@ -1,14 +1,16 @@
 /**
- * Grafana Alloy on a container: reads the systemd journal and pushes it to the
- * ops guest's Loki, every line labelled with the guest's id, name and role and
- * the unit that wrote it. Pure: typed config in, Alloy syntax and an install
+ * Grafana Alloy on a container, a Docker host VM or the Proxmox node: reads the
+ * systemd journal and pushes it to the ops guest's Loki, every line labelled
+ * with the machine's id, name and role (the host: "host", the node's name,
+ * "host") and the unit that wrote it. Pure: typed config in, Alloy syntax and an install
  * script out.
  */
 import type { Guest, StackConfig } from "../../stacks/schema";
 import { guestIp, guestOfRole } from "../../stacks/routing";
-import { fileList, type RenderedFile } from "../render/files";
+import { machineLabels } from "../../stacks/scrape";
+import { fileList, shQuote, type RenderedFile } from "../render/files";
 import { renderAptEnsure, renderInstallScript, renderReleaseInstalls, type PinnedRelease } from "../render/install-script";
-import { renderGuestUnit, systemUser } from "./install.render";
+import { renderGuestUnit, systemUser, unitPath } from "./install.render";
 import { lokiPushUrl } from "./loki.render";
 import { observabilityRole } from "./releases";
 
@@ -33,16 +35,8 @@ export function alloyString(value: string): string {
   return JSON.stringify(value);
 }
 
-/** The labels that say which machine a log line comes from, the same as the scrape targets' (config.render.ts). */
-export interface LogSource {
-  guest: string;
-  name: string;
-  role: string;
-}
-
-export function logSourceOf(g: Guest): LogSource {
-  return { guest: String(g.vmid), name: g.name, role: g.role?.type ?? "none" };
-}
+/** The labels that say which machine a log line comes from, the same as its scrape targets' (stacks/scrape.ts machineLabels). */
+export type LogSource = ReturnType<typeof machineLabels>;
 
 /**
  * The pipeline: loki.source.journal → loki.write. Component arguments as alloy@v1.18.1 declares them:
@@ -94,13 +88,16 @@ export function stackPushUrl(config: StackConfig): string {
   return lokiPushUrl(guestIp(guestOfRole(config, "observability")), observabilityRole(config).loki.port);
 }
 
-export function renderAlloyFiles(config: StackConfig, guest: Guest): RenderedFile[] {
+/** Where Alloy runs: a guest (a container through `pct exec`, a VM through its user data) or the Proxmox node itself. */
+export type AlloyMachine = Guest | "host";
+
+export function renderAlloyFiles(config: StackConfig, on: AlloyMachine): RenderedFile[] {
   const role = observabilityRole(config);
   return fileList([
-    { path: ALLOY_PATHS.config, content: renderAlloyConfig(logSourceOf(guest), stackPushUrl(config)) },
+    { path: ALLOY_PATHS.config, content: renderAlloyConfig(machineLabels(config, on), stackPushUrl(config)) },
     {
-      path: `/etc/systemd/system/${ALLOY_PATHS.unit}`,
-      content: renderGuestUnit(guest, {
+      path: unitPath(ALLOY_PATHS.unit),
+      content: renderGuestUnit(on, {
         description: `Grafana Alloy ${role.alloy.version} (Phoenix: the journal to Loki)`,
         user: "alloy",
         // The journal is readable by the systemd-journal and adm groups (loki.source.journal.md's note).
@@ -114,24 +111,30 @@ export function renderAlloyFiles(config: StackConfig, guest: Guest): RenderedFil
   ]);
 }
 
-/** The install script for one container's Alloy: the release, its user and data folder, the config checked by `alloy fmt`. */
-export function renderAlloyInstallScript(config: StackConfig, guest: Guest): string {
+/**
+ * The install script for one machine's Alloy: the release, its user and data folder, the config checked by
+ * `alloy fmt`. The same script in a container, in a VM (its user data runs it) and on the node, where
+ * every path it writes is under "$R" (InstallScriptSpec.onNode).
+ */
+export function renderAlloyInstallScript(config: StackConfig, on: AlloyMachine): string {
   const role = observabilityRole(config);
-  const unitPath = `/etc/systemd/system/${ALLOY_PATHS.unit}`;
+  const onNode = on === "host";
+  const at = (p: string) => (onNode ? `"$R"${shQuote(p)}` : p);
   return renderInstallScript({
     name: "alloy",
     description: "Grafana Alloy: the journal shipped to the ops guest's Loki",
+    onNode,
     prepare: `${renderAptEnsure(["curl", "ca-certificates", "unzip"])}
 ${systemUser("alloy")}
-install -d -m 0750 -o alloy -g alloy ${ALLOY_PATHS.data}
-${renderReleaseInstalls([alloyRelease(role.alloy.version)])}`,
-    files: renderAlloyFiles(config, guest),
+install -d -m 0750 -o alloy -g alloy ${at(ALLOY_PATHS.data)}
+${renderReleaseInstalls([alloyRelease(role.alloy.version)], { onNode })}`,
+    files: renderAlloyFiles(config, on),
     // `alloy fmt` parses the file and fails on a syntax error (alloy@v1.18.1 internal/alloycli/cmd_fmt.go).
-    validate: `${ALLOY_PATHS.binary} fmt ${ALLOY_PATHS.config} >/dev/null
-systemd-analyze verify ${unitPath}`,
+    validate: `${at(ALLOY_PATHS.binary)} fmt ${at(ALLOY_PATHS.config)} >/dev/null
+systemd-analyze verify ${at(unitPath(ALLOY_PATHS.unit))}`,
     reload: `systemctl daemon-reload
 systemctl enable --quiet ${ALLOY_PATHS.unit}
-if changed_file ${unitPath} || ! systemctl is-active --quiet ${ALLOY_PATHS.unit}; then
+if changed_file ${unitPath(ALLOY_PATHS.unit)} || ! systemctl is-active --quiet ${ALLOY_PATHS.unit}; then
   systemctl restart ${ALLOY_PATHS.unit}
 elif changed_file ${ALLOY_PATHS.config}; then
   systemctl reload ${ALLOY_PATHS.unit}

@@ -1,13 +1,16 @@
 /**
  * LogShipping: Grafana Alloy in every container, each through its own
- * GuestInstall once the container is configured, shipping its journal to the
- * ops guest's Loki (alloy.render.ts).
+ * GuestInstall once the container is configured, and on the Proxmox node over
+ * host preparation's SSH, shipping the journal to the ops guest's Loki
+ * (alloy.render.ts). A Docker host VM gets the same install through its
+ * cloud-init user data (vm-agents.render.ts).
  */
 import * as pulumi from "@pulumi/pulumi";
 import type { SshConnection } from "../../providers/ssh";
 import type { Guest, StackConfig } from "../../stacks/schema";
 import { GuestInstall } from "../guest/install";
 import { renderAlloyFiles, renderAlloyInstallScript } from "./alloy.render";
+import { onNode, type NodeTarget } from "./exporters";
 
 export interface LogShippingArgs {
   config: StackConfig;
@@ -15,11 +18,13 @@ export interface LogShippingArgs {
   connectionOf: (guest: Guest) => pulumi.Input<SshConnection>;
   /** The guest's last setup step. */
   readyOf: (vmid: number) => pulumi.Resource;
+  /** The node Phoenix prepares (host.address), whose own journal is shipped too; without it, it is not. */
+  host?: NodeTarget;
 }
 
 /**
- * The guests Alloy is installed on: every container. VMs are left out: Phoenix reaches inside a guest
- * only through `pct exec` (components/guest/install.ts), which VMs do not have.
+ * The guests Alloy is installed on through `pct exec` (components/guest/install.ts): every container.
+ * VMs have no `pct exec`: their user data runs the same install (vm-agents.render.ts).
  */
 export function logShippingGuests(config: StackConfig): Guest[] {
   return config.guests.filter((g) => g.kind === "lxc");
@@ -28,6 +33,7 @@ export function logShippingGuests(config: StackConfig): Guest[] {
 export class LogShipping extends pulumi.ComponentResource {
   constructor(name: string, args: LogShippingArgs, opts: pulumi.ComponentResourceOptions = {}) {
     super("phoenix:observability:LogShipping", name, {}, opts);
+    if (args.host) onNode(`${name}-host`, args.host, renderAlloyInstallScript(args.config, "host"), this);
     for (const g of logShippingGuests(args.config)) {
       new GuestInstall(
         `${name}-${g.vmid}`,

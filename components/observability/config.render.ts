@@ -10,7 +10,7 @@ import { guestAddress } from "../../stacks/plan";
 import type { Guest, StackConfig } from "../../stacks/schema";
 import type { HostsEntry } from "../render/hosts";
 import { caDnsNames, gatewayHost, guestIp, guestOfRole, ownCertificateName } from "../../stacks/routing";
-import { scrapePoints } from "../../stacks/scrape";
+import { machineLabels, scrapePoints } from "../../stacks/scrape";
 import { observabilityRole, type ObservabilityRole } from "./releases";
 
 export const OBS_PATHS = {
@@ -26,6 +26,8 @@ export const OBS_PATHS = {
 
 /** The blackbox module that opens a TLS connection and reports the certificate chain's expiry. */
 const TLS_MODULE = "tls_certificate";
+/** The blackbox module that GETs a plain-HTTP API path (a ScrapePoint's httpProbePath) and wants a 2xx JSON answer. */
+const HTTP_MODULE = "http_api";
 
 /** One target of a scrape job, with the labels that say which machine it is. */
 export interface ScrapeTarget {
@@ -78,36 +80,32 @@ export function probeHosts(config: StackConfig): HostsEntry[] {
   return [...byIp].map(([ip, names]) => ({ ip, names }));
 }
 
-/** Labels that name a guest the way the stack does: its id, name and role. */
-function guestLabels(g: Guest): Record<string, string> {
-  return { guest: String(g.vmid), name: g.name, role: g.role?.type ?? "none" };
-}
-
-function hostTarget(config: StackConfig, port: number, role: string): ScrapeTarget {
-  return { address: `${config.host.address.split("/")[0]}:${port}`, labels: { guest: "host", name: config.host.node ?? config.proxmox.nodes[0]!.name, role } };
-}
-
 /** The scrape jobs the stack implies: the ops guest's own services on its loopback, then every exporter stacks/scrape.ts derives, grouped by job. */
 export function scrapeJobs(config: StackConfig): ScrapeJob[] {
   const role = observabilityRole(config);
-  const local = (port: number) => [{ address: `127.0.0.1:${port}`, labels: guestLabels(guestOfRole(config, "observability")) }];
+  // The labels that name a machine are its logs' too (stacks/scrape.ts machineLabels).
+  const labels = (on: Guest | "host"): Record<string, string> => machineLabels(config, on);
+  const local = (port: number) => [{ address: `127.0.0.1:${port}`, labels: labels(guestOfRole(config, "observability")) }];
   const jobs: ScrapeJob[] = [
     { job: "prometheus", targets: local(role.prometheus.port) },
     { job: "alertmanager", targets: local(role.alertmanager.port) },
   ];
-  // The points come in job order (node, gpu, model-servers, traefik, gateway); the firewall admits the ops guest to each (stacks/firewall-rules.ts).
+  // The points come in job order (node, gpu, model-servers, model-servers-probe, traefik, gateway); the firewall admits the ops guest to each (stacks/firewall-rules.ts).
   for (const p of scrapePoints(config)) {
-    const target: ScrapeTarget = p.on === "host" ? hostTarget(config, p.port, "host") : { address: `${guestIp(p.on)}:${p.port}`, labels: { ...guestLabels(p.on), ...p.labels } };
+    const address = p.on === "host" ? `${config.host.address.split("/")[0]}:${p.port}` : `${guestIp(p.on)}:${p.port}`;
+    const target: ScrapeTarget = { address, labels: { ...labels(p.on), ...p.labels } };
+    // A probed point's target is the URL blackbox_exporter GETs (blackbox_exporter@v0.28.0 prober/http.go:385 adds http:// only when missing).
+    if (p.httpProbePath !== undefined) target.address = `http://${target.address}${p.httpProbePath}`;
     const job = jobs.find((j) => j.job === p.job);
     if (job) job.targets.push(target);
-    else jobs.push({ job: p.job, targets: [target] });
+    else jobs.push({ job: p.job, ...(p.httpProbePath !== undefined ? { probe: { exporter: `127.0.0.1:${role.blackboxExporter.port}`, module: HTTP_MODULE } } : {}), targets: [target] });
   }
   // prometheus-pve-exporter on this guest asks the PVE API (prometheus-pve-exporter@v3.10.0 src/pve_exporter/http.py: /pve?module=&target=&cluster=&node=).
   jobs.push({ job: "pve", metricsPath: "/pve", params: { module: ["default"], target: [new URL(config.proxmox.endpoint).hostname], cluster: ["1"], node: ["1"] }, targets: local(role.pveExporter.port) });
   const tls = tlsEndpoints(config);
   if (tls.length > 0) {
     const byIp = new Map(config.guests.flatMap((g) => (guestAddress(g) ? [[guestIp(g), g] as const] : [])));
-    jobs.push({ job: "tls", probe: { exporter: `127.0.0.1:${role.blackboxExporter.port}`, module: TLS_MODULE }, targets: tls.map((e) => ({ address: `${e.name}:${e.port}`, labels: guestLabels(byIp.get(e.ip)!) })) });
+    jobs.push({ job: "tls", probe: { exporter: `127.0.0.1:${role.blackboxExporter.port}`, module: TLS_MODULE }, targets: tls.map((e) => ({ address: `${e.name}:${e.port}`, labels: labels(byIp.get(e.ip)!) })) });
   }
   return jobs;
 }
@@ -169,7 +167,8 @@ export function alertRules(role: ObservabilityRole): AlertRule[] {
   const down = a.downForMinutes;
   return [
     { alert: "TargetDown", expr: `up{job!="model-servers"} == 0`, forMinutes: down, severity: "warning", summary: "{{ $labels.job }} on {{ $labels.name }} ({{ $labels.instance }}) does not answer scrapes" },
-    { alert: "ModelServerDown", expr: `up{job="model-servers"} == 0`, forMinutes: down, severity: "critical", summary: "model server {{ $labels.name }} ({{ $labels.engine }}) does not answer on {{ $labels.instance }}" },
+    // Ollama has no metrics: its probe's probe_success (blackbox_exporter@v0.28.0 prober/handler.go:79) says whether its API answers.
+    { alert: "ModelServerDown", expr: `up{job="model-servers"} == 0 or probe_success{job="model-servers-probe"} == 0`, forMinutes: down, severity: "critical", summary: "model server {{ $labels.name }} ({{ $labels.engine }}) does not answer on {{ $labels.instance }}" },
     // node_exporter@v1.12.1 collector/zfs_linux.go:48: one series per state, 1 for the pool's current one.
     { alert: "ZfsPoolNotOnline", expr: `node_zfs_zpool_state{state!="online"} == 1`, forMinutes: 1, severity: "critical", summary: "ZFS pool {{ $labels.zpool }} is {{ $labels.state }}" },
     // A dataset's size is its used plus the space left to it, so this is the pool's fill for datasets without a quota.
@@ -236,10 +235,19 @@ export function renderRulesYaml(rules: readonly AlertRule[]): string {
   return `# Phoenix: alert rules, thresholds from the stack's observability role. Generated; changes made here are overwritten.\n${stringify(doc)}`;
 }
 
-/** blackbox_exporter's one module: a TLS handshake verified against the Step-CA root, the server name taken from the target. */
+/**
+ * blackbox_exporter's modules: a TLS handshake verified against the Step-CA root, the server name taken from the target;
+ * and an HTTP GET of an API path that must answer 2xx with a JSON object (Ollama's /api/version: {"version":"…"}).
+ */
 export function renderBlackboxYaml(): string {
-  // blackbox_exporter@v0.28.0 example.yml (tcp.tls) and prober/tcp.go:72-80 (ServerName defaults to the target's host).
-  const doc = { modules: { [TLS_MODULE]: { prober: "tcp", timeout: "5s", tcp: { tls: true, tls_config: { ca_file: OBS_PATHS.caRoot } } } } };
+  // blackbox_exporter@v0.28.0 example.yml (tcp.tls, http_2xx_example) and prober/tcp.go:72-80 (ServerName defaults to the target's host);
+  // prober/http.go:591-603: no valid_status_codes means any 2xx.
+  const doc = {
+    modules: {
+      [TLS_MODULE]: { prober: "tcp", timeout: "5s", tcp: { tls: true, tls_config: { ca_file: OBS_PATHS.caRoot } } },
+      [HTTP_MODULE]: { prober: "http", timeout: "5s", http: { method: "GET", fail_if_body_not_matches_regexp: ["^\\{"] } },
+    },
+  };
   return `# Phoenix: blackbox_exporter modules. Generated; changes made here are overwritten.\n${stringify(doc)}`;
 }
 

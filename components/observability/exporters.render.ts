@@ -1,6 +1,7 @@
 /**
  * The exporters outside the ops guest's own services: node_exporter in every
- * container (and nginx-prometheus-exporter on the gateway), the host's
+ * container and Docker host VM (and nginx-prometheus-exporter on the gateway,
+ * the GPU exporter in a VM a GPU is passed through to), the host's
  * node_exporter with its textfile collector and the GPU exporter, and the
  * ops guest's prometheus-pve-exporter with the token Phoenix creates. Pure:
  * typed config in, files and scripts out.
@@ -9,6 +10,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { stringify } from "yaml";
 import type { Guest, StackConfig } from "../../stacks/schema";
+import { runsGpuExporter } from "../../stacks/scrape";
 import { fileList, shQuote, type RenderedFile } from "../render/files";
 import { renderAptEnsure, renderInstallScript, renderReleaseInstalls, type PinnedRelease } from "../render/install-script";
 import { GATEWAY_LAYOUT } from "../core/nginx.render";
@@ -38,11 +40,30 @@ function nodeExporterService(config: StackConfig, where: Guest | "host"): Export
   return { unit: EXPORTER_UNITS.node, user: "node-exporter", port: role.nodeExporter.port, path: "/metrics", content: renderGuestUnit(where, { description: `node_exporter ${role.nodeExporter.version} (Phoenix)`, user: "node-exporter", exec, reloadOnHup: false, writes: [] }) };
 }
 
-/** The exporters a container runs: node_exporter, and on the gateway nginx-prometheus-exporter reading the loopback stub_status. */
+/**
+ * nvidia_gpu_exporter where the driver is (the host, or a VM a GPU is passed through to).
+ * nvidia_gpu_exporter@v1.14.0 internal/app/app.go: --web.listen-address (default :9835), nvidia-smi from PATH;
+ * internal/nvidiasmi/resolve.go ResolveFields: auto mode falls back to the built-in field list when nvidia-smi
+ * cannot be queried, and internal/exporter/exporter.go Collect still serves the exporter's own health series,
+ * so /metrics answers before the driver's module is loaded (a VM's first boot).
+ */
+function gpuExporterService(config: StackConfig, where: Guest | "host"): ExporterService {
+  const role = observabilityRole(config);
+  return { unit: EXPORTER_UNITS.gpu, user: "gpu-exporter", port: role.gpuExporterPort, path: "/metrics", content: renderGuestUnit(where, { description: `nvidia_gpu_exporter ${role.gpuExporterVersion} (Phoenix)`, user: "gpu-exporter", exec: [BIN.gpuExporter, `--web.listen-address=:${role.gpuExporterPort}`], reloadOnHup: false, writes: [] }) };
+}
+
+/**
+ * The exporters a guest runs: node_exporter; on the gateway nginx-prometheus-exporter reading the loopback
+ * stub_status; in a VM a GPU is passed through to, the GPU exporter (stacks/scrape.ts runsGpuExporter).
+ */
 export function guestExporters(config: StackConfig, guest: Guest): { releases: PinnedRelease[]; services: ExporterService[] } {
   const role = observabilityRole(config);
   const releases = [nodeExporterRelease(role)];
   const services = [nodeExporterService(config, guest)];
+  if (runsGpuExporter(config, guest)) {
+    releases.push(gpuExporterRelease(role));
+    services.push(gpuExporterService(config, guest));
+  }
   if (guest.role?.type === "nginx-gateway") {
     releases.push(nginxExporterRelease(role));
     // nginx-prometheus-exporter@v1.5.3 exporter.go: --nginx.scrape-uri (default http://127.0.0.1:8080/stub_status), --web.listen-address (default :9113).
@@ -83,7 +104,7 @@ export function renderGuestExportersFiles(config: StackConfig, guest: Guest): Re
   return guestExporters(config, guest).services.map((s) => ({ path: unitPath(s.unit), content: s.content }));
 }
 
-/** The install script of a container's exporters, run through GuestInstall like every guest install. */
+/** The install script of a guest's exporters: run through GuestInstall in a container, by cloud-init in a VM (vm-agents.render.ts). */
 export function renderGuestExportersScript(config: StackConfig, guest: Guest): string {
   const { releases, services } = guestExporters(config, guest);
   return exportersScript("phoenix-exporters", `${services.map((s) => s.unit.replace(".service", "")).join(", ")}: pinned releases and systemd units`, releases, services);
@@ -147,8 +168,7 @@ export function renderHostExportersScript(config: StackConfig): string {
   const services = [nodeExporterService(config, "host")];
   if (config.host.gpus.some((g) => g.mode === "lxc-shared")) {
     releases.push(gpuExporterRelease(role));
-    // nvidia_gpu_exporter@v1.14.0 README: --web.listen-address (default :9835), reading nvidia-smi from PATH.
-    services.push({ unit: EXPORTER_UNITS.gpu, user: "gpu-exporter", port: role.gpuExporterPort, path: "/metrics", content: renderGuestUnit("host", { description: `nvidia_gpu_exporter ${role.gpuExporterVersion} (Phoenix)`, user: "gpu-exporter", exec: [BIN.gpuExporter, `--web.listen-address=:${role.gpuExporterPort}`], reloadOnHup: false, writes: [] }) });
+    services.push(gpuExporterService(config, "host"));
   }
   const timer = `[Unit]\nDescription=Phoenix textfile metrics every five minutes\n\n[Timer]\nOnBootSec=1min\nOnUnitActiveSec=5min\n\n[Install]\nWantedBy=timers.target\n`;
   const oneshot = `[Unit]\nDescription=Phoenix textfile metrics (NVIDIA modules, Xid errors, backups)\n\n[Service]\nType=oneshot\nExecStart=${TEXTFILE_SCRIPT}\n`;
@@ -221,7 +241,8 @@ export function renderPveExporterFiles(config: StackConfig, token: string): Rend
 /** Shell for the ops guest's prepare step: the exporter in a venv, its dependencies verified by the upstream hash lock. */
 export function renderPveExporterPrepare(config: StackConfig): string {
   const v = observabilityRole(config).pveExporter.version;
-  // unverified: the exporter's own sdist hash (PyPI was not reachable here), so it alone is installed by version without --require-hashes.
+  // unverified: the exporter's own sdist hash. PyPI is unreachable here and no public lock file in the searched corpus pins
+  // prometheus-pve-exporter==3.10.0 (nor its sdist prometheus_pve_exporter-3.10.0), so it alone is installed by version without --require-hashes.
   return `${renderAptEnsure(["python3-venv", "ca-certificates"])}
 ${systemUser("pve-exporter")}
 if [ "$(${PVE_EXPORTER.venv}/bin/pip show prometheus-pve-exporter 2>/dev/null | sed -n 's/^Version: //p')" != ${shQuote(v)} ]; then

@@ -1,7 +1,8 @@
 /**
  * The exporters Phoenix installs outside the ops guest's own services:
  * node_exporter in every container (nginx-prometheus-exporter too on the
- * gateway), each through GuestInstall once its guest is ready;
+ * gateway), each through GuestInstall once its guest is ready (a VM gets the
+ * same script through its user data: vm-agents.render.ts);
  * prometheus-pve-exporter on the ops guest with a least-privilege token
  * Phoenix creates through the bridged provider; and the host's exporters
  * (node_exporter with the ZFS and textfile collectors, the textfile timer, the
@@ -32,7 +33,7 @@ export interface MetricsExportersArgs {
    * preparation's SSH; what its exporters wait for (the NVIDIA driver the GPU exporter reads).
    * Without it the host's exporters are not installed.
    */
-  host?: { connection: pulumi.Input<SshConnection>; dependsOn: pulumi.Resource[] };
+  host?: NodeTarget;
 }
 
 /**
@@ -44,7 +45,33 @@ export interface MetricsExportersArgs {
  */
 export const PVE_METRICS_ROLE = "PVEAuditor";
 
+/** The node Phoenix prepares, over host preparation's SSH, and what a script there waits for. */
+export interface NodeTarget {
+  connection: pulumi.Input<SshConnection>;
+  dependsOn: pulumi.Resource[];
+}
+
+/**
+ * An install script run on the node itself, as sanoid's is (components/backup/backup.ts): the script on
+ * stdin, run again whenever it changes. The host's exporters and the host's Alloy go this way.
+ */
+export function onNode(name: string, node: NodeTarget, script: string, parent: pulumi.Resource): command.remote.Command {
+  return new command.remote.Command(
+    name,
+    {
+      connection: pulumi.output(node.connection).apply((c) => ({ host: c.host, port: c.port ?? 22, user: c.username, privateKey: c.privateKey, hostKey: c.hostKey })),
+      create: "bash -s",
+      stdin: script,
+      triggers: [scriptHash(script)],
+    },
+    { parent, additionalSecretOutputs: ["connection"], dependsOn: node.dependsOn },
+  );
+}
+
 export class MetricsExporters extends pulumi.ComponentResource {
+  /** The host's exporters' install on the node, when there is one: the node's other installs wait for it (one apt at a time). */
+  readonly host?: command.remote.Command;
+
   constructor(name: string, args: MetricsExportersArgs, opts: pulumi.ComponentResourceOptions = {}) {
     super("phoenix:observability:MetricsExporters", name, {}, opts);
     const { config } = args;
@@ -79,20 +106,7 @@ export class MetricsExporters extends pulumi.ComponentResource {
       },
       { parent: this },
     );
-    if (args.host) {
-      // On the node itself, as sanoid is (components/backup/backup.ts): the script on stdin, run again whenever it changes.
-      const script = renderHostExportersScript(config);
-      new command.remote.Command(
-        `${name}-host`,
-        {
-          connection: pulumi.output(args.host.connection).apply((c) => ({ host: c.host, port: c.port ?? 22, user: c.username, privateKey: c.privateKey, hostKey: c.hostKey })),
-          create: "bash -s",
-          stdin: script,
-          triggers: [scriptHash(script)],
-        },
-        { parent: this, additionalSecretOutputs: ["connection"], dependsOn: args.host.dependsOn },
-      );
-    }
+    if (args.host) this.host = onNode(`${name}-host`, args.host, renderHostExportersScript(config), this);
     // Every container with an address but the ops guest, whose own install runs its node_exporter.
     for (const g of config.guests.filter((x) => x.kind === "lxc" && x.vmid !== ops.vmid && guestAddress(x) !== undefined)) {
       new GuestInstall(

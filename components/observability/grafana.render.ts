@@ -58,13 +58,13 @@ admin_user = admin
 admin_password = $__file{${GRAFANA_PATHS.adminPassword}}
 ${host === undefined ? "" : `; Logins go through the gateway's HTTPS: the session cookie is never sent in the clear.
 cookie_secure = true
-; The gateway and Traefik rewrite Host to Traefik's service name, so the browser's Origin is trusted by name
-; (pkg/middleware/csrf/csrf.go, grafana/grafana#46321); Grafana Live's WebSocket checks [live] allowed_origins.
-; unverified at 12.3.0: both settings read from Grafana's issues, not its source at the tag.
+; The gateway and Traefik rewrite Host to Traefik's service name, so the browser's Origin is trusted by name:
+; pkg/middleware/csrf/csrf.go compares the Origin's host name (no scheme, no port) with Host, else with each
+; space-separated csrf_trusted_origins entry. Grafana Live's WebSocket needs no [live] allowed_origins: it accepts
+; an Origin whose scheme and host are root_url's (pkg/services/live/live.go checkAllowedOrigin). Both read in stored
+; copies of grafana/grafana (csrf.go at 1df8b64e), not at the v12.3.0 tag: the repository is too large to fetch here.
 csrf_trusted_origins = ${host}
 `}
-[live]
-${host === undefined ? "" : `allowed_origins = https://${host}\n`}
 [users]
 allow_sign_up = false
 
@@ -113,9 +113,12 @@ export function renderGrafanaFiles(config: StackConfig): RenderedFile[] {
  * Shell for the prepare step: the repository key, checked against the pinned fingerprint before apt
  * may trust it (only that key is exported into the keyring apt reads), the repository, Grafana at the
  * exact version, held; the data folder and the admin password (made once, on the guest).
- * The repository line and key URL are grafana docs/sources/setup-grafana/installation/debian/index.md.
- * unverified: that apt.grafana.com still signs with B53AE77B… (voxpupuli/puppet-grafana#336 names it
- * the key since 2023-08-24) and that the package's version string is the plain release number.
+ * The repository line and key URL are grafana docs/sources/setup-grafana/installation/debian/index.md;
+ * Grafana's own install docs name the key: grafana/alloy@v1.18.1 docs/sources/set-up/install/puppet.md:51
+ * (apt.grafana.com, id B53AE77BADB630A683046005963FA27710458545) and linux.md:36 (gpg-full.key).
+ * unverified: that the deb's Version is the plain release number ("12.3.0", as public pins
+ * `apt-get install grafana=12.3.0` use; the file is grafana_12.3.0_<build>_amd64.deb): Grafana's packaging
+ * code could not be read here. A wrong string fails the install loudly (apt: version not found), never silently.
  */
 export function renderGrafanaPrepare(config: StackConfig): string {
   const role = observabilityRole(config);

@@ -1,10 +1,19 @@
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFile, execFileSync, spawnSync } from "node:child_process";
+import { promisify } from "node:util";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { parse } from "yaml";
 import { afterAll, describe, expect, it } from "vitest";
-import { DOCKER_DATA_MOUNT, renderDockerHostUserData, STEP_CA_ROOT_PATH, type DockerHostUserData } from "../../components/docker/cloud-init";
+import { DOCKER_DATA_MOUNT, renderDockerHostUserData, renderVmUserData, STEP_CA_ROOT_PATH, type DockerHostUserData } from "../../components/docker/cloud-init";
+import { nfsMountOf, portainerVmParts } from "../../components/docker/docker-tier";
+import { composeHostParts, NVIDIA_INSTALLER } from "../../components/compose-host/user-data";
+import { ALLOY_PATHS, renderAlloyFiles, renderAlloyInstallScript } from "../../components/observability/alloy.render";
+import { renderGuestExportersScript } from "../../components/observability/exporters.render";
+import { VM_AGENT_SCRIPTS } from "../../components/observability/vm-agents.render";
+import { loadStack } from "../support";
+import { trustsInternalCa } from "../../stacks/plan";
+import type { StackConfig, VmGuest } from "../../stacks/schema";
 
 const PEM = "-----BEGIN CERTIFICATE-----\nMIIBdDCCARmgAwIBAgIQ\n-----END CERTIFICATE-----\n";
 const host: DockerHostUserData = {
@@ -73,5 +82,68 @@ describe("Docker host user-data", () => {
   it("allows key-only login for the declared user and nothing for root", () => {
     expect(doc.users).toEqual([expect.objectContaining({ name: "phoenix", lock_passwd: true, ssh_authorized_keys: host.sshKeys })]);
     expect(doc).toMatchObject({ ssh_pwauth: false, disable_root: true });
+  });
+});
+
+/** A VM's user data as the Docker tier writes it (docker-tier.ts dockerHostUserData, compose-host/user-data.ts). */
+function userDataOf(config: StackConfig, g: VmGuest): string {
+  const projectFile = (f: string) => fs.readFileSync(path.join(__dirname, "..", "..", f), "utf8");
+  if (g.role?.type === "compose-host") return renderVmUserData(config, g, PEM, composeHostParts({ config, guest: g, projectFile }));
+  const nfs = nfsMountOf(config, g.vmid);
+  return renderVmUserData(config, g, PEM, { ...portainerVmParts(config, g), ...(nfs ? { nfs } : {}) });
+}
+
+describe("every VM's user data in prod, dev and vrooli", () => {
+  const vms = ["prod", "dev", "vrooli"].flatMap((name) => {
+    const config = loadStack(`Pulumi.${name}.yaml`);
+    return config.guests.filter(trustsInternalCa).map((g) => ({ name, config, g }));
+  });
+
+  it("covers the Portainer VMs of prod and dev and vrooli's plan-hq", () => {
+    expect(vms.map((v) => `${v.name}/${v.g.name}`)).toEqual(["prod/portainer", "prod/drphoenix", "dev/portainer", "dev/drphoenix", "vrooli/plan-hq"]);
+  });
+
+  it("passes cloud-init's own schema", async () => {
+    // One cloud-init process per file, run side by side: each spends most of its time starting Python.
+    const verdicts = await Promise.all(
+      vms.map(async ({ name, config, g }) => {
+        const file = path.join(dir, `${name}-${g.vmid}.yaml`);
+        fs.writeFileSync(file, userDataOf(config, g));
+        return [`${name}/${g.name}`, (await promisify(execFile)("cloud-init", ["schema", "--config-file", file], { encoding: "utf8" })).stdout] as const;
+      }),
+    );
+    for (const [vm, out] of verdicts) expect(out, vm).toContain("Valid cloud-config");
+  });
+
+  it("runs the containers' exporter and Alloy install scripts last, root-only, the GPU exporter after the driver where a GPU is passed through", () => {
+    for (const { name, config, g } of vms) {
+      const doc = parse(userDataOf(config, g)) as { write_files: { path: string; content: string; permissions: string }[]; runcmd: string[][] };
+      const file = (p: string) => doc.write_files.find((f) => f.path === p);
+      // The very scripts a container runs (one renderer for both), so the pins, units and Alloy's config are shared.
+      expect(file(VM_AGENT_SCRIPTS.exporters), `${name}/${g.name}`).toEqual({ path: VM_AGENT_SCRIPTS.exporters, content: renderGuestExportersScript(config, g), permissions: "0700" });
+      expect(file(VM_AGENT_SCRIPTS.alloy), `${name}/${g.name}`).toEqual({ path: VM_AGENT_SCRIPTS.alloy, content: renderAlloyInstallScript(config, g), permissions: "0700" });
+      expect(doc.runcmd.slice(-2)).toEqual([[VM_AGENT_SCRIPTS.exporters], [VM_AGENT_SCRIPTS.alloy]]);
+      // The script carries the VM's Alloy config, its journal labelled with the VM's id, name and role.
+      const alloyConfig = renderAlloyFiles(config, g).find((f) => f.path === ALLOY_PATHS.config)!.content;
+      expect(file(VM_AGENT_SCRIPTS.alloy)!.content).toContain(Buffer.from(alloyConfig).toString("base64").slice(0, 76));
+      expect(alloyConfig).toContain(`guest = "${g.vmid}",\n    name = ${JSON.stringify(g.name)},\n    role = ${JSON.stringify(g.role!.type)},`);
+    }
+    const hq = vms.find((v) => v.g.name === "plan-hq")!;
+    const doc = parse(userDataOf(hq.config, hq.g)) as { runcmd: string[][] };
+    const order = doc.runcmd.map((c) => c[0]);
+    expect(order.indexOf(NVIDIA_INSTALLER)).toBeGreaterThanOrEqual(0);
+    expect(order.indexOf(NVIDIA_INSTALLER)).toBeLessThan(order.indexOf(VM_AGENT_SCRIPTS.exporters));
+    expect(renderGuestExportersScript(hq.config, hq.g)).toContain("nvidia_gpu_exporter_1.14.0_linux_x86_64.tar.gz");
+    const portainer = vms.find((v) => v.name === "prod" && v.g.name === "portainer")!;
+    expect(renderGuestExportersScript(portainer.config, portainer.g)).not.toContain("nvidia_gpu_exporter");
+  });
+
+  it("carries no agents without an ops guest", () => {
+    const config = loadStack("Pulumi.prod.yaml");
+    const noOps = { ...config, guests: config.guests.filter((g) => g.role?.type !== "observability") };
+    const g = noOps.guests.find((x): x is VmGuest => x.kind === "vm" && x.role?.type === "portainer-agent")!;
+    const doc = parse(renderVmUserData(noOps, g, PEM, portainerVmParts(noOps, g))) as { write_files: { path: string }[]; runcmd: string[][] };
+    expect(doc.write_files.map((f) => f.path)).not.toContain(VM_AGENT_SCRIPTS.exporters);
+    expect(doc.runcmd.flat()).not.toContain(VM_AGENT_SCRIPTS.alloy);
   });
 });

@@ -183,6 +183,19 @@ describe("dev stack, applied against the simulator, the sshd rig and the lab net
     for (const bin of ["usr/local/bin/node_exporter", "usr/local/bin/nvidia_gpu_exporter", "usr/local/lib/phoenix/textfile-metrics"]) expect(sb.exists(bin), bin).toBe(true);
     expect(sb.state().systemdEnabled).toEqual(expect.arrayContaining(["node-exporter.service", "gpu-exporter.service", "phoenix-textfile.timer"]));
     expect(sb.read("etc/systemd/system/node-exporter.service")).toContain("--collector.textfile.directory=/var/lib/phoenix/textfile");
+    // Alloy ships the node's own journal, labelled as the host, from the release zip checked against its SHA256SUMS.
+    expect(sb.exists("usr/local/bin/alloy")).toBe(true);
+    expect(sb.state().systemdEnabled).toContain("alloy.service");
+    expect(sb.read("etc/alloy/config.alloy")).toContain('guest = "host",');
+  });
+
+  it("fresh apply: each Portainer VM's first boot has the exporters' and Alloy's install scripts, and its firewall lets the ops guest scrape node_exporter", () => {
+    for (const vmid of [1001, 1002]) {
+      for (const script of ["usr/local/sbin/phoenix-exporters-install", "usr/local/sbin/phoenix-alloy-install"]) {
+        expect(statSync(join(w.rig.sandbox.root, "vm", String(vmid), script)).mode & 0o777, `VM ${vmid} ${script}`).toBe(0o700);
+      }
+      expect(w.sim.state.guestFirewall.get(vmid)?.rules.at(-1), `VM ${vmid}`).toEqual(expect.objectContaining({ action: "ACCEPT", dport: "9100", source: "10.10.0.14" }));
+    }
   });
 
   it("state: no orphans either way", async () => {

@@ -9,7 +9,7 @@ import { runCommand } from "../../providers/ssh";
 import { startSshd, type SshRig } from "../rig/sshd";
 import { EXPORTER_UNITS, renderGuestExportersFiles, renderGuestExportersScript, renderHostExportersScript, renderHostTextfileScript, renderPveExporterConfig, renderPveExporterFiles, renderPveExporterPrepare, PVE_EXPORTER } from "../../components/observability/exporters.render";
 import { systemdVerify } from "../models/helpers";
-import { shellcheck, tempDir } from "../support";
+import { loadStack, shellcheck, tempDir } from "../support";
 import { startSimulator } from "../pve-sim/server";
 import { rawCall } from "../pve-sim/http";
 import { configOf, prodRaw } from "./helpers";
@@ -37,6 +37,25 @@ describe("exporter installs", () => {
       const verdict = systemdVerify(p.split("/").pop()!, content, dir);
       expect(verdict.ok, verdict.warnings).toBe(true);
     }
+  });
+
+  it("in a VM a GPU is passed through to (vrooli's plan-hq), run node_exporter and the GPU exporter, sandboxed as a VM allows, units passing systemd-analyze", () => {
+    const vrooli = loadStack("Pulumi.vrooli.yaml");
+    const hq = vrooli.guests.find((g) => g.name === "plan-hq")!;
+    shellcheck("plan-hq exporters", renderGuestExportersScript(vrooli, hq));
+    const files = new Map(renderGuestExportersFiles(vrooli, hq).map((f) => [f.path, f.content]));
+    expect([...files.keys()]).toEqual([`/etc/systemd/system/${EXPORTER_UNITS.node}`, `/etc/systemd/system/${EXPORTER_UNITS.gpu}`]);
+    const dir = tempDir("vm-exporter-units");
+    for (const [p, content] of files) {
+      // A VM has its own kernel: the mount-namespace sandbox applies (components/render/systemd-sandbox.ts).
+      expect(content, p).toMatch(/^ProtectSystem=strict$/m);
+      const verdict = systemdVerify(p.split("/").pop()!, content, dir);
+      expect(verdict.ok, verdict.warnings).toBe(true);
+    }
+    expect(files.get(`/etc/systemd/system/${EXPORTER_UNITS.gpu}`)).toContain("--web.listen-address=:9835");
+    // A Portainer VM has no GPU: node_exporter alone.
+    const portainer = prod.guests.find((g) => g.role?.type === "portainer-server")!;
+    expect(renderGuestExportersFiles(prod, portainer).map((f) => f.path)).toEqual([`/etc/systemd/system/${EXPORTER_UNITS.node}`]);
   });
 
   it("the host's node_exporter reads the textfile directory and the GPU exporter runs where containers share GPUs", () => {

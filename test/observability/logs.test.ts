@@ -1,7 +1,8 @@
 /**
  * Logs: Loki's configuration against the keys Loki v3.6.15 declares (no Debian
  * package ships Loki 3, so the release's own -verify-config runs only on the
- * guest), Alloy's pipeline for every container, checked structurally (no Alloy
+ * guest), Alloy's pipeline for every container and the node (installed in the
+ * rig's sandbox from a checked release zip), checked structurally (no Alloy
  * parser exists on npm; the guest runs `alloy fmt` before anything reloads),
  * Grafana's provisioning files, and the install scripts by shellcheck and the
  * units by systemd-analyze.
@@ -9,7 +10,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parse } from "yaml";
-import { describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCommand } from "../../providers/ssh";
+import { startSshd, type SshRig } from "../rig/sshd";
 import { logShippingGuests } from "../../components/observability/alloy";
 import { ALLOY_PATHS, alloyString, renderAlloyConfig, renderAlloyFiles, renderAlloyInstallScript } from "../../components/observability/alloy.render";
 import { GRAFANA_PATHS, grafanaHost } from "../../components/observability/grafana.render";
@@ -156,6 +159,88 @@ describe("Alloy on every container", () => {
     expect(v.ok, v.warnings).toBe(true);
     expect(unit).toMatch(/^SupplementaryGroups=systemd-journal adm$/m);
     expectGolden(`${ops.vmid}-alloy/install.sh`, renderAlloyInstallScript(prod, ops));
+  });
+});
+
+describe("Alloy in a Docker host VM (through its user data)", () => {
+  it("has the containers' pipeline with the VM's labels, a unit sandboxed as a VM allows, and a script shellcheck accepts", () => {
+    const vm = prod.guests.find((g) => g.role?.type === "portainer-agent")!;
+    const files = new Map(renderAlloyFiles(prod, vm).map((f) => [f.path, f.content]));
+    expect(files.get(ALLOY_PATHS.config)).toContain(`guest = "${vm.vmid}",\n    name = "${vm.name}",\n    role = "portainer-agent",`);
+    const unit = files.get(`/etc/systemd/system/${ALLOY_PATHS.unit}`)!;
+    expect(unit).toMatch(/^ProtectSystem=strict$/m);
+    const v = systemdVerify(ALLOY_PATHS.unit, unit, tempDir("alloy-vm-unit"));
+    expect(v.ok, v.warnings).toBe(true);
+    shellcheck("VM alloy install", renderAlloyInstallScript(prod, vm));
+  });
+});
+
+describe("Alloy on the Proxmox node", () => {
+  const files = new Map(renderAlloyFiles(prod, "host").map((f) => [f.path, f.content]));
+  const ops = guestOfRole(prod, "observability");
+
+  it("ships the node's journal labelled as the host, with the guests' pipeline and push URL", () => {
+    const text = files.get(ALLOY_PATHS.config)!;
+    const read = readAlloy(text);
+    for (const [block, names] of Object.entries(read.attrs)) for (const n of names) expect(ALLOY_BLOCKS[block]!.has(n), `${block}.${n}`).toBe(true);
+    // The same labels the host's scrape targets carry (stacks/scrape.ts machineLabels).
+    expect(text).toContain(`guest = "host",\n    name = "phoenix",\n    role = "host",`);
+    expect(read.strings).toContain(`http://${ops.network.ip!.split("/")[0]}:${ops.role.loki.port}/loki/api/v1/push`);
+    // One renderer: a container's file differs only in its labels.
+    const guest = renderAlloyFiles(prod, ops).find((f) => f.path === ALLOY_PATHS.config)!.content;
+    expect(text.replace(/ {4}(guest|name|role) = .*\n/g, "")).toBe(guest.replace(/ {4}(guest|name|role) = .*\n/g, ""));
+  });
+
+  it("runs under the host's full sandbox, its unit and install script judged by systemd-analyze and shellcheck", () => {
+    const unit = files.get(`/etc/systemd/system/${ALLOY_PATHS.unit}`)!;
+    expect(unit).toMatch(/^ProtectSystem=strict$/m);
+    expect(unit).toMatch(/^ReadWritePaths=\/var\/lib\/alloy$/m);
+    const v = systemdVerify(ALLOY_PATHS.unit, unit, tempDir("alloy-host-unit"));
+    expect(v.ok, v.warnings).toBe(true);
+    const script = renderAlloyInstallScript(prod, "host");
+    shellcheck("host alloy install", script);
+    // Every path it writes or checks is under the node's root (InstallScriptSpec.onNode).
+    expect(script).toContain(`"$R"${ALLOY_PATHS.binary} fmt "$R"${ALLOY_PATHS.config} >/dev/null`);
+    expect(script).toContain(`install -d -m 0750 -o alloy -g alloy "$R"${ALLOY_PATHS.data}`);
+  });
+});
+
+describe("Alloy on the node (the rig's sandbox)", () => {
+  let rig: SshRig;
+  beforeAll(async () => {
+    rig = await startSshd();
+  });
+  afterAll(async () => {
+    await rig?.stop();
+  });
+
+  it("installs from the release zip checked against its SHA256SUMS, under the node's root, enables it, and changes nothing the second time", async () => {
+    const script = renderAlloyInstallScript(prod, "host");
+    const first = await runCommand(rig.connection, "bash -s", { stdin: script });
+    expect(first.stderr).toBe("");
+    expect(first.code).toBe(0);
+    expect(first.stdout).toMatch(/alloy: installed 2 changed file\(s\)/);
+    const sb = rig.sandbox;
+    expect(sb.exists("usr/local/bin/alloy")).toBe(true);
+    expect(sb.exists("var/lib/alloy")).toBe(true);
+    expect(sb.read("etc/alloy/config.alloy")).toContain('guest = "host",');
+    expect(sb.read("etc/passwd")).toMatch(/^alloy:/m);
+    expect(sb.state().aptInstalled).toContain("unzip");
+    expect(sb.state().systemdEnabled).toContain(ALLOY_PATHS.unit);
+    const second = await runCommand(rig.connection, "bash -s", { stdin: script });
+    expect(second.code).toBe(0);
+    expect(second.stdout).toContain("alloy: files unchanged");
+    // The zip and its SHA256SUMS were fetched once: the version marker held the second time.
+    expect(sb.calls("curl").filter((c) => c.includes("-o"))).toHaveLength(2);
+  });
+
+  it("refuses a zip the release's SHA256SUMS does not list, installing nothing", async () => {
+    rig.sandbox.update((s) => (s.releases = {}));
+    rig.sandbox.write("var/lib/phoenix/releases/alloy.version", "0.0.1\n");
+    const tampered = renderAlloyInstallScript(prod, "host").replace(/\/v([\d.]+)\/alloy-linux-amd64\.zip/, "/v$1/mirror/alloy-linux-amd64.zip");
+    const res = await runCommand(rig.connection, "bash -s", { stdin: tampered });
+    expect(res.code).not.toBe(0);
+    expect(res.stderr).toMatch(/alloy .*alloy-linux-amd64\.zip is not listed in .*\/SHA256SUMS; refusing to install an unverified binary/);
   });
 });
 

@@ -14,7 +14,7 @@ import { observabilityReleases, observabilityRole } from "../../components/obser
 import { validateStack } from "../../stacks/load";
 import { admits } from "../../scripts/doctor/firewall";
 import { systemdVerify } from "../models/helpers";
-import { goldenChecker, shellcheck, tempDir } from "../support";
+import { goldenChecker, loadStack, shellcheck, tempDir } from "../support";
 import { configOf, GOLDEN_CA_PEM, layPrometheusFiles, opsIndex, prodRaw, prodWith, testCaPem } from "./helpers";
 
 const expectGolden = goldenChecker(path.join(__dirname, "golden"));
@@ -107,10 +107,12 @@ describe("the ops guest's files for prod", () => {
 describe("scrape jobs", () => {
   const jobs = new Map(scrapeJobs(prod).map((j) => [j.job, j]));
 
-  it("scrape node_exporter on the host and every container (where Phoenix installs it), labelled by guest id, name and role", () => {
+  it("scrape node_exporter on the host, every container and every Docker host VM (where Phoenix installs it), labelled by guest id, name and role", () => {
     const node = jobs.get("node")!;
     expect(node.targets[0]).toEqual({ address: "10.0.0.13:9100", labels: { guest: "host", name: "phoenix", role: "host" } });
-    expect(node.targets.map((t) => t.labels.guest).slice(1)).toEqual(prod.guests.filter((g) => g.kind === "lxc").map((g) => String(g.vmid)));
+    // Containers through pct exec; the Portainer VMs through their user data (components/observability/vm-agents.render.ts).
+    expect(node.targets.map((t) => t.labels.guest).slice(1)).toEqual(prod.guests.filter((g) => g.kind === "lxc" || g.role?.type === "portainer-server" || g.role?.type === "portainer-agent").map((g) => String(g.vmid)));
+    expect(node.targets.find((t) => t.labels.guest === "1002")).toEqual({ address: "10.0.0.102:9100", labels: { guest: "1002", name: "drphoenix", role: "portainer-agent" } });
     expect(node.targets.find((t) => t.labels.guest === "802")).toEqual({ address: "10.0.0.142:9100", labels: { guest: "802", name: "vllm-chat", role: "model-server" } });
   });
 
@@ -118,6 +120,27 @@ describe("scrape jobs", () => {
     expect(jobs.get("model-servers")!.targets.map((t) => `${t.address} ${t.labels.engine}`)).toEqual(["10.0.0.141:8000 vllm", "10.0.0.142:8000 vllm", "10.0.0.157:8080 llamacpp"]);
     expect(jobs.get("gpu")!.targets.map((t) => t.address)).toEqual(["10.0.0.13:9835"]);
     expect(jobs.get("traefik")!.targets.map((t) => t.address)).toEqual(["10.0.0.12:8080"]);
+  });
+
+  it("scrape vrooli's GPU VM for node_exporter and the GPU exporter its user data installs, a configuration promtool accepts", () => {
+    const vrooli = loadStack("Pulumi.vrooli.yaml");
+    const byJob = new Map(scrapeJobs(vrooli).map((j) => [j.job, j]));
+    const hq = { guest: "110", name: "plan-hq", role: "compose-host" };
+    expect(byJob.get("node")!.targets).toContainEqual({ address: "10.20.0.110:9100", labels: hq });
+    expect(byJob.get("gpu")!.targets).toEqual([{ address: "10.20.0.110:9835", labels: hq }]);
+    const r = run("promtool", ["check", "config", layPrometheusFiles(vrooli, tempDir("obs-promtool-vrooli"))]);
+    expect(r.status, r.out).toBe(0);
+  });
+
+  it("probe Ollama, which serves no metrics, by a GET of its /api/version through the local blackbox_exporter, and alert when it fails", () => {
+    const probe = jobs.get("model-servers-probe")!;
+    expect(probe.probe).toEqual({ exporter: "127.0.0.1:9115", module: "http_api" });
+    expect(probe.targets).toEqual([{ address: "http://10.0.0.155:11434/api/version", labels: { guest: "914", name: "ollama", role: "model-server", engine: "ollama" } }]);
+    expect(jobs.get("model-servers")!.targets.some((t) => t.labels.engine === "ollama")).toBe(false);
+    const doc = parse(files.get(OBS_PATHS.prometheusConfig)!) as { scrape_configs: { job_name: string; metrics_path?: string; params?: unknown }[] };
+    expect(doc.scrape_configs.find((j) => j.job_name === "model-servers-probe")).toMatchObject({ metrics_path: "/probe", params: { module: ["http_api"] } });
+    const down = alertRules(observabilityRole(prod)).find((r) => r.alert === "ModelServerDown")!;
+    expect(down.expr).toContain(`probe_success{job="model-servers-probe"} == 0`);
   });
 
   it("probe every TLS endpoint by the name its certificate carries, through the local blackbox_exporter", () => {

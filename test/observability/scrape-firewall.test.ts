@@ -9,10 +9,11 @@ import { guestRules } from "../../components/firewall";
 import { scrapeJobs } from "../../components/observability/config.render";
 import { admits } from "../../scripts/doctor/firewall";
 import { firstMatch, flatten, guestChain, guestRuleList, hostNodeChain, nodeRuleList, scrapeRules, type ChainEntry } from "../../stacks/firewall-rules";
-import { reach } from "../../stacks/isolation";
+import { isolationIssues, reach } from "../../stacks/isolation";
 import { guestAddress } from "../../stacks/plan";
 import { scrapePoints } from "../../stacks/scrape";
 import type { Guest } from "../../stacks/schema";
+import { loadStack } from "../support";
 import { configOf, prodRaw } from "./helpers";
 
 const prod = configOf(prodRaw());
@@ -31,8 +32,8 @@ const verdict = (chain: ChainEntry[], probe: ReturnType<typeof inbound>, policy:
 describe("the ops guest's scrape through the firewall", () => {
   it("every guest scrape path is dropped without the derived rules and accepted with them", () => {
     const paths = scrapePoints(prod).filter((p) => p.on !== "host" && p.on.vmid !== ops.vmid);
-    // node_exporter on every other container, the model servers, Traefik's entry point, the gateway's exporter.
-    expect(new Set(paths.map((p) => p.job))).toEqual(new Set(["node", "model-servers", "traefik", "gateway"]));
+    // node_exporter on every other container, the model servers (Ollama's API probed), Traefik's entry point, the gateway's exporter.
+    expect(new Set(paths.map((p) => p.job))).toEqual(new Set(["node", "model-servers", "model-servers-probe", "traefik", "gateway"]));
     const opened: string[] = [];
     for (const p of paths) {
       const g = p.on as Guest;
@@ -47,7 +48,25 @@ describe("the ops guest's scrape through the firewall", () => {
       expect(outcome.by === "rule" && outcome.entry.path, `${g.name}:${p.port}`).toMatch(/derived: scraped by the ops guest/);
       opened.push(`${g.name}:${p.port}`);
     }
-    expect(opened).toEqual(expect.arrayContaining(["traefik:9100", "nginx-gateway:9113", "vllm-embed:9100", "vllm-embed:8000", "step-ca:9100", "llamacpp:8080"]));
+    // The Portainer VMs too: node_exporter comes with their user data (components/observability/vm-agents.render.ts).
+    expect(opened).toEqual(expect.arrayContaining(["traefik:9100", "nginx-gateway:9113", "vllm-embed:9100", "vllm-embed:8000", "step-ca:9100", "llamacpp:8080", "ollama:11434", "portainer:9100", "drphoenix:9100"]));
+  });
+
+  it("opens vrooli's GPU VM to the ops guest for node_exporter and the GPU exporter it installs, and the isolation check sees the same rules", () => {
+    const vrooli = loadStack("Pulumi.vrooli.yaml");
+    const hq = vrooli.guests.find((g) => g.name === "plan-hq")!;
+    const opsTools = vrooli.guests.find((g) => g.role?.type === "observability")!;
+    const points = scrapePoints(vrooli).filter((p) => p.on !== "host" && p.on.vmid === hq.vmid);
+    expect(points.map((p) => `${p.job}:${p.port}`)).toEqual(["node:9100", "gpu:9835"]);
+    for (const p of points) {
+      const outcome = firstMatch(guestChain(vrooli, hq), inbound(p.port, guestAddress(opsTools)!, guestAddress(hq)!));
+      expect(outcome.by === "rule" && outcome.entry.path, `plan-hq:${p.port}`).toMatch(/derived: scraped by the ops guest/);
+      expect(admits(vrooli, hq, p.port, guestAddress(opsTools)!).verdict).toBe("admitted");
+    }
+    // The isolated projects stay provably apart with the derived rules in the chains, and none is let in by them.
+    expect(isolationIssues(vrooli)).toEqual([]);
+    const proj = vrooli.guests.find((g) => g.name === "proj-x")!;
+    expect(admits(vrooli, hq, 9100, guestAddress(proj)!).verdict).toBe("blocked");
   });
 
   it("admits only the ops guest, only on the exporters' ports", () => {
@@ -82,7 +101,11 @@ describe("the ops guest's scrape through the firewall", () => {
       { type: "in", action: "ACCEPT", proto: "tcp", source: opsIp, dport: "9100", comment: "phoenix: node metrics, scraped by the ops guest", enabled: true },
       { type: "in", action: "ACCEPT", proto: "tcp", source: opsIp, dport: "8000", comment: "phoenix: model-servers metrics, scraped by the ops guest", enabled: true },
     ]);
-    const scraped = scrapeJobs(prod).flatMap((j) => (j.probe ? [] : j.targets.map((t) => t.address))).filter((a) => !a.startsWith("127.0.0.1:"));
+    // The TLS probes go to the gateway's, the CA's and Portainer's own ports; an HTTP probe's URL names the address:port it reaches.
+    const scraped = scrapeJobs(prod)
+      .filter((j) => j.job !== "tls")
+      .flatMap((j) => j.targets.map((t) => t.address.replace(/^http:\/\/([^/]+)\/.*$/, "$1")))
+      .filter((a) => !a.startsWith("127.0.0.1:"));
     const admitted = [...prod.guests.flatMap((g) => scrapeRules(prod, g).map((e) => ("rule" in e ? `${guestAddress(g)}:${e.rule.dport}` : ""))), ...scrapeRules(prod, "host").map((e) => ("rule" in e ? `${hostIp}:${e.rule.dport}` : ""))];
     // The ops guest scrapes its own node_exporter at its address: loopback traffic no PVE chain sees.
     expect(new Set(scraped.filter((a) => !a.startsWith(`${opsIp}:`)))).toEqual(new Set(admitted));

@@ -8,6 +8,7 @@ import { spawnSync } from "child_process";
 import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
+import * as zlib from "zlib";
 
 export interface SandboxState {
   /** Every stand-in invocation, in order: [tool, ...args]. */
@@ -19,6 +20,8 @@ export interface SandboxState {
   datasets: Record<string, Record<string, string>>;
   /** Snapshots (`ds@name`) in creation order; their files are copied under /.zfs-standin/ (zfs snapshot/rollback). */
   snapshots?: string[];
+  /** Per snapshot: when it was taken (seconds), its user holds (zfs hold) and the file systems cloned from it (set by tests). */
+  snapshotMeta?: Record<string, { creation?: number; holds?: string[]; clones?: string[] }>;
   /** What `lspci -Dn` lists. */
   pci: Array<{ address: string; classCode: string; id: string }>;
   boot: "systemd-boot" | "grub-pbt" | "grub";
@@ -219,9 +222,17 @@ function zfs(s: SandboxState, args: string[]): void {
       const names = rest.filter((a, i) => !a.startsWith("-") && !["-o", "-t", "-s", "-d"].includes(rest[i - 1]!));
       for (const n of names) if (!s.datasets[n]) fail(`cannot open '${n}': dataset does not exist`);
       // zfs-list(8): `-t snapshot -d 1 <ds>…` lists the datasets' own snapshots; `-s creation` oldest first, as kept here.
-      if (rest[rest.indexOf("-t") + 1] === "snapshot") {
-        if (cols.join() !== "name") fail("zfs stand-in: snapshots list only -o name", 2);
-        return out((s.snapshots ?? []).filter((x) => !names.length || names.includes(x.split("@")[0]!)));
+      // With `-t snapshot,bookmark` bookmarks too, which the stand-in has none of; createtxg is the creation order.
+      if (["snapshot", "snapshot,bookmark"].includes(rest[rest.indexOf("-t") + 1]!)) {
+        const known: Record<string, (x: string, i: number) => string> = {
+          name: (x) => x,
+          createtxg: (_x, i) => String(i + 1),
+          creation: (x) => String(s.snapshotMeta?.[x]?.creation ?? "-"),
+          userrefs: (x) => String(s.snapshotMeta?.[x]?.holds?.length ?? 0),
+          clones: (x) => s.snapshotMeta?.[x]?.clones?.join(",") || "-",
+        };
+        if (cols.some((c) => !known[c])) fail(`zfs stand-in: snapshots list only ${Object.keys(known).join(",")}`, 2);
+        return out((s.snapshots ?? []).map((x, i) => [x, i] as const).filter(([x]) => !names.length || names.includes(x.split("@")[0]!)).map(([x, i]) => cols.map((c) => known[c]!(x, i)).join("\t")));
       }
       const shown = names.length ? names : Object.keys(s.datasets).sort();
       return out(shown.map((d) => cols.map((c) => propValue(s, d, c) ?? "-").join("\t")));
@@ -283,6 +294,18 @@ function zfs(s: SandboxState, args: string[]): void {
       for (const x of snaps) {
         fs.cpSync(path.join(root, propValue(s, x.split("@")[0]!, "mountpoint")!), path.join(root, ".zfs-standin", x), { recursive: true });
         (s.snapshots ??= []).push(x);
+        (s.snapshotMeta ??= {})[x] = { creation: Math.floor(Date.now() / 1000) };
+      }
+      return;
+    }
+    case "hold":
+    case "release": {
+      // zfs-hold(8): `zfs hold <tag> <snapshot>…`, `zfs release <tag> <snapshot>…`.
+      const [tag, ...snaps] = rest.filter((a) => !a.startsWith("-"));
+      for (const x of snaps) {
+        if (!(s.snapshots ?? []).includes(x)) fail(`cannot ${sub} snapshot '${x}': dataset does not exist`);
+        const meta = ((s.snapshotMeta ??= {})[x] ??= {});
+        meta.holds = sub === "hold" ? [...(meta.holds ?? []), tag!] : (meta.holds ?? []).filter((h) => h !== tag);
       }
       return;
     }
@@ -294,8 +317,18 @@ function zfs(s: SandboxState, args: string[]): void {
       if (!mine.includes(x)) fail(`cannot open '${x}': dataset does not exist`);
       const newer = mine.slice(mine.indexOf(x) + 1);
       if (newer.length && !rest.includes("-r")) fail(`cannot rollback to '${x}': more recent snapshots or bookmarks exist\nuse '-r' to force deletion of the following snapshots and bookmarks:\n${newer.join("\n")}`);
-      s.snapshots = s.snapshots!.filter((y) => !newer.includes(y));
-      for (const y of newer) fs.rmSync(path.join(root, ".zfs-standin", y), { recursive: true, force: true });
+      // zfs-2.3.4 cmd/zfs/zfs_main.c rollback_check_dependent: clones of a newer snapshot stop -r before anything is destroyed.
+      const cloned = newer.flatMap((y) => s.snapshotMeta?.[y]?.clones ?? []);
+      if (cloned.length) fail(`cannot rollback to '${x}': clones of previous snapshots exist\nuse '-R' to force deletion of the following clones and dependents:\n${cloned.join("\n")}`);
+      // libzfs_dataset.c zfs_rollback: each newer one is destroyed in turn; a held one fails (EBUSY) and the rollback stops, the others already gone.
+      for (const y of newer) {
+        if (s.snapshotMeta?.[y]?.holds?.length) {
+          save(s);
+          fail(`cannot destroy snapshot ${y}: dataset is busy`);
+        }
+        s.snapshots = s.snapshots!.filter((z) => z !== y);
+        fs.rmSync(path.join(root, ".zfs-standin", y), { recursive: true, force: true });
+      }
       const mountpoint = path.join(root, propValue(s, ds, "mountpoint")!);
       fs.rmSync(mountpoint, { recursive: true, force: true });
       fs.cpSync(path.join(root, ".zfs-standin", x), mountpoint, { recursive: true });
@@ -312,6 +345,7 @@ function zfs(s: SandboxState, args: string[]): void {
       const ds = rest.filter((a) => !a.startsWith("-"))[0]!;
       if (ds.includes("@")) {
         if (!(s.snapshots ?? []).includes(ds)) fail(`could not find any snapshots to destroy; check snapshot names.`);
+        if (s.snapshotMeta?.[ds]?.holds?.length) fail(`cannot destroy snapshot ${ds}: dataset is busy`);
         s.snapshots = s.snapshots!.filter((y) => y !== ds);
         fs.rmSync(path.join(root, ".zfs-standin", ds), { recursive: true, force: true });
         return;
@@ -741,8 +775,8 @@ function pip(s: SandboxState, venv: string, args: string[]): void {
 
 // --- Release downloads and the service tools of an install script on the node ---------------
 
-/** A release's checksums file (promu's sha256sums.txt, goreleaser's checksums.txt / <project>_<version>_checksums.txt). */
-const CHECKSUMS = /[/_-](sha256sums|checksums)\.txt$/;
+/** A release's checksums file (promu's sha256sums.txt, goreleaser's checksums.txt / <project>_<version>_checksums.txt, Grafana's SHA256SUMS). */
+const CHECKSUMS = /[/_-](sha256sums|checksums)\.txt$|\/SHA256SUMS$/;
 
 /**
  * A release archive as its publisher lays it out: <base>/<binary>, the binary named for the
@@ -752,6 +786,7 @@ const CHECKSUMS = /[/_-](sha256sums|checksums)\.txt$/;
  */
 function serveRelease(s: SandboxState, url: string, dest: string): void {
   const file = url.slice(url.lastIndexOf("/") + 1);
+  if (file.endsWith(".zip")) return serveZipRelease(s, url, dest);
   const base = file.replace(/\.tar\.gz$/, "");
   const binary = base.replace(/[-_]v?\d.*$/, "");
   const work = fs.mkdtempSync(path.join(sandbox, "release-"));
@@ -760,6 +795,47 @@ function serveRelease(s: SandboxState, url: string, dest: string): void {
   const res = spawnSync("tar", ["--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner", "-czf", dest, "-C", work, base], { env: { ...process.env, GZIP: "-n" }, encoding: "utf8" });
   fs.rmSync(work, { recursive: true, force: true });
   if (res.status !== 0) fail(`curl stand-in: could not build ${file}: ${res.stderr}`, 2);
+  (s.releases ??= {})[url] = createHash("sha256").update(fs.readFileSync(dest)).digest("hex");
+}
+
+/**
+ * A release zip as Grafana publishes Loki's and Alloy's: the binary alone at the top, named as the zip
+ * without .zip (zip -j; alloy@v1.18.1 scripts/publish-release-artifacts.sh). Written here as a stored
+ * (uncompressed) zip with the Unix mode in the central directory, so the real unzip restores it as executable
+ * (APPNOTE.TXT 4.3.7, 4.3.12, 4.3.16; external attributes' high 16 bits hold st_mode when "made by" is Unix).
+ */
+function serveZipRelease(s: SandboxState, url: string, dest: string): void {
+  const file = url.slice(url.lastIndexOf("/") + 1);
+  const name = Buffer.from(file.replace(/\.zip$/, ""));
+  const data = Buffer.from(`#!/bin/sh\necho "${name.toString()} (stand-in of ${file})"\n`);
+  const crc = zlib.crc32(data);
+  const DOS_DATE = (1 << 5) | 1; // 1980-01-01
+  const local = Buffer.alloc(30);
+  local.writeUInt32LE(0x04034b50, 0);
+  local.writeUInt16LE(20, 4);
+  local.writeUInt16LE(DOS_DATE, 12);
+  local.writeUInt32LE(crc, 14);
+  local.writeUInt32LE(data.length, 18);
+  local.writeUInt32LE(data.length, 22);
+  local.writeUInt16LE(name.length, 26);
+  const central = Buffer.alloc(46);
+  central.writeUInt32LE(0x02014b50, 0);
+  central.writeUInt16LE((3 << 8) | 20, 4);
+  central.writeUInt16LE(20, 6);
+  central.writeUInt16LE(DOS_DATE, 14);
+  central.writeUInt32LE(crc, 16);
+  central.writeUInt32LE(data.length, 20);
+  central.writeUInt32LE(data.length, 24);
+  central.writeUInt16LE(name.length, 28);
+  central.writeUInt32LE((0o100755 << 16) >>> 0, 38);
+  const cdOffset = local.length + name.length + data.length;
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0);
+  end.writeUInt16LE(1, 8);
+  end.writeUInt16LE(1, 10);
+  end.writeUInt32LE(central.length + name.length, 12);
+  end.writeUInt32LE(cdOffset, 16);
+  fs.writeFileSync(dest, Buffer.concat([local, name, data, central, name, end]));
   (s.releases ??= {})[url] = createHash("sha256").update(fs.readFileSync(dest)).digest("hex");
 }
 
@@ -772,7 +848,7 @@ function serveChecksums(s: SandboxState, url: string, dest: string): void {
 
 /**
  * A GET to a service on this machine's loopback: it answers when an enabled unit of this machine
- * listens on that port (--web.listen-address=[host]:PORT in its ExecStart), as its service would
+ * listens on that port (--web.listen-address=[host]:PORT or Alloy's --server.http.listen-addr in its ExecStart), as its service would
  * once started; otherwise the connection is refused (curl exit 7).
  */
 function loopbackGet(s: SandboxState, url: string): void {
@@ -780,7 +856,8 @@ function loopbackGet(s: SandboxState, url: string): void {
   if (!port) fail(`curl stand-in: only -o downloads and loopback GETs are supported, not ${url}`, 2);
   const listens = packageScope(s).systemdEnabled.some((unit) => {
     const file = path.join(machineRoot, "etc/systemd/system", unit);
-    return fs.existsSync(file) && new RegExp(`--web\\.listen-address=\\S*:${port}(\\s|$)`).test(fs.readFileSync(file, "utf8"));
+    // Prometheus' exporters take --web.listen-address; Alloy --server.http.listen-addr (alloy@v1.18.1 internal/alloycli/cmd_run.go).
+    return fs.existsSync(file) && new RegExp(`--(web\\.listen-address|server\\.http\\.listen-addr)=\\S*:${port}(\\s|$)`).test(fs.readFileSync(file, "utf8"));
   });
   if (!listens) fail(`curl: (7) Failed to connect to 127.0.0.1 port ${port}: Connection refused`, 7);
 }
@@ -1037,7 +1114,7 @@ function main(): void {
         const url = args[args.length - 1]!;
         if (o < 0) return loopbackGet(s, url);
         if (url.includes("missing")) fail("curl: (22) The requested URL returned error: 404", 22);
-        if (url.endsWith(".tar.gz")) return serveRelease(s, url, args[o + 1]!);
+        if (url.endsWith(".tar.gz") || url.endsWith(".zip")) return serveRelease(s, url, args[o + 1]!);
         if (CHECKSUMS.test(url)) return serveChecksums(s, url, args[o + 1]!);
         fs.writeFileSync(args[o + 1]!, `#!/bin/sh\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(__filename)} nvidia-installer "$0" "$@"\n`);
         return;

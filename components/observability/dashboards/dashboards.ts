@@ -85,9 +85,17 @@ const machine: Dashboard = {
 const models: Dashboard = {
   uid: "phoenix-models",
   title: "Phoenix: model servers",
-  description: "vLLM and llama.cpp: requests, tokens per second, latency, queue and KV-cache use.",
+  description: "vLLM and llama.cpp: requests, tokens per second, latency, queue and KV-cache use. Ollama serves no metrics: a probe of its API says whether it answers, and how fast.",
   panels: [
-    { title: "Model servers up", type: "table", queries: [{ expr: `up{job="model-servers"}`, legend: "{{name}} ({{engine}})" }] },
+    {
+      title: "Model servers up",
+      type: "table",
+      queries: [
+        { expr: `up{job="model-servers"}`, legend: "{{name}} ({{engine}})" },
+        { expr: `probe_success{job="model-servers-probe"}`, legend: "{{name}} ({{engine}}, API probe)" },
+      ],
+    },
+    { title: "Ollama API probe time", type: "timeseries", unit: "s", queries: [{ expr: `probe_duration_seconds{job="model-servers-probe"}`, legend: "{{name}}" }] },
     { title: "vLLM requests finished", type: "timeseries", unit: "reqps", queries: [{ expr: `sum by (name, finished_reason) (rate(vllm:request_success_total[${W}]))`, legend: "{{name}} {{finished_reason}}" }] },
     {
       title: "Tokens per second",
