@@ -14,8 +14,8 @@ import type { SshConnection } from "../providers/ssh";
 import { importFileName } from "../providers/template/image";
 import { ImageChecksum } from "../providers/template/image-checksum";
 import type { LayerSpec } from "../providers/template/layers";
-import { LxcTemplate, type TemplateSource } from "../providers/template/lxc-template";
-import type { Host, Template } from "../stacks/schema";
+import { LxcTemplate, type KeepBuilds, type TemplateSource } from "../providers/template/lxc-template";
+import type { Host, StackConfig, Template } from "../stacks/schema";
 import { guestResourceName } from "./guest/common";
 
 type LxcTemplateConfig = Extract<Template, { kind: "lxc" }>;
@@ -47,6 +47,18 @@ export interface TemplatesArgs {
   preps?: Record<string, { nvidia?: NvidiaDriver; storages: Record<string, pulumi.Resource> }>;
   /** Templates kept as built whatever their declaration says, until no guest clones them. */
   frozen?: number[];
+  /** Where each LXC template's build is archived before a rebuild destroys it (templateArchive). */
+  keepBuilds?: KeepBuilds;
+}
+
+/**
+ * Where a template's build goes before a rebuild destroys it (PVE cannot snapshot a template:
+ * providers/template/lxc-template.ts): the stack's first enabled backup job's storage, else the
+ * installer's `local` (a dir storage with backup content); the last `changeSnapshots.keep` kept.
+ */
+export function templateArchive(config: StackConfig): KeepBuilds {
+  const jobs = config.backup?.jobs ?? [];
+  return { storage: (jobs.find((j) => j.enabled) ?? jobs[0])?.storage ?? "local", keep: config.changeSnapshots.keep };
 }
 
 export class Templates extends pulumi.ComponentResource {
@@ -125,6 +137,7 @@ export class Templates extends pulumi.ComponentResource {
         nameserver: this.args.host.dnsServers[0],
         layer: this.layerOf(t),
         frozen: this.args.frozen?.includes(t.vmid) ?? false,
+        ...(this.args.keepBuilds ? { keepBuilds: this.args.keepBuilds } : {}),
       },
       { parent: this, dependsOn: [...(parent ? [parent] : []), ...this.storageDeps(t.storage, ...("catalogue" in t.source ? [t.source.storage] : []))] },
     );

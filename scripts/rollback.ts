@@ -1,5 +1,5 @@
 /**
- * `npm run rollback -- <stack> <guest> [snapshot] [--force]`: puts a guest back to a snapshot, by
+ * `npm run rollback -- <stack> <guest> [snapshot] [--force] [--destroy-newer] [--change-shared]`: puts a guest back to a snapshot, by
  * default the newest Phoenix took before a change (`phoenix-*`). It prints what it will do, then
  * stops the guest, rolls back and starts it: the seed's `pct stop; pct rollback; pct start` as one
  * command, through the API.
@@ -20,26 +20,38 @@
 import type { PveApi } from "../providers/pve";
 import type { StackConfig } from "../stacks/schema";
 import { liveObstacles, rootSettingsChanges, SNAPSHOT_PREFIX, type SnapshotEntry } from "../providers/guest/guest-snapshot";
-import { listZfsSnapshots, newerThan, rollbackZfs, type NodeRun } from "../providers/guest/zfs-snapshot";
+import { keptBy, listZfsSnapshots, newerThan, ownerOf, RENDER_RUNNING_SENDS, rollbackZfs, type NodeRun } from "../providers/guest/zfs-snapshot";
 import { runCli } from "./cli";
 import { findGuest, loadStack, stackApi, stackNode } from "./stack-guest";
 
-const USAGE = "usage: npm run rollback -- <stack> <guest name or vmid> [snapshot] [--force]";
+const USAGE = [
+  "usage: npm run rollback -- <stack> <guest name or vmid> [snapshot] [--force] [--destroy-newer] [--change-shared]",
+  "  --force          roll back across a change of the guest's root settings (devices, bind mounts, features)",
+  "  --destroy-newer  destroy the newer snapshots and bookmarks of its ZFS datasets (Phoenix's, sanoid's, anyone's) that `zfs rollback -r` must",
+  "  --change-shared  roll back a dataset other guests mount too",
+].join("\n");
+
+const FLAGS = ["--force", "--destroy-newer", "--change-shared"] as const;
 
 export interface RollbackArgs {
   stack: string;
   guest: string;
   snapshot?: string;
+  /** Across a change of root settings. */
   force: boolean;
+  /** Let `zfs rollback -r` destroy the newer snapshots it lists. */
+  destroyNewer: boolean;
+  /** Roll back a dataset other guests mount too. */
+  changeShared: boolean;
 }
 
 export function parseArgs(argv: readonly string[]): RollbackArgs | string {
   const positional = argv.filter((a) => !a.startsWith("-"));
-  const unknown = argv.find((a) => a.startsWith("-") && a !== "--force");
+  const unknown = argv.find((a) => a.startsWith("-") && !(FLAGS as readonly string[]).includes(a));
   if (unknown) return `unknown option ${unknown}\n${USAGE}`;
   if (positional.length < 2 || positional.length > 3) return USAGE;
   const [stack, guest, snapshot] = positional as [string, string, string | undefined];
-  return { stack, guest, ...(snapshot !== undefined ? { snapshot } : {}), force: argv.includes("--force") };
+  return { stack, guest, ...(snapshot !== undefined ? { snapshot } : {}), force: argv.includes("--force"), destroyNewer: argv.includes("--destroy-newer"), changeShared: argv.includes("--change-shared") };
 }
 
 export interface RollbackDeps {
@@ -52,6 +64,13 @@ export interface RollbackDeps {
 }
 
 const when = (t?: number) => (t ? new Date(t * 1000).toISOString().replace(".000Z", "Z") : "unknown time");
+
+/** How long ago, roughly: `5 min`, `3 h`, `2 d`. */
+export function age(t: number | undefined, now: number): string {
+  if (t === undefined) return "age unknown";
+  const s = Math.max(0, Math.round(now / 1000 - t));
+  return `${s < 3600 ? `${Math.round(s / 60)} min` : s < 172800 ? `${Math.round(s / 3600)} h` : `${Math.round(s / 86400)} d`} old`;
+}
 
 /** The config keys whose values differ, with the snapshot's and the current value. */
 function configChanges(snap: Record<string, unknown>, current: Record<string, unknown>): string[] {
@@ -104,7 +123,7 @@ export async function runRollback(argv: readonly string[], deps: RollbackDeps): 
     const storages = new Map((await api.storages()).map((s) => [s.storage, s.type]));
     const onZfs = Object.entries(current).some(([k, v]) => /^(rootfs|mp\d+|(scsi|virtio|sata|ide)\d+)$/.test(k) && storages.get(String(v).split(":")[0] ?? "") === "zfspool");
     if (newer.length > 0 && onZfs) {
-      refusals.push(`newer snapshots exist (${newer.map((s) => s.name).join(", ")}) and ZFS rolls back only to the newest: delete them first (${kind === "lxc" ? "pct delsnapshot" : "qm delsnapshot"} ${vmid} <name>)`);
+      refusals.push(`newer snapshots exist (${newer.map((s) => `${s.name}, taken ${when(s.snaptime)}`).join("; ")}) and ZFS rolls back only to the newest: delete them first (${kind === "lxc" ? "pct delsnapshot" : "qm delsnapshot"} ${vmid} <name>)`);
     }
     const root = rootSettingsChanges(current, snapConfig);
     if (root.length > 0 && !args.force) {
@@ -135,34 +154,51 @@ function sharers(config: StackConfig, vmid: number, dataset: string): string[] {
 /**
  * The ZFS path: stop the guest, `zfs rollback` its volumes and mounted datasets to one Phoenix
  * snapshot, start it. The guest's configuration is not part of a ZFS snapshot: it stays as it is.
- * Refused, unless --force, when newer snapshots exist (`zfs rollback -r` destroys them:
- * zfs-2.3.4 man/man8/zfs-rollback.8) and when a mounted dataset is shared with other guests.
+ * The plan lists every snapshot and bookmark `zfs rollback -r` would destroy (zfs-2.3.4
+ * man/man8/zfs-rollback.8), whoever took it: on a dataset sanoid snapshots there nearly always
+ * are some. Refused unless --destroy-newer when there are, unless --change-shared when a mounted
+ * dataset is shared with other guests, and always when one of them is held, cloned or being sent
+ * (providers/guest/zfs-snapshot.ts keptBy, RENDER_RUNNING_SENDS): nothing is destroyed then.
  */
 async function rollbackViaZfs(args: RollbackArgs, config: StackConfig, t: { api: PveApi; run: NodeRun; node: string; kind: "lxc" | "qemu"; vmid: number; label: string; datasets: string[] }, out: (l: string) => void): Promise<number> {
   const list = await listZfsSnapshots(t.run, t.datasets);
   const root = t.datasets[0]!;
-  const onAll = (list.get(root) ?? []).filter((n) => t.datasets.every((d) => (list.get(d) ?? []).includes(n)));
+  const names = (d: string) => (list.get(d) ?? []).filter((s) => !s.bookmark).map((s) => s.name);
+  const onAll = names(root).filter((n) => t.datasets.every((d) => names(d).includes(n)));
   const name = args.snapshot ?? [...onAll].reverse().find((n) => n.startsWith(SNAPSHOT_PREFIX));
   if (!name || !onAll.includes(name)) {
-    out(`${t.label}: ${name === undefined ? "no ZFS snapshot taken by Phoenix on all of its datasets" : `no ZFS snapshot ${JSON.stringify(name)} on all of its datasets`} (${t.datasets.join(", ")}); ${root} has: ${(list.get(root) ?? []).join(", ") || "none"}`);
+    out(`${t.label}: ${name === undefined ? "no ZFS snapshot taken by Phoenix on all of its datasets" : `no ZFS snapshot ${JSON.stringify(name)} on all of its datasets`} (${t.datasets.join(", ")}); ${root} has: ${names(root).join(", ") || "none"}`);
     return 1;
   }
   const { newer } = newerThan(list, t.datasets, name);
   const shared = t.datasets.map((d) => ({ d, others: sharers(config, t.vmid, d) })).filter((x) => x.others.length > 0);
+  const sends = (await t.run(RENDER_RUNNING_SENDS)).stdout.split("\n").filter((l) => t.datasets.some((d) => l.includes(d)));
   const status = (await t.api.guestStatus(t.node, t.kind, t.vmid)).status;
+  const now = Date.now();
   out(`${t.label} on ${t.node} is ${status}. Rolling back its ZFS datasets to ${name}:`);
   out(`  1. ${status === "running" ? `stop ${t.label}` : `(${t.label} is already stopped)`}`);
-  out(`  2. zfs rollback ${t.datasets.map((d) => `${d}@${name}`).join(", ")}; what is written since is lost; the guest's configuration is not in a ZFS snapshot and stays as it is`);
+  out(`  2. zfs rollback${newer.length > 0 ? " -r" : ""} ${t.datasets.map((d) => `${d}@${name}`).join(", ")}; what is written since is lost; the guest's configuration is not in a ZFS snapshot and stays as it is`);
+  if (newer.length > 0) {
+    out(`     it destroys these ${newer.length} newer snapshots and bookmarks:`);
+    for (const s of newer) out(`       ${s.full} (${ownerOf(s.name)}'s, ${age(s.creation, now)}, taken ${when(s.creation)})${keptBy(s).length > 0 ? `: kept by ${keptBy(s).join(", ")}` : ""}`);
+  }
   out(`  3. start ${t.label}`);
-  const refusals: string[] = [];
-  if (newer.length > 0) refusals.push(`newer snapshots exist, and \`zfs rollback -r\` destroys them: ${newer.join(", ")}`);
-  for (const x of shared) refusals.push(`${x.d} is also mounted by ${x.others.join(", ")}: rolling it back changes their data too`);
-  if (refusals.length > 0 && !args.force) {
-    for (const r of refusals) out(`refused: ${r}`);
-    out("read them, then run again with --force to proceed");
+  // Never, whatever the flags: a held, cloned or in-flight snapshot (zfs-snapshot.ts keptBy).
+  const blocked = newer.filter((s) => keptBy(s).length > 0);
+  const never = [
+    ...blocked.map((s) => `${s.full} is kept by ${keptBy(s).join(", ")}: Phoenix does not destroy it (release it with \`zfs release\`, or promote or destroy the clone, yourself), so this rollback cannot happen`),
+    ...(newer.length > 0 ? sends.map((l) => `a zfs send or receive is running on the node (${l.trim()}): wait for it to end`) : []),
+  ];
+  const refusals = [
+    ...(newer.length > 0 && !args.destroyNewer ? [`${newer.length} newer snapshots and bookmarks would be destroyed (listed above): run again with --destroy-newer to destroy them`] : []),
+    ...shared.filter(() => !args.changeShared).map((x) => `${x.d} is also mounted by ${x.others.join(", ")}: rolling it back changes their data too; run again with --change-shared to proceed`),
+  ];
+  if (never.length > 0 || refusals.length > 0) {
+    for (const r of [...never, ...refusals]) out(`refused: ${r}`);
     return 1;
   }
-  for (const r of refusals) out(`--force: ${r}`);
+  if (newer.length > 0) out(`--destroy-newer: destroying ${newer.length} newer snapshots and bookmarks`);
+  for (const x of shared) out(`--change-shared: ${x.d} is also mounted by ${x.others.join(", ")}`);
   if (status === "running") await t.api.setGuestState(t.node, t.kind, t.vmid, "stop");
   await rollbackZfs(t.run, t.datasets, name, newer.length > 0);
   await t.api.setGuestState(t.node, t.kind, t.vmid, "start");

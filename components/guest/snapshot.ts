@@ -41,31 +41,47 @@ export function stackObstacles(config: StackConfig, guest: Guest): string[] {
   return out;
 }
 
-/**
- * Whether the ZFS path (providers/guest/zfs-snapshot.ts) covers the guest: a container on a zfspool
- * root storage whose mounts are datasets (the schema holds every mount to a declared one), with an
- * SSH connection to its node.
- */
-function zfsPathApplies(config: StackConfig, guest: Guest, connection: unknown): boolean {
-  return guest.kind === "lxc" && connection !== undefined && storageType(config, guest.storage) === "zfspool";
+/** How Phoenix snapshots a guest before a change: PVE's snapshot, its ZFS datasets on the node, or not at all. */
+export interface SnapshotMethod {
+  method: "pve" | "zfs" | "none";
+  /** Why PVE cannot snapshot it (empty for `pve`). */
+  pveObstacles: string[];
 }
 
-export function changeSnapshotPolicy(config: StackConfig, guest: Guest, api: pulumi.Input<ApiAccess>, connection?: pulumi.Input<SshConnection>): ChangeSnapshotPolicy {
+/**
+ * The method, from the stack alone. The ZFS path (providers/guest/zfs-snapshot.ts) covers a
+ * container on a zfspool root storage whose mounts are datasets (the schema holds every mount to a
+ * declared one), given an SSH connection to its node.
+ */
+export function snapshotMethod(config: StackConfig, guest: Guest, hasConnection: boolean): SnapshotMethod {
   const pveObstacles = stackObstacles(config, guest);
-  const viaZfs = pveObstacles.length > 0 && zfsPathApplies(config, guest, connection);
-  const obstacles = viaZfs ? [] : pveObstacles;
+  if (pveObstacles.length === 0) return { method: "pve", pveObstacles };
+  const zfs = guest.kind === "lxc" && hasConnection && storageType(config, guest.storage) === "zfspool";
+  return { method: zfs ? "zfs" : "none", pveObstacles };
+}
+
+export const guestNode = (config: StackConfig, guest: Guest): string => guest.node ?? config.host.node ?? config.proxmox.nodes[0]!.name;
+
+/** Guests already warned about in this program's evaluation: a guest's policy is built once per component that changes it. */
+const warned = new WeakMap<StackConfig, Set<number>>();
+
+export function changeSnapshotPolicy(config: StackConfig, guest: Guest, api: pulumi.Input<ApiAccess>, connection?: pulumi.Input<SshConnection>): ChangeSnapshotPolicy {
+  const { method, pveObstacles } = snapshotMethod(config, guest, connection !== undefined);
   const { keep, whenUnsupported } = config.changeSnapshots;
-  const node = guest.node ?? config.host.node ?? config.proxmox.nodes[0]!.name;
-  if (viaZfs) {
+  const node = guestNode(config, guest);
+  if (method === "zfs") {
     // Only the datasets this guest mounts (each a declared one, by the schema): another guest's
-    // dataset added or removed must not touch this guest's snapshot step.
+    // dataset added or removed must not touch this guest's snapshot step. Synth's plan names the method.
     const declared = guest.kind === "lxc" ? [...new Set(guest.mounts.map((m) => m.volume))].sort() : [];
-    void pulumi.log.info(`${guest.name} (${guest.vmid}): PVE cannot snapshot it (${pveObstacles.join("; ")}); Phoenix snapshots its ZFS volumes and mounted datasets on the node before a change`);
-    return { api, node, keep, whenUnsupported, obstacles, zfs: pulumi.output(connection!).apply((c) => ({ connection: c, declared })) };
+    return { api, node, keep, whenUnsupported, obstacles: [], zfs: pulumi.output(connection!).apply((c) => ({ connection: c, declared })) };
   }
-  if (obstacles.length > 0) {
+  const obstacles = method === "none" ? pveObstacles : [];
+  const seen = warned.get(config) ?? new Set<number>();
+  warned.set(config, seen);
+  if (obstacles.length > 0 && !seen.has(guest.vmid)) {
+    seen.add(guest.vmid);
     const what = whenUnsupported === "proceed" ? "its install and root settings change without one (changeSnapshots.whenUnsupported: proceed)" : "a change of its install or root settings is refused until changeSnapshots.whenUnsupported is proceed";
-    void pulumi.log.info(`${guest.name} (${guest.vmid}) cannot be snapshotted before a change: ${obstacles.join("; ")}; ${what}`);
+    void pulumi.log.warn(`${guest.name} (${guest.vmid}) cannot be snapshotted before a change: ${obstacles.join("; ")}; ${what}`);
   }
   return { api, node, keep, whenUnsupported, obstacles };
 }

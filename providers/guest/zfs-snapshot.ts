@@ -73,9 +73,15 @@ export function renderZfsSnapshot(datasets: readonly string[], name: string): st
   return ["set -e", ...pools.map((p) => `zfs snapshot -- ${datasets.filter((d) => poolOf(d) === p).map((d) => shellQuote(`${d}@${name}`)).join(" ")}`)].join("\n");
 }
 
-/** Every snapshot of these datasets (not their children), oldest first (zfs-list(8): -s creation, -d 1). */
+/**
+ * Every snapshot and bookmark of these datasets (not their children), oldest first, with what the
+ * rollback plan needs: `createtxg` (what `zfs rollback` compares: zfs-2.3.4 cmd/zfs/zfs_main.c
+ * rollback_check, "more recent" is a greater createtxg), `creation` (seconds, -p), `userrefs` (the
+ * user holds, zfs-hold(8)) and `clones` (the file systems cloned from it); zfsprops(7). A bookmark
+ * shows `-` for the last two.
+ */
 export function renderZfsList(datasets: readonly string[]): string {
-  return `zfs list -t snapshot -H -o name -s creation -d 1 -- ${datasets.map(shellQuote).join(" ")}`;
+  return `zfs list -t snapshot,bookmark -H -p -o name,createtxg,creation,userrefs,clones -s createtxg -d 1 -- ${datasets.map(shellQuote).join(" ")}`;
 }
 
 export function renderZfsDestroy(snapshots: readonly string[]): string {
@@ -98,15 +104,33 @@ export function renderZfsRollback(datasets: readonly string[], name: string, des
   ].join("\n");
 }
 
-/** `dataset@snap` lines, grouped per dataset in creation order. */
-export function parseZfsList(stdout: string): Map<string, string[]> {
-  const out = new Map<string, string[]>();
-  for (const line of stdout.split("\n").filter(Boolean)) {
-    const at = line.indexOf("@");
-    if (at < 0) continue;
-    const ds = line.slice(0, at);
-    out.set(ds, [...(out.get(ds) ?? []), line.slice(at + 1)]);
-  }
+/** A snapshot (`dataset@name`) or bookmark (`dataset#name`) of a dataset, as `zfs list` shows it. */
+export interface ZfsSnap {
+  name: string;
+  bookmark: boolean;
+  createtxg: number;
+  /** Seconds since the epoch. */
+  creation?: number;
+  /** User holds (`zfs holds`). */
+  holds: number;
+  /** File systems cloned from it. */
+  clones: string[];
+}
+
+/** `zfs list` lines (renderZfsList's columns; a line of only a name is read as one), grouped per dataset in createtxg order. */
+export function parseZfsList(stdout: string): Map<string, ZfsSnap[]> {
+  const out = new Map<string, ZfsSnap[]>();
+  stdout.split("\n").filter(Boolean).forEach((line, i) => {
+    const [full = "", txg, creation, userrefs, clones] = line.split("\t");
+    const at = full.search(/[@#]/);
+    if (at < 0) return;
+    const num = (v?: string) => (v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined);
+    const ds = full.slice(0, at);
+    const snap: ZfsSnap = { name: full.slice(at + 1), bookmark: full[at] === "#", createtxg: num(txg) ?? i, holds: num(userrefs) ?? 0, clones: clones && clones !== "-" ? clones.split(",").filter(Boolean) : [] };
+    const seconds = num(creation);
+    if (seconds !== undefined) snap.creation = seconds;
+    out.set(ds, [...(out.get(ds) ?? []), snap]);
+  });
   return out;
 }
 
@@ -118,13 +142,16 @@ async function checked(run: NodeRun, what: string, command: string): Promise<str
 
 export const listZfsSnapshots = async (run: NodeRun, datasets: readonly string[]) => parseZfsList(await checked(run, "zfs list", renderZfsList(datasets)));
 
+/** The snapshots' names per dataset (no bookmarks), oldest first. */
+const snapshotNames = (list: Map<string, ZfsSnap[]>) => new Map([...list].map(([d, l]) => [d, l.filter((s) => !s.bookmark).map((s) => s.name)]));
+
 /** Takes `name` on every dataset (replacing an older one of that name) and prunes this guest's own beyond `keep`. */
 export async function takeZfsSnapshot(run: NodeRun, datasets: readonly string[], name: string, keep: number): Promise<{ taken: string; pruned: string[] }> {
-  const existing = await listZfsSnapshots(run, datasets);
+  const existing = snapshotNames(await listZfsSnapshots(run, datasets));
   const again = datasets.filter((d) => existing.get(d)?.includes(name)).map((d) => `${d}@${name}`);
   if (again.length > 0) await checked(run, "zfs destroy", renderZfsDestroy(again));
   await checked(run, "zfs snapshot", renderZfsSnapshot(datasets, name));
-  const after = await listZfsSnapshots(run, datasets);
+  const after = snapshotNames(await listZfsSnapshots(run, datasets));
   // This guest's own are the ones on its root subvolume (datasets[0], no other guest's): a dataset shared
   // with other guests (shared-models) also holds theirs, which are theirs to prune.
   const ours = (after.get(datasets[0]!) ?? []).filter((s) => s.startsWith(SNAPSHOT_PREFIX));
@@ -134,16 +161,53 @@ export async function takeZfsSnapshot(run: NodeRun, datasets: readonly string[],
   return { taken: name, pruned };
 }
 
-/** For each dataset, the snapshots newer than `name` (which `zfs rollback -r` would destroy); a dataset without `name` is listed as missing. */
-export function newerThan(list: Map<string, string[]>, datasets: readonly string[], name: string): { missing: string[]; newer: string[] } {
-  const missing = datasets.filter((d) => !(list.get(d) ?? []).includes(name));
+/** One snapshot or bookmark that `zfs rollback -r` would destroy, and what would stop it. */
+export interface Doomed extends ZfsSnap {
+  dataset: string;
+  /** `dataset@name` or `dataset#name`. */
+  full: string;
+}
+
+/**
+ * For each dataset, the snapshots and bookmarks more recent than `name` (a greater createtxg,
+ * which `zfs rollback -r` destroys: zfs-2.3.4 lib/libzfs/libzfs_dataset.c zfs_rollback →
+ * rollback_destroy); a dataset without the snapshot `name` is listed as missing.
+ */
+export function newerThan(list: Map<string, ZfsSnap[]>, datasets: readonly string[], name: string): { missing: string[]; newer: Doomed[] } {
+  const target = (d: string) => (list.get(d) ?? []).find((s) => !s.bookmark && s.name === name);
+  const missing = datasets.filter((d) => target(d) === undefined);
   const newer = datasets.flatMap((d) => {
-    const snaps = list.get(d) ?? [];
-    const i = snaps.indexOf(name);
-    return i < 0 ? [] : snaps.slice(i + 1).map((s) => `${d}@${s}`);
+    const t = target(d);
+    if (!t) return [];
+    return (list.get(d) ?? []).filter((s) => s.createtxg > t.createtxg).map((s) => ({ ...s, dataset: d, full: `${d}${s.bookmark ? "#" : "@"}${s.name}` }));
   });
   return { missing, newer };
 }
+
+/**
+ * Why a snapshot must not be destroyed, whatever the flags: `zfs destroy` fails with EBUSY on a
+ * user hold (zfs-hold(8); dsl_destroy.c dsl_destroy_snapshot_check_impl: ds_userrefs > 0) and
+ * `zfs rollback -r` refuses when a newer snapshot has clones ("clones of previous snapshots exist",
+ * zfs_main.c rollback_check_dependent), which only -R would destroy. A hold makes the rollback fail
+ * part way, after it destroyed the snapshots it met first (rollback_destroy goes on, then returns
+ * the error): so Phoenix checks before, and never passes -R.
+ */
+export function keptBy(s: ZfsSnap): string[] {
+  return [...(s.holds > 0 ? [`${s.holds} hold${s.holds > 1 ? "s" : ""} (zfs holds)`] : []), ...(s.clones.length > 0 ? [`clones ${s.clones.join(", ")}`] : [])];
+}
+
+/** Whose a snapshot is, by its name: Phoenix's `phoenix-*`, sanoid's `autosnap_<date>_<period>` (sanoid v2.3.0 take_snapshots), syncoid's `syncoid_*`. */
+export function ownerOf(name: string): string {
+  return name.startsWith(SNAPSHOT_PREFIX) ? "Phoenix" : name.startsWith("autosnap_") ? "sanoid" : name.startsWith("syncoid_") ? "syncoid" : "other";
+}
+
+/**
+ * A `zfs send` or `zfs receive` running on the node: a send holds the snapshot it sends without a
+ * user hold (zfs-2.3.4 module/zfs/dmu_send.c dsl_dataset_long_hold), which makes its destroy fail
+ * with EBUSY too (dsl_destroy_snapshot_check_impl: dsl_dataset_long_held). Its command line is all
+ * the node shows of it (pgrep -a: pid and command line).
+ */
+export const RENDER_RUNNING_SENDS = "pgrep -a -f -- '(^|/)zfs (send|recv|receive) ' || true";
 
 export async function rollbackZfs(run: NodeRun, datasets: readonly string[], name: string, destroyNewer: boolean): Promise<void> {
   await checked(run, "zfs rollback", renderZfsRollback(datasets, name, destroyNewer));

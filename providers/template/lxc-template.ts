@@ -20,14 +20,27 @@
  *   their `clone`, and keep the old one `frozen` — built as it is, whatever its
  *   declaration says — until no guest clones it; then remove it.
  * - `delete` refuses while any linked clone exists, naming the clones.
+ * - Before a build is destroyed (a rebuild, or the template's removal) it is archived, when
+ *   `keepBuilds` is set: PVE cannot snapshot a template ("you can't take a snapshot if it's a
+ *   template", pve-guest-common@6.0.2 src/PVE/AbstractConfig.pm __snapshot_prepare), so Phoenix
+ *   backs it up with vzdump to `keepBuilds.storage`, its notes naming the build
+ *   (`phoenix-template <name> build <hash>`), and keeps the last `keepBuilds.keep` of those per
+ *   vmid. `pct restore <vmid> <archive>` brings one back.
  */
 import * as crypto from "crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { Checker, isUnknown, same, UNKNOWN } from "../common";
 import { dynamicProvider, type Implementation } from "../dynamic";
-import { withTokenApi, type ApiAccess, type GuestConfig, type PveApi } from "../pve";
+import { withTokenApi, type ApiAccess, type GuestConfig, type PveApi, type StorageVolume } from "../pve";
 import { runScriptChecked, type SshConnection } from "../ssh";
 import { renderInContainer, renderLayer, renderSeal, type LayerSpec } from "./layers";
+
+/** Where a build is archived before it is destroyed, and how many of a template's archives to keep. */
+export interface KeepBuilds {
+  /** A storage with `backup` content. */
+  storage: string;
+  keep: number;
+}
 
 export type TemplateSource = { catalogue: string; storage: string } | { clone: number; /** The source template's build hash. */ build: string };
 
@@ -53,6 +66,8 @@ export interface LxcTemplateInputs {
   layer: LayerSpec;
   /** Keep the template as built, ignoring changes to its declaration (see the policy above). */
   frozen: boolean;
+  /** Archive each build with vzdump before it is destroyed (see the policy above). */
+  keepBuilds?: KeepBuilds;
   /** Computed by check from everything above that shapes the template. */
   buildHash: string;
 }
@@ -88,6 +103,8 @@ export interface LxcTemplateArgs {
   layer: pulumi.Input<LayerSpec>;
   /** Keep the existing build even though the declaration changed. Default false. */
   frozen?: pulumi.Input<boolean>;
+  /** Archive each build before it is destroyed. */
+  keepBuilds?: pulumi.Input<KeepBuilds>;
 }
 
 export const lxcTemplateProvider = dynamicProvider<LxcTemplateInputs, LxcTemplateOutputs>("template/lxc-template");
@@ -228,6 +245,31 @@ async function build(i: LxcTemplateInputs): Promise<LxcTemplateOutputs> {
   });
 }
 
+/** The notes of a build's archive; the prefix is how Phoenix tells its archives from others' backups of the vmid. */
+export const ARCHIVE_NOTES = "phoenix-template";
+export const archiveNotes = (i: Pick<LxcTemplateOutputs, "name" | "buildHash">) => `${ARCHIVE_NOTES} ${i.name} build ${i.buildHash.slice(0, 12)}`;
+
+/**
+ * Backs the template up before it is destroyed, then deletes Phoenix's archives of this vmid beyond
+ * `keep`, oldest first. POST /nodes/{node}/vzdump with the vmid (a template is never running, so
+ * vzdump backs it up in `stop` mode: pve-manager@9.2.11 PVE/VZDump.pm exec_backup_task, and
+ * pve-container VZDump/LXC.pm mounts its base volumes read-only); `notes-template` becomes the
+ * archive's notes (VZDump.pm generate_notes), which GET …/storage/{storage}/content returns
+ * (pve-storage@9.1.7 API2/Storage/Content.pm index: `notes`, its first line). An archive is removed
+ * with DELETE …/content/{volume}.
+ */
+export async function archiveBuild(api: PveApi, t: LxcTemplateOutputs, keep: KeepBuilds): Promise<{ archived: string; pruned: string[] }> {
+  await api.runTask("POST", `/nodes/${encodeURIComponent(t.node)}/vzdump`, { vmid: String(t.vmid), storage: keep.storage, mode: "stop", compress: "zstd", "notes-template": archiveNotes(t) });
+  const listed = (await api.client.get<Array<StorageVolume & { notes?: string }>>(`/nodes/${encodeURIComponent(t.node)}/storage/${encodeURIComponent(keep.storage)}/content`, { content: "backup", vmid: t.vmid }))
+    .filter((v) => v.vmid === t.vmid && (v.notes ?? "").startsWith(`${ARCHIVE_NOTES} `))
+    .sort((a, b) => a.ctime - b.ctime || a.volid.localeCompare(b.volid));
+  const archived = listed.at(-1)?.volid;
+  if (!archived) throw new Error(`template ${t.vmid} (${t.name}): vzdump reported success but no archive with notes ${archiveNotes(t)} is on ${keep.storage}; the template is left as it is`);
+  const pruned = listed.slice(0, Math.max(0, listed.length - keep.keep)).map((v) => v.volid);
+  for (const volid of pruned) await api.runTask("DELETE", `/nodes/${encodeURIComponent(t.node)}/storage/${encodeURIComponent(keep.storage)}/content/${encodeURIComponent(volid)}`);
+  return { archived, pruned };
+}
+
 function cloneList(clones: Array<{ vmid: number }>): string {
   return clones.map((c) => c.vmid).join(", ");
 }
@@ -241,6 +283,11 @@ export const implementation: Implementation = {
     c.string("name", news.name, /^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$/, "a hostname");
     const api = news.api as Partial<ApiAccess> | undefined;
     if (!isUnknown(api)) c.require("api", ["endpoint", "tokenId", "tokenSecret"].every((k) => typeof api?.[k as keyof ApiAccess] === "string"), "api must be { endpoint, tokenId, tokenSecret, caPem?, insecure? }");
+    const keepBuilds = news.keepBuilds as Partial<KeepBuilds> | undefined;
+    if (keepBuilds !== undefined && !isUnknown(keepBuilds)) {
+      c.require("keepBuilds", typeof keepBuilds.storage === "string" && /^[a-zA-Z][a-zA-Z0-9\-_.]*$/.test(keepBuilds.storage), "keepBuilds.storage must be a storage id");
+      c.require("keepBuilds", Number.isInteger(keepBuilds.keep) && (keepBuilds.keep as number) >= 1, "keepBuilds.keep must be at least 1");
+    }
     const frozen = news.frozen ?? false;
     const inputs = { ...news, frozen };
     // During preview the build is as unknown as anything it is made of; diff then says "replace", as it may be.
@@ -256,7 +303,7 @@ export const implementation: Implementation = {
   async diff(_id: string, olds: LxcTemplateOutputs, news: LxcTemplateInputs) {
     const moved = !same(olds.node, news.node) || !same(olds.vmid, news.vmid);
     const rebuild = !news.frozen && !same(olds.buildHash, news.buildHash);
-    const changed = ["api", "connection", "frozen"].filter((k) => !same((olds as unknown as Record<string, unknown>)[k], (news as unknown as Record<string, unknown>)[k]));
+    const changed = ["api", "connection", "frozen", "keepBuilds"].filter((k) => !same((olds as unknown as Record<string, unknown>)[k], (news as unknown as Record<string, unknown>)[k]));
     if (!moved && !rebuild) return { changes: changed.length > 0 };
     if (rebuild && !moved && !isUnknown(news.buildHash) && !hasUnknown(news.api)) {
       const guests = (await withTokenApi(news.api, (api) => linkedClones(api, olds.node, olds.vmid))).filter((c) => !c.template);
@@ -283,7 +330,8 @@ export const implementation: Implementation = {
 
   async update(_id: string, olds: LxcTemplateOutputs, news: LxcTemplateInputs) {
     // Only access or `frozen` changed: the template on the node stays as built.
-    return { outs: { ...olds, api: news.api, connection: news.connection, frozen: news.frozen } };
+    const { keepBuilds: _k, ...kept } = olds;
+    return { outs: { ...kept, api: news.api, connection: news.connection, frozen: news.frozen, ...(news.keepBuilds ? { keepBuilds: news.keepBuilds } : {}) } };
   },
 
   async delete(_id: string, props: LxcTemplateOutputs) {
@@ -297,6 +345,8 @@ export const implementation: Implementation = {
       }
       const config = await configOf(api, props.node, props.vmid);
       if (!config) return;
+      // A finished build only: a half-built container (not yet a template) holds nothing to go back to.
+      if (props.keepBuilds && Number(config.template ?? 0) === 1) await archiveBuild(api, props, props.keepBuilds);
       if ((await api.guestStatus(props.node, "lxc", props.vmid)).status === "running") await api.setGuestState(props.node, "lxc", props.vmid, "stop");
       await api.deleteGuest(props.node, "lxc", props.vmid);
     });

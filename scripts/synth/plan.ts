@@ -5,6 +5,8 @@
  */
 import { clusterSection } from "./cluster";
 import type { Registered } from "../offline-program";
+import { guestNode, snapshotMethod } from "../../components/guest/snapshot";
+import { templateArchive } from "../../components/templates";
 import { backupCoverage, pruneBackups } from "../../stacks/backup";
 import { gpuAllocation, modelsOf } from "../../stacks/plan";
 import type { StackConfig } from "../../stacks/schema";
@@ -111,6 +113,7 @@ export function renderPlan(stack: string, config: StackConfig, resources: readon
   lines.push(...clusterSection(config));
   lines.push(...dataSafetySection(config));
   lines.push(...backupSection(config));
+  lines.push(...changeSnapshotSection(config));
 
   lines.push("## GPU memory", "", "| GPU | model | memory | allocated | users |", "|---|---|---|---|---|");
   for (const a of gpuAllocation(config)) {
@@ -162,6 +165,43 @@ export function backupSection(config: StackConfig): string[] {
   });
   const policies = config.backup.snapshots.datasets.map((d) => `- \`${d.dataset}\`: template \`${d.template}\``);
   return [...head, ...jobs, "", "| guest | backup jobs (root disk) | datasets it keeps data on |", "|---|---|---|", ...rows, "", ...(policies.length ? ["Snapshot policies (sanoid):", "", ...policies, ""] : [])];
+}
+
+/**
+ * The snapshot Phoenix takes before it changes each guest (components/guest/snapshot.ts): PVE's,
+ * its ZFS datasets on the node, or none; preview logs nothing for the first two.
+ */
+export function changeSnapshotSection(config: StackConfig): string[] {
+  const { keep, whenUnsupported } = config.changeSnapshots;
+  const archive = templateArchive(config);
+  const lxcTemplates = config.templates.filter((t) => t.kind === "lxc").map((t) => `${t.vmid} \`${mdCell(t.name)}\``);
+  const templates = lxcTemplates.length === 0 ? [] : [
+    `Before an LXC template is rebuilt (${lxcTemplates.join(", ")}), Phoenix backs up the old build with vzdump to \`${archive.storage}\`, notes \`phoenix-template <name> build <hash>\`, and keeps the last ${archive.keep} per template (PVE cannot snapshot a template; \`pct restore\` brings one back). A template that guests are linked clones of is not rebuilt: preview names them and the procedure (a new template, guests moved to it, the old one frozen).`,
+    "",
+  ];
+  const rows = config.guests.map((g) => {
+    const node = guestNode(config, g);
+    const m = snapshotMethod(config, g, config.proxmox.nodes.find((n) => n.name === node)?.ssh !== undefined);
+    const why = mdCell(m.pveObstacles.join("; "));
+    const text =
+      m.method === "pve"
+        ? `PVE snapshot (${g.kind === "lxc" ? "pct" : "qm"} snapshot)`
+        : m.method === "zfs"
+          ? `ZFS snapshot of its volumes and mounted datasets on the node (PVE cannot: ${why})`
+          : `**none**: ${why}; ${whenUnsupported === "proceed" ? "changes proceed without one" : "a change of its install or root settings is refused"}`;
+    return `| ${g.kind === "vm" ? "VM" : "CT"} ${g.vmid} \`${mdCell(g.name)}\` | ${text} |`;
+  });
+  return [
+    "## Snapshots before changes",
+    "",
+    `Before a guest's install re-runs or its root settings change, Phoenix snapshots it as \`phoenix-<change>-<hash>\` and keeps the last ${keep} of its own (\`changeSnapshots\`; whenUnsupported: ${whenUnsupported}).`,
+    "",
+    "| guest | snapshot method |",
+    "|---|---|",
+    ...rows,
+    "",
+    ...templates,
+  ];
 }
 
 const TIER_COLOURS: Record<Tier, string> = {

@@ -58,3 +58,47 @@ export function backupJobTranslation(api: PveApi): Translation {
     read: (entry) => find(entry.id),
   };
 }
+
+/**
+ * proxmoxve:storage/pbs:Pbs as bpg makes its calls (bpg v0.111.1 fwprovider/storage/resource_pbs.go
+ * Create, model_pbs.go toCreateAPIRequest/toUpdateAPIRequest/fromAPI, model_base.go
+ * populateCreateFields/populateUpdateFields, proxmox/storage/storage_types.go and pbs_types.go):
+ * Create POSTs /storage with storage, type=pbs, disable (a non-nil CustomBool, `url:"disable,omitempty,int"`:
+ * 0), nodes and content joined with ",", username, password, namespace when set, server, datastore,
+ * fingerprint; then GETs /storage/{id}. Update PUTs disable, nodes, content and fingerprint: the
+ * rest (server, datastore, username, password, namespace) is RequiresReplace. PVE never returns
+ * the password (PBSPlugin.pm keeps it in /etc/pve/priv/storage/<id>.pw), so the state keeps the
+ * planned one, as bpg's (`resp.State.Set(ctx, &plan)` after fromAPI, which sets no password).
+ */
+export function pbsTranslation(api: PveApi): Translation {
+  const path = (id: string) => `/storage/${encodeURIComponent(id)}`;
+  const joined = (v: unknown) => (Array.isArray(v) && v.length > 0 ? v.map(String).join(",") : undefined);
+  const mutable = (i: Inputs): FormParams => ({ disable: 0, nodes: joined(i.nodes), content: joined(i.contents), fingerprint: i.fingerprint as string | undefined });
+  const find = async (id: string) => (await api.storages()).find((s) => s.storage === id);
+  const outputs = async (id: string, i: Inputs) => ({ ...(await api.client.get<Inputs>(path(id))), password: i.password });
+  return {
+    replaceOnChanges: ["resourceId", "server", "datastore", "username", "password", "namespace"],
+    async create(i) {
+      const id = String(i.resourceId);
+      await api.client.post("/storage", {
+        storage: id,
+        type: "pbs",
+        ...mutable(i),
+        username: String(i.username),
+        password: String(i.password),
+        namespace: i.namespace as string | undefined,
+        server: String(i.server),
+        datastore: String(i.datastore),
+      });
+      return { id, outputs: await outputs(id, i) };
+    },
+    async update(entry, i) {
+      await api.client.put(path(entry.id), mutable(i));
+      return outputs(entry.id, i);
+    },
+    async delete(entry) {
+      if (await find(entry.id)) await api.client.delete(path(entry.id));
+    },
+    read: async (entry) => ((await find(entry.id)) ? outputs(entry.id, entry.outputs ?? {}) : undefined),
+  };
+}

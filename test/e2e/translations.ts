@@ -9,7 +9,7 @@
 import { encodeSshKeys, PveApiError, type FormParams, type GuestKind, type PveApi } from "../../providers/pve";
 import { same } from "../../providers/common";
 import { PartialCreateError, type Translation } from "./engine";
-import { backupJobTranslation } from "./backup-translation";
+import { backupJobTranslation, pbsTranslation } from "./backup-translation";
 import { aclTranslation, tokenTranslation, userTranslation } from "./access-translations";
 import { haGroupTranslation, haResourceTranslation, haRuleTranslation } from "./ha-translations";
 
@@ -707,6 +707,7 @@ export const TYPES = {
   acl: "proxmoxve:index/aclLegacy:AclLegacy",
   command: "command:remote:Command",
   backupJob: "proxmoxve:backup/job:Job",
+  pbs: "proxmoxve:storage/pbs:Pbs",
   haResource: "proxmoxve:index/haresourceLegacy:HaresourceLegacy",
   haRule: "proxmoxve:index/haruleLegacy:HaruleLegacy",
   haGroup: "proxmoxve:index/hagroupLegacy:HagroupLegacy",
@@ -724,6 +725,7 @@ export function proxmoxId(type: string, i: Inputs): string | undefined {
       return String(i.vmId);
     case TYPES.zfspool:
     case TYPES.directory:
+    case TYPES.pbs:
       return String(i.resourceId);
     case TYPES.user:
       return String(i.userId);
@@ -759,6 +761,7 @@ export function proxmoxTranslations(api: PveApi): Record<string, Translation> {
     [TYPES.directory]: storageTranslation(api, "dir", (i) => ({ path: String(i.path) })),
     [TYPES.download]: downloadTranslation(api),
     [TYPES.backupJob]: backupJobTranslation(api),
+    [TYPES.pbs]: pbsTranslation(api),
     [TYPES.user]: userTranslation(api),
     [TYPES.token]: tokenTranslation(api),
     [TYPES.acl]: aclTranslation(api),

@@ -49,8 +49,9 @@ describe("snapshot names, pruning and obstacles", () => {
   });
 
   it("rollback's arguments", () => {
-    expect(parseArgs(["dev", "traefik"])).toEqual({ stack: "dev", guest: "traefik", force: false });
-    expect(parseArgs(["dev", "102", "phoenix-install-1", "--force"])).toEqual({ stack: "dev", guest: "102", snapshot: "phoenix-install-1", force: true });
+    expect(parseArgs(["dev", "traefik"])).toEqual({ stack: "dev", guest: "traefik", force: false, destroyNewer: false, changeShared: false });
+    expect(parseArgs(["dev", "102", "phoenix-install-1", "--force"])).toEqual({ stack: "dev", guest: "102", snapshot: "phoenix-install-1", force: true, destroyNewer: false, changeShared: false });
+    expect(parseArgs(["dev", "102", "--destroy-newer", "--change-shared"])).toMatchObject({ force: false, destroyNewer: true, changeShared: true });
     expect(parseArgs(["dev"])).toMatch(/^usage/);
     expect(parseArgs(["dev", "x", "--yes"])).toMatch(/^unknown option --yes/);
     expect(doctorArgs(["prod", "--restore-drill", "traefik"])).toMatchObject({ stack: "prod", restoreDrill: "traefik" });

@@ -3,9 +3,9 @@
  * renders, which datasets it covers, and, against the PVE simulator and the rig's zfs stand-in over
  * SSH, a bind-mounted container snapshotted through ZFS and rolled back by `npm run rollback`.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { snapshotName, takeChangeSnapshot } from "../../providers/guest/guest-snapshot";
-import { newerThan, parseZfsList, renderZfsDestroy, renderZfsList, renderZfsRollback, renderZfsSnapshot, zfsPlan, type NodeRun } from "../../providers/guest/zfs-snapshot";
+import { keptBy, newerThan, ownerOf, parseZfsList, RENDER_RUNNING_SENDS, renderZfsDestroy, renderZfsList, renderZfsRollback, renderZfsSnapshot, zfsPlan, type NodeRun } from "../../providers/guest/zfs-snapshot";
 import { createPveClient, type PveApi } from "../../providers/pve";
 import { runCommand } from "../../providers/ssh";
 import { runRollback } from "../../scripts/rollback";
@@ -16,6 +16,7 @@ import { startSimulator, type Simulator } from "../pve-sim";
 import { startSshd, type SshRig } from "../rig/sshd";
 import { DEV_FILE, PROD_FILE } from "../stacks/fixtures";
 import { changeSnapshotPolicy } from "../../components/guest/snapshot";
+import { changeSnapshotSection } from "../../scripts/synth/plan";
 import { shellcheck } from "../support";
 
 describe("ZFS snapshot commands", () => {
@@ -24,7 +25,7 @@ describe("ZFS snapshot commands", () => {
       ["set -e", "zfs snapshot -- quickOS/lxc-disks/subvol-153-disk-0@phoenix-install-0a1b2c3d", "zfs snapshot -- fastData/step-ca@phoenix-install-0a1b2c3d 'fastData/x y@phoenix-install-0a1b2c3d'"].join("\n"),
     );
     expect(renderZfsDestroy(["t/a@it's $(rm -rf /)"])).toBe("set -e\nzfs destroy -- 't/a@it'\\''s $(rm -rf /)'");
-    expect(renderZfsList(["t/a", "t/b c"])).toBe("zfs list -t snapshot -H -o name -s creation -d 1 -- t/a 't/b c'");
+    expect(renderZfsList(["t/a", "t/b c"])).toBe("zfs list -t snapshot,bookmark -H -p -o name,createtxg,creation,userrefs,clones -s createtxg -d 1 -- t/a 't/b c'");
     expect(renderZfsRollback(["rpool/data/subvol-103-disk-0", "tank/step-ca"], "p", true)).toBe(
       [
         "set -e",
@@ -37,7 +38,7 @@ describe("ZFS snapshot commands", () => {
 
   it("shellcheck accepts what it renders", () => {
     const ds = ["rpool/data/subvol-103-disk-0", "tank/x y"];
-    for (const [name, script] of Object.entries({ snapshot: renderZfsSnapshot(ds, "n"), list: renderZfsList(ds), destroy: renderZfsDestroy(["t/a@b"]), rollback: renderZfsRollback(ds, "n", false) })) shellcheck(name, script);
+    for (const [name, script] of Object.entries({ snapshot: renderZfsSnapshot(ds, "n"), list: renderZfsList(ds), destroy: renderZfsDestroy(["t/a@b"]), rollback: renderZfsRollback(ds, "n", false), sends: RENDER_RUNNING_SENDS })) shellcheck(name, script);
   });
 
   it("covers a container's ZFS volumes and its bind mounts of declared datasets; names what it cannot", () => {
@@ -56,8 +57,17 @@ describe("ZFS snapshot commands", () => {
   });
 
   it("reads zfs list and finds the snapshots a rollback would destroy", () => {
-    const list = parseZfsList("a/r@phoenix-1\na/r@mine\na/r@phoenix-2\nb/d@phoenix-1\n");
-    expect(newerThan(list, ["a/r", "b/d"], "phoenix-1")).toEqual({ missing: [], newer: ["a/r@mine", "a/r@phoenix-2"] });
+    const list = parseZfsList(
+      ["a/r@phoenix-1\t10\t1700000000\t0\t-", "a/r#phoenix-1\t10\t1700000000\t-\t-", "a/r@autosnap_2023-11-14_22:13:20_hourly\t11\t1700000001\t1\t-", "a/r@phoenix-2\t12\t1700000002\t0\tpool/clone1,pool/clone2", "b/d@phoenix-1\t10\t1700000000\t0\t-", ""].join("\n"),
+    );
+    const { missing, newer } = newerThan(list, ["a/r", "b/d"], "phoenix-1");
+    expect(missing).toEqual([]);
+    // The bookmark of the target has its createtxg: not newer, not destroyed.
+    expect(newer.map((s) => [s.full, ownerOf(s.name), keptBy(s)])).toEqual([
+      ["a/r@autosnap_2023-11-14_22:13:20_hourly", "sanoid", ["1 hold (zfs holds)"]],
+      ["a/r@phoenix-2", "Phoenix", ["clones pool/clone1, pool/clone2"]],
+    ]);
+    expect(newer[0]!.creation).toBe(1700000001);
     expect(newerThan(list, ["a/r", "b/d"], "phoenix-2").missing).toEqual(["b/d"]);
   });
 });
@@ -77,6 +87,35 @@ describe("the stack's view", () => {
     // Without a connection to the node there is no ZFS path: the bind mounts stop it, as before.
     const ca = config.guests.find((g) => g.name === "step-ca")!;
     expect(changeSnapshotPolicy(config, ca, { endpoint: "https://x", tokenId: "t", tokenSecret: "s" }).obstacles).toEqual(["/etc/step-ca is a bind mount of fastData/step-ca"]);
+  });
+
+  it("synth's plan names each guest's method; evaluation logs nothing for a guest that can be snapshotted, and warns once for one that cannot", async () => {
+    const loaded = validateStack(readStackFile(PROD_FILE), { requireSecrets: false });
+    if (loaded.ok !== true) throw new Error("prod stack");
+    const config = loaded.config;
+    const text = changeSnapshotSection(config).join("\n");
+    expect(text).toMatch(/\| CT \d+ `step-ca` \| ZFS snapshot of its volumes and mounted datasets on the node \(PVE cannot: \/etc\/step-ca is a bind mount of fastData\/step-ca\) \|/);
+    const vm = config.guests.find((g) => g.kind === "vm")!;
+    expect(text).toContain(`| VM ${vm.vmid} \`${vm.name}\` | PVE snapshot (qm snapshot) |`);
+    const pulumi = await import("@pulumi/pulumi");
+    const logged: string[] = [];
+    const info = vi.spyOn(pulumi.log, "info").mockImplementation(async (m: string) => void logged.push(`info ${m}`));
+    const warn = vi.spyOn(pulumi.log, "warn").mockImplementation(async (m: string) => void logged.push(`warn ${m}`));
+    try {
+      const connection = { host: "10.0.0.13", username: "root", privateKey: "k", hostKey: "ssh-ed25519 AAAA" };
+      const api = { endpoint: "https://x", tokenId: "t", tokenSecret: "s" };
+      for (let i = 0; i < 3; i++) for (const g of config.guests) changeSnapshotPolicy(config, g, api, connection);
+      expect(logged).toEqual([]);
+      // No SSH to the node: the bind-mounted CA has no method at all; said once, however many components build its policy.
+      const ca = config.guests.find((g) => g.name === "step-ca")!;
+      for (let i = 0; i < 3; i++) changeSnapshotPolicy(config, ca, api);
+      expect(logged).toEqual([expect.stringMatching(/^warn step-ca \(\d+\) cannot be snapshotted before a change: \/etc\/step-ca is a bind mount/)]);
+      const noSsh = { ...config, proxmox: { ...config.proxmox, nodes: config.proxmox.nodes.map(({ ssh: _s, ...n }) => n) } } as StackConfig;
+      expect(changeSnapshotSection(noSsh).join("\n")).toMatch(/`step-ca` \| \*\*none\*\*: \/etc\/step-ca is a bind mount of fastData\/step-ca; a change of its install or root settings is refused \|/);
+    } finally {
+      info.mockRestore();
+      warn.mockRestore();
+    }
   });
 });
 
@@ -128,15 +167,21 @@ describe("a bind-mounted container snapshotted through ZFS, and rolled back", ()
     await expect(takeChangeSnapshot(api, { ...base, trigger: "d", zfs: { ...base.zfs, declared: [] } })).rejects.toThrow(/mp0 is a bind mount \(\/tank\/step-ca\); nor by ZFS on the node: mp0 is a bind mount of \/tank\/step-ca, not a dataset/);
   }, 60_000);
 
-  it("rollback stops the guest, rolls back each dataset and starts it; newer snapshots and shared datasets are refused without --force", async () => {
+  it("rollback stops the guest, rolls back each dataset and starts it; newer snapshots need --destroy-newer, shared datasets --change-shared", async () => {
     const [b, c] = [snapshotName("install", "b"), snapshotName("install", "c")];
     rig.sandbox.write(`ct/${VMID}/etc/hostname`, "broken\n");
     rig.sandbox.write("tank/step-ca/ca.json", "broken\n");
     const out: string[] = [];
     const deps = { load: () => config, api: async () => api, node: async () => run, out: (l: string) => out.push(l) };
-    // Going to the older one would destroy the newer: refused, nothing changed.
+    // Going to the older one would destroy the newer: listed with whose and how old, refused, nothing changed.
     expect(await runRollback(["dev", "step-ca", b], deps)).toBe(1);
-    expect(out.join("\n")).toContain(`refused: newer snapshots exist, and \`zfs rollback -r\` destroys them: ${ROOT_DS}@${c}, tank/step-ca@${c}`);
+    const text = out.join("\n");
+    expect(text).toMatch(new RegExp(`zfs rollback -r ${ROOT_DS}@${b}[\\s\\S]*it destroys these 2 newer snapshots and bookmarks:\\n {7}${ROOT_DS}@${c} \\(Phoenix's, \\d+ min old, taken \\S+Z\\)\\n {7}tank/step-ca@${c} \\(Phoenix's`));
+    expect(text).toContain("refused: 2 newer snapshots and bookmarks would be destroyed (listed above): run again with --destroy-newer to destroy them");
+    // --force is for root settings only: it does not destroy snapshots.
+    out.length = 0;
+    expect(await runRollback(["dev", "step-ca", b, "--force"], deps)).toBe(1);
+    expect(rig.sandbox.state().snapshots).toContain(`${ROOT_DS}@${c}`);
     expect(sim.state.guests.get(VMID)!.status).toBe("running");
 
     out.length = 0;
@@ -153,9 +198,47 @@ describe("a bind-mounted container snapshotted through ZFS, and rolled back", ()
     await takeChangeSnapshot(api, { node: "pve", kind: "lxc", vmid: VMID, change: "install", trigger: "e", keep: 2, whenUnsupported: "refuse", zfs: { connection: rig.connection, declared: declared() } });
     out.length = 0;
     expect(await runRollback(["dev", "step-ca"], deps)).toBe(1);
-    expect(out.join("\n")).toMatch(/refused: tank\/models is also mounted by ollama \(914\): rolling it back changes their data too/);
+    expect(out.join("\n")).toMatch(/refused: tank\/models is also mounted by ollama \(914\): rolling it back changes their data too; run again with --change-shared/);
     out.length = 0;
-    expect(await runRollback(["dev", "step-ca", "--force"], deps), out.join("\n")).toBe(0);
-    expect(out.join("\n")).toMatch(/--force: tank\/models is also mounted by ollama/);
+    expect(await runRollback(["dev", "step-ca", "--change-shared"], deps), out.join("\n")).toBe(0);
+    expect(out.join("\n")).toMatch(/--change-shared: tank\/models is also mounted by ollama/);
+    delete sim.state.guests.get(VMID)!.config.mp1;
+  }, 60_000);
+
+  it("sanoid's newer snapshots go only with --destroy-newer; a held or cloned one, or a running send, stops the rollback whatever the flags", async () => {
+    const e = snapshotName("install", "e");
+    // sanoid took one on the CA's dataset after Phoenix's (sanoid v2.3.0: autosnap_<date>_<period>).
+    const sanoid = "tank/step-ca@autosnap_2030-01-01_00:00:00_hourly";
+    await run(`zfs snapshot -- '${sanoid}'`);
+    rig.sandbox.write("tank/step-ca/ca.json", "after sanoid\n");
+    const out: string[] = [];
+    let sends = "";
+    const withSends: NodeRun = (command) => (command === RENDER_RUNNING_SENDS ? Promise.resolve({ code: 0, stdout: sends, stderr: "" }) : run(command));
+    const deps = { load: () => config, api: async () => api, node: async () => withSends, out: (l: string) => out.push(l) };
+
+    await run(`zfs hold keep '${sanoid}'`);
+    expect(await runRollback(["dev", "step-ca", "--destroy-newer", "--force"], deps)).toBe(1);
+    expect(out.join("\n")).toContain(`${sanoid} (sanoid's, `);
+    expect(out.join("\n")).toContain(`refused: ${sanoid} is kept by 1 hold (zfs holds): Phoenix does not destroy it`);
+    await run(`zfs release keep '${sanoid}'`);
+    rig.sandbox.update((s) => void ((s.snapshotMeta ??= {})[sanoid] = { ...s.snapshotMeta[sanoid], clones: ["tank/ca-copy"] }));
+    out.length = 0;
+    expect(await runRollback(["dev", "step-ca", "--destroy-newer"], deps)).toBe(1);
+    expect(out.join("\n")).toContain(`refused: ${sanoid} is kept by clones tank/ca-copy`);
+    rig.sandbox.update((s) => void delete s.snapshotMeta![sanoid]!.clones);
+    sends = "4242 zfs send -I tank/step-ca@a tank/step-ca@autosnap_2030-01-01_00:00:00_hourly\n";
+    out.length = 0;
+    expect(await runRollback(["dev", "step-ca", "--destroy-newer"], deps)).toBe(1);
+    expect(out.join("\n")).toContain("refused: a zfs send or receive is running on the node (4242 zfs send -I tank/step-ca@a");
+    expect(rig.sandbox.state().snapshots).toContain(sanoid);
+    expect(rig.sandbox.read("tank/step-ca/ca.json")).toBe("after sanoid\n");
+
+    sends = "";
+    out.length = 0;
+    expect(await runRollback(["dev", "step-ca", "--destroy-newer"], deps), out.join("\n")).toBe(0);
+    expect(out.join("\n")).toContain("--destroy-newer: destroying 1 newer snapshots and bookmarks");
+    expect(rig.sandbox.state().snapshots).not.toContain(sanoid);
+    expect(rig.sandbox.state().snapshots).toContain(`tank/step-ca@${e}`);
+    expect(rig.sandbox.read("tank/step-ca/ca.json")).toBe("v1\n");
   }, 60_000);
 });

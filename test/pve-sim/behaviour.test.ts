@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { faultsFromEnv } from "./faults";
+import { storageSecrets } from "./misc";
 import { DEBIAN_TEMPLATE, form, rawCall, seedTemplate, settle } from "./http";
 import { startSimulator, type Simulator, type SimulatorOptions } from "./server";
 
@@ -55,7 +56,7 @@ describe("simulator state and tasks", () => {
 
     const destroyTemplate = await ok(s, "DELETE", "/nodes/pve/lxc/900");
     const t = await taskOf(s, destroyTemplate);
-    expect(t.exitstatus).toMatch(/base volume 'local-zfs:basevol-900-disk-0' is still in use by linked cloned/);
+    expect(t.exitstatus).toMatch(/base volume 'basevol-900-disk-0' is still in use by linked clones/);
   });
 
   it("locks a container template for the whole clone, so a concurrent clone fails with CT is locked (disk)", async () => {
@@ -114,6 +115,25 @@ describe("simulator state and tasks", () => {
     expect(cfg.scsi0).toBe("local-zfs:vm-1001-disk-0,size=32G");
     const t = await taskOf(s, await ok(s, "POST", "/nodes/pve/qemu/1001/status/start"));
     expect(t.exitstatus).toBe("q35 machine model is not enabled");
+  });
+
+  it("takes a PBS storage as PBSPlugin.pm does: server and datastore required and fixed, backup content by default, the password kept apart and never answered", async () => {
+    const s = await start();
+    const fingerprint = Array.from({ length: 32 }, () => "ab").join(":");
+    const missing = await rawCall(s, "POST", "/storage", { form: form({ storage: "pbs1", type: "pbs", server: "10.0.0.50", username: "backup@pbs" }) });
+    expect(missing.status).toBe(400);
+    expect(JSON.stringify(missing.body)).toContain("datastore");
+    await ok(s, "POST", "/storage", { storage: "pbs1", type: "pbs", server: "10.0.0.50", datastore: "phoenix", username: "backup@pbs", password: "hunter2-pbs", fingerprint, namespace: "dev" });
+    const shown = (await ok(s, "GET", "/storage/pbs1")) as Record<string, unknown>;
+    expect(shown).toMatchObject({ storage: "pbs1", type: "pbs", server: "10.0.0.50", datastore: "phoenix", content: "backup", fingerprint });
+    expect(JSON.stringify([shown, await ok(s, "GET", "/storage"), await ok(s, "GET", "/nodes/pve/storage")])).not.toContain("hunter2");
+    expect(storageSecrets(s.state, "pbs1")).toEqual({ password: "hunter2-pbs" });
+    await ok(s, "PUT", "/storage/pbs1", { password: "hunter3-pbs" });
+    expect(storageSecrets(s.state, "pbs1")).toEqual({ password: "hunter3-pbs" });
+    const fixed = await rawCall(s, "PUT", "/storage/pbs1", { form: form({ server: "10.0.0.51" }) });
+    expect(fixed.status).toBe(400);
+    await ok(s, "DELETE", "/storage/pbs1");
+    expect(storageSecrets(s.state, "pbs1")).toBeUndefined();
   });
 
   it("is seeded like the prod host", async () => {

@@ -253,8 +253,10 @@ function storageHandlers(): Record<string, Handler> {
       nodeOf(ctx);
       const volume = req(ctx, "volume");
       const volid = volume.includes(":") ? volume : `${req(ctx, "storage")}:${volume}`;
-      ctx.sim.state.volume(volid);
-      return startTask(ctx, "imgdel", volid, () => ctx.sim.state.freeVolume(volid));
+      const owner = ctx.sim.state.volume(volid).vmid;
+      // pve-storage@9.1.7 src/PVE/API2/Storage/Content.pm delete: the worker's id is "<ownervm>@<storage>", or the storage.
+      const storeid = volid.split(":")[0]!;
+      return startTask(ctx, "imgdel", owner !== undefined ? `${owner}@${storeid}` : storeid, () => ctx.sim.state.freeVolume(volid));
     },
     "GET /nodes/{node}/aplinfo": (ctx) => {
       nodeOf(ctx);

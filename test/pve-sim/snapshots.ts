@@ -215,10 +215,21 @@ const vzdump: Handler = (ctx) => {
   const listed = (str(ctx, "vmid") ?? "").split(/[\s,;]+/).filter((s) => s !== "").map(Number);
   if (!all && listed.length === 0) throw paramError({ vmid: "property is missing and it is not optional" });
   const excluded = new Set((str(ctx, "exclude") ?? "").split(/[\s,;]+/).filter((s) => s !== "").map(Number));
-  const guests = [...sim.state.guests.values()].filter((g) => g.node === node && (all ? !excluded.has(g.vmid) : listed.includes(g.vmid)) && g.config.template !== "1");
+  // A template is backed up when named (VZDump.pm get_included_guests takes the vmid list as it is;
+  // a template is never running, so its mode is `stop`: VZDump.pm exec_backup_task). Not modelled:
+  // templates selected by `all`, which PVE includes too.
+  const guests = [...sim.state.guests.values()].filter((g) => g.node === node && (all ? !excluded.has(g.vmid) && g.config.template !== "1" : listed.includes(g.vmid)));
   if (!all) for (const vmid of listed) if (!guests.some((g) => g.vmid === vmid)) throw die(`guest ${vmid} is not on node '${node}'`);
   const mode = str(ctx, "mode") ?? "snapshot";
   const compress = str(ctx, "compress") ?? "0";
+  // VZDump.pm generate_notes: {{cluster}}, {{guestname}}, {{node}}, {{vmid}}; `\\n` is a line break.
+  const notesTemplate = str(ctx, "notes-template");
+  const notesOf = (g: Guest) =>
+    notesTemplate === undefined || notesTemplate === ""
+      ? undefined
+      : notesTemplate
+          .replace(/\\(.)/g, (_m, c: string) => (c === "\\" ? "\\" : c === "n" ? "\n" : c))
+          .replace(/\{\{(cluster|guestname|node|vmid)\}\}/g, (_m, k: string) => ({ cluster: "standalone node", guestname: g.config.hostname ?? g.config.name ?? `VM ${g.vmid}`, node, vmid: String(g.vmid) })[k]!);
   return startTask(ctx, "vzdump", guests.length === 1 ? String(guests[0]!.vmid) : "", async ({ log, sleep }) => {
     const failed: number[] = [];
     for (const g of guests) {
@@ -239,7 +250,7 @@ const vzdump: Handler = (ctx) => {
           const name = archiveName(g.kind, g.vmid, sim.state.now(), compress);
           const volid = `${storageId}:backup/${name}`;
           const size = volumesOf(g.kind, g.config, sim).reduce((n, { volid: v }) => n + (sim.state.storages.get(v.split(":")[0]!)?.volumes.get(v)?.size ?? 0), 0);
-          storage.volumes.set(volid, { volid, storage: storageId, content: "backup", format: name.replace(/^[^.]*\./, ""), size: Math.max(1, Math.round(size / 4)), ctime: Math.floor(sim.state.now() / 1000), vmid: g.vmid, backup: { kind: g.kind, config } });
+          storage.volumes.set(volid, { volid, storage: storageId, content: "backup", format: name.replace(/^[^.]*\./, ""), size: Math.max(1, Math.round(size / 4)), ctime: Math.floor(sim.state.now() / 1000), vmid: g.vmid, backup: { kind: g.kind, config }, ...(notesOf(g) !== undefined ? { notes: notesOf(g) } : {}) });
           sim.state.volumeEvents.push({ kind: "backup", vmid: g.vmid, volid });
           log(`INFO: creating vzdump archive '${volid}'`);
           if (snapshotMode) g.snapshots.delete("vzdump");

@@ -16,6 +16,8 @@ export interface Volume {
   parent?: string;
   /** For a backup archive (snapshots.ts): the guest's kind and its configuration as vzdump stored it. */
   backup?: { kind: "lxc" | "qemu"; config: Record<string, string> };
+  /** A backup's notes (vzdump `notes-template`, pve-manager PVE/VZDump.pm generate_notes). */
+  notes?: string;
 }
 
 export interface Storage {
@@ -267,7 +269,8 @@ export class SimState {
   freeVolume(volid: string): void {
     const vol = this.volume(volid);
     const users = [...this.storage(vol.storage).volumes.values()].filter((v) => v.parent === volid);
-    if (users.length > 0) throw die(`base volume '${volid}' is still in use by linked cloned`);
+    // pve-storage@9.1.7 src/PVE/Storage.pm vdisk_free: the volume name, without the storage.
+    if (users.length > 0) throw die(`base volume '${volid.slice(volid.indexOf(":") + 1)}' is still in use by linked clones`);
     this.storage(vol.storage).volumes.delete(volid);
   }
 

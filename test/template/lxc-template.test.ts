@@ -13,9 +13,11 @@ const DRIVER = "580.95.05";
 let sim: Simulator;
 let rig: SshRig;
 const built: Record<number, LxcTemplateOutputs> = {};
+/** Moved on by a test whose archives must not share a second (vzdump names them by the time). */
+let clockOffset = 0;
 
 beforeAll(async () => {
-  [sim, rig] = await Promise.all([startSimulator({ timing: { taskDurationMs: 0, allocationMs: 0 } }), startSshd()]);
+  [sim, rig] = await Promise.all([startSimulator({ timing: { taskDurationMs: 0, allocationMs: 0 }, now: () => Date.now() + clockOffset }), startSshd()]);
   mirrorContainers(sim, rig.sandbox);
 });
 afterAll(async () => {
@@ -146,6 +148,32 @@ describe("LxcTemplate against the simulator and the sshd rig", () => {
     const rebuilt = (await implementation.create(changed)).outs as LxcTemplateOutputs;
     expect(rebuilt.buildHash).toBe(changed.buildHash);
     expect(rig.sandbox.read("ct/905/etc/timezone")).toBe("Etc/UTC\n");
+  });
+
+  it("a rebuild archives the old build first (PVE cannot snapshot a template), keeping the last N of Phoenix's; a failed archive destroys nothing", async () => {
+    const keepBuilds = { storage: "local", keep: 2 };
+    const zones = ["Etc/UTC", "Europe/Paris", "Asia/Tokyo"];
+    let current = (await implementation.create(await checked(declared(906, { keepBuilds })))).outs as LxcTemplateOutputs;
+    // Someone else's backup of the vmid: never pruned.
+    sim.state.storages.get("local")!.volumes.set("local:backup/vzdump-lxc-906-2020_01_01-00_00_00.tar.zst", { volid: "local:backup/vzdump-lxc-906-2020_01_01-00_00_00.tar.zst", storage: "local", content: "backup", format: "tar.zst", size: 1, ctime: 1, vmid: 906, notes: "before the upgrade" });
+    const notes: string[] = [];
+    for (const [n, timezone] of zones.entries()) {
+      const next = await checked(declared(906, { keepBuilds, layer: { layer: "base", timezone, locale: "en_US.UTF-8", packages: [] } }));
+      expect(await implementation.diff("pve/906", current, next)).toEqual({ changes: true, replaces: ["buildHash"], deleteBeforeReplace: true });
+      clockOffset = (n + 1) * 60_000;
+      notes.push(`phoenix-template tpl-906 build ${current.buildHash.slice(0, 12)}`);
+      await implementation.delete("pve/906", current);
+      current = (await implementation.create(next)).outs as LxcTemplateOutputs;
+    }
+    const dumps = sim.log.find("POST", "/nodes/{node}/vzdump").filter((e) => e.params.vmid === "906");
+    expect(dumps.map((e) => e.params)).toEqual(notes.map((n) => ({ vmid: "906", storage: "local", mode: "stop", compress: "zstd", "notes-template": n })));
+    const archives = [...sim.state.storages.get("local")!.volumes.values()].filter((v) => v.content === "backup" && v.vmid === 906);
+    expect(archives.map((v) => v.notes)).toEqual(["before the upgrade", ...notes.slice(1)]);
+    expect(archives.slice(1).every((v) => v.backup?.config.template === "1")).toBe(true);
+
+    // A storage without backup content: vzdump refuses, and the template stays as it is.
+    await expect(implementation.delete("pve/906", { ...current, keepBuilds: { storage: "local-zfs", keep: 2 } })).rejects.toThrow(/can't use storage 'local-zfs' for backups - wrong content type/);
+    expect(sim.state.guests.get(906)?.config.template).toBe("1");
   });
 
   it("a changed template with guests cloned from it is refused at preview, naming them; frozen keeps it", async () => {
