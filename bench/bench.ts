@@ -1,8 +1,11 @@
 /**
  * `npm run bench`: how Phoenix's costs grow, outside `npm test`.
- *  - the cold load + evaluation of prod under the CLI's program host, side by side: the SDK's
- *    vendored ts-node with type check (`typescript: true`) and Phoenix's entry
- *    (pulumi-entry.cjs, tsx), each with an empty temp folder so no compile cache helps;
+ *  - the cold load + evaluation of prod under the CLI's program host, side by side, each with an
+ *    empty temp folder so no compile cache there helps: the SDK's vendored ts-node with type check
+ *    (`typescript: true`), the previous entry (bench/tsx-entry.cjs: tsx's hook), and Phoenix's
+ *    entry (pulumi-entry.cjs) once with an empty bundle cache (a rebuild, as after any change to
+ *    the sources) and once with the bundle it just built; beside them, what importing the SDK
+ *    and the two provider packages alone costs, which no entry can go below;
  *  - load + evaluation (validation, composition, every renderer) through the real program host
  *    (cmd/run over gRPC, bench/program-host.ts) for the prod stack and for generated stacks of
  *    10, 100 and 500 extra guests;
@@ -13,6 +16,7 @@
  *  - the calls a second, no-op apply makes.
  * Prints a table and writes bench/results.json.
  */
+import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as os from "node:os";
@@ -71,17 +75,40 @@ async function evaluation(extra: number): Promise<{ guests: number; resources?: 
   return { guests: config.guests.length, resources: run.resources, ms: run.ms };
 }
 
-/** Cold load + evaluation of prod, the SDK's ts-node path against the project's own Pulumi.yaml. */
+/** Wall time of a node process that only imports the SDK and the two provider packages. */
+function sdkImportMs(): number {
+  const started = performance.now();
+  execFileSync(process.execPath, ["-e", 'require("@pulumi/pulumi"); require("@muhlba91/pulumi-proxmoxve"); require("@pulumi/command")'], { cwd: ROOT, stdio: "ignore" });
+  return Math.round(performance.now() - started);
+}
+
+/**
+ * Cold load + evaluation of prod: the SDK's ts-node path, the previous entry and Phoenix's own
+ * (Pulumi.yaml), in one run. The bundle goes to a fresh cache folder (below node_modules, where
+ * its `require`s resolve), first empty, then holding what that first run built.
+ */
 async function coldLoads(): Promise<Record<string, number>> {
   const stack = prepared(0);
   if ("error" in stack) throw new PlacedError(stack.error, { file: "Pulumi.prod.yaml" });
   const { raw, config } = stack;
   const project = projectRuntime();
   const tsNode = { ...project, typescript: true, nodeargs: "", entryPoint: "index.ts" };
-  return {
-    tsNodeTypeCheckMs: (await cold((env) => evaluateThroughHost(raw, config, { runtime: tsNode, env }))).ms,
-    pulumiYamlMs: (await cold((env) => evaluateThroughHost(raw, config, { runtime: project, env }))).ms,
-  };
+  const tsx = { ...project, programDirectory: ROOT, entryPoint: "bench/tsx-entry.cjs" };
+  const cacheRoot = path.join(ROOT, "node_modules", ".cache");
+  fs.mkdirSync(cacheRoot, { recursive: true });
+  const bundleCache = fs.mkdtempSync(path.join(cacheRoot, "phoenix-bench-"));
+  const timed = (runtime: typeof project, extra: Record<string, string> = {}) => cold(async (env) => (await evaluateThroughHost(raw, config, { runtime, env: { ...env, ...extra } })).ms);
+  try {
+    return {
+      sdkImportMs: sdkImportMs(),
+      tsNodeTypeCheckMs: await timed(tsNode),
+      tsxEntryMs: await timed(tsx),
+      bundleRebuildMs: await timed(project, { PHOENIX_PROGRAM_CACHE: bundleCache }),
+      bundleCachedMs: await timed(project, { PHOENIX_PROGRAM_CACHE: bundleCache }),
+    };
+  } finally {
+    fs.rmSync(bundleCache, { recursive: true, force: true });
+  }
 }
 
 /**
