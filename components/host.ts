@@ -11,6 +11,7 @@ import * as proxmox from "@muhlba91/pulumi-proxmoxve";
 import * as pulumi from "@pulumi/pulumi";
 import { GpuFunctions, type ApiAccess } from "../providers/hardware/gpu-functions";
 import { NodeFile } from "../providers/host/node-file";
+import { APT_GET } from "../providers/ssh/apt";
 import { NvidiaDriver } from "../providers/host/nvidia-driver";
 import { VfioHost } from "../providers/host/vfio";
 import { ZfsArcLimit } from "../providers/host/zfs-arc";
@@ -130,7 +131,7 @@ export class HostPrep extends pulumi.ComponentResource {
       this.exports = new NodeFile(
         `${name}-nfs-exports`,
         // The NFS server is not part of a stock PVE install; it is added when the first export is.
-        { node, connection, path: "/etc/exports", exports: args.exports, reload: [exportOwners(host, args.exports), "if ! command -v exportfs >/dev/null; then apt-get install -y nfs-kernel-server; fi", "exportfs -ra"].filter(Boolean).join("; ") },
+        { node, connection, path: "/etc/exports", exports: args.exports, reload: [exportOwners(host, args.exports), `if ! command -v exportfs >/dev/null; then ${APT_GET} install -y nfs-kernel-server; fi`, "exportfs -ra"].filter(Boolean).join("; ") },
         { ...child, dependsOn: args.exports.map((e) => this.datasets[e.path.slice(1)]).filter((d): d is pulumi.Resource => d !== undefined) },
       );
     }

@@ -7,6 +7,7 @@ import * as proxmox from "@muhlba91/pulumi-proxmoxve";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { NodeFile } from "../../providers/host/node-file";
+import { APT_GET } from "../../providers/ssh/apt";
 import type { SshConnection } from "../../providers/ssh";
 import { jobGuests, pruneBackups } from "../../stacks/backup";
 import type { BackupJob, StackConfig } from "../../stacks/schema";
@@ -34,7 +35,7 @@ export interface DataProtectionArgs {
  */
 export const SANOID_INSTALL = [
   "set -eu",
-  "dpkg-query -W -f='${Status}' sanoid 2>/dev/null | grep -q 'install ok installed' || DEBIAN_FRONTEND=noninteractive apt-get install -y sanoid",
+  `dpkg-query -W -f='\${Status}' sanoid 2>/dev/null | grep -q 'install ok installed' || DEBIAN_FRONTEND=noninteractive ${APT_GET} install -y sanoid`,
   "systemctl enable --now sanoid.timer",
   "",
 ].join("\n");

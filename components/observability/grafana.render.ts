@@ -8,6 +8,7 @@
  * a file only root and grafana can read: it never leaves the guest.
  */
 import { stringify } from "yaml";
+import { APT_GET, aptGetUpdate } from "../../providers/ssh/apt";
 import { guestOfRole } from "../../stacks/routing";
 import type { StackConfig } from "../../stacks/schema";
 import type { RenderedFile } from "../render/files";
@@ -139,11 +140,14 @@ export function renderGrafanaPrepare(config: StackConfig): string {
   rm -rf "$key_dir"
 fi
 echo ${shQuote(`deb [signed-by=${GRAFANA_PATHS.keyring}] https://apt.grafana.com stable main`)} >${GRAFANA_PATHS.sources}.new
-if cmp -s ${GRAFANA_PATHS.sources}.new ${GRAFANA_PATHS.sources}; then rm -f ${GRAFANA_PATHS.sources}.new; else mv -f ${GRAFANA_PATHS.sources}.new ${GRAFANA_PATHS.sources}; apt-get update -qq; fi
+if cmp -s ${GRAFANA_PATHS.sources}.new ${GRAFANA_PATHS.sources}; then rm -f ${GRAFANA_PATHS.sources}.new; else
+  mv -f ${GRAFANA_PATHS.sources}.new ${GRAFANA_PATHS.sources}
+  ${aptGetUpdate("-qq", "  ")}
+fi
 if [ "$(dpkg-query -W -f='\${Version}' grafana 2>/dev/null || true)" != ${shQuote(role.grafana.version)} ]; then
   apt-mark unhold grafana >/dev/null 2>&1 || true
   # The configuration files are Phoenix's: keep them over the package's on an upgrade.
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --allow-downgrades -o Dpkg::Options::=--force-confold ${shQuote(`grafana=${role.grafana.version}`)}
+  DEBIAN_FRONTEND=noninteractive ${APT_GET} install -y -qq --no-install-recommends --allow-downgrades -o Dpkg::Options::=--force-confold ${shQuote(`grafana=${role.grafana.version}`)}
 fi
 apt-mark hold grafana >/dev/null
 install -d -m 0750 -o grafana -g grafana ${shQuote(grafanaDataDir(config))}

@@ -6,6 +6,7 @@
  * the second time (no reload either).
  */
 import { CONTROL_CHARS } from "../../stacks/patterns";
+import { APT_GET, aptGetUpdate } from "../../providers/ssh/apt";
 import { indent, shQuote, type RenderedFile } from "./files";
 
 export interface InstallScriptSpec {
@@ -166,8 +167,8 @@ for p in ${packages.map(shQuote).join(" ")}; do
 done
 if [ "\${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "\${missing[@]}"
+  ${aptGetUpdate("-qq", "  ")}
+  ${APT_GET} install -y -qq --no-install-recommends "\${missing[@]}"
 fi`;
 }
 

@@ -13,6 +13,7 @@
  * cmd/tailscale/cli/up.go was not read).
  */
 import { shellQuote } from "../../providers/ssh/script";
+import { APT_GET, aptGetUpdate } from "../../providers/ssh/apt";
 import { SECRET_PLACEHOLDER } from "../../stacks/engine";
 
 export const TAILSCALE_APT_KEY_FINGERPRINT = "2596A99EAAB33821893C0A79458CA832957F5868";
@@ -47,7 +48,7 @@ export function renderTailscaleJoin(j: TailscaleJoin, authKey: string): string {
   return `#!/usr/bin/env bash
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-${j.waitForCloudInit ? "cloud-init status --wait >/dev/null || true\n" : ""}if ! command -v gpg >/dev/null; then apt-get update -q && apt-get install -y -q gpg curl ca-certificates; fi
+${j.waitForCloudInit ? "cloud-init status --wait >/dev/null || true\n" : ""}if ! command -v gpg >/dev/null; then ${aptGetUpdate("-q")} && ${APT_GET} install -y -q gpg curl ca-certificates; fi
 key=$(mktemp)
 curl -fsSL -o "$key" ${shellQuote(`${base}/${j.codename}.noarmor.gpg`)}
 fpr=$(gpg --show-keys --with-colons "$key" | awk -F: '$1 == "fpr" { print $10; exit }')
@@ -56,8 +57,8 @@ install -m 0644 "$key" ${KEYRING}
 rm -f "$key"
 printf '%s\\n' ${shellQuote(`deb [signed-by=${KEYRING}] ${base} ${j.codename} main`)} > /etc/apt/sources.list.d/tailscale.list
 if [ "$(dpkg-query -W -f='\${Version}' tailscale 2>/dev/null || true)" != ${shellQuote(j.version)} ]; then
-  apt-get update -q
-  apt-get install -y -q --allow-change-held-packages tailscale=${shellQuote(j.version)}
+  ${aptGetUpdate("-q", "  ")}
+  ${APT_GET} install -y -q --allow-change-held-packages tailscale=${shellQuote(j.version)}
   apt-mark hold tailscale
 fi
 ${j.userspace ? `printf '%s\\n' 'PORT="41641"' 'FLAGS="--tun=userspace-networking"' > /etc/default/tailscaled\n` : ""}systemctl enable tailscaled

@@ -1,3 +1,4 @@
+import { APT_GET, aptGetUpdate } from "../ssh/apt";
 import { INSTALLED_FN, readFiles, removeFile, renderScript, shellQuote, writeFileIfChanged } from "../ssh/script";
 import { DKMS_MOK_PROBE, SECURE_BOOT_PROBE } from "./secure-boot";
 
@@ -122,8 +123,8 @@ for p in ${HEADER_PACKAGES.join(" ")}; do
   if ! installed "$p"; then missing+=("$p"); fi
 done
 if [ \${#missing[@]} -gt 0 ]; then
-  apt-get update
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "\${missing[@]}"
+  ${aptGetUpdate("", "  ")}
+  DEBIAN_FRONTEND=noninteractive ${APT_GET} install -y --no-install-recommends "\${missing[@]}"
 fi
 
 nouveau="$(

@@ -6,6 +6,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { APT_GET, aptGetUpdate } from "../ssh/apt";
 import { INSTALLED_FN, renderScript, shellQuote, writeFileIfChanged } from "../ssh/script";
 
 export interface BaseLayer {
@@ -94,8 +95,8 @@ for p in "\${wanted[@]}"; do
   if ! installed "$p"; then missing+=("$p"); fi
 done
 if [ \${#missing[@]} -gt 0 ]; then
-  apt-get update
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "\${missing[@]}"
+  ${aptGetUpdate("", "  ")}
+  DEBIAN_FRONTEND=noninteractive ${APT_GET} install -y --no-install-recommends "\${missing[@]}"
   echo "changed packages \${missing[*]}"
 fi`;
 }
@@ -235,7 +236,7 @@ export function renderLayer(spec: LayerSpec): string {
 export function renderSeal(): string {
   return renderScript(`
 if [ -s "$R/etc/machine-id" ]; then : > "$R/etc/machine-id"; fi
-apt-get clean
+${APT_GET} clean
 `);
 }
 

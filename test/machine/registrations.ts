@@ -7,7 +7,7 @@ import { OFFLINE_ENV, SECRET_PLACEHOLDER } from "../../stacks/engine";
 import { readStackFile, validateStack } from "../../stacks/load";
 import { ROOT } from "../stacks/fixtures";
 
-export async function registrationsOf(stack: "dev" | "prod"): Promise<Registered[]> {
+export async function registrationsOf(stack: "dev" | "prod" | "vrooli" | "cluster"): Promise<Registered[]> {
   const raw = readStackFile(path.join(ROOT, `Pulumi.${stack}.yaml`));
   const checked = validateStack(raw, { requireSecrets: false });
   if (checked.ok !== true) throw new Error(`Pulumi.${stack}.yaml does not validate`);

@@ -60,7 +60,7 @@ export interface SandboxState {
  * A VM as `qm guest exec` reaches it. Its files live in the sandbox under `vm/<vmid>` (what
  * cloud-init wrote at first boot); `run/qm/<vmid>.status` says whether it runs.
  */
-export interface VmState {
+export interface VmState extends Partial<PackageScope> {
   /**
    * Compose projects by compose file: how often `docker compose up` (re)created their containers,
    * and the environment they got from the project's env_file then (a container keeps it until recreated).
@@ -581,8 +581,17 @@ function containerState(s: SandboxState): ContainerState {
   return (s.containers[container] ??= { aptInstalled: [], systemdEnabled: [], locales: [], caUpdates: 0, venvs: {} });
 }
 
+/** Inside `qm guest exec`: the VM's packages and units (what install scripts run through its guest agent changed). */
+function vmState(s: SandboxState): VmState & PackageScope {
+  if (!vm) fail("stand-in: not inside a VM", 2);
+  const state = ((s.vms ??= {})[vm] ??= { compose: {} });
+  state.aptInstalled ??= [];
+  state.systemdEnabled ??= [];
+  return state as VmState & PackageScope;
+}
+
 function packageScope(s: SandboxState): PackageScope {
-  return container ? containerState(s) : s;
+  return container ? containerState(s) : vm ? vmState(s) : s;
 }
 
 const ctConf = (vmid: string) => path.join(root, "etc/pve/lxc", `${vmid}.conf`);
@@ -733,7 +742,7 @@ function docker(s: SandboxState, args: string[]): void {
       if (i > 0 && !line.startsWith("#")) env[line.slice(0, i)] = line.slice(i + 1);
     }
   }
-  const state = ((s.vms ??= {})[vm] ??= { compose: {} });
+  const state = vmState(s);
   const prev = state.compose[file];
   if (!prev || rest.includes("--force-recreate")) state.compose[file] = { starts: (prev?.starts ?? 0) + 1, env };
 }
@@ -1034,10 +1043,11 @@ function main(): void {
       case "apt-get": {
         const scope = packageScope(s);
         if (args.includes("install")) {
-          for (const p of args.filter((a) => !a.startsWith("-") && a !== "install")) {
+          // `-o Name=value` (providers/ssh/apt.ts APT_GET) takes a value that is no package.
+          for (const p of args.filter((a, i) => !a.startsWith("-") && args[i - 1] !== "-o" && a !== "install")) {
             if (!scope.aptInstalled.includes(p)) scope.aptInstalled.push(p);
             // A package that brings a tool puts it on the node's PATH.
-            if (!container) for (const tool of PROVIDES[p] ?? []) installTool(tool);
+            if (!container && !vm) for (const tool of PROVIDES[p] ?? []) installTool(tool);
           }
         }
         return;

@@ -95,7 +95,7 @@ describe("LxcTemplate against the simulator and the sshd rig", () => {
     expect(rig.sandbox.exists(SSHD_HARDENING_PATH.slice(1))).toBe(false);
     // Sealed: each clone gets its own machine-id at first boot, and no package cache.
     expect(rig.sandbox.read("ct/900/etc/machine-id")).toBe("");
-    expect(rig.sandbox.calls("apt-get").at(-1)).toEqual(["apt-get", "clean"]);
+    expect(rig.sandbox.calls("apt-get").at(-1)?.at(-1)).toBe("clean");
   });
 
   it("re-running changes nothing: create adopts the built template, diff sees no change", async () => {

@@ -10,8 +10,19 @@ for p in curl ca-certificates; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  (
+    # apt-get update does not wait for /var/lib/apt/lists/lock (DPkg::Lock::Timeout covers dpkg's locks only)
+    for _ in $(seq 120); do
+      if out="$(LC_ALL=C apt-get -o DPkg::Lock::Timeout=600 update -qq 2>&1)"; then
+        if [ -n "$out" ]; then printf '%s\n' "$out"; fi
+        exit 0
+      fi
+      case "$out" in *"Unable to lock directory "*) sleep 5 ;; *) break ;; esac
+    done
+    printf '%s\n' "$out" >&2
+    exit 100
+  )
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"
 fi
 # The unit's CUDA_VISIBLE_DEVICES counts on this guest seeing exactly its GPUs, in PCI bus order.
 gpus_seen=$(nvidia-smi --query-gpu=pci.bus_id --format=csv,noheader | tr 'A-F' 'a-f' | sed -E 's/^0*([0-9a-f]+):/\1:/' | paste -sd ' ' -)

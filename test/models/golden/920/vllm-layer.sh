@@ -11,8 +11,19 @@ for p in "${wanted[@]}"; do
   if ! installed "$p"; then missing+=("$p"); fi
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  apt-get update
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+  (
+    # apt-get update does not wait for /var/lib/apt/lists/lock (DPkg::Lock::Timeout covers dpkg's locks only)
+    for _ in $(seq 120); do
+      if out="$(LC_ALL=C apt-get -o DPkg::Lock::Timeout=600 update 2>&1)"; then
+        if [ -n "$out" ]; then printf '%s\n' "$out"; fi
+        exit 0
+      fi
+      case "$out" in *"Unable to lock directory "*) sleep 5 ;; *) break ;; esac
+    done
+    printf '%s\n' "$out" >&2
+    exit 100
+  )
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "${missing[@]}"
   echo "changed packages ${missing[*]}"
 fi
 mkdir -p "$(dirname "$R"/opt/vllm-requirements/0.11.0.txt)"

@@ -10,8 +10,19 @@ for p in curl ca-certificates unzip gnupg; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  (
+    # apt-get update does not wait for /var/lib/apt/lists/lock (DPkg::Lock::Timeout covers dpkg's locks only)
+    for _ in $(seq 120); do
+      if out="$(LC_ALL=C apt-get -o DPkg::Lock::Timeout=600 update -qq 2>&1)"; then
+        if [ -n "$out" ]; then printf '%s\n' "$out"; fi
+        exit 0
+      fi
+      case "$out" in *"Unable to lock directory "*) sleep 5 ;; *) break ;; esac
+    done
+    printf '%s\n' "$out" >&2
+    exit 100
+  )
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"
 fi
 # The data lives on the declared dataset, never on the guest's root disk.
 if ! mountpoint -q /var/lib/phoenix-observability; then
@@ -92,11 +103,25 @@ if ! gpg --no-default-keyring --keyring /etc/apt/keyrings/grafana.gpg --with-col
   rm -rf "$key_dir"
 fi
 echo 'deb [signed-by=/etc/apt/keyrings/grafana.gpg] https://apt.grafana.com stable main' >/etc/apt/sources.list.d/grafana.list.new
-if cmp -s /etc/apt/sources.list.d/grafana.list.new /etc/apt/sources.list.d/grafana.list; then rm -f /etc/apt/sources.list.d/grafana.list.new; else mv -f /etc/apt/sources.list.d/grafana.list.new /etc/apt/sources.list.d/grafana.list; apt-get update -qq; fi
+if cmp -s /etc/apt/sources.list.d/grafana.list.new /etc/apt/sources.list.d/grafana.list; then rm -f /etc/apt/sources.list.d/grafana.list.new; else
+  mv -f /etc/apt/sources.list.d/grafana.list.new /etc/apt/sources.list.d/grafana.list
+  (
+    # apt-get update does not wait for /var/lib/apt/lists/lock (DPkg::Lock::Timeout covers dpkg's locks only)
+    for _ in $(seq 120); do
+      if out="$(LC_ALL=C apt-get -o DPkg::Lock::Timeout=600 update -qq 2>&1)"; then
+        if [ -n "$out" ]; then printf '%s\n' "$out"; fi
+        exit 0
+      fi
+      case "$out" in *"Unable to lock directory "*) sleep 5 ;; *) break ;; esac
+    done
+    printf '%s\n' "$out" >&2
+    exit 100
+  )
+fi
 if [ "$(dpkg-query -W -f='${Version}' grafana 2>/dev/null || true)" != 12.3.0 ]; then
   apt-mark unhold grafana >/dev/null 2>&1 || true
   # The configuration files are Phoenix's: keep them over the package's on an upgrade.
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --allow-downgrades -o Dpkg::Options::=--force-confold grafana=12.3.0
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends --allow-downgrades -o Dpkg::Options::=--force-confold grafana=12.3.0
 fi
 apt-mark hold grafana >/dev/null
 install -d -m 0750 -o grafana -g grafana /var/lib/phoenix-observability/grafana
