@@ -99,7 +99,7 @@ export interface GuestFirewallSpec {
   firewall: StackConfig["guests"][number]["firewall"];
   /** The guest's static IPv4 address; undefined on DHCP. */
   address: string | undefined;
-  /** Rules Phoenix derives for the guest, after its own: the ops guest's scrape (stacks/firewall-rules.ts scrapeRules). */
+  /** Rules Phoenix derives for the guest, after its own: the ops guest's scrape, Loki's pushes (stacks/firewall-rules.ts derivedRules). */
   derived?: readonly ListEntry[];
 }
 

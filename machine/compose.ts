@@ -16,6 +16,7 @@ import { modelServerSpec } from "../components/models/server";
 import { Observability } from "../components/observability/observability";
 import { MetricsExporters } from "../components/observability/exporters";
 import { LogShipping } from "../components/observability/alloy";
+import { VmAgents } from "../components/observability/vm-agents";
 import type { GuestContext } from "../components/guest/common";
 import { LxcGuest } from "../components/guest/lxc";
 import { changeSnapshotPolicy, type ChangeSnapshotPolicy } from "../components/guest/snapshot";
@@ -34,7 +35,7 @@ import { bridgeNetwork, cloneOrder, creationOrder, gpuAllocation, guestAddress, 
 import type { Guest, StackConfig } from "../stacks/schema";
 import { openaiBaseUrl, serviceUrls, type GuestOutput, type PhoenixExports, type PhoenixOutputs } from "../stacks/outputs";
 import { templateNesting } from "../stacks/validate";
-import { nodeRuleList, scrapeRules } from "../stacks/firewall-rules";
+import { derivedRules, nodeRuleList } from "../stacks/firewall-rules";
 import { Machine, movedUnder } from "./machine";
 
 function sshConnection(stack: LoadedStack, nodeIndex: number): pulumi.Output<SshConnection> | undefined {
@@ -93,7 +94,7 @@ export function buildStack(stack: LoadedStack): PhoenixExports {
     const before = [...(previous === undefined ? [] : [builtGuest(previous).machine]), ...[...g.dependsOn, ...implicitDependencies(g)].map((d) => builtGuest(d).ready)];
     const node = g.node ?? hostNode;
     const net = bridgeNetwork(config.host, g.network.bridge ?? config.host.managementBridge, g.network.vlan);
-    const context: GuestContext = { node, bridge: config.host.managementBridge, gateway: net?.gateway, dnsServers: config.host.dnsServers, domain: config.host.domain, derivedRules: scrapeRules(config, g) };
+    const context: GuestContext = { node, bridge: config.host.managementBridge, gateway: net?.gateway, dnsServers: config.host.dnsServers, domain: config.host.domain, derivedRules: derivedRules(config, g) };
     const groups = g.firewall.groups.map((name) => firewall.groups[name]!);
     // A storage on several nodes: its registration (one node's preparation) and each node's dataset.
     const storage = Object.values(preps).map((p) => p.storages[g.storage]).filter((r): r is pulumi.Resource => r !== undefined);
@@ -174,6 +175,8 @@ export function buildStack(stack: LoadedStack): PhoenixExports {
     // The host's Alloy after the host's exporters: one install (and one apt) at a time on the node.
     const hostLogs = hostExporters && exporters.host ? { connection: hostExporters.connection, dependsOn: [exporters.host] } : undefined;
     new LogShipping("logs", { config, connectionOf, readyOf: (vmid) => builtGuest(vmid).ready, ...(hostLogs ? { host: hostLogs } : {}) }, movedUnder(machine));
+    // The VMs' exporters and Alloy, through each VM's guest agent.
+    new VmAgents("vm-agents", { config, connectionOf, readyOf: (vmid) => builtGuest(vmid).ready }, movedUnder(machine));
   }
   const core = buildCore(config, ca(), stack.secret, (g) => ({ routing: config, connection: connectionOf(g), dependsOn: [builtGuest(g.vmid).ready], snapshot: changeSnapshotPolicy(config, g, api, connectionOf(g)) }), () => machine.tier("Core"));
   if (core.caRootPem && config.guests.some((g) => g.role?.type === "portainer-server")) {

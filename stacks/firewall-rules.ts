@@ -9,7 +9,7 @@
  */
 import { ipToInt, parseCidr, subnetOf } from "./net";
 import { guestAddress } from "./plan";
-import { opsGuest, scrapePoints, type ScrapePoint } from "./scrape";
+import { logShippers, opsGuest, scrapePoints, type ScrapePoint } from "./scrape";
 import type { FirewallRule, Guest, StackConfig } from "./schema";
 
 /** One rule a macro expands to (its action is the rule's). */
@@ -367,15 +367,37 @@ export function scrapeRules(config: StackConfig, on: Guest | "host"): ListEntry[
   }));
 }
 
+/**
+ * The ACCEPTs on the ops guest for the journals Alloy pushes to its Loki, one per machine that
+ * ships them (stacks/scrape.ts logShippers: the host and every guest with Phoenix's agents), so
+ * the user declares none of them. None on any other guest, and none without an ops guest with a
+ * static address.
+ */
+export function lokiPushRules(config: StackConfig, on: Guest | "host"): ListEntry[] {
+  const ops = opsGuest(config);
+  if (ops?.role?.type !== "observability" || on === "host" || on.vmid !== ops.vmid || guestAddress(ops) === undefined) return [];
+  const port = String(ops.role.loki.port);
+  const opsAt = `guests[${config.guests.indexOf(ops)}]`;
+  return logShippers(config).map(({ on: from, address }) => ({
+    rule: accept(port, address, `phoenix: ${from === "host" ? "the host's" : `guest ${from.vmid}'s`} journal to Loki (Alloy)`),
+    path: `${opsAt} (derived: Loki takes the journal of ${from === "host" ? "host.address" : `guests[${config.guests.indexOf(from)}]`})`,
+  }));
+}
+
+/** Every rule Phoenix derives for a machine, after the user's own: the ops guest's scrape, and on the ops guest the journals pushed to Loki. */
+export function derivedRules(config: StackConfig, on: Guest | "host"): ListEntry[] {
+  return [...scrapeRules(config, on), ...lokiPushRules(config, on)];
+}
+
 /** The node's own rule list as Phoenix deploys it; the NFS ACCEPTs and the ops guest's scrape only on the node Phoenix prepares. */
 export function nodeRuleList(config: StackConfig, node: string): ListEntry[] {
   const hostNode = config.host.node ?? config.proxmox.nodes[0]?.name;
-  return [{ group: ADMIN_GROUP }, ...(node === hostNode ? [...nfsRules(config), ...scrapeRules(config, "host")] : []), { group: NODE_GROUP }];
+  return [{ group: ADMIN_GROUP }, ...(node === hostNode ? [...nfsRules(config), ...derivedRules(config, "host")] : []), { group: NODE_GROUP }];
 }
 
 /**
  * A guest's rule list as Phoenix deploys it: its security groups first, then its own rules, then
- * the rules Phoenix derives for it (`derived`: scrapeRules), after the user's so that a DROP the
+ * the rules Phoenix derives for it (`derived`: derivedRules), after the user's so that a DROP the
  * user declares still wins. `at`: the guest's config path.
  */
 export function guestRuleList(guest: Pick<Guest, "firewall">, at = "guest", derived: readonly ListEntry[] = []): ListEntry[] {
@@ -420,5 +442,5 @@ export function hostNodeChain(config: StackConfig): ChainEntry[] {
 
 /** A guest's chain (both directions: the probe picks). Datacenter rules never apply to guests: enable_host_firewall alone compiles them. */
 export function guestChain(config: StackConfig, guest: Guest): ChainEntry[] {
-  return flatten(config, guestRuleList(guest, `guests[${config.guests.indexOf(guest)}]`, scrapeRules(config, guest)));
+  return flatten(config, guestRuleList(guest, `guests[${config.guests.indexOf(guest)}]`, derivedRules(config, guest)));
 }

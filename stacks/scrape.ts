@@ -43,12 +43,31 @@ export function machineLabels(config: Pick<StackConfig, "host" | "proxmox">, on:
 /**
  * Whether Phoenix installs node_exporter and Alloy inside the guest: in every container (through
  * `pct exec`, components/observability/exporters.ts and alloy.ts), and in every VM whose cloud-init
- * user data Phoenix writes (the Docker hosts, stacks/plan.ts trustsInternalCa), which runs the same
- * install scripts at first boot (components/observability/vm-agents.render.ts). A VM on the
- * provider's generated user data has no way in.
+ * user data Phoenix writes (the Docker hosts, stacks/plan.ts trustsInternalCa): that user data
+ * installs the QEMU guest agent the same install scripts then arrive through
+ * (components/observability/vm-agents.ts). A VM on the provider's generated user data has no
+ * guest agent Phoenix can count on.
  */
 export function runsNodeAgents(g: Guest): boolean {
   return g.kind === "lxc" || trustsInternalCa(g);
+}
+
+/**
+ * The machines whose journal Alloy ships to the ops guest's Loki, each with the address it pushes
+ * from: the host node (host.address; components/observability/alloy.ts LogShipping) and every guest
+ * Phoenix installs its agents in (runsNodeAgents). The ops guest pushes to its own address, which
+ * the kernel keeps on its loopback (no PVE chain sees it), and a guest on DHCP has no address a rule
+ * could name: both are left out. The ops guest's firewall ACCEPTs these (stacks/firewall-rules.ts
+ * lokiPushRules).
+ */
+export function logShippers(config: Pick<StackConfig, "host" | "guests">): Array<{ on: Guest | "host"; address: string }> {
+  const ops = opsGuest(config);
+  const hostIp = config.host.address.split("/")[0]!;
+  const guests = config.guests.filter((g) => g !== ops && runsNodeAgents(g)).flatMap((g) => {
+    const address = guestAddress(g);
+    return address === undefined ? [] : [{ on: g, address }];
+  });
+  return [{ on: "host", address: hostIp }, ...guests];
 }
 
 /**

@@ -38,7 +38,7 @@ describe("npm run synth", () => {
     expect(dot).toContain('"ct-103" -> "ct-102";');
     expect(fs.readFileSync(path.join(out, "prod", "graph.svg"), "utf8")).toMatch(/<svg[\s\S]*cluster_core[\s\S]*<\/svg>/);
     // every file a guest gets, under a folder per guest, with its install script
-    for (const f of ["101-nginx-gateway/etc/nginx/nginx.conf", "101-nginx-gateway/install/gateway-install-run.sh", "802-vllm-chat/install/model-802-install-check.sh", "802-vllm-chat/etc/systemd/system/vllm.service", "102-traefik/etc/traefik/traefik.yml", "102-traefik/etc/traefik/dynamic/phoenix.yml", "103-step-ca/etc/systemd/system/step-ca.service", "1001-portainer/cloud-init/user-data.yaml"]) {
+    for (const f of ["101-nginx-gateway/etc/nginx/nginx.conf", "101-nginx-gateway/install/gateway-install-run.sh", "802-vllm-chat/install/model-802-install-check.sh", "802-vllm-chat/etc/systemd/system/vllm.service", "102-traefik/etc/traefik/traefik.yml", "102-traefik/etc/traefik/dynamic/phoenix.yml", "103-step-ca/etc/systemd/system/step-ca.service", "1001-portainer/cloud-init/user-data.yaml", "1002-drphoenix/install/vm-agents-1002-exporters.sh", "1002-drphoenix/install/vm-agents-1002-alloy.sh"]) {
       expect(fs.existsSync(path.join(out, "prod", f)), f).toBe(true);
     }
     expect(fs.readFileSync(path.join(out, "prod", "103-step-ca", "install", "step-ca-install-run.sh"), "utf8")).toContain("<<'PHOENIX_PASSWORD'\n[secret]\nPHOENIX_PASSWORD");

@@ -1,9 +1,9 @@
 /**
  * A compose host's cloud-init user data: the Docker host's (components/docker/cloud-init.ts, Docker
  * pinned from its repository) plus, with `nvidia`, the driver, CUDA and the NVIDIA container toolkit
- * for the GPU passed through to the VM, and the VM's Docker stacks started with `docker compose`;
- * then, with an ops guest in the stack, node_exporter, Alloy and the GPU exporter (after the driver)
- * as every Phoenix VM gets them (components/observability/vm-agents.render.ts).
+ * for the GPU passed through to the VM, and the VM's Docker stacks started with `docker compose`.
+ * node_exporter, Alloy and the GPU exporter come later through the guest agent, once cloud-init
+ * (and so the driver) is done (components/observability/vm-agents.ts).
  * It holds no secret: validation refuses secretEnv on a compose host, the Tailscale key arrives
  * later through the guest agent (components/tailscale).
  *
@@ -23,6 +23,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { renderVmUserData } from "../docker/cloud-init";
 import { NodeFile } from "../../providers/host/node-file";
 import { shellQuote } from "../../providers/ssh/script";
+import { APT_GET, aptGetUpdate } from "../../providers/ssh/apt";
 import type { SshConnection } from "../../providers/ssh";
 import { snippetStorage } from "../../stacks/plan";
 import type { StackConfig, VmGuest } from "../../stacks/schema";
@@ -61,8 +62,8 @@ fetch_key ${shellQuote(`${CUDA_REPO}/3bf863cc.pub`)} ${CUDA_APT_KEY_FINGERPRINT}
 printf '%s\\n' ${shellQuote(`deb [signed-by=/usr/share/keyrings/cuda-archive-keyring.gpg] ${CUDA_REPO}/ /`)} > /etc/apt/sources.list.d/cuda.list
 fetch_key ${shellQuote(`${TOOLKIT_REPO}/gpgkey`)} ${NVIDIA_CONTAINER_TOOLKIT_KEY_FINGERPRINT} /usr/share/keyrings/nvidia-container-toolkit-keyring.gpg
 printf '%s\\n' ${shellQuote(`deb [signed-by=/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg] ${TOOLKIT_REPO}/stable/deb/amd64 /`)} > /etc/apt/sources.list.d/nvidia-container-toolkit.list
-apt-get update -q
-apt-get install -y -q ${shellQuote(`${driver}=${n.driver}`)} ${cudaPackage} ${shellQuote(`nvidia-container-toolkit=${n.containerToolkit}`)}
+${aptGetUpdate("-q")}
+${APT_GET} install -y -q ${shellQuote(`${driver}=${n.driver}`)} ${cudaPackage} ${shellQuote(`nvidia-container-toolkit=${n.containerToolkit}`)}
 apt-mark hold ${driver} ${cudaPackage} nvidia-container-toolkit
 nvidia-ctk runtime configure --runtime=docker
 systemctl restart docker

@@ -11,7 +11,6 @@
 import type { RenderedFile } from "../render/files";
 import { stringify } from "yaml";
 import type { StackConfig, VmGuest } from "../../stacks/schema";
-import { vmAgentParts } from "../observability/vm-agents.render";
 
 /** Docker's release signing key (https://download.docker.com/linux/ubuntu/gpg). */
 export const DOCKER_APT_KEY_FINGERPRINT = "9DC858229FC7DD38854AE2D88D81803C0EBFCD88";
@@ -123,11 +122,11 @@ export function renderDockerHostUserData(d: DockerHostUserData): string {
 
 /**
  * A Phoenix VM's user data from the stack: the Docker host's, with its role's files and commands
- * (the Portainer server's or agent's, a compose host's), then node_exporter and Alloy as in every
- * container, and the GPU exporter where a GPU is passed through (vm-agents.render.ts).
+ * (the Portainer server's or agent's, a compose host's). node_exporter and Alloy are not in it:
+ * cloud-init runs once, so they arrive through the guest agent it installs, on every apply where
+ * they are missing or changed (components/observability/vm-agents.ts).
  */
 export function renderVmUserData(config: StackConfig, g: VmGuest, caRootPem: string, role: { files: RenderedFile[]; run: string[][]; nfs?: NfsMount }): string {
-  const agents = vmAgentParts(config, g);
   return renderDockerHostUserData({
     hostname: g.name,
     domain: config.host.domain,
@@ -136,8 +135,8 @@ export function renderVmUserData(config: StackConfig, g: VmGuest, caRootPem: str
     ubuntuCodename: "noble",
     docker: g.docker,
     caRootPem,
-    files: [...role.files, ...agents.files],
-    run: [...role.run, ...agents.run],
+    files: role.files,
+    run: role.run,
     ...(role.nfs ? { nfs: role.nfs } : {}),
   });
 }

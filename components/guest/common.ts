@@ -13,7 +13,7 @@ export interface GuestContext {
   gateway?: string;
   dnsServers: string[];
   domain: string;
-  /** Firewall rules Phoenix derives for the guest, after its own (stacks/firewall-rules.ts scrapeRules). */
+  /** Firewall rules Phoenix derives for the guest, after its own (stacks/firewall-rules.ts derivedRules). */
   derivedRules?: readonly ListEntry[];
 }
 

@@ -88,7 +88,7 @@ export function stackPushUrl(config: StackConfig): string {
   return lokiPushUrl(guestIp(guestOfRole(config, "observability")), observabilityRole(config).loki.port);
 }
 
-/** Where Alloy runs: a guest (a container through `pct exec`, a VM through its user data) or the Proxmox node itself. */
+/** Where Alloy runs: a guest (a container through `pct exec`, a VM through its guest agent) or the Proxmox node itself. */
 export type AlloyMachine = Guest | "host";
 
 export function renderAlloyFiles(config: StackConfig, on: AlloyMachine): RenderedFile[] {
@@ -113,12 +113,13 @@ export function renderAlloyFiles(config: StackConfig, on: AlloyMachine): Rendere
 
 /**
  * The install script for one machine's Alloy: the release, its user and data folder, the config checked by
- * `alloy fmt`. The same script in a container, in a VM (its user data runs it) and on the node, where
- * every path it writes is under "$R" (InstallScriptSpec.onNode).
+ * `alloy fmt`. The same script in a container, in a VM (through its guest agent, vm-agents.render.ts) and on
+ * the node; on the node and in a VM every path it writes is under "$R" (InstallScriptSpec.onNode), from
+ * PHOENIX_ROOT, unset on a real machine.
  */
 export function renderAlloyInstallScript(config: StackConfig, on: AlloyMachine): string {
   const role = observabilityRole(config);
-  const onNode = on === "host";
+  const onNode = on === "host" || on.kind === "vm";
   const at = (p: string) => (onNode ? `"$R"${shQuote(p)}` : p);
   return renderInstallScript({
     name: "alloy",

@@ -3,7 +3,7 @@
  * GuestInstall once the container is configured, and on the Proxmox node over
  * host preparation's SSH, shipping the journal to the ops guest's Loki
  * (alloy.render.ts). A Docker host VM gets the same install through its
- * cloud-init user data (vm-agents.render.ts).
+ * guest agent (vm-agents.ts).
  */
 import * as pulumi from "@pulumi/pulumi";
 import type { SshConnection } from "../../providers/ssh";
@@ -24,7 +24,7 @@ export interface LogShippingArgs {
 
 /**
  * The guests Alloy is installed on through `pct exec` (components/guest/install.ts): every container.
- * VMs have no `pct exec`: their user data runs the same install (vm-agents.render.ts).
+ * VMs have no `pct exec`: the same install reaches them through their guest agent (vm-agents.ts).
  */
 export function logShippingGuests(config: StackConfig): Guest[] {
   return config.guests.filter((g) => g.kind === "lxc");

@@ -78,7 +78,7 @@ interface ExportersExtras {
   prepare?: string;
   /** Units enabled and started besides the services (a timer). */
   units?: string[];
-  /** On the Proxmox node: every path under "$R" (InstallScriptSpec.onNode). */
+  /** On the Proxmox node or in a VM: every path under "$R" (InstallScriptSpec.onNode). */
   onNode?: boolean;
 }
 
@@ -104,10 +104,13 @@ export function renderGuestExportersFiles(config: StackConfig, guest: Guest): Re
   return guestExporters(config, guest).services.map((s) => ({ path: unitPath(s.unit), content: s.content }));
 }
 
-/** The install script of a guest's exporters: run through GuestInstall in a container, by cloud-init in a VM (vm-agents.render.ts). */
+/**
+ * The install script of a guest's exporters: run through GuestInstall in a container, through the guest agent in a VM
+ * (vm-agents.render.ts), where, as on the node, its paths are under "$R" from PHOENIX_ROOT (unset in a real VM).
+ */
 export function renderGuestExportersScript(config: StackConfig, guest: Guest): string {
   const { releases, services } = guestExporters(config, guest);
-  return exportersScript("phoenix-exporters", `${services.map((s) => s.unit.replace(".service", "")).join(", ")}: pinned releases and systemd units`, releases, services);
+  return exportersScript("phoenix-exporters", `${services.map((s) => s.unit.replace(".service", "")).join(", ")}: pinned releases and systemd units`, releases, services, { onNode: guest.kind === "vm" });
 }
 
 /**

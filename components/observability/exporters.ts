@@ -2,7 +2,7 @@
  * The exporters Phoenix installs outside the ops guest's own services:
  * node_exporter in every container (nginx-prometheus-exporter too on the
  * gateway), each through GuestInstall once its guest is ready (a VM gets the
- * same script through its user data: vm-agents.render.ts);
+ * same script through its guest agent: vm-agents.ts);
  * prometheus-pve-exporter on the ops guest with a least-privilege token
  * Phoenix creates through the bridged provider; and the host's exporters
  * (node_exporter with the ZFS and textfile collectors, the textfile timer, the

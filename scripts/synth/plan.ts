@@ -271,6 +271,10 @@ export function artifacts(config: StackConfig, resources: readonly Registered[])
       if (typeof script === "string") out.push({ path: `${dir}/install/${run.name}.sh`, content: script });
     }
   }
+  // A VM's install scripts, run through its guest agent (providers/guest/vm-install.ts).
+  for (const r of resources.filter((x) => x.type.endsWith(":VmInstall"))) {
+    for (const s of (unwrapSecret(r.inputs.scripts) as { name: string; script: string }[] | undefined) ?? []) out.push({ path: `${folder(Number(r.inputs.vmid))}/install/${r.name}-${s.name}.sh`, content: s.script });
+  }
   for (const r of resources.filter((x) => x.type.endsWith(":NodeFile"))) {
     const vmid = /^vm-(\d+)-user-data$/.exec(r.name)?.[1];
     const content = unwrapSecret(r.inputs.content);

@@ -7,10 +7,7 @@ import { parse } from "yaml";
 import { afterAll, describe, expect, it } from "vitest";
 import { DOCKER_DATA_MOUNT, renderDockerHostUserData, renderVmUserData, STEP_CA_ROOT_PATH, type DockerHostUserData } from "../../components/docker/cloud-init";
 import { nfsMountOf, portainerVmParts } from "../../components/docker/docker-tier";
-import { composeHostParts, NVIDIA_INSTALLER } from "../../components/compose-host/user-data";
-import { ALLOY_PATHS, renderAlloyFiles, renderAlloyInstallScript } from "../../components/observability/alloy.render";
-import { renderGuestExportersScript } from "../../components/observability/exporters.render";
-import { VM_AGENT_SCRIPTS } from "../../components/observability/vm-agents.render";
+import { composeHostParts } from "../../components/compose-host/user-data";
 import { loadStack } from "../support";
 import { trustsInternalCa } from "../../stacks/plan";
 import type { StackConfig, VmGuest } from "../../stacks/schema";
@@ -115,35 +112,12 @@ describe("every VM's user data in prod, dev and vrooli", () => {
     for (const [vm, out] of verdicts) expect(out, vm).toContain("Valid cloud-config");
   });
 
-  it("runs the containers' exporter and Alloy install scripts last, root-only, the GPU exporter after the driver where a GPU is passed through", () => {
+  it("installs the guest agent and carries no exporter or Alloy install: those arrive through the agent on every apply (components/observability/vm-agents.ts)", () => {
     for (const { name, config, g } of vms) {
-      const doc = parse(userDataOf(config, g)) as { write_files: { path: string; content: string; permissions: string }[]; runcmd: string[][] };
-      const file = (p: string) => doc.write_files.find((f) => f.path === p);
-      // The very scripts a container runs (one renderer for both), so the pins, units and Alloy's config are shared.
-      expect(file(VM_AGENT_SCRIPTS.exporters), `${name}/${g.name}`).toEqual({ path: VM_AGENT_SCRIPTS.exporters, content: renderGuestExportersScript(config, g), permissions: "0700" });
-      expect(file(VM_AGENT_SCRIPTS.alloy), `${name}/${g.name}`).toEqual({ path: VM_AGENT_SCRIPTS.alloy, content: renderAlloyInstallScript(config, g), permissions: "0700" });
-      expect(doc.runcmd.slice(-2)).toEqual([[VM_AGENT_SCRIPTS.exporters], [VM_AGENT_SCRIPTS.alloy]]);
-      // The script carries the VM's Alloy config, its journal labelled with the VM's id, name and role.
-      const alloyConfig = renderAlloyFiles(config, g).find((f) => f.path === ALLOY_PATHS.config)!.content;
-      expect(file(VM_AGENT_SCRIPTS.alloy)!.content).toContain(Buffer.from(alloyConfig).toString("base64").slice(0, 76));
-      expect(alloyConfig).toContain(`guest = "${g.vmid}",\n    name = ${JSON.stringify(g.name)},\n    role = ${JSON.stringify(g.role!.type)},`);
+      const doc = parse(userDataOf(config, g)) as { packages: (string | string[])[]; write_files: { path: string; content: string }[]; runcmd: string[][] };
+      expect(doc.packages, `${name}/${g.name}`).toContain("qemu-guest-agent");
+      expect(doc.runcmd, `${name}/${g.name}`).toContainEqual(expect.arrayContaining(["systemctl", "enable", "--now", "qemu-guest-agent"]));
+      expect(doc.write_files.filter((f) => /phoenix-(exporters|alloy)-install|node-exporter|alloy/.test(f.path) || f.content.includes("phoenix-exporters.files")), `${name}/${g.name}`).toEqual([]);
     }
-    const hq = vms.find((v) => v.g.name === "plan-hq")!;
-    const doc = parse(userDataOf(hq.config, hq.g)) as { runcmd: string[][] };
-    const order = doc.runcmd.map((c) => c[0]);
-    expect(order.indexOf(NVIDIA_INSTALLER)).toBeGreaterThanOrEqual(0);
-    expect(order.indexOf(NVIDIA_INSTALLER)).toBeLessThan(order.indexOf(VM_AGENT_SCRIPTS.exporters));
-    expect(renderGuestExportersScript(hq.config, hq.g)).toContain("nvidia_gpu_exporter_1.14.0_linux_x86_64.tar.gz");
-    const portainer = vms.find((v) => v.name === "prod" && v.g.name === "portainer")!;
-    expect(renderGuestExportersScript(portainer.config, portainer.g)).not.toContain("nvidia_gpu_exporter");
-  });
-
-  it("carries no agents without an ops guest", () => {
-    const config = loadStack("Pulumi.prod.yaml");
-    const noOps = { ...config, guests: config.guests.filter((g) => g.role?.type !== "observability") };
-    const g = noOps.guests.find((x): x is VmGuest => x.kind === "vm" && x.role?.type === "portainer-agent")!;
-    const doc = parse(renderVmUserData(noOps, g, PEM, portainerVmParts(noOps, g))) as { write_files: { path: string }[]; runcmd: string[][] };
-    expect(doc.write_files.map((f) => f.path)).not.toContain(VM_AGENT_SCRIPTS.exporters);
-    expect(doc.runcmd.flat()).not.toContain(VM_AGENT_SCRIPTS.alloy);
   });
 });

@@ -6,7 +6,8 @@
  * stand-ins. The scenarios run in order on one world, each starting from the state the one
  * before left.
  */
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEV_FILE } from "../stacks/fixtures";
@@ -15,8 +16,30 @@ import { imageDigest } from "./lab-network";
 import type { RawStack } from "../../stacks/load";
 import { changed, edited, exported, expectNoOrphans, failuresOf, guestDestroys, loadProgram, stagedContents, withoutGuest } from "./support";
 import { startWorld, type World } from "./world";
+import { userDataSnippet } from "../../components/docker/docker-tier";
+import { vmAgentScripts } from "../../components/observability/vm-agents.render";
+import { implementation as vmInstall, vmScriptPath, vmScriptRecord, type VmInstallOutputs } from "../../providers/guest/vm-install";
+import type { VmGuest as VmGuestConfig } from "../../stacks/schema";
+import { plain } from "./engine";
+import { configOf } from "../models/helpers";
 
 const conf = (w: World, vmid: number) => w.rig.sandbox.read(`etc/pve/lxc/${vmid}.conf`);
+
+/** The VM runs node_exporter and Alloy from the scripts VmInstall ran in it through its guest agent, and its user data holds neither. */
+function expectVmAgents(w: World, vmid: number): void {
+  const sb = w.rig.sandbox;
+  const config = configOf(w.raw);
+  const g = config.guests.find((x): x is VmGuestConfig => x.kind === "vm" && x.vmid === vmid)!;
+  for (const s of vmAgentScripts(config, g)) {
+    expect(statSync(join(sb.root, "vm", String(vmid), vmScriptPath(s.name))).mode & 0o777, `VM ${vmid} ${s.name}`).toBe(0o700);
+    expect(sb.read(`vm/${vmid}${vmScriptRecord(s.name)}`), `VM ${vmid} ${s.name}`).toBe(`${createHash("sha256").update(s.script).digest("hex")}\n`);
+  }
+  for (const bin of ["usr/local/bin/node_exporter", "usr/local/bin/alloy"]) expect(sb.exists(`vm/${vmid}/${bin}`), `VM ${vmid} ${bin}`).toBe(true);
+  expect(sb.read(`vm/${vmid}/etc/alloy/config.alloy`)).toContain(`guest = "${vmid}",`);
+  expect(sb.state().vms?.[String(vmid)]?.systemdEnabled, `VM ${vmid}`).toEqual(expect.arrayContaining(["node-exporter.service", "alloy.service"]));
+  expect(sb.read(userDataSnippet(config, vmid)!.path.slice(1)), `VM ${vmid}`).not.toMatch(/phoenix-(exporters|alloy)|node-exporter\.service/);
+  expect(w.sim.state.guestFirewall.get(vmid)?.rules.at(-1), `VM ${vmid}`).toEqual(expect.objectContaining({ action: "ACCEPT", dport: "9100", source: "10.10.0.14" }));
+}
 
 /** Files below `root` (relative paths) whose content holds `text`. */
 function filesHolding(root: string, text: string): string[] {
@@ -83,9 +106,17 @@ describe("dev stack, applied against the simulator, the sshd rig and the lab net
       expect.objectContaining({ action: "ACCEPT", dport: "9100", source: "10.10.0.14" }),
       expect.objectContaining({ action: "ACCEPT", dport: "9113", source: "10.10.0.14" }),
     ]);
+    // Ollama serves no /metrics: the ops guest probes its /api/version through blackbox_exporter (stacks/scrape.ts), on the API port.
     expect(w.sim.state.guestFirewall.get(914)?.rules).toEqual([
       expect.objectContaining({ action: "ACCEPT", dport: "11434", source: "10.10.0.12" }),
       expect.objectContaining({ action: "ACCEPT", dport: "9100", source: "10.10.0.14" }),
+      expect.objectContaining({ action: "ACCEPT", dport: "11434", source: "10.10.0.14" }),
+    ]);
+    // The ops guest's own rules, then Loki's ACCEPT for the journal of every machine that runs Alloy, the host first (stacks/firewall-rules.ts lokiPushRules).
+    expect(w.sim.state.guestFirewall.get(104)?.rules.map((r) => `${r.action} ${r.dport} ${r.source}`)).toEqual([
+      "ACCEPT 3000,9090,9093,9100 10.10.0.0/24",
+      "ACCEPT 3000 10.10.0.12",
+      ...["10.10.0.2", "10.10.0.10", "10.10.0.12", "10.10.0.153", "10.10.0.155", "10.10.0.111", "10.10.0.102"].map((ip) => `ACCEPT 3100 ${ip}`),
     ]);
   });
 
@@ -189,13 +220,8 @@ describe("dev stack, applied against the simulator, the sshd rig and the lab net
     expect(sb.read("etc/alloy/config.alloy")).toContain('guest = "host",');
   });
 
-  it("fresh apply: each Portainer VM's first boot has the exporters' and Alloy's install scripts, and its firewall lets the ops guest scrape node_exporter", () => {
-    for (const vmid of [1001, 1002]) {
-      for (const script of ["usr/local/sbin/phoenix-exporters-install", "usr/local/sbin/phoenix-alloy-install"]) {
-        expect(statSync(join(w.rig.sandbox.root, "vm", String(vmid), script)).mode & 0o777, `VM ${vmid} ${script}`).toBe(0o700);
-      }
-      expect(w.sim.state.guestFirewall.get(vmid)?.rules.at(-1), `VM ${vmid}`).toEqual(expect.objectContaining({ action: "ACCEPT", dport: "9100", source: "10.10.0.14" }));
-    }
+  it("fresh apply: each Portainer VM got node_exporter and Alloy through its guest agent, not its user data, and its firewall lets the ops guest scrape node_exporter", () => {
+    for (const vmid of [1001, 1002]) expectVmAgents(w, vmid);
   });
 
   it("state: no orphans either way", async () => {
@@ -214,6 +240,43 @@ describe("dev stack, applied against the simulator, the sshd rig and the lab net
     expect(w.rig.sandbox.calls().filter((c) => ["create", "set", "destroy", "start", "stop"].includes(c[1] ?? ""))).toEqual([]);
     expect(w.lab.portainer!.mutating().length).toBe(portainerBefore);
     expect(w.commands.length).toBe(commandsBefore);
+  }, 60_000);
+
+  it("a VM made before its agents existed gets them on the next apply, the VM untouched; the apply after that changes nothing", async () => {
+    // What an older Phoenix left: no VmInstall in the state, and in the VM nothing the scripts install.
+    const key = [...w.state.resources.keys()].find((k) => k.endsWith("::vm-agents-1002"))!;
+    expect(key).toBeDefined();
+    w.state.resources.delete(key);
+    for (const d of ["usr/local/bin", "usr/local/sbin", "etc/systemd", "etc/alloy", "etc/passwd", "var/lib/phoenix", "var/lib/alloy"]) rmSync(join(w.rig.sandbox.root, "vm/1002", d), { recursive: true, force: true });
+    w.rig.sandbox.write("vm/1002/usr/local/bin/.keep", "");
+    w.rig.sandbox.update((s) => Object.assign(s.vms!["1002"]!, { aptInstalled: [], systemdEnabled: [] }));
+    expect(w.rig.sandbox.exists("vm/1002/usr/local/bin/node_exporter")).toBe(false);
+    w.sim.log.clear();
+    const r = await w.apply();
+    expect(failuresOf(r)).toEqual([]);
+    expect(changed(r)).toEqual(["create vm-agents-1002"]);
+    expect(w.sim.log.mutating().map((m) => `${m.method} ${m.path}`)).toEqual([]);
+    expectVmAgents(w, 1002);
+    const again = await w.apply();
+    expect(failuresOf(again)).toEqual([]);
+    expect(changed(again)).toEqual([]);
+  }, 60_000);
+
+  it("refresh finds a VM's agent gone (its record removed) and the next apply runs its scripts again", async () => {
+    const key = [...w.state.resources.keys()].find((k) => k.endsWith("::vm-agents-1001"))!;
+    const entry = w.state.resources.get(key)!;
+    const props = plain(entry.outputs) as VmInstallOutputs;
+    expect((await vmInstall.read!(entry.id, props)).props).toMatchObject({ inSync: true });
+    rmSync(join(w.rig.sandbox.root, "vm/1001", vmScriptRecord("alloy")));
+    // `pulumi refresh`: the provider's read, stored as the resource's outputs.
+    const read = await vmInstall.read!(entry.id, props);
+    expect(read.props).toMatchObject({ inSync: false });
+    entry.outputs = { ...entry.outputs, inSync: false };
+    const r = await w.apply();
+    expect(failuresOf(r)).toEqual([]);
+    expect(changed(r)).toEqual(["update vm-agents-1001"]);
+    // The next scenario's apply changes exactly its dataset: this one left nothing to do.
+    expectVmAgents(w, 1001);
   }, 60_000);
 
   it("one change (a dataset quota): exactly that dataset is updated", async () => {

@@ -44,7 +44,8 @@ export function vmBoot(sandbox: Sandbox, nodes: readonly string[], config: () =>
           fs.mkdirSync(path.dirname(target), { recursive: true });
           fs.writeFileSync(target, f.content, { mode: Number.parseInt(f.permissions ?? "0644", 8) });
         }
-        fs.mkdirSync(vmRoot(g.vmid), { recursive: true });
+        // Folders the cloud image has, which scripts run through the guest agent write below (as test/rig/sandbox.ts makes the node's).
+        for (const d of ["var/tmp", "usr/local/bin"]) fs.mkdirSync(path.join(vmRoot(g.vmid), d), { recursive: true });
         booted.set(g.vmid, g);
       }
       for (const file of fs.existsSync(path.dirname(status(0))) ? fs.readdirSync(path.dirname(status(0))) : []) {

@@ -110,7 +110,7 @@ describe("scrape jobs", () => {
   it("scrape node_exporter on the host, every container and every Docker host VM (where Phoenix installs it), labelled by guest id, name and role", () => {
     const node = jobs.get("node")!;
     expect(node.targets[0]).toEqual({ address: "10.0.0.13:9100", labels: { guest: "host", name: "phoenix", role: "host" } });
-    // Containers through pct exec; the Portainer VMs through their user data (components/observability/vm-agents.render.ts).
+    // Containers through pct exec; the Portainer VMs through their guest agent (components/observability/vm-agents.ts).
     expect(node.targets.map((t) => t.labels.guest).slice(1)).toEqual(prod.guests.filter((g) => g.kind === "lxc" || g.role?.type === "portainer-server" || g.role?.type === "portainer-agent").map((g) => String(g.vmid)));
     expect(node.targets.find((t) => t.labels.guest === "1002")).toEqual({ address: "10.0.0.102:9100", labels: { guest: "1002", name: "drphoenix", role: "portainer-agent" } });
     expect(node.targets.find((t) => t.labels.guest === "802")).toEqual({ address: "10.0.0.142:9100", labels: { guest: "802", name: "vllm-chat", role: "model-server" } });
@@ -122,7 +122,7 @@ describe("scrape jobs", () => {
     expect(jobs.get("traefik")!.targets.map((t) => t.address)).toEqual(["10.0.0.12:8080"]);
   });
 
-  it("scrape vrooli's GPU VM for node_exporter and the GPU exporter its user data installs, a configuration promtool accepts", () => {
+  it("scrape vrooli's GPU VM for node_exporter and the GPU exporter Phoenix installs after its driver, a configuration promtool accepts", () => {
     const vrooli = loadStack("Pulumi.vrooli.yaml");
     const byJob = new Map(scrapeJobs(vrooli).map((j) => [j.job, j]));
     const hq = { guest: "110", name: "plan-hq", role: "compose-host" };

@@ -8,13 +8,13 @@ import { describe, expect, it } from "vitest";
 import { guestRules } from "../../components/firewall";
 import { scrapeJobs } from "../../components/observability/config.render";
 import { admits } from "../../scripts/doctor/firewall";
-import { firstMatch, flatten, guestChain, guestRuleList, hostNodeChain, nodeRuleList, scrapeRules, type ChainEntry } from "../../stacks/firewall-rules";
+import { firstMatch, flatten, guestChain, guestRuleList, hostNodeChain, lokiPushRules, nodeRuleList, scrapeRules, type ChainEntry } from "../../stacks/firewall-rules";
 import { isolationIssues, reach } from "../../stacks/isolation";
 import { guestAddress } from "../../stacks/plan";
-import { scrapePoints } from "../../stacks/scrape";
+import { logShippers, scrapePoints } from "../../stacks/scrape";
 import type { Guest } from "../../stacks/schema";
 import { loadStack } from "../support";
-import { configOf, prodRaw } from "./helpers";
+import { configOf, opsIndex, prodRaw, prodWith } from "./helpers";
 
 const prod = configOf(prodRaw());
 const ops = prod.guests.find((g) => g.role?.type === "observability")!;
@@ -48,7 +48,7 @@ describe("the ops guest's scrape through the firewall", () => {
       expect(outcome.by === "rule" && outcome.entry.path, `${g.name}:${p.port}`).toMatch(/derived: scraped by the ops guest/);
       opened.push(`${g.name}:${p.port}`);
     }
-    // The Portainer VMs too: node_exporter comes with their user data (components/observability/vm-agents.render.ts).
+    // The Portainer VMs too: node_exporter comes through their guest agent (components/observability/vm-agents.ts).
     expect(opened).toEqual(expect.arrayContaining(["traefik:9100", "nginx-gateway:9113", "vllm-embed:9100", "vllm-embed:8000", "step-ca:9100", "llamacpp:8080", "ollama:11434", "portainer:9100", "drphoenix:9100"]));
   });
 
@@ -109,5 +109,49 @@ describe("the ops guest's scrape through the firewall", () => {
     const admitted = [...prod.guests.flatMap((g) => scrapeRules(prod, g).map((e) => ("rule" in e ? `${guestAddress(g)}:${e.rule.dport}` : ""))), ...scrapeRules(prod, "host").map((e) => ("rule" in e ? `${hostIp}:${e.rule.dport}` : ""))];
     // The ops guest scrapes its own node_exporter at its address: loopback traffic no PVE chain sees.
     expect(new Set(scraped.filter((a) => !a.startsWith(`${opsIp}:`)))).toEqual(new Set(admitted));
+  });
+});
+
+describe("Loki's ACCEPTs on the ops guest for the journals Alloy pushes", () => {
+  const loki = (stack: typeof prod) => (stack.guests.find((g) => g.role?.type === "observability")!.role as { loki: { port: number } }).loki.port;
+
+  it("take the journal of the host and of every guest with Phoenix's agents, each from its own address, and of nothing else", () => {
+    const shippers = logShippers(prod);
+    expect(shippers.map((s) => (s.on === "host" ? "host" : s.on.vmid))).toEqual(["host", ...prod.guests.filter((g) => g !== ops).map((g) => g.vmid)]);
+    for (const { on, address } of shippers) {
+      const outcome = firstMatch(guestChain(prod, ops), inbound(loki(prod), address, opsIp));
+      expect(outcome.by === "rule" && outcome.entry.path, `${on === "host" ? "host" : on.name}`).toMatch(/derived: Loki takes the journal of/);
+      expect(admits(prod, ops, loki(prod), address).verdict).toBe("admitted");
+    }
+    // Another address on the LAN, and another port from a shipper, stay out.
+    expect(admits(prod, ops, loki(prod), "10.0.0.250").verdict).toBe("blocked");
+    expect(admits(prod, ops, 3101, hostIp).verdict).toBe("blocked");
+    // None on any other machine.
+    for (const on of [...prod.guests.filter((g) => g !== ops), "host" as const]) expect(lokiPushRules(prod, on)).toEqual([]);
+  });
+
+  it("come after the ops guest's own rules, so its DROP still wins", () => {
+    const shipper = guestAddress(byRole("traefik"))!;
+    const raw = prodWith((guests) => {
+      const fw = guests[opsIndex(guests)]!.firewall as { rules: unknown[] };
+      fw.rules.unshift({ type: "in", action: "DROP", proto: "tcp", dport: 3100, source: shipper, comment: "not this one" });
+    });
+    const dropped = configOf(raw);
+    const o = dropped.guests.find((g) => g.role?.type === "observability")!;
+    expect(admits(dropped, o, loki(dropped), shipper).verdict).toBe("blocked");
+    expect(admits(dropped, o, loki(dropped), hostIp).verdict).toBe("admitted");
+  });
+
+  it("open vrooli's ops guest to every shipper, its isolated projects still apart", () => {
+    const vrooli = loadStack("Pulumi.vrooli.yaml");
+    const opsTools = vrooli.guests.find((g) => g.role?.type === "observability")!;
+    const hq = vrooli.guests.find((g) => g.name === "plan-hq")!;
+    for (const from of [vrooli.host.address.split("/")[0]!, ...vrooli.guests.filter((g) => g !== opsTools).map((g) => guestAddress(g)!)]) {
+      expect(admits(vrooli, opsTools, loki(vrooli), from).verdict, from).toBe("admitted");
+    }
+    // plan-hq pushes its journal; the projects' own group drops everything to the box's network, Loki included: their DROP wins.
+    expect(reach(vrooli, hq, opsTools)?.why).toMatch(/derived: Loki takes the journal of guests\[1\]/);
+    expect(reach(vrooli, vrooli.guests.find((g) => g.name === "proj-x")!, opsTools)).toBeUndefined();
+    expect(isolationIssues(vrooli)).toEqual([]);
   });
 });

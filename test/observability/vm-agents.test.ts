@@ -1,0 +1,108 @@
+/**
+ * node_exporter, Alloy and the GPU exporter in the VMs: the scripts they get (the containers'
+ * renderers, rooted as the node's are), and VmInstall, which runs them through the guest agent:
+ * its node-side scripts (shellcheck), its check, diff and reach-only update, and how it reads a
+ * probe. The e2e (test/e2e/apply.test.ts) runs it against the rig's qm.
+ */
+import { createHash } from "node:crypto";
+import { describe, expect, it } from "vitest";
+import { renderAlloyInstallScript } from "../../components/observability/alloy.render";
+import { renderGuestExportersScript } from "../../components/observability/exporters.render";
+import { vmAgentScripts } from "../../components/observability/vm-agents.render";
+import { UNKNOWN } from "../../providers/common";
+import * as pulumi from "@pulumi/pulumi";
+import { implementation, probeInSync, renderInVmRunner, renderProbeScript, renderRunScript, vmInstallProvider, type VmInstallOutputs, type VmScript } from "../../providers/guest/vm-install";
+import { trustsInternalCa } from "../../stacks/plan";
+import type { VmGuest } from "../../stacks/schema";
+import { loadStack, shellcheck } from "../support";
+
+const stacks = ["prod", "dev", "vrooli"].map((name) => ({ name, config: loadStack(`Pulumi.${name}.yaml`) }));
+const vms = stacks.flatMap(({ name, config }) => config.guests.filter(trustsInternalCa).map((g) => ({ name, config, g })));
+const sha = (s: string) => createHash("sha256").update(s).digest("hex");
+
+describe("the agents' scripts of a VM", () => {
+  it("are the containers' renderers' scripts, rooted at PHOENIX_ROOT, exporters then Alloy, each with the units it leaves running", () => {
+    expect(vms.map((v) => `${v.name}/${v.g.name}`)).toEqual(["prod/portainer", "prod/drphoenix", "dev/portainer", "dev/drphoenix", "vrooli/plan-hq"]);
+    for (const { name, config, g } of vms) {
+      const scripts = vmAgentScripts(config, g);
+      expect(scripts.map((s) => s.name), `${name}/${g.name}`).toEqual(["exporters", "alloy"]);
+      expect(scripts[0]!.script).toBe(renderGuestExportersScript(config, g));
+      expect(scripts[1]!.script).toBe(renderAlloyInstallScript(config, g));
+      for (const s of scripts) {
+        expect(s.script).toContain('R="${PHOENIX_ROOT:-}"');
+        expect(s.script).toMatch(/systemd-analyze verify "\$R"\/etc\/systemd\/system\/(node-exporter|alloy)\.service/);
+      }
+      expect(scripts[1]!.units).toEqual(["alloy.service"]);
+    }
+    // The GPU exporter where a GPU is passed through (vrooli's plan-hq), not on the Portainer VMs.
+    const hq = vms.find((v) => v.g.name === "plan-hq")!;
+    expect(vmAgentScripts(hq.config, hq.g)[0]!.units).toEqual(["node-exporter.service", "gpu-exporter.service"]);
+    expect(vmAgentScripts(hq.config, hq.g)[0]!.script).toContain("nvidia_gpu_exporter_1.14.0_linux_x86_64.tar.gz");
+    const portainer = vms.find((v) => v.name === "prod" && v.g.name === "portainer")!;
+    expect(vmAgentScripts(portainer.config, portainer.g)[0]!.units).toEqual(["node-exporter.service"]);
+    // A container's stay unrooted: `pct exec` runs them in the container's own root.
+    const prod = stacks[0]!.config;
+    expect(renderGuestExportersScript(prod, prod.guests.find((g) => g.kind === "lxc")!)).not.toContain("PHOENIX_ROOT");
+  });
+
+  it("are none without an ops guest", () => {
+    const prod = stacks[0]!.config;
+    const noOps = { ...prod, guests: prod.guests.filter((g) => g.role?.type !== "observability") };
+    const g = noOps.guests.find((x): x is VmGuest => x.kind === "vm")!;
+    expect(vmAgentScripts(noOps, g)).toEqual([]);
+  });
+
+  it("and VmInstall's node-side scripts are shellcheck-clean", () => {
+    const hq = vms.find((v) => v.g.name === "plan-hq")!;
+    const scripts = vmAgentScripts(hq.config, hq.g);
+    for (const s of scripts) {
+      shellcheck(`VM ${s.name} install`, s.script);
+      shellcheck(`VM ${s.name} runner`, `#!/bin/bash\n${renderInVmRunner(s.name)}\n`);
+      shellcheck(`VM ${s.name} run on the node`, renderRunScript(hq.g.vmid, s));
+    }
+    shellcheck("VM install probe", renderProbeScript(hq.g.vmid, scripts));
+  });
+});
+
+describe("VmInstall", () => {
+  const connection = { host: "10.0.0.13", port: 22, username: "root", privateKey: "k", hostKey: "SHA256:" + "A".repeat(43) };
+  const scripts: VmScript[] = [
+    { name: "exporters", script: "#!/usr/bin/env bash\necho one\n", units: ["node-exporter.service"] },
+    { name: "alloy", script: "#!/usr/bin/env bash\necho two\n", units: ["alloy.service"] },
+  ];
+  const inputs = { connection, node: "pve", vmid: 1002, scripts };
+  const outputs: VmInstallOutputs = { ...inputs, inSync: true };
+
+  it("serializes without capturing a module (docs/dynamic-providers.md)", async () => {
+    const { text } = await pulumi.runtime.serializeFunction(() => vmInstallProvider, { allowSecrets: true });
+    expect(text).toContain("loadImplementation");
+    expect(text).not.toMatch(/renderGuestExec|runScriptChecked|probeInSync/);
+  });
+
+  it("check refuses what it cannot run and lets unknowns through", async () => {
+    const bad = await implementation.check!({}, { ...inputs, vmid: 7, scripts: [{ name: "Bad Name", script: "echo no shebang", units: ["nope"] }, { name: "Bad Name", script: UNKNOWN, units: [] }] });
+    expect(bad.failures!.map((f) => f.property).sort()).toEqual(["scripts", "scripts[0].name", "scripts[0].script", "scripts[0].units", "scripts[1].name", "vmid"]);
+    expect((await implementation.check!({}, { ...inputs, scripts: UNKNOWN, vmid: UNKNOWN })).failures).toEqual([]);
+    expect((await implementation.check!({}, inputs)).failures).toEqual([]);
+  });
+
+  it("diff: a changed script updates, another VM replaces, drift found by refresh updates, nothing else changes", async () => {
+    expect((await implementation.diff!("id", outputs, inputs)).changes).toBe(false);
+    expect(await implementation.diff!("id", outputs, { ...inputs, scripts: [scripts[0]!, { ...scripts[1]!, script: "#!/bin/sh\necho three\n" }] })).toMatchObject({ changes: true, replaces: [] });
+    expect(await implementation.diff!("id", outputs, { ...inputs, vmid: 1003 })).toMatchObject({ changes: true, replaces: ["vmid"] });
+    expect(await implementation.diff!("id", { ...outputs, inSync: false }, inputs)).toMatchObject({ changes: true, replaces: [] });
+  });
+
+  it("update after a migration or an SSH change records it and runs nothing (no SSH is tried)", async () => {
+    const moved = { ...inputs, node: "pve2", connection: { ...connection, host: "192.0.2.1" } };
+    expect((await implementation.update!("id", outputs, moved)).outs).toEqual({ ...moved, inSync: true });
+  });
+
+  it("reads a probe: in sync only with every script's record and every unit active", () => {
+    const records = scripts.map((s) => `record ${s.name} ${sha(s.script)}`);
+    expect(probeInSync(records.join("\n"), scripts)).toBe(true);
+    expect(probeInSync(`${records[0]}\nrecord alloy -\n`, scripts)).toBe(false);
+    expect(probeInSync(`${records[0]}\nrecord alloy ${sha("an older script")}\n`, scripts)).toBe(false);
+    expect(probeInSync(`${records.join("\n")}\ninactive alloy.service\n`, scripts)).toBe(false);
+  });
+});
