@@ -5,7 +5,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import type { ApiAccess } from "../../providers/pve";
-import type { WhenUnsupported, ZfsAccess } from "../../providers/guest/guest-snapshot";
+import { SNAPSHOT_STORAGE_TYPES, type WhenUnsupported, type ZfsAccess } from "../../providers/guest/guest-snapshot";
 import type { SshConnection } from "../../providers/ssh";
 import type { Guest, StackConfig } from "../../stacks/schema";
 
@@ -26,7 +26,7 @@ export interface ChangeSnapshotPolicy {
  * StorageConfig.pm).
  */
 function storageType(config: StackConfig, id: string): string | undefined {
-  const declared = config.host.zfs.datasets.find((d) => d.storage?.id === id)?.storage?.type;
+  const declared = config.host.zfs.datasets.find((d) => d.storage?.id === id)?.storage?.type ?? config.host.existingStorages.find((s) => s.id === id)?.type;
   return declared ?? ({ local: "dir", "local-zfs": "zfspool" } as Record<string, string>)[id];
 }
 
@@ -37,7 +37,7 @@ function storageType(config: StackConfig, id: string): string | undefined {
 export function stackObstacles(config: StackConfig, guest: Guest): string[] {
   const out = guest.kind === "lxc" ? guest.mounts.map((m) => `${m.path} is a bind mount of ${m.volume}`) : [];
   const type = storageType(config, guest.storage);
-  if (type !== "zfspool") out.push(`its root disk is on ${type ?? "undeclared"} storage ${guest.storage}, which cannot snapshot it`);
+  if (!SNAPSHOT_STORAGE_TYPES.has(type ?? "")) out.push(`its root disk is on ${type ?? "undeclared"} storage ${guest.storage}, which cannot snapshot it`);
   return out;
 }
 

@@ -55,6 +55,13 @@ export function snapshotsToPrune(list: readonly SnapshotEntry[], keep: number): 
  * device mount points; volumes on storages without snapshots. QEMU cd-rom drives (cloud-init
  * included) do not count (qemu-server has_feature skips them).
  */
+/**
+ * Storage types whose volumes PVE snapshots in place: pve-storage 9.1.7 `volume_has_feature`
+ * answers `snapshot => { current => 1, … }` in ZFSPoolPlugin.pm:813, RBDPlugin.pm:959 and
+ * LvmThinPlugin.pm:412; dir-like storages only for a qcow2 volume.
+ */
+export const SNAPSHOT_STORAGE_TYPES: ReadonlySet<string> = new Set(["zfspool", "rbd", "lvmthin"]);
+
 export function snapshotObstacles(kind: GuestKind, config: Record<string, unknown>, storageType: (id: string) => string | undefined): string[] {
   const out: string[] = [];
   const volumeKey = kind === "lxc" ? /^(rootfs|mp\d+)$/ : /^(scsi|virtio|sata|ide)\d+$|^(efidisk0|tpmstate0)$/;
@@ -68,7 +75,7 @@ export function snapshotObstacles(kind: GuestKind, config: Record<string, unknow
     }
     const storage = volume.split(":")[0] ?? "";
     const type = storageType(storage);
-    const ok = type === "zfspool" || type === "lvmthin" || type === "rbd" || /\.qcow2$/.test(volume);
+    const ok = SNAPSHOT_STORAGE_TYPES.has(type ?? "") || /\.qcow2$/.test(volume);
     if (!ok) out.push(`${key} is on ${type ?? "unknown"} storage ${storage}, which cannot snapshot this volume`);
   }
   return out;

@@ -2,6 +2,7 @@
  * The snapshot before a change (providers/guest/guest-snapshot.ts), the rollback command's
  * arguments and the restore drill (scripts/doctor/restore-drill.ts) against the PVE simulator.
  */
+import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { rootSettingsChanges, snapshotName, snapshotObstacles, snapshotsToPrune, takeChangeSnapshot, implementation } from "../../providers/guest/guest-snapshot";
 import { createPveClient, type PveApi } from "../../providers/pve";
@@ -12,7 +13,8 @@ import { readStackFile, validateStack } from "../../stacks/load";
 import type { StackConfig } from "../../stacks/schema";
 import { DEBIAN_TEMPLATE, seedTemplate } from "../pve-sim/http";
 import { startSimulator, type Simulator } from "../pve-sim";
-import { DEV_FILE } from "../stacks/fixtures";
+import { DEV_FILE, ROOT } from "../stacks/fixtures";
+import { snapshotMethod } from "../../components/guest/snapshot";
 
 describe("snapshot names, pruning and obstacles", () => {
   it("names a snapshot phoenix-<change>-<8 hex>, a valid pve-configid of at most 40 characters", () => {
@@ -42,6 +44,16 @@ describe("snapshot names, pruning and obstacles", () => {
       "mp1 is on dir storage local, which cannot snapshot this volume",
     ]);
     expect(snapshotObstacles("qemu", { scsi0: "local-zfs:vm-1-disk-0,size=8G", ide2: "local-zfs:vm-1-cloudinit,media=cdrom" }, types)).toEqual([]);
+  });
+
+  it("from the stack: a root disk on Ceph RBD or ZFS is PVE's to snapshot, on a dir storage it is not", () => {
+    const loaded = validateStack(readStackFile(path.join(ROOT, "Pulumi.cluster.yaml")), { requireSecrets: false });
+    if (loaded.ok !== true) throw new Error("the cluster stack does not validate");
+    const onCeph = loaded.config.guests.filter((g) => g.storage === "ceph-vm" && (g.kind === "vm" || g.mounts.length === 0));
+    expect(onCeph.length).toBeGreaterThan(0);
+    for (const g of onCeph) expect(snapshotMethod(loaded.config, g, true)).toEqual({ method: "pve", pveObstacles: [] });
+    const onDir = { ...onCeph[0]!, storage: "local" };
+    expect(snapshotMethod(loaded.config, onDir, true).pveObstacles).toEqual(["its root disk is on dir storage local, which cannot snapshot it"]);
   });
 
   it("compares root settings only", () => {

@@ -48,7 +48,8 @@ export function snapshotBlockers(sim: Sim, g: Guest, backupOnly = false): string
     }
     const storage = sim.state.storages.get(volid.split(":")[0]!);
     const vol = storage?.volumes.get(volid);
-    if (storage?.type === "zfspool" || vol?.format === "qcow2") continue;
+    // pve-storage 9.1.7 volume_has_feature snapshot: ZFSPoolPlugin.pm:813, RBDPlugin.pm:959, LvmThinPlugin.pm:412; dir-like only for qcow2.
+    if (["zfspool", "rbd", "lvmthin"].includes(storage?.type ?? "") || vol?.format === "qcow2") continue;
     out.push(`${key} (${volid} on ${storage?.type ?? "unknown"} storage)`);
   }
   return out;

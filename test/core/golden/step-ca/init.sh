@@ -10,8 +10,19 @@ for p in curl ca-certificates jq; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  (
+    # apt-get update does not wait for /var/lib/apt/lists/lock (DPkg::Lock::Timeout covers dpkg's locks only)
+    for _ in $(seq 120); do
+      if out="$(LC_ALL=C apt-get -o DPkg::Lock::Timeout=600 update -qq 2>&1)"; then
+        if [ -n "$out" ]; then printf '%s\n' "$out"; fi
+        exit 0
+      fi
+      case "$out" in *"Unable to lock directory "*) sleep 5 ;; *) break ;; esac
+    done
+    printf '%s\n' "$out" >&2
+    exit 100
+  )
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"
 fi
 hosts_new=$(mktemp)
 awk -v b='# BEGIN phoenix internal names' -v e='# END phoenix internal names' '$0==b{skip=1;next} $0==e{skip=0;next} !skip' /etc/hosts > "$hosts_new"
