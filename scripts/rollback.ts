@@ -151,6 +151,16 @@ function sharers(config: StackConfig, vmid: number, dataset: string): string[] {
   return [...mounting, ...nfs];
 }
 
+/** Why, whatever the flags, these newer snapshots cannot go: held, cloned or being sent (zfs-snapshot.ts keptBy, RENDER_RUNNING_SENDS). */
+async function neverDestroyed(t: { run: NodeRun; datasets: string[] }, newer: ReturnType<typeof newerThan>["newer"]): Promise<string[]> {
+  if (newer.length === 0) return [];
+  const sends = (await t.run(RENDER_RUNNING_SENDS)).stdout.split("\n").filter((l) => t.datasets.some((d) => l.includes(d)));
+  return [
+    ...newer.filter((s) => keptBy(s).length > 0).map((s) => `${s.full} is kept by ${keptBy(s).join(", ")}: Phoenix does not destroy it (release it with \`zfs release\`, or promote or destroy the clone, yourself), so this rollback cannot happen`),
+    ...sends.map((l) => `a zfs send or receive is running on the node (${l.trim()}): wait for it to end`),
+  ];
+}
+
 /**
  * The ZFS path: stop the guest, `zfs rollback` its volumes and mounted datasets to one Phoenix
  * snapshot, start it. The guest's configuration is not part of a ZFS snapshot: it stays as it is.
@@ -159,6 +169,8 @@ function sharers(config: StackConfig, vmid: number, dataset: string): string[] {
  * are some. Refused unless --destroy-newer when there are, unless --change-shared when a mounted
  * dataset is shared with other guests, and always when one of them is held, cloned or being sent
  * (providers/guest/zfs-snapshot.ts keptBy, RENDER_RUNNING_SENDS): nothing is destroyed then.
+ * It looks again once the guest is stopped, and stops (starting the guest again) when anything
+ * appeared, went or became kept since the plan it printed.
  */
 async function rollbackViaZfs(args: RollbackArgs, config: StackConfig, t: { api: PveApi; run: NodeRun; node: string; kind: "lxc" | "qemu"; vmid: number; label: string; datasets: string[] }, out: (l: string) => void): Promise<number> {
   const list = await listZfsSnapshots(t.run, t.datasets);
@@ -172,7 +184,7 @@ async function rollbackViaZfs(args: RollbackArgs, config: StackConfig, t: { api:
   }
   const { newer } = newerThan(list, t.datasets, name);
   const shared = t.datasets.map((d) => ({ d, others: sharers(config, t.vmid, d) })).filter((x) => x.others.length > 0);
-  const sends = (await t.run(RENDER_RUNNING_SENDS)).stdout.split("\n").filter((l) => t.datasets.some((d) => l.includes(d)));
+  const never = await neverDestroyed(t, newer);
   const status = (await t.api.guestStatus(t.node, t.kind, t.vmid)).status;
   const now = Date.now();
   out(`${t.label} on ${t.node} is ${status}. Rolling back its ZFS datasets to ${name}:`);
@@ -183,12 +195,6 @@ async function rollbackViaZfs(args: RollbackArgs, config: StackConfig, t: { api:
     for (const s of newer) out(`       ${s.full} (${ownerOf(s.name)}'s, ${age(s.creation, now)}, taken ${when(s.creation)})${keptBy(s).length > 0 ? `: kept by ${keptBy(s).join(", ")}` : ""}`);
   }
   out(`  3. start ${t.label}`);
-  // Never, whatever the flags: a held, cloned or in-flight snapshot (zfs-snapshot.ts keptBy).
-  const blocked = newer.filter((s) => keptBy(s).length > 0);
-  const never = [
-    ...blocked.map((s) => `${s.full} is kept by ${keptBy(s).join(", ")}: Phoenix does not destroy it (release it with \`zfs release\`, or promote or destroy the clone, yourself), so this rollback cannot happen`),
-    ...(newer.length > 0 ? sends.map((l) => `a zfs send or receive is running on the node (${l.trim()}): wait for it to end`) : []),
-  ];
   const refusals = [
     ...(newer.length > 0 && !args.destroyNewer ? [`${newer.length} newer snapshots and bookmarks would be destroyed (listed above): run again with --destroy-newer to destroy them`] : []),
     ...shared.filter(() => !args.changeShared).map((x) => `${x.d} is also mounted by ${x.others.join(", ")}: rolling it back changes their data too; run again with --change-shared to proceed`),
@@ -200,6 +206,21 @@ async function rollbackViaZfs(args: RollbackArgs, config: StackConfig, t: { api:
   if (newer.length > 0) out(`--destroy-newer: destroying ${newer.length} newer snapshots and bookmarks`);
   for (const x of shared) out(`--change-shared: ${x.d} is also mounted by ${x.others.join(", ")}`);
   if (status === "running") await t.api.setGuestState(t.node, t.kind, t.vmid, "stop");
+  // Look again once the guest is stopped (which may take minutes): a snapshot taken since the plan
+  // (sanoid's, every few minutes) would be destroyed by -r unlisted, or, without -r, fail the
+  // rollback; a hold or send since would fail it part way. Then nothing is rolled back.
+  const { newer: again, missing } = newerThan(await listZfsSnapshots(t.run, t.datasets), t.datasets, name);
+  const changed = [
+    ...missing.map((d) => `${d}@${name} is gone since the plan`),
+    ...again.filter((s) => !newer.some((n) => n.full === s.full)).map((s) => `${s.full} appeared since the plan (${ownerOf(s.name)}'s): run again to see the new plan`),
+    ...(await neverDestroyed(t, again)),
+  ];
+  if (changed.length > 0) {
+    for (const r of changed) out(`refused: ${r}`);
+    if (status === "running") await t.api.setGuestState(t.node, t.kind, t.vmid, "start");
+    out(`nothing was rolled back; ${t.label} is ${(await t.api.guestStatus(t.node, t.kind, t.vmid)).status}.`);
+    return 1;
+  }
   await rollbackZfs(t.run, t.datasets, name, newer.length > 0);
   await t.api.setGuestState(t.node, t.kind, t.vmid, "start");
   const after = (await t.api.guestStatus(t.node, t.kind, t.vmid)).status;

@@ -11,7 +11,9 @@
  * `qm guest cmd <vmid> ping` answers: the agent is a package the VM's cloud-init installs at first
  * boot (components/docker/cloud-init.ts). The runner waits for cloud-init to finish (its packages,
  * a compose host's NVIDIA driver, which the GPU exporter reads), saves the script root-only, runs
- * it, and only when it succeeded records the script's SHA-256 beside it. The scripts are Phoenix's
+ * it, and only when it succeeded records the script's SHA-256 beside it. Both the wait and the
+ * script are bounded inside qm's, so a failure comes back with its output and leaves nothing
+ * running in the VM. The scripts are Phoenix's
  * staged installers (components/render/install-script.ts): a second run changes nothing.
  * They carry no secret.
  *
@@ -68,9 +70,22 @@ export class VmInstall extends pulumi.dynamic.Resource {
   }
 }
 
-/** How long to wait for the guest agent (cloud-init installs it at first boot), and for cloud-init plus one script. */
+/**
+ * How long to wait for the guest agent (cloud-init installs it at first boot), and for cloud-init
+ * plus one script: a compose host's cloud-init installs the NVIDIA driver and CUDA after the agent.
+ */
 const AGENT_WAIT_SECONDS = 900;
-const EXEC_TIMEOUT_SECONDS = 1800;
+const EXEC_TIMEOUT_SECONDS = 3600;
+/**
+ * Inside that, how long the runner waits for cloud-init, and when it stops the script: both end in
+ * the VM before qm stops waiting, so their output comes back and nothing is left running there.
+ * qm.pm `exec` past its --timeout prints only the pid, without the output, and leaves the command
+ * running; `cloud-init status --wait` loops for as long as cloud-init is not done, with no limit
+ * of its own (cloud-init 26.2 cloudinit/cmd/status.py handle_status_args). coreutils timeout(1)
+ * exits 124 when the limit struck and, without --foreground, signals the command's children too.
+ */
+const CLOUD_INIT_WAIT_SECONDS = 2700;
+const SCRIPT_DEADLINE_SECONDS = EXEC_TIMEOUT_SECONDS - 60;
 const NAME_RE = /^[a-z][a-z0-9-]{0,30}$/;
 const UNIT_RE = /^[A-Za-z0-9][A-Za-z0-9@._-]*\.(service|timer|socket|path)$/;
 
@@ -95,15 +110,21 @@ export function renderInVmRunner(name: string): string {
   return [
     "set -euo pipefail",
     'root="${PHOENIX_ROOT:-}"',
-    // cloud-init status --wait blocks until cloud-init is done; non-zero when a module failed, which the script then meets.
-    'cloud-init status --wait >/dev/null </dev/null || echo "cloud-init reported errors (cloud-init status --long)" >&2',
+    // cloud-init status --wait blocks until cloud-init is done: 1 or 2 when a module failed (the script then meets it), 124 from timeout.
+    "rc=0",
+    `timeout ${CLOUD_INIT_WAIT_SECONDS} cloud-init status --wait >/dev/null </dev/null || rc=$?`,
+    `if [ "$rc" -eq 124 ]; then echo "cloud-init had not finished after ${CLOUD_INIT_WAIT_SECONDS} s (cloud-init status --long); nothing was run" >&2; exit 1; fi`,
+    'if [ "$rc" -ne 0 ]; then echo "cloud-init reported errors (cloud-init status --long)" >&2; fi',
     "umask 022",
     `mkdir -p "$(dirname ${script})" "$(dirname ${record})"`,
     `cat >${script}.new`,
     `chmod 0700 ${script}.new`,
     `mv -f ${script}.new ${script}`,
     `rm -f ${record}`,
-    script,
+    // What is left of the exec's time ($SECONDS counts from this shell's start).
+    `rc=0; timeout --kill-after=10 "$((${SCRIPT_DEADLINE_SECONDS} - SECONDS))" ${script} </dev/null || rc=$?`,
+    `if [ "$rc" -eq 124 ]; then echo "stopped: not finished ${SCRIPT_DEADLINE_SECONDS} s after the exec began" >&2; fi`,
+    'if [ "$rc" -ne 0 ]; then exit "$rc"; fi',
     `sha256sum <${script} | cut -d' ' -f1 >${record}`,
   ].join("\n");
 }
@@ -160,7 +181,12 @@ export const implementation: Implementation = {
       c.require("scripts", Array.isArray(news.scripts) && scripts.length > 0, "scripts must be a non-empty list");
       scripts.forEach((s, k) => {
         c.string(`scripts[${k}].name`, s.name, NAME_RE, "a short lower-case name");
-        c.require(`scripts[${k}].script`, isUnknown(s.script) || (typeof s.script === "string" && s.script.startsWith("#!") && Buffer.byteLength(s.script) < 1024 * 1024), "script must be a script (#!) under 1 MiB, what qm guest exec passes on stdin");
+        c.require(
+          `scripts[${k}].script`,
+          isUnknown(s.script) || (typeof s.script === "string" && s.script.startsWith("#!") && s.script.endsWith("\n") && Buffer.byteLength(s.script) < 1024 * 1024),
+          // Ending in a line break: the heredoc that carries it adds one otherwise (guest-exec.ts), and the VM's record would never match.
+          "script must be a script (#!, ending in a line break) under 1 MiB, what qm guest exec passes on stdin",
+        );
         if (!isUnknown(s.units)) c.require(`scripts[${k}].units`, Array.isArray(s.units) && s.units.every((u) => typeof u === "string" && UNIT_RE.test(u)), "units must be systemd unit names");
       });
       c.require("scripts", new Set(scripts.map((s) => s.name)).size === scripts.length, "script names must differ");

@@ -255,18 +255,31 @@ export const archiveNotes = (i: Pick<LxcTemplateOutputs, "name" | "buildHash">) 
  * vzdump backs it up in `stop` mode: pve-manager@9.2.11 PVE/VZDump.pm exec_backup_task, and
  * pve-container VZDump/LXC.pm mounts its base volumes read-only); `notes-template` becomes the
  * archive's notes (VZDump.pm generate_notes), which GET …/storage/{storage}/content returns
- * (pve-storage@9.1.7 API2/Storage/Content.pm index: `notes`, its first line). An archive is removed
- * with DELETE …/content/{volume}.
+ * (pve-storage@9.1.7 API2/Storage/Content.pm index: `notes`, its first line; `protected`). An
+ * archive is removed with DELETE …/content/{volume}.
+ *
+ * `prune-backups: keep-all=1`: vzdump otherwise prunes the vmid's backups on the storage by the
+ * storage's own retention after the backup (`remove` defaults to 1), whoever made them, or, with
+ * `remove` off, refuses past that retention's count (VZDump.pm exec_backup_task "max backup
+ * limit"; pve-guest-common VZDump/Common.pm `prune-backups` "instead of those from the storage
+ * configuration"). Only Phoenix's own archives are pruned, here, and never a protected one (PVE
+ * refuses to remove it, and its own pruning keeps it).
  */
 export async function archiveBuild(api: PveApi, t: LxcTemplateOutputs, keep: KeepBuilds): Promise<{ archived: string; pruned: string[] }> {
-  await api.runTask("POST", `/nodes/${encodeURIComponent(t.node)}/vzdump`, { vmid: String(t.vmid), storage: keep.storage, mode: "stop", compress: "zstd", "notes-template": archiveNotes(t) });
-  const listed = (await api.client.get<Array<StorageVolume & { notes?: string }>>(`/nodes/${encodeURIComponent(t.node)}/storage/${encodeURIComponent(keep.storage)}/content`, { content: "backup", vmid: t.vmid }))
-    .filter((v) => v.vmid === t.vmid && (v.notes ?? "").startsWith(`${ARCHIVE_NOTES} `))
-    .sort((a, b) => a.ctime - b.ctime || a.volid.localeCompare(b.volid));
-  const archived = listed.at(-1)?.volid;
-  if (!archived) throw new Error(`template ${t.vmid} (${t.name}): vzdump reported success but no archive with notes ${archiveNotes(t)} is on ${keep.storage}; the template is left as it is`);
-  const pruned = listed.slice(0, Math.max(0, listed.length - keep.keep)).map((v) => v.volid);
-  for (const volid of pruned) await api.runTask("DELETE", `/nodes/${encodeURIComponent(t.node)}/storage/${encodeURIComponent(keep.storage)}/content/${encodeURIComponent(volid)}`);
+  const content = `/nodes/${encodeURIComponent(t.node)}/storage/${encodeURIComponent(keep.storage)}/content`;
+  const phoenixArchives = async () =>
+    (await api.client.get<Array<StorageVolume & { notes?: string; protected?: boolean | number }>>(content, { content: "backup", vmid: t.vmid }))
+      .filter((v) => v.vmid === t.vmid && (v.notes ?? "").startsWith(`${ARCHIVE_NOTES} `))
+      .sort((a, b) => a.ctime - b.ctime || a.volid.localeCompare(b.volid));
+  const before = new Set((await phoenixArchives()).map((v) => v.volid));
+  await api.runTask("POST", `/nodes/${encodeURIComponent(t.node)}/vzdump`, { vmid: String(t.vmid), storage: keep.storage, mode: "stop", compress: "zstd", "notes-template": archiveNotes(t), "prune-backups": "keep-all=1" });
+  const listed = await phoenixArchives();
+  // This build's archive is one that was not there before: an older one is no copy of it.
+  const archived = listed.filter((v) => !before.has(v.volid) && v.notes === archiveNotes(t)).at(-1)?.volid;
+  if (!archived) throw new Error(`template ${t.vmid} (${t.name}): vzdump reported success but no new archive with notes ${archiveNotes(t)} is on ${keep.storage}; the template is left as it is`);
+  const prunable = listed.filter((v) => !v.protected);
+  const pruned = prunable.slice(0, Math.max(0, prunable.length - keep.keep)).map((v) => v.volid);
+  for (const volid of pruned) await api.runTask("DELETE", `${content}/${encodeURIComponent(volid)}`);
   return { archived, pruned };
 }
 

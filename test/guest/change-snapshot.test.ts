@@ -66,6 +66,10 @@ describe("snapshot names, pruning and obstacles", () => {
     expect(parseArgs(["dev", "102", "--destroy-newer", "--change-shared"])).toMatchObject({ force: false, destroyNewer: true, changeShared: true });
     expect(parseArgs(["dev"])).toMatch(/^usage/);
     expect(parseArgs(["dev", "x", "--yes"])).toMatch(/^unknown option --yes/);
+    // Hostile values: a name that looks like an option is refused, never taken for the snapshot; a flag takes no value.
+    expect(parseArgs(["dev", "102", "-rf"])).toMatch(/^unknown option -rf\n/);
+    expect(parseArgs(["dev", "102", "--destroy-newer=no"])).toMatch(/^unknown option --destroy-newer=no/);
+    expect(parseArgs(["dev", "102", "a; rm -rf /", "--force"])).toMatchObject({ snapshot: "a; rm -rf /", force: true });
     expect(doctorArgs(["prod", "--restore-drill", "traefik"])).toMatchObject({ stack: "prod", restoreDrill: "traefik" });
     expect(doctorArgs(["prod", "--restore-drill"])).toMatch(/^--restore-drill needs a guest/);
   });

@@ -241,4 +241,23 @@ describe("a bind-mounted container snapshotted through ZFS, and rolled back", ()
     expect(rig.sandbox.state().snapshots).toContain(`tank/step-ca@${e}`);
     expect(rig.sandbox.read("tank/step-ca/ca.json")).toBe("v1\n");
   }, 60_000);
+
+  it("a snapshot taken between the plan and the rollback (sanoid's, while the guest stopped) is not destroyed unlisted: refused, the guest started again", async () => {
+    const [e, f] = [snapshotName("install", "e"), snapshotName("install", "f")];
+    await takeChangeSnapshot(api, { node: "pve", kind: "lxc", vmid: VMID, change: "install", trigger: "f", keep: 5, whenUnsupported: "refuse", zfs: { connection: rig.connection, declared: declared() } });
+    rig.sandbox.write("tank/step-ca/ca.json", "after f\n");
+    const late = "tank/step-ca@autosnap_2030-01-01_00:15:00_frequently";
+    let lists = 0;
+    const racing: NodeRun = async (command) => {
+      if (command.startsWith("zfs list") && ++lists === 2) await run(`zfs snapshot -- '${late}'`);
+      return run(command);
+    };
+    const out: string[] = [];
+    const deps = { load: () => config, api: async () => api, node: async () => racing, out: (l: string) => out.push(l) };
+    expect(await runRollback(["dev", "step-ca", e, "--destroy-newer"], deps), out.join("\n")).toBe(1);
+    expect(out.join("\n")).toContain(`refused: ${late} appeared since the plan (sanoid's): run again to see the new plan`);
+    expect(rig.sandbox.state().snapshots).toEqual(expect.arrayContaining([late, `tank/step-ca@${f}`, `${ROOT_DS}@${f}`]));
+    expect(rig.sandbox.read("tank/step-ca/ca.json")).toBe("after f\n");
+    expect(sim.state.guests.get(VMID)!.status).toBe("running");
+  }, 60_000);
 });

@@ -4,7 +4,11 @@
  * its node-side scripts (shellcheck), its check, diff and reach-only update, and how it reads a
  * probe. The e2e (test/e2e/apply.test.ts) runs it against the rig's qm.
  */
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { renderAlloyInstallScript } from "../../components/observability/alloy.render";
 import { renderGuestExportersScript } from "../../components/observability/exporters.render";
@@ -52,6 +56,12 @@ describe("the agents' scripts of a VM", () => {
     expect(vmAgentScripts(noOps, g)).toEqual([]);
   });
 
+  it("are none in a VM HA keeps stopped: no guest agent answers there", () => {
+    const hq = vms.find((v) => v.g.name === "plan-hq")!;
+    expect(vmAgentScripts(hq.config, { ...hq.g, ha: { state: "stopped", strict: false, apartFrom: [], maxRestart: 1, maxRelocate: 1 } })).toEqual([]);
+    expect(vmAgentScripts(hq.config, { ...hq.g, ha: { state: "started", strict: false, apartFrom: [], maxRestart: 1, maxRelocate: 1 } })).toHaveLength(2);
+  });
+
   it("and VmInstall's node-side scripts are shellcheck-clean", () => {
     const hq = vms.find((v) => v.g.name === "plan-hq")!;
     const scripts = vmAgentScripts(hq.config, hq.g);
@@ -96,6 +106,38 @@ describe("VmInstall", () => {
   it("update after a migration or an SSH change records it and runs nothing (no SSH is tried)", async () => {
     const moved = { ...inputs, node: "pve2", connection: { ...connection, host: "192.0.2.1" } };
     expect((await implementation.update!("id", outputs, moved)).outs).toEqual({ ...moved, inSync: true });
+  });
+
+  describe("its runner in the VM (real bash; cloud-init and timeout stood in)", () => {
+    // timeout stand-in: as if the limit struck when cloud-init is what it runs, else runs the command (after its options).
+    const bin = fs.mkdtempSync(path.join(os.tmpdir(), "vm-runner-bin-"));
+    fs.writeFileSync(path.join(bin, "cloud-init"), "#!/bin/sh\nsleep 30\n", { mode: 0o755 });
+    fs.writeFileSync(path.join(bin, "timeout"), '#!/bin/bash\necho "$*" >>"$PHOENIX_ROOT/timeout.log"\nwhile [ "${1#-}" != "$1" ]; do shift; done; shift\nif [ "$1" = cloud-init ]; then [ -n "${CLOUD_INIT_HANGS:-}" ] && exit 124; exit 0; fi\nexec "$@"\n', { mode: 0o755 });
+    const run = (script: string, env: Record<string, string> = {}) => {
+      const root = fs.mkdtempSync(path.join(os.tmpdir(), "vm-runner-root-"));
+      const r = spawnSync("bash", ["-c", renderInVmRunner("exporters")], { input: script, encoding: "utf8", timeout: 10_000, env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, PHOENIX_ROOT: root, ...env } });
+      const record = path.join(root, "var/lib/phoenix/vm-install/exporters.sha256");
+      return { status: r.status, stderr: r.stderr, record: fs.existsSync(record) ? fs.readFileSync(record, "utf8").trim() : undefined, ran: fs.existsSync(path.join(root, "ran")), timeouts: fs.existsSync(path.join(root, "timeout.log")) ? fs.readFileSync(path.join(root, "timeout.log"), "utf8") : "" };
+    };
+    const ok = '#!/bin/bash\ntouch "$PHOENIX_ROOT/ran"\n';
+
+    it("records the script's SHA-256 only after it succeeded, both bounded by timeout within qm's wait", () => {
+      const done = run(ok);
+      expect(done).toMatchObject({ status: 0, record: sha(ok), ran: true });
+      expect(done.timeouts).toMatch(/^2700 cloud-init status --wait\n--kill-after=10 35\d\d \S+\/usr\/local\/sbin\/phoenix-exporters-install\n$/);
+      expect(run('#!/bin/bash\ntouch "$PHOENIX_ROOT/ran"\nexit 3\n')).toMatchObject({ status: 3, record: undefined, ran: true });
+    });
+
+    it("a cloud-init that never finishes fails the run, with why, before the script runs (no unbounded wait left in the VM)", () => {
+      const r = run(ok, { CLOUD_INIT_HANGS: "1" });
+      expect(r).toMatchObject({ status: 1, record: undefined, ran: false });
+      expect(r.stderr).toContain("cloud-init had not finished after 2700 s");
+    });
+  });
+
+  it("check refuses a script without a final line break: the heredoc would add one and the VM's record never match", async () => {
+    const r = await implementation.check!({}, { ...inputs, scripts: [{ ...scripts[0]!, script: "#!/bin/bash\necho one" }] });
+    expect(r.failures!.map((f) => f.property)).toEqual(["scripts[0].script"]);
   });
 
   it("reads a probe: in sync only with every script's record and every unit active", () => {

@@ -10,6 +10,8 @@ const REAL_TOOLS = [
   "bash", "sh", "cat", "grep", "sed", "awk", "mkdir", "rm", "mv", "cp", "ln", "tr", "cut", "sort", "uniq", "head", "tail",
   "wc", "base64", "stat", "readlink", "basename", "dirname", "cmp", "mktemp", "touch", "chmod", "env", "sleep", "tee", "sha256sum",
   "ls", "find", "xargs", "true", "false", "realpath", "printf", "test", "date", "chown", "seq",
+  // Bounds a wait or a script (VmInstall's runner in a VM, providers/guest/vm-install.ts); runs the next tool from PATH.
+  "timeout",
   // Unpack the release archives the curl stand-in serves (tar.gz, and Grafana's zips), into the temporary folder the script names.
   "tar", "gzip", "unzip",
   // util-linux: runs the next tool (mkdir) as the folder's owner.

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { UNKNOWN } from "../../providers/common";
 import { createPveClient } from "../../providers/pve";
 import { BASE_PACKAGES, SSHD_HARDENING, SSHD_HARDENING_PATH } from "../../providers/template/layers";
-import { implementation, type LxcTemplateInputs, type LxcTemplateOutputs } from "../../providers/template/lxc-template";
+import { archiveBuild, implementation, type LxcTemplateInputs, type LxcTemplateOutputs } from "../../providers/template/lxc-template";
 import { startSimulator, type Simulator } from "../pve-sim/server";
 import { startSshd, type SshRig } from "../rig/sshd";
 import { mirrorContainers } from "./world";
@@ -166,7 +166,8 @@ describe("LxcTemplate against the simulator and the sshd rig", () => {
       current = (await implementation.create(next)).outs as LxcTemplateOutputs;
     }
     const dumps = sim.log.find("POST", "/nodes/{node}/vzdump").filter((e) => e.params.vmid === "906");
-    expect(dumps.map((e) => e.params)).toEqual(notes.map((n) => ({ vmid: "906", storage: "local", mode: "stop", compress: "zstd", "notes-template": n })));
+    // keep-all: vzdump must not apply the storage's retention to the vmid's backups, whoever's (VZDump.pm `remove`).
+    expect(dumps.map((e) => e.params)).toEqual(notes.map((n) => ({ vmid: "906", storage: "local", mode: "stop", compress: "zstd", "notes-template": n, "prune-backups": "keep-all=1" })));
     const archives = [...sim.state.storages.get("local")!.volumes.values()].filter((v) => v.content === "backup" && v.vmid === 906);
     expect(archives.map((v) => v.notes)).toEqual(["before the upgrade", ...notes.slice(1)]);
     expect(archives.slice(1).every((v) => v.backup?.config.template === "1")).toBe(true);
@@ -219,5 +220,42 @@ describe("LxcTemplate against the simulator and the sshd rig", () => {
     expect(bad.failures).toEqual([{ property: "layer", reason: "LXC template 901: cuda layer: CUDA version 12 must be major.minor, e.g. 12.8" }]);
     const noToken = await implementation.check({}, declared(900, { api: { endpoint: sim.endpoint } as LxcTemplateInputs["api"] }));
     expect(noToken.failures).toEqual([{ property: "api", reason: "LXC template 900: api must be { endpoint, tokenId, tokenSecret, caPem?, insecure? }" }]);
+  });
+});
+
+describe("archiveBuild, against a storage the simulator does not model (protected backups, a vzdump that left no archive)", () => {
+  type Vol = { volid: string; content: string; format: string; size: number; ctime: number; vmid: number; notes?: string; protected?: number };
+  const t = { node: "pve", vmid: 906, name: "tpl-906", buildHash: "a".repeat(64) } as LxcTemplateOutputs;
+  const notes = `phoenix-template tpl-906 build ${"a".repeat(12)}`;
+  const vol = (n: number, extra: Partial<Vol> = {}): Vol => ({ volid: `local:backup/vzdump-lxc-906-${n}.tar.zst`, content: "backup", format: "tar.zst", size: 1, ctime: n, vmid: 906, notes: "phoenix-template tpl-906 build 0123456789ab", ...extra });
+  /** Lists the volumes; vzdump adds one (unless `writes` is false); DELETE of a protected one fails as pve-storage's does. */
+  function fakeApi(volumes: Vol[], writes = true) {
+    const calls: string[] = [];
+    const api = {
+      client: { get: async () => volumes.map((v) => ({ ...v })) },
+      runTask: async (method: string, path: string) => {
+        calls.push(`${method} ${path}`);
+        if (path.endsWith("/vzdump") && writes) volumes.push(vol(100, { notes }));
+        if (method === "DELETE") {
+          const v = volumes.find((x) => path.endsWith(encodeURIComponent(x.volid)))!;
+          if (v.protected) throw new Error("backup is protected");
+          volumes.splice(volumes.indexOf(v), 1);
+        }
+      },
+    };
+    return { api: api as unknown as Parameters<typeof archiveBuild>[0], calls };
+  }
+
+  it("a protected archive is neither pruned nor counted", async () => {
+    const volumes = [vol(1, { protected: 1 }), vol(2), vol(3)];
+    const { api } = fakeApi(volumes);
+    expect(await archiveBuild(api, t, { storage: "local", keep: 2 })).toEqual({ archived: vol(100).volid, pruned: [vol(2).volid] });
+    expect(volumes.map((v) => v.ctime)).toEqual([1, 3, 100]);
+  });
+
+  it("an older archive of the same build is no archive of this one: nothing is pruned and the caller destroys nothing", async () => {
+    const { api, calls } = fakeApi([vol(1, { notes }), vol(2)], false);
+    await expect(archiveBuild(api, t, { storage: "local", keep: 1 })).rejects.toThrow(/no new archive with notes phoenix-template tpl-906 build a{12} is on local; the template is left as it is/);
+    expect(calls.filter((c) => c.startsWith("DELETE"))).toEqual([]);
   });
 });
