@@ -71,7 +71,7 @@ import { formatIssues, readStackFile, validateStack, type RawStack } from "../st
 import type { StackConfig } from "../stacks/schema";
 import { isSharedStorage } from "../stacks/shared-storage";
 import { describeError, runCli } from "./cli";
-import { findGuest, loadStack, stackApi } from "./stack-guest";
+import { loadStack, openGuestCommand, stackApi } from "./stack-guest";
 
 const USAGE = "usage: npm run move -- <stack> <guest name or vmid> <node> [--yes]";
 
@@ -281,17 +281,9 @@ async function checkLive(api: PveApi, kind: GuestKind, vmid: number, to: string,
 // ---------------------------------------------------------------------------------------------
 
 export async function runMove(argv: readonly string[], deps: MoveDeps): Promise<number> {
-  const args = parseArgs(argv);
-  if (typeof args === "string") {
-    deps.out(args);
-    return 2;
-  }
-  const config = deps.load(args.stack);
-  if (typeof config === "string") {
-    deps.out(config);
-    return 2;
-  }
-  const target = findGuest(config, args.guest);
+  const opened = openGuestCommand(argv, parseArgs, (stack) => deps.load(stack), deps.out);
+  if (!opened) return 2;
+  const { args, config, target } = opened;
   const { kind, label } = target;
   const vmid = target.guest.vmid;
   const index = config.guests.indexOf(target.guest);

@@ -22,7 +22,7 @@ import type { StackConfig } from "../stacks/schema";
 import { liveObstacles, rootSettingsChanges, SNAPSHOT_PREFIX, type SnapshotEntry } from "../providers/guest/guest-snapshot";
 import { keptBy, listZfsSnapshots, newerThan, ownerOf, RENDER_RUNNING_SENDS, rollbackZfs, type NodeRun } from "../providers/guest/zfs-snapshot";
 import { runCli } from "./cli";
-import { findGuest, loadStack, stackApi, stackNode } from "./stack-guest";
+import { loadStack, openGuestCommand, stackApi, stackNode } from "./stack-guest";
 
 const USAGE = [
   "usage: npm run rollback -- <stack> <guest name or vmid> [snapshot] [--force] [--destroy-newer] [--change-shared]",
@@ -80,17 +80,9 @@ function configChanges(snap: Record<string, unknown>, current: Record<string, un
 }
 
 export async function runRollback(argv: readonly string[], deps: RollbackDeps): Promise<number> {
-  const args = parseArgs(argv);
-  if (typeof args === "string") {
-    deps.out(args);
-    return 2;
-  }
-  const config = deps.load(args.stack);
-  if (typeof config === "string") {
-    deps.out(config);
-    return 2;
-  }
-  const target = findGuest(config, args.guest);
+  const opened = openGuestCommand(argv, parseArgs, deps.load, deps.out);
+  if (!opened) return 2;
+  const { args, config, target } = opened;
   const { node, kind, label } = target;
   const vmid = target.guest.vmid;
   const api = await deps.api(args.stack, config);

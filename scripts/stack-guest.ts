@@ -1,5 +1,5 @@
 /**
- * What the guest commands (rollback, the doctor's restore drill) share: the stack's configuration,
+ * What the guest commands (rollback, move, the doctor's restore drill) share: the stack's configuration,
  * one of its guests by name or vmid, and a token client for the API.
  */
 import { execFile } from "node:child_process";
@@ -38,6 +38,30 @@ export function findGuest(config: StackConfig, which: string): GuestTarget {
   if (!guest) throw new PlacedError(`no guest ${JSON.stringify(which)}; the stack has ${config.guests.map((g) => `${g.name} (${g.vmid})`).join(", ")}`, { configPath: "guests" });
   const kind: GuestKind = guest.kind === "vm" ? "qemu" : "lxc";
   return { guest, node: guest.node ?? config.host.node ?? config.proxmox.nodes[0]!.name, kind, label: `${kind === "lxc" ? "CT" : "VM"} ${guest.vmid} (${guest.name})` };
+}
+
+/**
+ * The opening of a command about one guest (rollback, move): its arguments parsed, its stack
+ * loaded and the guest found; or, for a usage or stack error, the message written and undefined
+ * (the command exits 2). An unknown guest throws, placed at `guests`.
+ */
+export function openGuestCommand<A extends { stack: string; guest: string }>(
+  argv: readonly string[],
+  parse: (argv: readonly string[]) => A | string,
+  load: (stack: string) => StackConfig | string,
+  out: (line: string) => void,
+): { args: A; config: StackConfig; target: GuestTarget } | undefined {
+  const args = parse(argv);
+  if (typeof args === "string") {
+    out(args);
+    return undefined;
+  }
+  const config = load(args.stack);
+  if (typeof config === "string") {
+    out(config);
+    return undefined;
+  }
+  return { args, config, target: findGuest(config, args.guest) };
 }
 
 const run = promisify(execFile);
