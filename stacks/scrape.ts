@@ -46,10 +46,11 @@ export function machineLabels(config: Pick<StackConfig, "host" | "proxmox">, on:
  * user data Phoenix writes (the Docker hosts, stacks/plan.ts trustsInternalCa): that user data
  * installs the QEMU guest agent the same install scripts then arrive through
  * (components/observability/vm-agents.ts). A VM on the provider's generated user data has no
- * guest agent Phoenix can count on.
+ * guest agent Phoenix can count on. Nor does a VM the HA manager keeps stopped (`ha.state:
+ * stopped`): no agent answers in it, and a scrape target or log rule for it would only ever be down.
  */
 export function runsNodeAgents(g: Guest): boolean {
-  return g.kind === "lxc" || trustsInternalCa(g);
+  return g.kind === "lxc" || (trustsInternalCa(g) && g.ha?.state !== "stopped");
 }
 
 /**

@@ -17,12 +17,12 @@ import { guestExporters, renderGuestExportersScript } from "./exporters.render";
 /**
  * The install scripts a VM runs for the ops guest, exporters first, with the units each leaves
  * running. None when the stack has no ops guest, or the VM is not one Phoenix prepares
- * (runsNodeAgents: its cloud-init user data installs the guest agent the scripts arrive through),
- * or one HA keeps stopped (ha.state): no agent answers in a stopped VM, and VmInstall would wait
- * for it and fail the apply; they are installed on the first apply after it is declared started.
+ * (runsNodeAgents: its cloud-init user data installs the guest agent the scripts arrive through,
+ * and HA does not keep it stopped: VmInstall would wait for an agent that never answers and fail
+ * the apply; the scripts are installed on the first apply after it is declared started).
  */
 export function vmAgentScripts(config: StackConfig, guest: VmGuest): VmScript[] {
-  if (opsGuest(config)?.role?.type !== "observability" || !runsNodeAgents(guest) || guest.ha?.state === "stopped") return [];
+  if (opsGuest(config)?.role?.type !== "observability" || !runsNodeAgents(guest)) return [];
   return [
     { name: "exporters", script: renderGuestExportersScript(config, guest), units: guestExporters(config, guest).services.map((s) => s.unit) },
     { name: "alloy", script: renderAlloyInstallScript(config, guest), units: [ALLOY_PATHS.unit] },

@@ -17,6 +17,7 @@ import { UNKNOWN } from "../../providers/common";
 import * as pulumi from "@pulumi/pulumi";
 import { implementation, probeInSync, renderInVmRunner, renderProbeScript, renderRunScript, vmInstallProvider, type VmInstallOutputs, type VmScript } from "../../providers/guest/vm-install";
 import { trustsInternalCa } from "../../stacks/plan";
+import { scrapePoints } from "../../stacks/scrape";
 import type { VmGuest } from "../../stacks/schema";
 import { loadStack, shellcheck } from "../support";
 
@@ -60,6 +61,11 @@ describe("the agents' scripts of a VM", () => {
     const hq = vms.find((v) => v.g.name === "plan-hq")!;
     expect(vmAgentScripts(hq.config, { ...hq.g, ha: { state: "stopped", strict: false, apartFrom: [], maxRestart: 1, maxRelocate: 1 } })).toEqual([]);
     expect(vmAgentScripts(hq.config, { ...hq.g, ha: { state: "started", strict: false, apartFrom: [], maxRestart: 1, maxRelocate: 1 } })).toHaveLength(2);
+    // Nor is it scraped for node_exporter: a target that could only ever be down.
+    const stopped = { ...hq.config, guests: hq.config.guests.map((g) => (g.vmid === hq.g.vmid ? { ...hq.g, ha: { state: "stopped" as const, strict: false, apartFrom: [], maxRestart: 1, maxRelocate: 1 } } : g)) };
+    const nodeTargets = (c: typeof hq.config) => scrapePoints(c).filter((p) => p.on !== "host" && p.on.vmid === hq.g.vmid && p.port === 9100);
+    expect(nodeTargets(hq.config)).toHaveLength(1);
+    expect(nodeTargets(stopped)).toEqual([]);
   });
 
   it("and VmInstall's node-side scripts are shellcheck-clean", () => {
