@@ -213,7 +213,18 @@ async function rollbackViaZfs(args: RollbackArgs, config: StackConfig, t: { api:
     out(`nothing was rolled back; ${t.label} is ${(await t.api.guestStatus(t.node, t.kind, t.vmid)).status}.`);
     return 1;
   }
-  await rollbackZfs(t.run, t.datasets, name, newer.length > 0);
+  try {
+    await rollbackZfs(t.run, t.datasets, name, newer.length > 0);
+  } catch (e) {
+    // One `set -e` script rolls the datasets back in order (renderZfsRollback), so those before the
+    // failing one are already at the snapshot. The guest stays stopped: started, it would run on a
+    // mix of old and new data. Running the same command again finishes it (a dataset already at
+    // the snapshot has nothing newer left to roll back).
+    out(`the rollback stopped part-way: ${(e as Error).message}`);
+    out(`  the datasets are rolled back in this order, and those before the one that failed are already at ${name}: ${t.datasets.join(", ")}`);
+    out(`  ${t.label} stays stopped so that nothing runs on half-rolled-back data: run the same command again to finish, or start it as it is (${t.kind === "lxc" ? "pct start" : "qm start"} ${t.vmid})`);
+    return 1;
+  }
   await t.api.setGuestState(t.node, t.kind, t.vmid, "start");
   const after = (await t.api.guestStatus(t.node, t.kind, t.vmid)).status;
   out(`${t.label} rolled back to ${name} and ${after}.`);

@@ -184,6 +184,15 @@ describe("a bind-mounted container snapshotted through ZFS, and rolled back", ()
     expect(rig.sandbox.state().snapshots).toContain(`${ROOT_DS}@${c}`);
     expect(sim.state.guests.get(VMID)!.status).toBe("running");
 
+    // A rollback that fails part-way: said so, with the order and the way to finish; the guest stays stopped.
+    out.length = 0;
+    const failing: NodeRun = async (command) => (command.includes("zfs rollback") ? { code: 1, stdout: "", stderr: "cannot rollback 'tank/step-ca': dataset is busy" } : run(command));
+    expect(await runRollback(["dev", "step-ca"], { ...deps, node: async () => failing })).toBe(1);
+    expect(out.join("\n")).toContain(`the datasets are rolled back in this order, and those before the one that failed are already at ${c}: ${ROOT_DS}, tank/step-ca`);
+    expect(out.join("\n")).toContain(`run the same command again to finish, or start it as it is (pct start ${VMID})`);
+    expect(sim.state.guests.get(VMID)!.status).toBe("stopped");
+    await api.setGuestState("pve", "lxc", VMID, "start");
+
     out.length = 0;
     expect(await runRollback(["dev", "step-ca"], deps), out.join("\n")).toBe(0);
     expect(out.join("\n")).toMatch(new RegExp(`Rolling back its ZFS datasets to ${c}:[\\s\\S]*1\\. stop CT ${VMID}[\\s\\S]*zfs rollback ${ROOT_DS}@${c}, tank/step-ca@${c}[\\s\\S]*3\\. start CT ${VMID}[\\s\\S]*rolled back to ${c} and running`));
