@@ -18,6 +18,12 @@ const fs = require("node:fs");
 const path = require("node:path");
 const crypto = require("node:crypto");
 
+// ---- Lazy SDK modules (issue #22, cold load) -------------------------------------------------
+// Pulumi.yaml's nodeargs preload this file's sibling before cmd/run loads anything; required here
+// too, so a run without that preload still defers what is not yet loaded (it skips what is).
+require("./pulumi-preload.cjs");
+// ---- end of lazy SDK modules -----------------------------------------------------------------
+
 // Source maps off in the run path. The SDK reads `new Error().stack` for every resource
 // (Resource.callsites, with no frame limit) and every RPC promise (debuggablePromise); cmd/run's
 // index.js installs source-map-support's Error.prepareStackTrace, which maps every frame of the
@@ -171,6 +177,9 @@ async function build() {
 
 async function load() {
   const file = cached() ?? (await build());
+  // Which bundle runs, for providers/dynamic-resource.ts: it keeps each dynamic provider's
+  // serialized `__provider` text in this folder under this bundle's key (the hash in its name).
+  globalThis[Symbol.for("phoenix.programBundle")] = { key: /program-([0-9a-f]+)\.cjs$/.exec(file)[1], dir: path.dirname(file) };
   return require(file);
 }
 

@@ -4,8 +4,9 @@
  *    empty temp folder so no compile cache there helps: the SDK's vendored ts-node with type check
  *    (`typescript: true`), the previous entry (bench/tsx-entry.cjs: tsx's hook), and Phoenix's
  *    entry (pulumi-entry.cjs) once with an empty bundle cache (a rebuild, as after any change to
- *    the sources) and once with the bundle it just built; beside them, what importing the SDK
- *    and the two provider packages alone costs, which no entry can go below;
+ *    the sources) and once with the bundle it just built, then once more loading the whole SDK
+ *    (PHOENIX_LAZY_SDK=0: no stand-ins from pulumi-preload.cjs); beside them, what importing
+ *    the SDK and the two provider packages alone costs;
  *  - load + evaluation (validation, composition, every renderer) through the real program host
  *    (cmd/run over gRPC, bench/program-host.ts) for the prod stack and for generated stacks of
  *    10, 100 and 500 extra guests;
@@ -93,7 +94,7 @@ async function coldLoads(): Promise<Record<string, number>> {
   const { raw, config } = stack;
   const project = projectRuntime();
   const tsNode = { ...project, typescript: true, nodeargs: "", entryPoint: "index.ts" };
-  const tsx = { ...project, programDirectory: ROOT, entryPoint: "bench/tsx-entry.cjs" };
+  const tsx = { ...project, nodeargs: "", programDirectory: ROOT, entryPoint: "bench/tsx-entry.cjs" };
   const cacheRoot = path.join(ROOT, "node_modules", ".cache");
   fs.mkdirSync(cacheRoot, { recursive: true });
   const bundleCache = fs.mkdtempSync(path.join(cacheRoot, "phoenix-bench-"));
@@ -105,6 +106,8 @@ async function coldLoads(): Promise<Record<string, number>> {
       tsxEntryMs: await timed(tsx),
       bundleRebuildMs: await timed(project, { PHOENIX_PROGRAM_CACHE: bundleCache }),
       bundleCachedMs: await timed(project, { PHOENIX_PROGRAM_CACHE: bundleCache }),
+      // The same with the whole SDK loaded at once, as before pulumi-preload.cjs made parts of it lazy.
+      bundleCachedWholeSdkMs: await timed(project, { PHOENIX_PROGRAM_CACHE: bundleCache, PHOENIX_LAZY_SDK: "0" }),
     };
   } finally {
     fs.rmSync(bundleCache, { recursive: true, force: true });

@@ -21,7 +21,7 @@ export type Implementation = Required<Pick<pulumi.dynamic.ResourceProvider, "che
  * @param implFile path below providers/, without extension, e.g. "host/zfs-dataset"
  */
 export function dynamicProvider<Inputs, Outputs>(implFile: string): pulumi.dynamic.ResourceProvider<Inputs, Outputs> {
-  return {
+  const provider: pulumi.dynamic.ResourceProvider<Inputs, Outputs> = {
     check: (olds, news) => loadImplementation(implFile).check(olds, news),
     diff: (id, olds, news) => loadImplementation(implFile).diff(id, olds, news),
     create: (inputs) => loadImplementation(implFile).create(inputs),
@@ -29,7 +29,18 @@ export function dynamicProvider<Inputs, Outputs>(implFile: string): pulumi.dynam
     update: (id, olds, news) => loadImplementation(implFile).update(id, olds, news),
     delete: (id, props) => loadImplementation(implFile).delete(id, props),
   };
+  implFiles.set(provider, implFile);
+  return provider;
 }
+
+/**
+ * The `implFile` each provider object was made from. Its serialized text is a function of that
+ * string and of this file's code alone (the methods above capture nothing else), which is what
+ * lets ./dynamic-resource.ts keep the text across runs of one program bundle.
+ */
+const implFiles = new WeakMap<object, string>();
+
+export const implFileOf = (provider: object): string | undefined => implFiles.get(provider);
 
 function loadImplementation(implFile: string): Implementation {
   const path = require("path") as typeof import("path");

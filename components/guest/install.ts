@@ -34,12 +34,33 @@ export function scriptHash(script: string): string {
   return crypto.createHash("sha256").update(script).digest("hex");
 }
 
+/** The sha256 of a script: its hash as a trigger, computed at once when the script is already text. */
+function hashOf(script: pulumi.Input<string>): pulumi.Input<string> {
+  return typeof script === "string" ? scriptHash(script) : pulumi.output(script).apply(scriptHash);
+}
+
+const commandConnections = new WeakMap<object, pulumi.Output<command.types.input.remote.ConnectionArgs>>();
+
+/**
+ * The Command provider's connection for an SSH connection. One Output per connection, shared by
+ * every command over it: a stack has a connection per node and a command or two per guest, and each
+ * Output is a chain of promises the SDK keeps until the program ends.
+ */
+export function commandConnection(connection: pulumi.Input<SshConnection>): pulumi.Output<command.types.input.remote.ConnectionArgs> {
+  let shared = commandConnections.get(connection);
+  if (!shared) {
+    shared = pulumi.output(connection).apply((c) => ({ host: c.host, port: c.port ?? 22, user: c.username, privateKey: c.privateKey, hostKey: c.hostKey }));
+    commandConnections.set(connection, shared);
+  }
+  return shared;
+}
+
 /** Runs a script inside a container through the node, again whenever its text changes. */
 function pctScript(name: string, connection: pulumi.Input<SshConnection>, vmid: number, script: pulumi.Input<string>, triggers: pulumi.Input<string>[], opts: pulumi.CustomResourceOptions): command.remote.Command {
   return new command.remote.Command(
     name,
     {
-      connection: pulumi.output(connection).apply((c) => ({ host: c.host, port: c.port ?? 22, user: c.username, privateKey: c.privateKey, hostKey: c.hostKey })),
+      connection: commandConnection(connection),
       create: `pct exec ${vmid} -- bash -s`,
       stdin: script,
       triggers,
@@ -56,11 +77,11 @@ export class GuestInstall extends pulumi.ComponentResource {
 
   constructor(name: string, args: GuestInstallArgs, opts: pulumi.ComponentResourceOptions = {}) {
     super("phoenix:guest:GuestInstall", name, { vmid: args.vmid, files: args.files }, opts);
-    const installHash = pulumi.output(args.script).apply(scriptHash);
+    const installHash = hashOf(args.script);
     const snapshot = args.snapshot && new GuestSnapshot(`${name}-snapshot`, { ...args.snapshot, kind: "lxc", vmid: args.vmid, change: "install", trigger: installHash }, { parent: this, dependsOn: args.dependsOn });
     const run = pctScript(`${name}-run`, args.connection, args.vmid, args.script, [installHash], { parent: this, dependsOn: [...(args.dependsOn ?? []), ...(snapshot ? [snapshot] : [])] });
     this.stdout = run.stdout;
-    this.ready = args.check === undefined ? run : pctScript(`${name}-check`, args.connection, args.vmid, args.check, [installHash, pulumi.output(args.check).apply(scriptHash)], { parent: this, dependsOn: [run] });
+    this.ready = args.check === undefined ? run : pctScript(`${name}-check`, args.connection, args.vmid, args.check, [installHash, hashOf(args.check)], { parent: this, dependsOn: [run] });
     this.registerOutputs({ stdout: this.stdout });
   }
 }

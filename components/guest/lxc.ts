@@ -131,15 +131,20 @@ export class LxcGuest extends pulumi.ComponentResource {
           owner: { uid: hostIdOf(m.uid, g.idPassthrough.uids, g.unprivileged), gid: hostIdOf(m.gid, g.idPassthrough.gids, g.unprivileged), mode: ds.owner?.mode ?? "0750" },
         };
       });
-      const hostReport = pulumi.output(args.hostGpus).apply((host) => {
-        // Read only for a guest with GPUs: a host without lxc-shared GPUs has no driver report.
-        if (!host && g.gpus.length > 0) throw new Error(`${label}: has GPUs but the host NVIDIA driver's report was not passed in`);
-        return host!;
-      });
-      const devices = g.gpus.length === 0 ? [] : hostReport.apply((host) => gpuDevices(label, g.gpus, args.gpus, host));
-      const verifyGpus = g.gpus.length === 0 ? undefined : hostReport.apply((host) => expectedGpuView(label, g.gpus, args.gpus, host));
+      // Read only for a guest with GPUs: a host without lxc-shared GPUs has no driver report.
+      const hostReport =
+        g.gpus.length === 0
+          ? undefined
+          : pulumi.output(args.hostGpus).apply((host) => {
+              if (!host) throw new Error(`${label}: has GPUs but the host NVIDIA driver's report was not passed in`);
+              return host;
+            });
+      const devices = hostReport ? hostReport.apply((host) => gpuDevices(label, g.gpus, args.gpus, host)) : [];
+      const verifyGpus = hostReport?.apply((host) => expectedGpuView(label, g.gpus, args.gpus, host));
       const features = { nesting: g.features.nesting, keyctl: g.features.keyctl, fuse: g.features.fuse };
-      const rootSpec = pulumi.jsonStringify({ devices, mounts, features, idmap: idmap.ranges });
+      // The same text either way; an Output only when the GPU devices wait for the host's report.
+      const spec = { devices, mounts, features, idmap: idmap.ranges };
+      const rootSpec = hostReport ? pulumi.jsonStringify(spec) : JSON.stringify(spec);
       const snapshot = args.snapshot && new GuestSnapshot(`${label}-root-snapshot`, { ...args.snapshot, kind: "lxc", vmid: g.vmid, change: "root-settings", trigger: rootSpec }, { parent: this, dependsOn: [this.disk] });
       this.ready = new LxcRootConfig(
         `${label}-root`,

@@ -14,7 +14,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { SshConnection } from "../../providers/ssh";
 import { guestAddress } from "../../stacks/plan";
 import type { Guest, StackConfig } from "../../stacks/schema";
-import { GuestInstall, scriptHash } from "../guest/install";
+import { commandConnection, GuestInstall, scriptHash } from "../guest/install";
 import { renderInstallScript } from "../render/install-script";
 import { renderGuestExportersFiles, renderGuestExportersScript, renderHostExportersScript, renderPveExporterFiles, renderPveExporterPrepare, EXPORTER_UNITS } from "./exporters.render";
 import { unitPath } from "./install.render";
@@ -59,7 +59,7 @@ export function onNode(name: string, node: NodeTarget, script: string, parent: p
   return new command.remote.Command(
     name,
     {
-      connection: pulumi.output(node.connection).apply((c) => ({ host: c.host, port: c.port ?? 22, user: c.username, privateKey: c.privateKey, hostKey: c.hostKey })),
+      connection: commandConnection(node.connection),
       create: "bash -s",
       stdin: script,
       triggers: [scriptHash(script)],

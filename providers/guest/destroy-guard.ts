@@ -9,6 +9,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { same } from "../common";
 import { dynamicProvider, type Implementation } from "../dynamic";
+import { DynamicResource } from "../dynamic-resource";
 import { destructiveChanges, type GuardedGuest } from "../../stacks/replacement";
 
 export interface DestroyGuardInputs {
@@ -17,7 +18,7 @@ export interface DestroyGuardInputs {
 
 export const destroyGuardProvider = dynamicProvider<DestroyGuardInputs, DestroyGuardInputs>("guest/destroy-guard");
 
-export class DestroyGuard extends pulumi.dynamic.Resource {
+export class DestroyGuard extends DynamicResource {
   constructor(name: string, args: DestroyGuardInputs, opts: pulumi.CustomResourceOptions = {}) {
     super(destroyGuardProvider, name, args, opts, "phoenix/guest", "DestroyGuard");
   }

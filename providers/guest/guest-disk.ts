@@ -14,6 +14,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { withTokenApi, type ApiAccess } from "../pve";
 import { changedKeys, Checker, diffResult, isUnknown } from "../common";
 import { dynamicProvider, type Implementation } from "../dynamic";
+import { DynamicResource } from "../dynamic-resource";
 
 export interface GuestDiskInputs {
   api: ApiAccess;
@@ -39,7 +40,7 @@ export interface GuestDiskArgs {
 
 export const guestDiskProvider = dynamicProvider<GuestDiskInputs, GuestDiskOutputs>("guest/guest-disk");
 
-export class GuestDisk extends pulumi.dynamic.Resource {
+export class GuestDisk extends DynamicResource {
   declare readonly actualGiB: pulumi.Output<number>;
   constructor(name: string, args: GuestDiskArgs, opts: pulumi.CustomResourceOptions = {}) {
     super(guestDiskProvider, name, { actualGiB: undefined, ...args, api: pulumi.secret(args.api) }, pulumi.mergeOptions(opts, { additionalSecretOutputs: ["api"] }), "phoenix/guest", "GuestDisk");

@@ -19,6 +19,7 @@ import * as crypto from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { withTokenApi, type ApiAccess, type GuestKind, type PveApi } from "../pve";
 import { dynamicProvider, type Implementation } from "../dynamic";
+import { DynamicResource } from "../dynamic-resource";
 import { Checker, diffResult, isUnknown } from "../common";
 import { isOwnedKey } from "./lxc-root-config.render";
 import { runCommand, type SshConnection } from "../ssh";
@@ -175,7 +176,7 @@ export interface GuestSnapshotArgs {
 
 export const guestSnapshotProvider = dynamicProvider<GuestSnapshotInputs, GuestSnapshotOutputs>("guest/guest-snapshot");
 
-export class GuestSnapshot extends pulumi.dynamic.Resource {
+export class GuestSnapshot extends DynamicResource {
   declare readonly taken: pulumi.Output<string | undefined>;
 
   constructor(name: string, args: GuestSnapshotArgs, opts?: pulumi.CustomResourceOptions) {

@@ -9,6 +9,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { createPveClient } from "../pve";
 import { runScriptChecked, type SshConnection } from "../ssh";
 import { dynamicProvider, type Implementation } from "../dynamic";
+import { DynamicResource } from "../dynamic-resource";
 import { changedKeys, Checker, diffResult, isUnknown, parseProbe, same } from "../common";
 import { desiredKeys, gpuViewProblem, idmapLines, isOwnedKey, planIsEmpty, planRootConfig, renderApply, renderGpuCheck, renderProbe, type ProbedState, type RootConfigSpec, type RootDevice, type RootMount, volumeSlots } from "./lxc-root-config.render";
 import type { IdmapRange } from "../../stacks/idmap";
@@ -56,7 +57,7 @@ export interface LxcRootConfigArgs {
 
 export const lxcRootConfigProvider = dynamicProvider<LxcRootConfigInputs, LxcRootConfigOutputs>("guest/lxc-root-config");
 
-export class LxcRootConfig extends pulumi.dynamic.Resource {
+export class LxcRootConfig extends DynamicResource {
   declare readonly actual: pulumi.Output<Record<string, string>>;
 
   constructor(name: string, args: LxcRootConfigArgs, opts?: pulumi.CustomResourceOptions) {

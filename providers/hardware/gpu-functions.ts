@@ -7,6 +7,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { dynamicProvider, type Implementation } from "../dynamic";
+import { DynamicResource } from "../dynamic-resource";
 import { withTokenApi, type ApiAccess, type PciDevice } from "../pve";
 import { Checker, isUnknown, same } from "../common";
 
@@ -90,7 +91,7 @@ export function gpuCards(node: string, devices: readonly PciDevice[], addresses:
 
 export const gpuFunctionsProvider = dynamicProvider<GpuFunctionsInputs, GpuFunctionsOutputs>("hardware/gpu-functions");
 
-export class GpuFunctions extends pulumi.dynamic.Resource {
+export class GpuFunctions extends DynamicResource {
   declare readonly cards: pulumi.Output<GpuCard[]>;
 
   constructor(name: string, args: GpuFunctionsArgs, opts?: pulumi.CustomResourceOptions) {

@@ -9,6 +9,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { mergeExports, type NfsExport } from "./exports";
 import { changedKeys, Checker, diffResult, isUnknown, nodeReplaces, parseProbe, reachOnly } from "../common";
 import { dynamicProvider, type Implementation } from "../dynamic";
+import { DynamicResource } from "../dynamic-resource";
 import { parseFiles, readFiles, removeFile, renderScript, runScriptChecked, writeFileIfChanged, type SshConnection } from "../ssh";
 
 export interface NodeFileInputs {
@@ -49,7 +50,7 @@ export interface NodeFileArgs {
 
 export const nodeFileProvider = dynamicProvider<NodeFileInputs, NodeFileOutputs>("host/node-file");
 
-export class NodeFile extends pulumi.dynamic.Resource {
+export class NodeFile extends DynamicResource {
   declare readonly actual: pulumi.Output<string>;
 
   constructor(name: string, args: NodeFileArgs, opts?: pulumi.CustomResourceOptions) {

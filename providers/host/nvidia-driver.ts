@@ -2,6 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { parseFiles, runScriptChecked, type SshConnection } from "../ssh";
 import { changedKeys, Checker, diffResult, isUnknown, nodeReplaces, parseProbe, reachOnly } from "../common";
 import { dynamicProvider, type Implementation } from "../dynamic";
+import { DynamicResource } from "../dynamic-resource";
 import { mokRefusal, mokState, secureBootEnabled, type MokState } from "./secure-boot";
 import {
   deviceNodes,
@@ -69,7 +70,7 @@ export interface NvidiaDriverArgs {
 export const nvidiaDriverProvider = dynamicProvider<NvidiaDriverInputs, NvidiaDriverOutputs>("host/nvidia-driver");
 
 /** The NVIDIA driver on the node for GPUs shared with containers, built with DKMS. */
-export class NvidiaDriver extends pulumi.dynamic.Resource {
+export class NvidiaDriver extends DynamicResource {
   declare readonly installedVersion: pulumi.Output<string>;
   declare readonly loadedVersion: pulumi.Output<string>;
   declare readonly gpus: pulumi.Output<NvidiaGpu[]>;

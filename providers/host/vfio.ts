@@ -2,6 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { parseFiles, runScriptChecked, type SshConnection } from "../ssh";
 import { changedKeys, Checker, diffResult, isUnknown, nodeReplaces, parseProbe, reachOnly } from "../common";
 import { dynamicProvider, type Implementation } from "../dynamic";
+import { DynamicResource } from "../dynamic-resource";
 import {
   cpuVendorOf,
   grubDefaultArgs,
@@ -63,7 +64,7 @@ export interface VfioHostArgs {
 export const vfioHostProvider = dynamicProvider<VfioHostInputs, VfioHostOutputs>("host/vfio");
 
 /** IOMMU on the kernel command line and vfio-pci for the GPUs declared vm-passthrough. */
-export class VfioHost extends pulumi.dynamic.Resource {
+export class VfioHost extends DynamicResource {
   declare readonly bootLoader: pulumi.Output<BootLoader>;
   declare readonly kernelCmdline: pulumi.Output<string>;
   declare readonly vfioIds: pulumi.Output<string[]>;

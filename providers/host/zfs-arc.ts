@@ -2,6 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { parseFiles, runScriptChecked, type SshConnection } from "../ssh";
 import { changedKeys, Checker, diffResult, isUnknown, nodeReplaces, parseProbe, reachOnly } from "../common";
 import { dynamicProvider, type Implementation } from "../dynamic";
+import { DynamicResource } from "../dynamic-resource";
 import { mergeModprobeOption, readModprobeOption, renderArcApply, renderArcProbe, ZFS_MODPROBE_CONF } from "./zfs.scripts";
 
 /** Below this OpenZFS ignores zfs_arc_max and keeps its default (MIN_ARC_MAX = DMU_MAX_ACCESS, 64 MiB). */
@@ -57,7 +58,7 @@ export interface ZfsArcLimitArgs {
 export const zfsArcLimitProvider = dynamicProvider<ZfsArcLimitInputs, ZfsArcLimitOutputs>("host/zfs-arc");
 
 /** The ZFS ARC size limit: `options zfs zfs_arc_max=` (and `zfs_arc_min=` when the default minimum would void it) merged into zfs.conf, and applied now. */
-export class ZfsArcLimit extends pulumi.dynamic.Resource {
+export class ZfsArcLimit extends DynamicResource {
   declare readonly persistedBytes: pulumi.Output<number>;
   declare readonly runtimeBytes: pulumi.Output<number>;
 

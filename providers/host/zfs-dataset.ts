@@ -2,6 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { runScriptChecked, type SshConnection } from "../ssh";
 import { changedKeys, Checker, diffResult, isUnknown, nodeReplaces, parseProbe, reachOnly } from "../common";
 import { dynamicProvider, type Implementation } from "../dynamic";
+import { DynamicResource } from "../dynamic-resource";
 import { renderDatasetCreate, renderDatasetDestroy, renderDatasetProbe, renderDatasetSet, reportedProperties, ZFS_NAME, ZFS_PROPERTY } from "./zfs.scripts";
 
 export interface ZfsDatasetInputs {
@@ -40,7 +41,7 @@ export interface ZfsDatasetArgs {
 export const zfsDatasetProvider = dynamicProvider<ZfsDatasetInputs, ZfsDatasetOutputs>("host/zfs-dataset");
 
 /** A ZFS file system on the node, converged to the declared properties only. */
-export class ZfsDataset extends pulumi.dynamic.Resource {
+export class ZfsDataset extends DynamicResource {
   declare readonly dataset: pulumi.Output<string>;
   declare readonly properties: pulumi.Output<Record<string, string>>;
 

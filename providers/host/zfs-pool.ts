@@ -2,6 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { runScriptChecked, type SshConnection } from "../ssh";
 import { changedKeys, Checker, diffResult, isUnknown, parseProbe } from "../common";
 import { dynamicProvider, type Implementation } from "../dynamic";
+import { DynamicResource } from "../dynamic-resource";
 import { BY_ID, parsePoolStatus, renderPoolCreate, renderPoolDestroy, renderPoolProbe, renderPoolSet, reportedProperties, ZFS_NAME, ZFS_PROPERTY, type PoolTopology } from "./zfs.scripts";
 
 export type VdevType = "single" | "stripe" | "mirror" | "raidz1" | "raidz2" | "raidz3";
@@ -56,7 +57,7 @@ export interface ZfsPoolArgs {
 export const zfsPoolProvider = dynamicProvider<ZfsPoolInputs, ZfsPoolOutputs>("host/zfs-pool");
 
 /** A ZFS pool created only on the declared, empty by-id disks. */
-export class ZfsPool extends pulumi.dynamic.Resource {
+export class ZfsPool extends DynamicResource {
   declare readonly name: pulumi.Output<string>;
   declare readonly vdevType: pulumi.Output<VdevType>;
   declare readonly disks: pulumi.Output<string[]>;

@@ -7,6 +7,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { Checker, diffResult, same } from "../common";
 import { dynamicProvider, type Implementation } from "../dynamic";
+import { DynamicResource } from "../dynamic-resource";
 import { AGENT_ENVIRONMENT, type PortainerEndpoint } from "./client";
 import { apiClient, checkApi, portainerReplaces, type PortainerApi } from "./common";
 
@@ -43,7 +44,7 @@ export const AGENT_URL_RE = /^tcp:\/\/[A-Za-z0-9.-]+:\d{1,5}$/;
 
 export const portainerEnvironmentProvider = dynamicProvider<PortainerEnvironmentInputs, PortainerEnvironmentOutputs>("portainer/environment");
 
-export class PortainerEnvironment extends pulumi.dynamic.Resource {
+export class PortainerEnvironment extends DynamicResource {
   declare readonly endpointId: pulumi.Output<number>;
   declare readonly status: pulumi.Output<number>;
 

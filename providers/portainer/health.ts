@@ -10,6 +10,7 @@ import * as https from "node:https";
 import * as pulumi from "@pulumi/pulumi";
 import { Checker, diffResult, isUnknown, same } from "../common";
 import { dynamicProvider, type Implementation } from "../dynamic";
+import { DynamicResource } from "../dynamic-resource";
 
 export interface ServiceHealthInputs {
   url: string;
@@ -52,7 +53,7 @@ export interface ServiceHealthArgs {
 
 export const serviceHealthProvider = dynamicProvider<ServiceHealthInputs, ServiceHealthOutputs>("portainer/health");
 
-export class ServiceHealth extends pulumi.dynamic.Resource {
+export class ServiceHealth extends DynamicResource {
   declare readonly healthy: pulumi.Output<boolean>;
   declare readonly lastAnswer: pulumi.Output<string>;
 

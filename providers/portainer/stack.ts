@@ -10,6 +10,7 @@ import { parse as parseYaml } from "yaml";
 import { parseFailure } from "../../stacks/errors";
 import { changedKeys, Checker, diffResult, isUnknown } from "../common";
 import { dynamicProvider, type Implementation } from "../dynamic";
+import { DynamicResource } from "../dynamic-resource";
 import { requiredVariables } from "../../stacks/compose-vars";
 import type { Pair, PortainerClient } from "./client";
 import { apiClient, checkApi, portainerReplaces, type PortainerApi } from "./common";
@@ -51,7 +52,7 @@ const VARIABLE_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 export const portainerStackProvider = dynamicProvider<PortainerStackInputs, PortainerStackOutputs>("portainer/stack");
 
-export class PortainerStack extends pulumi.dynamic.Resource {
+export class PortainerStack extends DynamicResource {
   declare readonly stackId: pulumi.Output<number>;
   declare readonly status: pulumi.Output<number>;
   declare readonly compose: pulumi.Output<string>;

@@ -1,5 +1,5 @@
 import { createHash } from "crypto";
-import { Client, type ClientChannel, type ConnectConfig } from "ssh2";
+import type { Client, ClientChannel, ConnectConfig } from "ssh2";
 import { fingerprintOf, hostKeyMatches, keyTypeOf, parseHostKey } from "./hostKey";
 import { shellQuote } from "./script";
 
@@ -110,7 +110,10 @@ function connect(conn: SshConnection, timeoutMs: number): Promise<Pooled> {
   const pinned = parseHostKey(conn.hostKey);
   const target = describeTarget(conn);
   return new Promise((resolve, reject) => {
-    const client = new Client();
+    // ssh2 is loaded on the first connection, not with the program: the program only declares
+    // resources (index.ts imports this file through providers/common.ts) and never connects, and
+    // loading ssh2 was a twentieth of its cold start (issue #22).
+    const client = new (require("ssh2") as typeof import("ssh2")).Client();
     const p: Pooled = { client, key: poolKey(conn) };
     let hostKeyProblem: string | undefined;
     const fail = (err: Error) => {

@@ -14,6 +14,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { dynamicProvider, type Implementation } from "../dynamic";
+import { DynamicResource } from "../dynamic-resource";
 import { withTokenApi, type ApiAccess } from "../pve";
 import { Checker, isUnknown, same } from "../common";
 
@@ -35,7 +36,7 @@ export interface DirMountpointArgs {
 
 export const dirMountpointProvider = dynamicProvider<DirMountpointInputs, DirMountpointOutputs>("storage/dir-mountpoint");
 
-export class DirMountpoint extends pulumi.dynamic.Resource {
+export class DirMountpoint extends DynamicResource {
   declare readonly isMountpoint: pulumi.Output<string>;
 
   constructor(name: string, args: DirMountpointArgs, opts?: pulumi.CustomResourceOptions) {

@@ -7,6 +7,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { Checker, isUnknown, same } from "../common";
 import { dynamicProvider, type Implementation } from "../dynamic";
+import { DynamicResource } from "../dynamic-resource";
 import { imageSha256, type ImageSource } from "./image";
 
 export interface ImageChecksumOutputs extends ImageSource {
@@ -24,7 +25,7 @@ export interface ImageChecksumArgs {
 
 export const imageChecksumProvider = dynamicProvider<ImageSource, ImageChecksumOutputs>("template/image-checksum");
 
-export class ImageChecksum extends pulumi.dynamic.Resource {
+export class ImageChecksum extends DynamicResource {
   declare readonly sha256: pulumi.Output<string>;
 
   constructor(name: string, args: ImageChecksumArgs, opts?: pulumi.CustomResourceOptions) {

@@ -31,6 +31,7 @@ import * as crypto from "crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { Checker, isUnknown, same, UNKNOWN } from "../common";
 import { dynamicProvider, type Implementation } from "../dynamic";
+import { DynamicResource } from "../dynamic-resource";
 import { withTokenApi, type ApiAccess, type GuestConfig, type PveApi, type StorageVolume } from "../pve";
 import { runScriptChecked, type SshConnection } from "../ssh";
 import { renderInContainer, renderLayer, renderSeal, type LayerSpec } from "./layers";
@@ -109,7 +110,7 @@ export interface LxcTemplateArgs {
 
 export const lxcTemplateProvider = dynamicProvider<LxcTemplateInputs, LxcTemplateOutputs>("template/lxc-template");
 
-export class LxcTemplate extends pulumi.dynamic.Resource {
+export class LxcTemplate extends DynamicResource {
   declare readonly buildHash: pulumi.Output<string>;
   declare readonly volume: pulumi.Output<string>;
   declare readonly vmid: pulumi.Output<number>;

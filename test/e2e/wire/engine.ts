@@ -131,6 +131,8 @@ export interface WireApplyOptions {
   runtime?: RuntimeOptions;
   /** Added to the dynamic-provider host's environment (the lab network's preload). */
   providerEnv?: Record<string, string>;
+  /** Added to the program's environment (PHOENIX_PROGRAM_CACHE: a bundle folder of the test's own). */
+  programEnv?: Record<string, string>;
 }
 
 export async function wireApply(o: WireApplyOptions): Promise<WireResult> {
@@ -238,7 +240,7 @@ export async function wireApply(o: WireApplyOptions): Promise<WireResult> {
   // A failure to start surfaces at the first dynamic registration, which awaits the same promise.
   dynamicProvider(engineAddress).catch(() => undefined);
   try {
-    const program = await runProgram({ monitor: monitor.address, engine: monitor.address, project, stack, dryRun: o.dryRun, raw: o.raw, runtime: o.runtime });
+    const program = await runProgram({ monitor: monitor.address, engine: monitor.address, project, stack, dryRun: o.dryRun, raw: o.raw, runtime: o.runtime, env: o.programEnv });
     // What the CLI shows: warnings and errors; the SDK's debug messages stay in its verbose log.
     const shown = monitor.logs.filter((l) => l.severity >= engproto.LogSeverity.WARNING).map((l) => l.message);
     if (program.code !== 0 && failures.length === 0) failures.push({ urn: "", message: `the program exited with ${program.code}: ${shown.join("\n")}` });

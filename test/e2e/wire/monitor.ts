@@ -61,8 +61,14 @@ export interface Monitor {
 /**
  * The features the engine of the CLI answers true for (pulumi/pulumi v3.248.0
  * pkg/resource/deploy/source_eval.go `supportsFeatureID`), minus those this engine does not implement.
+ * `aliasSpecs` is among them although this engine applies no aliases either way: the answer decides
+ * the program's work, and the CLI's is true. With it the SDK sends each alias as given
+ * (@pulumi/pulumi@3.248.0 runtime/resource.js prepareResource `monitorSupportsStructuredAliases`,
+ * `mapAliasesForRequest`) and the engine derives the children's; without it the SDK computes every
+ * child's inherited alias URNs itself (resource.js `allAliases`, each URN an Output chain), about
+ * half of the Outputs a generated guest makes, which `pulumi up` never pays.
  */
-const SUPPORTED_FEATURES = new Set(["secrets", "replaceWith"]);
+const SUPPORTED_FEATURES = new Set(["secrets", "replaceWith", "aliasSpecs"]);
 
 /**
  * `urn:pulumi:<stack>::<project>::<parent types$>type::name`, with the stack type left out of the

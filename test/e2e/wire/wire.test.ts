@@ -11,6 +11,8 @@
  * more program runs and are left to `PHOENIX_WIRE_E2E=1 npx vitest run test/e2e/wire` for CI's
  * time (./README.md).
  */
+import * as fs from "node:fs";
+import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { UNKNOWN } from "../../../providers/common";
 import { DEV_FILE } from "../../stacks/fixtures";
@@ -26,15 +28,28 @@ const hasUnknown = (v: unknown): boolean => v === UNKNOWN || (Array.isArray(v) ?
 
 const all = process.env.PHOENIX_WIRE_E2E === "1";
 
+/** Each dynamic registration's `__provider` as the engine received it, and its dependencies. */
+const providerTexts = (r: WireResult) =>
+  Object.fromEntries(r.registrations.filter((x) => x.type.startsWith("pulumi-nodejs:dynamic/")).map((x) => [x.urn, { text: x.object.__provider, deps: x.propertyDependencies.__provider }]));
+
 describe("dev stack through cmd/run and cmd/dynamic-provider over gRPC", () => {
   let w: World;
   const state = new WireState();
-  const up = (raw = w.raw) => wireApply({ raw, state, translations: w.translations, dryRun: false, providerEnv: w.lab.childEnv });
+  // The ups' program bundle, and the provider texts kept beside it (providers/dynamic-resource.ts),
+  // in a folder of their own: the fresh up serializes every provider, the ups after it send the
+  // kept texts.
+  const bundleDir = fs.mkdtempSync(path.join(ROOT, "node_modules", ".cache", "phoenix-wire-"));
+  const keptFile = () => fs.readdirSync(bundleDir).filter((f) => /^providers-[0-9a-f]+\.json$/.test(f)).map((f) => path.join(bundleDir, f));
+  let serialized: ReturnType<typeof providerTexts> = {};
+  const up = (raw = w.raw) => wireApply({ raw, state, translations: w.translations, dryRun: false, providerEnv: w.lab.childEnv, programEnv: { PHOENIX_PROGRAM_CACHE: bundleDir } });
 
   beforeAll(async () => {
     w = await startWorld({ stackFile: DEV_FILE, loadProgram });
   }, 60_000);
-  afterAll(async () => w?.stop());
+  afterAll(async () => {
+    fs.rmSync(bundleDir, { recursive: true, force: true });
+    await w?.stop();
+  });
 
   it.runIf(all)("preview changes nothing and sends what providers compute as unknown", async () => {
     const r = await wireApply({ raw: w.raw, state, translations: w.translations, dryRun: true, providerEnv: w.lab.childEnv });
@@ -51,7 +66,9 @@ describe("dev stack through cmd/run and cmd/dynamic-provider over gRPC", () => {
   }, 240_000);
 
   it("a fresh up creates everything; dynamic resources carry the provider text the SDK serialised", async () => {
+    expect(keptFile()).toEqual([]);
     const r = await up();
+    serialized = providerTexts(r);
     expect(failures(r), r.program.stderr).toEqual([]);
     expect(kinds(r)).toEqual(["create"]);
     const dynamic = [...state.resources.values()].filter((e) => e.type.startsWith("pulumi-nodejs:dynamic/"));
@@ -65,10 +82,21 @@ describe("dev stack through cmd/run and cmd/dynamic-provider over gRPC", () => {
 
   it("a second up changes nothing and makes no mutating call", async () => {
     w.sim.log.clear();
+    const [file] = keptFile();
+    const before = fs.statSync(file!);
     const r = await up();
     expect(failures(r), r.program.stderr).toEqual([]);
     expect(kinds(r)).toEqual(["same"]);
     expect(w.sim.log.mutating().map((m) => `${m.method} ${m.path}`)).toEqual([]);
+    // The kept texts: the engine receives every `__provider` byte for byte as the fresh up's
+    // serialization sent it (and the host's Check and Diff ran them); the file holds exactly those
+    // texts and this run did not write it (a miss would have).
+    expect(providerTexts(r)).toEqual(serialized);
+    expect(keptFile(), "a source changed between the two ups and the bundle was rebuilt").toEqual([file]);
+    const kept = JSON.parse(fs.readFileSync(file!, "utf8")) as { providers: Record<string, string> };
+    expect(new Set(Object.values(kept.providers))).toEqual(new Set(Object.values(serialized).map((s) => s.text)));
+    const after = fs.statSync(file!);
+    expect([after.ino, after.mtimeMs]).toEqual([before.ino, before.mtimeMs]);
   }, 240_000);
 
   const edit = () => edited(w.raw, (v) => ((v.guests as Array<{ vmid: number; memoryMiB: number }>).find((g) => g.vmid === 103)!.memoryMiB = 768));
