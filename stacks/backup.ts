@@ -9,6 +9,7 @@
  * src/PVE/LXC/Config.pm mountpoint_backup_enabled). Data on mounted datasets is protected by
  * the datasets' snapshot policies, which the coverage lists beside the jobs.
  */
+import { guestAddress } from "./plan";
 import type { BackupConfig, BackupJob, Guest, StackConfig } from "./schema";
 import type { ConfigIssue } from "./validate";
 
@@ -107,6 +108,9 @@ export function backupIssues(config: StackConfig): ConfigIssue[] {
     if (declaredElsewhere.has(p.id)) report(`pbs[${i}].id`, `storage '${p.id}' is already declared on the host: give the PBS storage its own id`);
   });
   duplicates(backup.pbs, (p) => p.id, (i, k) => report(`pbs[${i}].id`, `PBS storage '${k}' is declared twice`));
+  backup.pbs.forEach((p, i) => {
+    if (p.encryptionKeySecretKey === p.passwordSecretKey) report(`pbs[${i}].encryptionKeySecretKey`, `phoenix:${p.passwordSecretKey} is already the password's key: the encryption key needs a key of its own (e.g. pbsEncryptionKey)`);
+  });
 
   const contents = storageContents(config, backup);
   duplicates(backup.jobs, (j) => j.id.toLowerCase(), (i, k) => report(`jobs[${i}].id`, `job id '${k}' is used twice (PVE job ids are unique whatever the case)`));
@@ -148,7 +152,55 @@ export function backupIssues(config: StackConfig): ConfigIssue[] {
   return issues;
 }
 
-/** The secrets the backup section needs: each PBS storage's password. */
+/** The secrets the backup section needs: each PBS storage's password, and its encryption key when it names one. */
 export function backupSecretNeeds(config: StackConfig): Array<{ key: string; path: string; why: string }> {
-  return (config.backup?.pbs ?? []).map((p, i) => ({ key: p.passwordSecretKey, path: `backup.pbs[${i}].passwordSecretKey`, why: `the password of ${p.username} on the Proxmox Backup Server ${p.server} (storage ${p.id})` }));
+  return (config.backup?.pbs ?? []).flatMap((p, i) => [
+    { key: p.passwordSecretKey, path: `backup.pbs[${i}].passwordSecretKey`, why: `the password of ${p.username} on the Proxmox Backup Server ${p.server} (storage ${p.id})` },
+    ...(p.encryptionKeySecretKey === undefined
+      ? []
+      : [{ key: p.encryptionKeySecretKey, path: `backup.pbs[${i}].encryptionKeySecretKey`, why: `the encryption key of the backups on ${p.server} (storage ${p.id}): the JSON file \`proxmox-backup-client key create --kdf none <file>\` writes` }]),
+  ]);
+}
+
+/**
+ * Storage types whose data lives off this node: a Proxmox Backup Server, an NFS or CIFS share
+ * (pve-storage@9.1.7 NFSPlugin.pm, CIFSPlugin.pm: a mount of a remote server's export). Beside
+ * these, a storage the user declares `shared` (host.existingStorages: one storage every node
+ * sees, e.g. a NAS mounted on each) is off the node too. A dataset's storage never is. Whether a
+ * PBS storage in host.existingStorages encrypts cannot be read offline: it is taken as declared.
+ */
+const OFF_BOX_TYPES: ReadonlySet<string> = new Set(["pbs", "nfs", "cifs"]);
+
+/**
+ * The seed's checklist item "Off-box encrypted backups" (phoenix:firewall.hardening): every guest
+ * is backed up by an enabled job whose storage is off the box, or is listed in backup.notBackedUp
+ * with the reason (a guest holding nothing worth keeping). A PBS storage must encrypt on the
+ * client (encryptionKeySecretKey) and must not be the node or one of its guests. vzdump encrypts
+ * for PBS only; an NFS/CIFS/shared target holds plain archives (the seed's alternative, borg to
+ * a USB disk or NAS, is outside PVE). Datasets bind-mounted into containers are in no archive
+ * (see the top of this file): their snapshot policies stay on the box.
+ */
+export function offBoxBackupIssues(config: StackConfig): ConfigIssue[] {
+  const backup = config.backup;
+  const fix = "a backup.pbs storage with encryptionKeySecretKey on a server off this box, or an nfs, cifs or shared storage in host.existingStorages";
+  if (!backup) return [{ path: "backup", message: `hardening needs off-box encrypted backups: declare phoenix:backup with a job to ${fix}` }];
+  const issues: ConfigIssue[] = [];
+  const onBox = new Set([config.host.address.split("/")[0]!, ...config.guests.flatMap((g) => guestAddress(g) ?? [])]);
+  const used = new Set(backup.jobs.filter((j) => j.enabled).map((j) => j.storage));
+  const offBox = new Set<string>();
+  backup.pbs.forEach((p, i) => {
+    if (!used.has(p.id)) return;
+    if (onBox.has(p.server)) issues.push({ path: `backup.pbs[${i}].server`, message: `hardening: ${p.server} is this box (the node or one of its guests), so storage ${p.id} is not off-box: back up to a Proxmox Backup Server elsewhere` });
+    else if (p.encryptionKeySecretKey === undefined) issues.push({ path: `backup.pbs[${i}].encryptionKeySecretKey`, message: `hardening: backups to ${p.id} are not encrypted: create a key with \`proxmox-backup-client key create --kdf none pbs.key\`, keep a copy off the box, set it with \`pulumi config set --secret phoenix:<key> < pbs.key\` (e.g. pbsEncryptionKey) and name that key here` });
+    else offBox.add(p.id);
+  });
+  for (const s of config.host.existingStorages) if (used.has(s.id) && ((s.type !== undefined && OFF_BOX_TYPES.has(s.type)) || s.shared === true)) offBox.add(s.id);
+  for (const c of backupCoverage(config)) {
+    if (c.notBackedUp !== undefined) continue;
+    const off = backup.jobs.filter((j) => j.enabled && offBox.has(j.storage) && c.jobs.includes(j.id));
+    if (off.length > 0) continue;
+    const onlyOn = c.jobs.length > 0 ? ` (job ${c.jobs.join(", ")} keeps its archives on the box or is disabled)` : "";
+    issues.push({ path: `guests[${config.guests.indexOf(c.guest)}]`, message: `hardening: ${label(c.guest)} has no off-box encrypted backup${onlyOn}: add it to an enabled job in backup.jobs whose storage is ${fix}, or list it in backup.notBackedUp with the reason` });
+  }
+  return issues;
 }

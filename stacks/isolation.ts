@@ -9,6 +9,7 @@
  * policy_in default DROP; a guest whose firewall is disabled gets an ACCEPT policy and no rules).
  * It passes only when both let some of it through.
  */
+import { offBoxBackupIssues } from "./backup";
 import { anyAccepted, boundaryPorts, guestChain, hostNodeChain, type ChainEntry, type Passage } from "./firewall-rules";
 import { guestAddress } from "./plan";
 import type { Guest, StackConfig } from "./schema";
@@ -105,6 +106,8 @@ export function hardeningIssues(config: StackConfig): ConfigIssue[] {
       }
     }
   }
+  // "Off-box encrypted backups → Proxmox Backup Server or borg to USB/NAS".
+  issues.push(...offBoxBackupIssues(config));
   config.guests.forEach((g, i) => {
     if (g.kind === "lxc" && !g.unprivileged) issues.push({ path: `guests[${i}].unprivileged`, message: `hardening: ${guestLabel(g)} is privileged (root inside is root on the host): make it unprivileged` });
   });

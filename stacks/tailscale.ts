@@ -3,8 +3,9 @@
  * (HuJSON) rendered from the same declarations. Tailscale's policy denies what no `acls` rule
  * accepts ("default deny" once acls are present), so isolation of the projects is the absence of a
  * rule between their tags; validation refuses a rule that would join two members of an isolated
- * security group. unverified: Tailscale's policy grammar is taken from the seed's example and
- * Tailscale's documented `acls`/`tagOwners` keys, not read from tailscale's source.
+ * security group. The grammar: tailscale v1.88.3 client/tailscale/acl.go ACLDetails (`acls` rows of
+ * action "accept", `src`, `dst`; `tagOwners`) and tailscale.com/kb/1337/acl-syntax (dst `tag:<name>:<ports>`,
+ * HuJSON, deny by default); the control server that enforces it is not open source.
  */
 import { isolatedGroups } from "./isolation";
 import type { Guest, StackConfig } from "./schema";

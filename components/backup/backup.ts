@@ -23,7 +23,7 @@ export interface DataProtectionArgs {
   /** Storages and datasets host preparation made, by id and pool/name. */
   storages: Record<string, pulumi.Resource>;
   datasets: Record<string, pulumi.Resource>;
-  /** Reads a secret the stack names (a PBS password). */
+  /** Reads a secret the stack names (a PBS password or encryption key). */
   secret: (key: string) => pulumi.Output<string>;
 }
 
@@ -84,6 +84,8 @@ export class DataProtection extends pulumi.ComponentResource {
     const api = { parent: this, provider: args.provider };
     for (const p of backup.pbs) {
       // bpg v0.111.1 fwprovider/storage/resource_pbs.go: POST /storage type=pbs; the password is sent, never read back.
+      // The encryption key likewise (model_pbs.go toCreateAPIRequest: `encryption-key`, RequiresReplace; PVE keeps it
+      // in /etc/pve/priv/storage/<id>.enc, PBSPlugin.pm on_add_hook).
       this.pbs[p.id] = new proxmox.storage.Pbs(
         `${name}-pbs-${p.id}`,
         {
@@ -94,10 +96,16 @@ export class DataProtection extends pulumi.ComponentResource {
           password: args.secret(p.passwordSecretKey),
           fingerprint: p.fingerprint,
           ...(p.namespace ? { namespace: p.namespace } : {}),
+          ...(p.encryptionKeySecretKey ? { encryptionKey: args.secret(p.encryptionKeySecretKey) } : {}),
           contents: ["backup"],
           nodes: [args.node],
         },
-        { ...api, additionalSecretOutputs: ["password"] },
+        // Every one of those inputs is RequiresReplace in bpg (resource_pbs.go), and PVE refuses a second
+        // storage of the same ID (pve-storage@9.1.7 src/PVE/API2/Storage/Config.pm create: "storage ID
+        // '$storeid' already defined"): Pulumi's default create-before-delete could never rotate the
+        // password. The old definition goes first; the backups on the PBS are not touched by it
+        // (PBSPlugin.pm on_delete_hook removes only the node's .pw/.enc files).
+        { ...api, additionalSecretOutputs: ["password", "encryptionKey"], deleteBeforeReplace: true },
       );
     }
     for (const job of backup.jobs) {

@@ -33,6 +33,12 @@ export const CUDA_APT_KEY_FINGERPRINT = "EB693B3035CD5710E231E123A4B469963BF863C
 export const NVIDIA_CONTAINER_TOOLKIT_KEY_FINGERPRINT = "C95B321B61E88C1809C4F759DDCAE044F796ECB0";
 const CUDA_REPO = "https://developer.download.nvidia.com/compute/cuda/repos/ubuntu2404/x86_64";
 const TOOLKIT_REPO = "https://nvidia.github.io/libnvidia-container";
+/**
+ * Pinned together: nvidia-container-toolkit depends on `nvidia-container-toolkit-base (= <its own version>)`
+ * (nvidia-container-toolkit v1.17.8 packaging/debian/control, @VERSION@ filled by packaging/debian/prepare), so
+ * pinning the toolkit alone leaves apt's candidate for -base at the repository's newest and the install fails.
+ */
+const TOOLKIT_PACKAGES = ["nvidia-container-toolkit", "nvidia-container-toolkit-base"];
 export const NVIDIA_INSTALLER = "/usr/local/sbin/phoenix-nvidia-install";
 /** Where a compose host's stacks live; each in its own folder with its compose file. */
 export const STACKS_DIR = "/opt/phoenix/stacks";
@@ -63,8 +69,8 @@ printf '%s\\n' ${shellQuote(`deb [signed-by=/usr/share/keyrings/cuda-archive-key
 fetch_key ${shellQuote(`${TOOLKIT_REPO}/gpgkey`)} ${NVIDIA_CONTAINER_TOOLKIT_KEY_FINGERPRINT} /usr/share/keyrings/nvidia-container-toolkit-keyring.gpg
 printf '%s\\n' ${shellQuote(`deb [signed-by=/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg] ${TOOLKIT_REPO}/stable/deb/amd64 /`)} > /etc/apt/sources.list.d/nvidia-container-toolkit.list
 ${aptGetUpdate("-q")}
-${APT_GET} install -y -q ${shellQuote(`${driver}=${n.driver}`)} ${cudaPackage} ${shellQuote(`nvidia-container-toolkit=${n.containerToolkit}`)}
-apt-mark hold ${driver} ${cudaPackage} nvidia-container-toolkit
+${APT_GET} install -y -q ${shellQuote(`${driver}=${n.driver}`)} ${cudaPackage} ${TOOLKIT_PACKAGES.map((p) => shellQuote(`${p}=${n.containerToolkit}`)).join(" ")}
+apt-mark hold ${driver} ${cudaPackage} ${TOOLKIT_PACKAGES.join(" ")}
 nvidia-ctk runtime configure --runtime=docker
 systemctl restart docker
 modprobe nvidia || echo "nvidia: the module loads at the next boot" >&2

@@ -5,12 +5,21 @@
  * is part of stdin only, written to a root-only file for `tailscale up --auth-key=file:` and
  * removed. Every value is shell-quoted.
  *
- * Upstream: https://pkgs.tailscale.com/stable/<distro>/<codename>.noarmor.gpg and the list line
- * `deb [signed-by=/usr/share/keyrings/tailscale-archive-keyring.gpg] https://pkgs.tailscale.com/stable/<distro> <codename> main`
- * (tailscale.com/kb/1476/install-ubuntu-2404, as quoted by users' install scripts). The key's
- * fingerprint is the one widely pinned for that file; unverified against Tailscale's own page.
- * `--auth-key=file:<path>` reads the key from a file (used that way by many scripts; tailscale's
- * cmd/tailscale/cli/up.go was not read).
+ * Upstream, read at tailscale v1.88.3 (the stack's pin):
+ * - the key at https://pkgs.tailscale.com/stable/<distro>/<codename>.noarmor.gpg, installed as
+ *   /usr/share/keyrings/tailscale-archive-keyring.gpg (scripts/installer.sh, apt "keyring" case, with
+ *   OS=ubuntu|debian and VERSION=$VERSION_CODENAME). The list line
+ *   `deb [signed-by=…] https://pkgs.tailscale.com/stable/<distro> <codename> main` is the one users
+ *   quote from the `.tailscale-keyring.list` the installer fetches (unverified: that file is not in the repository).
+ * - the key's fingerprint: Tailscale publishes none (tailscale/tailscale#13284 asks for it); this is the
+ *   "Tailscale Inc. (Package repository signing key)" fingerprint dnf shows in that issue and public
+ *   configurations pin. unverified against a vendor page, so a rotated key stops the join, never a foreign one.
+ * - `--auth-key=file:<path>`: cmd/tailscale/cli/up.go upArgsT.getAuthKey reads the file and trims
+ *   whitespace; `--reset` resets unspecified settings; tags are checked by tailcfg.CheckTag.
+ * - the package's unit runs `tailscaled … --port=${PORT} $FLAGS` from EnvironmentFile /etc/default/tailscaled
+ *   (cmd/tailscaled/tailscaled.service, tailscaled.defaults), and `--tun=userspace-networking` runs without
+ *   TUN (cmd/tailscaled/tailscaled.go). The defaults file is a conffile (release/dist/unixpkgs/pkgs.go
+ *   TypeConfigNoReplace) unchanged upstream since 2020.
  */
 import { shellQuote } from "../../providers/ssh/script";
 import { APT_GET, aptGetUpdate } from "../../providers/ssh/apt";
@@ -18,6 +27,8 @@ import { SECRET_PLACEHOLDER } from "../../stacks/engine";
 
 export const TAILSCALE_APT_KEY_FINGERPRINT = "2596A99EAAB33821893C0A79458CA832957F5868";
 const KEYRING = "/usr/share/keyrings/tailscale-archive-keyring.gpg";
+/** How long `tailscale up` waits for the node to be Running before it fails. */
+const UP_TIMEOUT = "300s";
 /** Tailscale pre-auth keys: `tskey-auth-…`; refused otherwise, so the key is safe inside a quoted heredoc. */
 export const TAILSCALE_KEY_RE = /^tskey-[A-Za-z0-9_-]+$/;
 
@@ -32,7 +43,7 @@ export interface TailscaleJoin {
   /**
    * tailscaled without a TUN device (`--tun=userspace-networking`), for an unprivileged container,
    * which has no /dev/net/tun; set through /etc/default/tailscaled, whose FLAGS the package's unit
-   * passes to tailscaled (unverified: read from the package's unit as users quote it, not its source).
+   * passes to tailscaled (above).
    */
   userspace: boolean;
   /** Wait for cloud-init first (a VM's first boot installs its packages meanwhile). */
@@ -44,7 +55,9 @@ export function renderTailscaleJoin(j: TailscaleJoin, authKey: string): string {
   if (!/^[a-z]+$/.test(j.codename)) throw new Error(`tailscale: release code name ${JSON.stringify(j.codename)} must be lower-case letters`);
   const base = `https://pkgs.tailscale.com/stable/${j.distro}`;
   const tags = j.tags.map((t) => `tag:${t}`).join(",");
-  const upArgs = `--hostname=${shellQuote(j.hostname)} --advertise-tags=${shellQuote(tags)}`;
+  // `--timeout`: without it `tailscale up` waits for the Running state forever (up.go: "default (0s) blocks
+  // forever"), e.g. when the control server wants a new login after a tag change; a failed join beats a hung apply.
+  const upArgs = `--hostname=${shellQuote(j.hostname)} --advertise-tags=${shellQuote(tags)} --timeout=${UP_TIMEOUT}`;
   return `#!/usr/bin/env bash
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive

@@ -4,10 +4,11 @@
  * guest agent for a VM. The pre-auth key is a Pulumi secret: the script holding it is a secret
  * Output, and it never reaches user data or a file on the node.
  *
- * `qm guest exec <vmid> --pass-stdin 1 --timeout <s> -- bash -s` (qemu-server src/PVE/CLI/qm.pm
- * `exec`: stdin is forwarded as the agent's input-data, at most 1 MiB; the CLI prints the result
- * as pretty JSON, `"exitcode" : <n>`, and itself exits 0 whatever the command returned, so the
- * exit code is read from that JSON). unverified: the qm.pm read was a stored copy of unknown version.
+ * `qm guest exec <vmid> --pass-stdin 1 --timeout <s> -- bash -s` (qemu-server 9.2.6 src/PVE/CLI/qm.pm
+ * `exec`: stdin is forwarded as the agent's input-data, at most 1 MiB; it polls the agent's exec status
+ * until `exited` or the timeout ("timeout reached, returning pid"), and `$print_agent_result` prints the
+ * result with to_json pretty, `"exitcode" : <n>`, while qm itself exits 0 whatever the command returned,
+ * so the exit code is read from that JSON; a timeout prints no exitcode and so fails too).
  */
 import * as crypto from "node:crypto";
 import * as command from "@pulumi/command";

@@ -65,19 +65,20 @@ export function backupJobTranslation(api: PveApi): Translation {
  * populateCreateFields/populateUpdateFields, proxmox/storage/storage_types.go and pbs_types.go):
  * Create POSTs /storage with storage, type=pbs, disable (a non-nil CustomBool, `url:"disable,omitempty,int"`:
  * 0), nodes and content joined with ",", username, password, namespace when set, server, datastore,
- * fingerprint; then GETs /storage/{id}. Update PUTs disable, nodes, content and fingerprint: the
- * rest (server, datastore, username, password, namespace) is RequiresReplace. PVE never returns
- * the password (PBSPlugin.pm keeps it in /etc/pve/priv/storage/<id>.pw), so the state keeps the
- * planned one, as bpg's (`resp.State.Set(ctx, &plan)` after fromAPI, which sets no password).
+ * fingerprint, `encryption-key` when set; then GETs /storage/{id}. Update PUTs disable, nodes,
+ * content and fingerprint: the rest (server, datastore, username, password, namespace,
+ * encryptionKey) is RequiresReplace. PVE never returns the password nor the key (PBSPlugin.pm keeps
+ * them in /etc/pve/priv/storage/<id>.pw and .enc), so the state keeps the planned ones, as bpg's
+ * (`resp.State.Set(ctx, &plan)` after fromAPI, which sets neither).
  */
 export function pbsTranslation(api: PveApi): Translation {
   const path = (id: string) => `/storage/${encodeURIComponent(id)}`;
   const joined = (v: unknown) => (Array.isArray(v) && v.length > 0 ? v.map(String).join(",") : undefined);
   const mutable = (i: Inputs): FormParams => ({ disable: 0, nodes: joined(i.nodes), content: joined(i.contents), fingerprint: i.fingerprint as string | undefined });
   const find = async (id: string) => (await api.storages()).find((s) => s.storage === id);
-  const outputs = async (id: string, i: Inputs) => ({ ...(await api.client.get<Inputs>(path(id))), password: i.password });
+  const outputs = async (id: string, i: Inputs) => ({ ...(await api.client.get<Inputs>(path(id))), password: i.password, ...(i.encryptionKey !== undefined ? { encryptionKey: i.encryptionKey } : {}) });
   return {
-    replaceOnChanges: ["resourceId", "server", "datastore", "username", "password", "namespace"],
+    replaceOnChanges: ["resourceId", "server", "datastore", "username", "password", "namespace", "encryptionKey"],
     async create(i) {
       const id = String(i.resourceId);
       await api.client.post("/storage", {
@@ -89,6 +90,7 @@ export function pbsTranslation(api: PveApi): Translation {
         namespace: i.namespace as string | undefined,
         server: String(i.server),
         datastore: String(i.datastore),
+        "encryption-key": i.encryptionKey as string | undefined,
       });
       return { id, outputs: await outputs(id, i) };
     },

@@ -136,6 +136,19 @@ describe("simulator state and tasks", () => {
     expect(storageSecrets(s.state, "pbs1")).toBeUndefined();
   });
 
+  it("takes a PBS encryption key as PBSPlugin.pm on_add_hook does: JSON with data or refused, kept apart, its fingerprint in the config", async () => {
+    const s = await start();
+    const base = { storage: "pbs2", type: "pbs", server: "10.0.0.50", datastore: "phoenix", username: "backup@pbs", password: "pw" };
+    const bad = await rawCall(s, "POST", "/storage", { form: form({ ...base, "encryption-key": "not-a-key" }) });
+    expect(JSON.stringify(bad.body)).toContain("Value does not seems like a valid, JSON formatted encryption key!");
+    const key = JSON.stringify({ kdf: null, data: "a2V5", fingerprint: "12:34" });
+    await ok(s, "POST", "/storage", { ...base, "encryption-key": key });
+    const shown = (await ok(s, "GET", "/storage/pbs2")) as Record<string, unknown>;
+    expect(shown["encryption-key"]).toBe("12:34");
+    expect(JSON.stringify(shown)).not.toContain("a2V5");
+    expect(storageSecrets(s.state, "pbs2")).toEqual({ password: "pw", "encryption-key": key });
+  });
+
   it("is seeded like the prod host", async () => {
     const s = await start();
     const pci = (await ok(s, "GET", "/nodes/pve/hardware/pci")) as Array<{ id: string; vendor: string; class: string; iommugroup: number }>;

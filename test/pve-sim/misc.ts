@@ -127,6 +127,26 @@ function keepSensitive(ctx: HandlerCtx, id: string, type: string, values: Record
   }
   priv.set(id, kept);
 }
+/**
+ * PBSPlugin.pm on_add_hook/on_update_hook (pve-storage@9.1.7): an `encryption-key` other than
+ * 'autogen' must decode as JSON with `data` ("Value does not seems like a valid, JSON formatted
+ * encryption key!"); the key goes to /etc/pve/priv/storage/<id>.enc and storage.cfg keeps its
+ * fingerprint (or 1) under `encryption-key`. 'autogen' runs proxmox-backup-client, which the
+ * simulator has not: refused.
+ */
+function pbsKeyFingerprint(key: string | undefined): string | undefined {
+  if (key === undefined) return undefined;
+  if (key === "autogen") throw die("encryption-key 'autogen' needs proxmox-backup-client, which the simulator does not run");
+  let decoded: unknown;
+  try {
+    decoded = JSON.parse(key);
+  } catch {
+    decoded = undefined;
+  }
+  if (typeof decoded !== "object" || decoded === null || !("data" in decoded)) throw die("Value does not seems like a valid, JSON formatted encryption key!");
+  const fp = (decoded as { fingerprint?: unknown }).fingerprint;
+  return typeof fp === "string" && fp !== "" ? fp : "1";
+}
 /** pve-storage@9.1.0 src/PVE/Storage/ZFSPoolPlugin.pm and DirPlugin.pm plugindata `content`. */
 const CONTENT_ALLOWED: Record<string, string[]> = {
   zfspool: ["images", "rootdir"],
@@ -194,7 +214,9 @@ function storageHandlers(): Record<string, Handler> {
       for (const k of STORAGE_FIXED[type] ?? []) {
         if (config[k] === undefined) throw paramError({ [k]: "property is missing and it is not optional" });
       }
+      const keyFingerprint = type === "pbs" ? pbsKeyFingerprint(config["encryption-key"]) : undefined;
       keepSensitive(ctx, id, type, config);
+      if (keyFingerprint !== undefined) config["encryption-key"] = keyFingerprint;
       // PBSPlugin.pm plugindata: content defaults to backup.
       if (type === "pbs") config.content ??= "backup";
       ctx.sim.state.addStorage(id, type, config, 1000);
@@ -208,9 +230,11 @@ function storageHandlers(): Record<string, Handler> {
       for (const k of STORAGE_FIXED[s.type] ?? []) {
         if (k in values) throw paramError({ [k]: "can't change value of fixed parameter" });
       }
+      const keyFingerprint = s.type === "pbs" ? pbsKeyFingerprint(values["encryption-key"]) : undefined;
       keepSensitive(ctx, s.id, s.type, values, deleteList(ctx));
       for (const k of deleteList(ctx)) delete s.config[k];
       Object.assign(s.config, values);
+      if (keyFingerprint !== undefined) s.config["encryption-key"] = keyFingerprint;
       return { storage: s.id, type: s.type };
     },
     "DELETE /storage/{storage}": (ctx) => {

@@ -90,6 +90,48 @@ describe("the seed's hardening checklist", () => {
   });
 });
 
+describe("the hardening checklist's off-box encrypted backups", () => {
+  const issues = (edit: (v: Values) => void) => hardeningIssues(load(edit)).map((i) => `${i.path}: ${i.message}`);
+  it("refuses a stack without backups, pointing at what to declare", () => {
+    expect(issues((v) => delete v.backup)).toEqual([expect.stringMatching(/^backup: hardening needs off-box encrypted backups: declare phoenix:backup with a job to a backup\.pbs storage with encryptionKeySecretKey/)]);
+    // Without hardening the stack may go without.
+    expect(hardeningIssues(load((v) => ((v.firewall.hardening = false), delete v.backup)))).toEqual([]);
+  });
+  it("refuses a PBS storage without a client-side encryption key, and one on the box itself", () => {
+    expect(issues((v) => delete v.backup.pbs[0].encryptionKeySecretKey)).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^backup\.pbs\[0\]\.encryptionKeySecretKey: hardening: backups to pbs-nas are not encrypted: create a key with `proxmox-backup-client key create --kdf none pbs\.key`/)]),
+    );
+    expect(issues((v) => (v.backup.pbs[0].server = "10.20.0.14"))).toEqual(expect.arrayContaining([expect.stringMatching(/^backup\.pbs\[0\]\.server: hardening: 10\.20\.0\.14 is this box/)]));
+    // Either way every guest is left without an off-box backup, each named at its path.
+    expect(issues((v) => (v.backup.pbs[0].server = "10.20.0.2")).filter((t) => t.startsWith("guests["))).toHaveLength(6);
+  });
+  it("names each guest no enabled off-box job covers, unless listed in notBackedUp with the reason", () => {
+    const excluded = (v: Values) => (v.backup.jobs[0].guests = { all: true, exclude: [202] });
+    expect(issues(excluded)).toEqual(["guests[3]: hardening: CT 202 proj-y has no off-box encrypted backup: add it to an enabled job in backup.jobs whose storage is a backup.pbs storage with encryptionKeySecretKey on a server off this box, or an nfs, cifs or shared storage in host.existingStorages, or list it in backup.notBackedUp with the reason"]);
+    expect(issues((v) => (excluded(v), (v.backup.notBackedUp = [{ vmid: 202, reason: "scratch project, rebuilt from git" }])))).toEqual([]);
+    expect(issues((v) => (v.backup.jobs[0].enabled = false))).toHaveLength(6);
+  });
+  it("takes an NFS share or a storage declared shared as off-box, never a dataset's storage on the box", () => {
+    const to = (storage: string, existing: Values[]) => (v: Values) => {
+      v.host.existingStorages = [{ id: "local", content: ["iso", "vztmpl", "backup"], type: "dir" }, ...existing];
+      v.backup = { jobs: [{ ...v.backup.jobs[0], storage }] };
+    };
+    expect(issues(to("nas", [{ id: "nas", content: ["backup"], type: "nfs" }]))).toEqual([]);
+    expect(issues(to("usb", [{ id: "usb", content: ["backup"], type: "dir", shared: true }]))).toEqual([]);
+    expect(issues(to("local", []))).toHaveLength(6);
+  });
+  it("keeps the key a secret of its own: required, listed with how to make it, never one of Phoenix's own keys", () => {
+    const loaded = validateStack({ values: RAW.values, secretKeys: RAW.secretKeys }, { requireSecrets: false });
+    expect(loaded.ok === true && loaded.missingSecrets.find((n) => n.key === "pbsEncryptionKey")).toMatchObject({ path: "backup.pbs[0].encryptionKeySecretKey", why: expect.stringContaining("proxmox-backup-client key create --kdf none") });
+    const v = structuredClone(RAW.values) as Values;
+    v.backup.pbs[0].encryptionKeySecretKey = "stepCaPassword";
+    const refused = validateStack({ values: v, secretKeys: RAW.secretKeys }, { requireSecrets: false });
+    expect(JSON.stringify(refused)).toMatch(/backup\.pbs\[0\]\.encryptionKeySecretKey.*phoenix:stepCaPassword is one of Phoenix's own secrets or settings: name a key of its own \(e\.g\. pbsEncryptionKey\)/);
+    v.backup.pbs[0].encryptionKeySecretKey = "pbsPassword";
+    expect(JSON.stringify(validateStack({ values: v, secretKeys: RAW.secretKeys }, { requireSecrets: false }))).toMatch(/phoenix:pbsPassword is already the password's key/);
+  });
+});
+
 describe("the tailnet policy", () => {
   it("renders HuJSON that a JSONC parser reads: phone → plan-hq, projects only to the HQ's bus, never to each other", () => {
     const text = renderTailscalePolicy(load())!;
