@@ -9,6 +9,7 @@
  */
 import { ipToInt, parseCidr, subnetOf } from "./net";
 import { guestAddress } from "./plan";
+import { acmeNames, type AcmeName } from "./routing";
 import { logShippers, opsGuest, scrapePoints, type ScrapePoint } from "./scrape";
 import type { FirewallRule, Guest, StackConfig } from "./schema";
 
@@ -320,8 +321,12 @@ export function boundaryPorts(chains: ReadonlyArray<readonly ChainEntry[]>): num
 export const ADMIN_GROUP = "phoenix-admin";
 export const NODE_GROUP = "phoenix-node";
 
-/** One entry of a deployed rule list: a security group reference, or a rule. */
-export type ListEntry = { group: string } | { rule: FirewallRule; path: string };
+/**
+ * One entry of a deployed rule list: a security group reference, or a rule. `ahead`: a rule
+ * Phoenix derives that must stand before the guest's security groups (lokiEgressRules); every
+ * other derived rule follows the user's.
+ */
+export type ListEntry = { group: string } | { rule: FirewallRule; path: string; ahead?: true };
 
 const accept = (port: string, source: string, comment: string): FirewallRule => ({ type: "in", action: "ACCEPT", proto: "tcp", dport: port, source, comment, enabled: true });
 
@@ -384,9 +389,97 @@ export function lokiPushRules(config: StackConfig, on: Guest | "host"): ListEntr
   }));
 }
 
-/** Every rule Phoenix derives for a machine, after the user's own: the ops guest's scrape, and on the ops guest the journals pushed to Loki. */
+/**
+ * The OUT ACCEPT a guest that ships its journal (stacks/scrape.ts logShippers) needs when its own
+ * chain would keep the push from leaving: a security group that drops everything to the box's
+ * network (vrooli's isolated projects), an OUT rule or policy that drops it. Phoenix installs
+ * Alloy there all the same, so without it the journal never reaches Loki and Alloy retries for
+ * ever. Narrow: tcp, Loki's port, from the guest's own address to the ops guest's alone, so it
+ * opens no path to any other guest (the isolation proof, stacks/isolation.ts, walks the chain with
+ * it). None when the chain already lets the push out, so other guests' rule lists stay as declared.
+ *
+ * It stands first in the guest's rule list (`ahead`): pve-firewall 6.0.4 src/PVE/Firewall.pm
+ * ruleset_generate_vm_rules walks the guest's rules in order and compiles a group reference in
+ * place (ruleset_add_group_rule: jump to GROUP-<name>-OUT, whose DROP drops at once), so a rule
+ * after the group is never reached for what the group drops. The replies need no rule:
+ * compile_iptables_filter accepts RELATED,ESTABLISHED in PVEFW-FORWARD before any guest chain.
+ */
+export function lokiEgressRules(config: StackConfig, on: Guest | "host", after: readonly ListEntry[] = []): ListEntry[] {
+  const ops = opsGuest(config);
+  const opsIp = ops && guestAddress(ops);
+  if (ops?.role?.type !== "observability" || !opsIp || on === "host") return [];
+  const shipper = logShippers(config).find((s) => s.on !== "host" && s.on.vmid === on.vmid);
+  if (!shipper) return [];
+  const port = ops.role.loki.port;
+  const at = `guests[${config.guests.indexOf(on)}]`;
+  const outcome = firstMatch(flatten(config, guestRuleList(on, at, after)), { direction: "out", port, source: shipper.address, dest: opsIp, iface: "net0" });
+  const leaves = outcome.by === "rule" ? outcome.entry.rule.action === "ACCEPT" : outcome.by === "policy" && on.firewall.policyOut === "ACCEPT";
+  if (leaves) return [];
+  const rule: FirewallRule = { type: "out", action: "ACCEPT", proto: "tcp", dport: String(port), source: shipper.address, dest: opsIp, comment: "phoenix: this guest's journal to Loki (Alloy)", enabled: true };
+  return [{ rule, path: `${at} (derived: its journal to Loki on the ops guest, guests[${config.guests.indexOf(ops)}])`, ahead: true }];
+}
+
+/**
+ * The ACCEPTs Step-CA's ACME validation needs where the declared chain would drop it: on a guest
+ * that answers a challenge (stacks/routing.ts acmeNames: the gateway's names over http-01 on 80,
+ * Traefik's over tls-alpn-01 on 443, a Portainer server's own name on 80), IN from the CA's
+ * address; on the CA, OUT to that guest. Step-CA connects from its own address to the name as its
+ * /etc/hosts resolves it (smallstep/certificates v0.28.4 acme/challenge.go http01Validate,
+ * tlsalpn01Validate). Without them the certificate is never issued and every `up` fails at the
+ * install's finish. Narrow (one port, one address each way) and only where the chain would drop
+ * the connection, so working rule lists stay as declared. After the user's own rules, so a DROP the
+ * user declares still wins, and validation then says so (stacks/validate.ts checkAcmeFirewall).
+ */
+export function acmeRules(config: StackConfig, on: Guest | "host", before: readonly ListEntry[] = []): ListEntry[] {
+  if (on === "host" || !on.firewall.enabled) return [];
+  const ca = config.guests.find((g) => g.role?.type === "step-ca");
+  const caIp = ca && guestAddress(ca);
+  if (!ca || !caIp) return [];
+  let names: AcmeName[];
+  try {
+    names = acmeNames(config);
+  } catch {
+    return []; // a core guest without a static address, which validation reports
+  }
+  const at = `guests[${config.guests.indexOf(on)}]`;
+  const chain = (extra: readonly ListEntry[]) => flatten(config, guestRuleList(on, at, [...before, ...extra]));
+  const drops = (extra: readonly ListEntry[], probe: Parameters<typeof firstMatch>[1], policy: "ACCEPT" | "DROP" | "REJECT") => {
+    const o = firstMatch(chain(extra), probe);
+    return !(o.by === "rule" ? o.entry.rule.action === "ACCEPT" : policy === "ACCEPT");
+  };
+  const out: ListEntry[] = [];
+  const seen = new Set<string>();
+  for (const n of names) {
+    if (n.guest === ca.vmid) continue; // the CA's own names: it reaches itself on its loopback
+    const port = n.challenge === "http-01" ? 80 : 443;
+    if (on.vmid === n.guest && !seen.has(`in/${port}`)) {
+      seen.add(`in/${port}`);
+      if (drops(out, { direction: "in", port, source: caIp, dest: n.ip, iface: "net0" }, on.firewall.policyIn)) {
+        out.push({ rule: accept(String(port), caIp, `phoenix: Step-CA validates this guest's names (${n.challenge})`), path: `${at} (derived: Step-CA's ${n.challenge} validation from guests[${config.guests.indexOf(ca)}])` });
+      }
+    }
+    if (on.vmid === ca.vmid && !seen.has(`out/${n.ip}/${port}`)) {
+      seen.add(`out/${n.ip}/${port}`);
+      if (drops(out, { direction: "out", port, source: caIp, dest: n.ip, iface: "net0" }, on.firewall.policyOut)) {
+        const target = config.guests.find((g) => g.vmid === n.guest);
+        const rule: FirewallRule = { type: "out", action: "ACCEPT", proto: "tcp", dport: String(port), source: caIp, dest: n.ip, comment: `phoenix: ${n.challenge} validation of guest ${n.guest}'s names`, enabled: true };
+        out.push({ rule, path: `${at} (derived: Step-CA validates the names of guests[${target ? config.guests.indexOf(target) : "?"}])` });
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Every rule Phoenix derives for a machine: the ops guest's scrape, on the ops guest the journals
+ * pushed to Loki, Step-CA's ACME validation where it would be dropped (all after the user's own
+ * rules), and on a shipper whose chain would drop its push, the OUT ACCEPT to Loki (ahead of its
+ * groups: lokiEgressRules).
+ */
 export function derivedRules(config: StackConfig, on: Guest | "host"): ListEntry[] {
-  return [...scrapeRules(config, on), ...lokiPushRules(config, on)];
+  const scrapeAndLogs = [...scrapeRules(config, on), ...lokiPushRules(config, on)];
+  const after = [...scrapeAndLogs, ...acmeRules(config, on, scrapeAndLogs)];
+  return [...lokiEgressRules(config, on, after), ...after];
 }
 
 /** The node's own rule list as Phoenix deploys it; the NFS ACCEPTs and the ops guest's scrape only on the node Phoenix prepares. */
@@ -398,10 +491,17 @@ export function nodeRuleList(config: StackConfig, node: string): ListEntry[] {
 /**
  * A guest's rule list as Phoenix deploys it: its security groups first, then its own rules, then
  * the rules Phoenix derives for it (`derived`: derivedRules), after the user's so that a DROP the
- * user declares still wins. `at`: the guest's config path.
+ * user declares still wins; only a derived rule marked `ahead` (lokiEgressRules) stands before
+ * the groups. `at`: the guest's config path.
  */
 export function guestRuleList(guest: Pick<Guest, "firewall">, at = "guest", derived: readonly ListEntry[] = []): ListEntry[] {
-  return [...guest.firewall.groups.map((group) => ({ group })), ...guest.firewall.rules.map((rule, j) => ({ rule, path: `${at}.firewall.rules[${j}]` })), ...derived];
+  const ahead = (e: ListEntry) => "rule" in e && e.ahead === true;
+  return [
+    ...derived.filter(ahead),
+    ...guest.firewall.groups.map((group) => ({ group })),
+    ...guest.firewall.rules.map((rule, j) => ({ rule, path: `${at}.firewall.rules[${j}]` })),
+    ...derived.filter((e) => !ahead(e)),
+  ];
 }
 
 /** The rules of a security group, Phoenix's or the configuration's, each with its config path. */

@@ -10,7 +10,7 @@ import { LLAMACPP_OPTION_LISTS } from "./options/llamacpp";
 import { OLLAMA_ENV_LISTS } from "./options/ollama";
 import { VLLM_OPTION_LISTS } from "./options/vllm";
 import { snippetStorage } from "./plan";
-import { routeHostConflict } from "./routing";
+import { acmeNames, routeHostConflict, type AcmeName } from "./routing";
 import { bridgeNetwork, gpuAllocation, guestAddress, orderingEdges, templateVersion, type OrderEdge } from "./plan";
 import { poolTopologies, UNKNOWN, type Guest, type Host, type StackConfig, type Template, type FirewallRule } from "./schema";
 import { hardeningIssues, isolationIssues } from "./isolation";
@@ -700,6 +700,42 @@ function checkFirewall(ctx: Context, report: Report): void {
   checkRuleShapes(ctx, report);
   checkAdminLockout(ctx, report);
   checkNfsFirewall(ctx, report);
+  checkAcmeFirewall(ctx, report);
+}
+
+/**
+ * Step-CA validates every name a guest orders at that guest (stacks/routing.ts acmeNames): http-01
+ * by fetching port 80, tls-alpn-01 by dialling 443 (smallstep/certificates v0.28.4 acme/challenge.go
+ * http01Validate, tlsalpn01Validate). The answering guest's inbound rules and the CA's outbound ones
+ * must let that through, or the order fails on the real host and the guest never gets its certificate.
+ */
+function checkAcmeFirewall(ctx: Context, report: Report): void {
+  const caEntry = [...ctx.guests.values()].find((e) => e.g.role?.type === "step-ca");
+  const caIp = caEntry && guestAddress(caEntry.g);
+  if (!ctx.config.firewall.enabled || !caEntry || !caIp) return;
+  // Guests are looked up by vmid: with a vmid given twice (reported on its own) the lookup could pick the wrong one.
+  if (ctx.guests.size !== ctx.config.guests.length) return;
+  let names: AcmeName[];
+  try {
+    names = acmeNames(ctx.config);
+  } catch {
+    return; // a core guest without a static address, which the routes' checks report
+  }
+  const done = new Set<string>();
+  for (const n of names) {
+    const entry = ctx.guests.get(n.guest);
+    const port = n.challenge === "http-01" ? 80 : 443;
+    if (!entry || done.has(`${n.guest}/${port}`)) continue;
+    done.add(`${n.guest}/${port}`);
+    const g = entry.g;
+    const fix = (dir: string, peer: string) => `{ type: ${dir}, action: ACCEPT, proto: tcp, dport: ${port}, ${dir === "in" ? "source" : "dest"}: ${peer} }`;
+    const why = `Step-CA validates ${n.name} (${n.challenge}) by connecting from ${caIp} to ${guestLabel(g)} at ${n.ip}:${port}`;
+    const inDrop = g.firewall.enabled ? dropsAt(firstMatch(guestChain(ctx.config, g), { direction: "in", port, source: caIp, dest: n.ip, iface: "net0" }), g.firewall.policyIn, `guests[${entry.i}].firewall.policyIn`) : undefined;
+    if (inDrop) report(inDrop.path, `${why}, but ${inDrop.what} drops it there: add ${fix("in", caIp)} ahead of it`);
+    const ca = caEntry.g;
+    const outDrop = ca.firewall.enabled ? dropsAt(firstMatch(guestChain(ctx.config, ca), { direction: "out", port, source: caIp, dest: n.ip, iface: "net0" }), ca.firewall.policyOut, `guests[${caEntry.i}].firewall.policyOut`) : undefined;
+    if (outDrop) report(outDrop.path, `${why}, but ${outDrop.what} keeps it from leaving the CA: add ${fix("out", n.ip)} ahead of it`);
+  }
 }
 
 /**

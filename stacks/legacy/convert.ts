@@ -660,7 +660,12 @@ class Converter {
       const role = this.featureRole(m, f, guest);
       if (role !== null) roles.push({ feature: f, role });
     }
-    if (m.lxc && this.isGateway(m)) roles.push({ feature: "(nginx gateway)", role: { type: "nginx-gateway" } });
+    if (m.lxc && this.isGateway(m)) {
+      // The legacy gateway asked no client for a key. Phoenix's checks them on /v1 unless told not to: the import
+      // keeps /v1 open, as it was, and says how to close it, rather than refusing every client on the first `up`.
+      roles.push({ feature: "(nginx gateway)", role: { type: "nginx-gateway", apiKeys: { enabled: false } } });
+      this.log.problem(m.ref("name"), "warning", `${m.name}'s gateway served /v1 without API keys: imported with apiKeys.enabled: false, so anyone on the network can use the models`, `declare apiKeys.clients on ${m.at ?? "the gateway"}.role, set each key with \`pulumi config set --secret phoenix:gatewayApiKey-<client> "$(openssl rand -hex 32)"\`, and drop enabled: false`);
+    }
     if (m.vm) {
       const portainer = this.portainerRole(m);
       if (portainer) roles.push({ feature: "portainer_role", role: portainer });

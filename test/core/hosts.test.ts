@@ -8,6 +8,7 @@ import { internalHosts, ownCertificateName } from "../../stacks/routing";
 import { renderTraefikDynamic } from "../../components/core/traefik.render";
 import { renderHostsBlock } from "../../components/render/hosts";
 import { readStackFile, validateStack } from "../../stacks/load";
+import { firstMatch, guestChain } from "../../stacks/firewall-rules";
 import { loadStack, ROOT, shellcheck, tempDir } from "../support";
 
 /** Runs the block against a copy of /etc/hosts in a temp dir. */
@@ -60,6 +61,36 @@ describe("internal names", () => {
     expect(messages.join("\n")).toMatch(/zone svc\.internal\.thinkheads\.ai/);
     expect(messages.join("\n")).toMatch(/the CA's own name/);
     expect(messages.join("\n")).toMatch(/Traefik's dashboard/);
+  });
+
+  it("open the CA's ACME validation where a DROP policy would stop it, and refuse a DROP the user declares", () => {
+    const raw = readStackFile(path.join(ROOT, "Pulumi.prod.yaml"));
+    const guests = raw.values.guests as Array<{ vmid: number; firewall: { rules?: Array<{ comment?: string; [k: string]: unknown }> } }>;
+    const at = (vmid: number) => guests.findIndex((g) => g.vmid === vmid);
+    const withoutCa = (vmid: number) => (guests[at(vmid)]!.firewall.rules = guests[at(vmid)]!.firewall.rules!.filter((r) => !/Step-CA/.test(r.comment ?? "")));
+    withoutCa(1001); // Portainer's http-01 on port 80
+    withoutCa(102); // Traefik's tls-alpn-01 on 443
+    // Without the stack's own ACCEPTs, Phoenix derives them (after the guest's rules, before its DROP policy).
+    const derived = validateStack(raw, { requireSecrets: false });
+    expect(derived.ok === false ? derived.issues.filter((i) => /Step-CA validates/.test(i.message)) : []).toEqual([]);
+    const config = derived.ok === true ? derived.config : undefined;
+    expect(config).toBeDefined();
+    const portainer = config!.guests.find((g) => g.vmid === 1001)!;
+    expect(firstMatch(guestChain(config!, portainer), { direction: "in", port: 80, source: "10.0.0.10", dest: "10.0.0.111", iface: "net0" })).toMatchObject({
+      by: "rule",
+      entry: { rule: { type: "in", action: "ACCEPT", dport: "80", source: "10.0.0.10" }, path: expect.stringMatching(/derived: Step-CA's http-01 validation/) },
+    });
+    // A guest that already admits it gets nothing more: the stack as shipped.
+    const shipped = loadStack("Pulumi.prod.yaml");
+    expect(guestChain(shipped, shipped.guests.find((g) => g.vmid === 1001)!).filter((e) => /derived: Step-CA/.test(e.path))).toEqual([]);
+    // A DROP the user declares still wins, and validation says which rule.
+    guests[at(1001)]!.firewall.rules!.unshift({ type: "in", action: "DROP", proto: "tcp", dport: 80, source: "10.0.0.10", comment: "no ACME here" });
+    const result = validateStack(raw, { requireSecrets: false });
+    const issues = result.ok === false ? result.issues.filter((i) => /Step-CA validates/.test(i.message)) : [];
+    expect(issues.map((i) => i.path)).toEqual([`guests[${at(1001)}].firewall.rules[0]`]);
+    expect(issues[0]!.message).toBe(
+      "Step-CA validates vm-1001.internal.thinkheads.ai (http-01) by connecting from 10.0.0.10 to VM 1001 portainer at 10.0.0.111:80, but this DROP rule drops it there: add { type: in, action: ACCEPT, proto: tcp, dport: 80, source: 10.0.0.10 } ahead of it",
+    );
   });
 
   it("are written in a block of their own, keeping PVE's and the user's lines, and a re-run changes nothing", () => {
