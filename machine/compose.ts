@@ -5,7 +5,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { NginxGateway, StepCa, Traefik } from "../components/core/core";
-import { guestIp, type GuestOfRole } from "../stacks/routing";
+import { guestIp, keyedModelServices, type GuestOfRole } from "../stacks/routing";
 import { composeHostUserData } from "../components/compose-host/user-data";
 import { TailscaleJoin } from "../components/tailscale/tailscale";
 import { dockerHostUserData, nfsExports, nfsMountOf, portainerTier } from "../components/docker/docker-tier";
@@ -31,6 +31,7 @@ import { proxmoxProvider } from "../components/proxmox";
 import type { RootTransport } from "../providers/guest/lxc-root-config";
 import type { SshConnection } from "../providers/ssh";
 import type { LoadedStack } from "../stacks/engine";
+import { gatewayApiKeySecret } from "../stacks/secrets";
 import { bridgeNetwork, cloneOrder, creationOrder, gpuAllocation, guestAddress, implicitDependencies, modelsOf, trustsInternalCa } from "../stacks/plan";
 import type { Guest, StackConfig } from "../stacks/schema";
 import { openaiBaseUrl, serviceUrls, type GuestOutput, type PhoenixExports, type PhoenixOutputs } from "../stacks/outputs";
@@ -75,11 +76,17 @@ export function buildStack(stack: LoadedStack): PhoenixExports {
   // Backup jobs, PBS storages and sanoid's snapshot policies (components/backup); a PBS password is a key of the stack's own.
   if (config.backup) new DataProtection("backup", { config, node: hostNode, connection: hostConnection, provider, storages: host?.storages ?? {}, datasets: host?.datasets ?? {}, secret: stack.dockerSecret }, { parent: machine });
 
-  const rootTransport = (node: string): pulumi.Input<RootTransport> | undefined => {
+  const transportOf = (node: string): pulumi.Input<RootTransport> | undefined => {
     const connection = connections.get(node);
     if (connection) return connection.apply((c): RootTransport => ({ kind: "ssh", connection: c }));
     if (!stack.hasSecret("proxmoxRootPassword")) return undefined;
     return stack.secret("proxmoxRootPassword").apply((password): RootTransport => ({ kind: "api", endpoint: config.proxmox.endpoint, password, caPem: caPem(), insecure: config.proxmox.tls.insecure }));
+  };
+  // One per node, made when its first container needs it and shared by the others: each Output is a chain of promises the SDK keeps until the program ends.
+  const transports = new Map<string, pulumi.Input<RootTransport> | undefined>();
+  const rootTransport = (node: string): pulumi.Input<RootTransport> | undefined => {
+    if (!transports.has(node)) transports.set(node, transportOf(node));
+    return transports.get(node);
   };
 
   const cloneAfter = cloneOrder(config);
@@ -230,10 +237,23 @@ function buildCore(
   if (!gatewayGuest) return out;
   const gateway = new NginxGateway(
     "gateway",
-    { guest: gatewayGuest, ...tierArgs(gatewayGuest), caRootPem: ca.rootPem, caUrl: ca.caUrl, traefik: traefik.address, traefikInstall: traefik.install },
+    { guest: gatewayGuest, ...tierArgs(gatewayGuest), caRootPem: ca.rootPem, caUrl: ca.caUrl, traefik: traefik.address, traefikInstall: traefik.install, ...gatewayApiKeys(config, gatewayGuest, secret) },
     movedUnder(tier()),
   );
   return { ...out, gatewayUrl: gateway.url, gateway: { address: guestIp(gatewayGuest), ready: gateway.install.ready } };
+}
+
+/**
+ * The gateway's API clients' keys (phoenix:gatewayApiKey-<client>) while its apiKeys are on, and then
+ * phoenix:modelApiKey too if a vLLM server behind it requires its own key (the gateway sends it in place of the client's).
+ */
+function gatewayApiKeys(config: StackConfig, guest: GuestOfRole<"nginx-gateway">, secret: LoadedStack["secret"]): { apiKeys?: Record<string, pulumi.Output<string>>; modelApiKey?: pulumi.Output<string> } {
+  const { enabled, clients } = guest.role.apiKeys;
+  if (!enabled) return {};
+  return {
+    apiKeys: Object.fromEntries(clients.map((c) => [c.name, secret(gatewayApiKeySecret(c.name))])),
+    ...(keyedModelServices(config).size > 0 ? { modelApiKey: secret("modelApiKey") } : {}),
+  };
 }
 
 /** What the configuration alone determines about the machine. */

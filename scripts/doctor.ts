@@ -1,6 +1,6 @@
 /**
  * `npm run doctor -- <stack> [--json] [--outputs <file>] [--ca <file>] [--ssh-key <file>]`:
- * inside-out diagnostics of every service of a running stack (guest, firewall,
+ * the gateway's status page first (scripts/doctor/status-page.ts), then inside-out diagnostics of the services it does not show healthy (guest, firewall,
  * host → service, gateway → Traefik → service, through the gateway), one table,
  * and for each failing service the first failing layer with what to do.
  * Exit 0 when every service is healthy, 1 when one is not (or on an error, printed by runCli), 2 on a usage or configuration error.
@@ -21,6 +21,7 @@ import { planDoctor, type Address, type OutputsJson } from "./doctor/plan";
 import { renderJson, renderTable } from "./doctor/report";
 import { backendTelemetry, telemetrySource } from "./doctor/telemetry";
 import { runChecks, type Channels } from "./doctor/run";
+import { fetchStatusPage, healthyOnPage, STATUS_PAGE_PATH, statusPageFindings, type StatusPageResult } from "./doctor/status-page";
 import { runCli } from "./cli";
 import { drillFindings } from "./doctor/restore-drill";
 import { stackApi, stackSshConnection } from "./stack-guest";
@@ -44,6 +45,8 @@ export interface DoctorDeps {
   stackOutputs?(stack: string): Promise<string | undefined>;
   resolve?: (a: Address) => Address;
   now?: () => Date;
+  /** Reads the gateway's status page; fetchStatusPage (HTTPS) unless a test gives its own. */
+  statusPage?: (gateway: Address, host: string, caRoot: X509Certificate | undefined) => Promise<StatusPageResult>;
   /** A token client for the stack's API, for the restore drill. */
   api?(config: StackConfig, args: DoctorArgs): Promise<PveApi>;
 }
@@ -94,11 +97,22 @@ export async function runDoctor(argv: readonly string[], deps: DoctorDeps): Prom
 
   const plan = planDoctor(checked.config, outputs);
   const channels = await deps.channels(checked.config, args);
-  const findings = await runChecks(plan.checks, channels, {
-    resolve: deps.resolve ?? ((a) => a),
-    ...(caPem ? { caRoot: new X509Certificate(caPem) } : {}),
-    now: (deps.now ?? (() => new Date()))(),
-  });
+  const caRoot = caPem ? new X509Certificate(caPem) : undefined;
+  // The status page first: the services it shows healthy are reported from it; the others, and all of
+  // them when it cannot be read, are probed layer by layer.
+  const resolve = deps.resolve ?? ((a: Address) => a);
+  const status = await (deps.statusPage ?? fetchStatusPage)(resolve(plan.statusPage.gateway), plan.statusPage.host, caRoot);
+  const pageUrl = `https://${plan.statusPage.host}${STATUS_PAGE_PATH}`;
+  const fromPage = "page" in status ? statusPageFindings(status.page) : [];
+  const healthy = "page" in status ? healthyOnPage(status.page) : new Set<string>();
+  if ("page" in status) notes.push(`status page ${pageUrl}: ${healthy.size} service(s) healthy there, the others probed layer by layer`);
+  else notes.push(`status page ${pageUrl} not read (${status.error}): every layer of every service probed`);
+  const probed = await runChecks(
+    plan.checks.filter((c) => !healthy.has(c.service)),
+    channels,
+    { resolve, ...(caRoot ? { caRoot } : {}), now: (deps.now ?? (() => new Date()))() },
+  );
+  const findings = [...fromPage, ...probed];
   const diagnoses = diagnose(findings, plan.contexts);
   // The node's kernel-upgrade preflight, when the stack pins a host NVIDIA driver: reported only when it finds something.
   const driver = checked.config.host.nvidiaDriver?.version;

@@ -5,7 +5,7 @@ import { PlacedError } from "./errors";
 import { readProjectFile } from "./project-files";
 import type { StackConfig } from "./schema";
 import { SECRET_PLACEHOLDER } from "./placeholder";
-import { isDockerSecretKey, type WellKnownSecret } from "./secrets";
+import { isDockerSecretKey, type GatewayApiKeySecret, type WellKnownSecret } from "./secrets";
 
 /** Set by `npm run synth`: no secrets and no local files are needed, and none are read. */
 export const OFFLINE_ENV = "PHOENIX_OFFLINE";
@@ -13,8 +13,8 @@ export { SECRET_PLACEHOLDER } from "./placeholder";
 
 export interface LoadedStack {
   config: StackConfig;
-  /** One of Phoenix's own secrets, kept secret in the graph. */
-  secret(key: WellKnownSecret): pulumi.Output<string>;
+  /** One of Phoenix's own secrets (a gateway API client's key among them), kept secret in the graph. */
+  secret(key: WellKnownSecret | GatewayApiKeySecret): pulumi.Output<string>;
   /** A Docker stack's secret (secretEnv): never one of Phoenix's own secrets or settings. */
   dockerSecret(key: string): pulumi.Output<string>;
   /** Whether an optional secret is set. */

@@ -3,6 +3,7 @@
  * shared by the Traefik and Nginx renderers so the two proxies can never
  * disagree about a host name or a backend.
  */
+import { parseCidr, subnetOf } from "./net";
 import { guestAddress, modelsOf } from "./plan";
 import type { Guest, Role, Service, StackConfig } from "./schema";
 
@@ -39,6 +40,18 @@ export function dashboardHost(config: RoutingConfig): string {
 /** The gateway's own host name: routes without `host` are served there. */
 export function gatewayHost(config: RoutingConfig): string {
   return config.host.domain;
+}
+
+/**
+ * Who may open an admin-only page served by a guest (Traefik's dashboard, the gateway's status
+ * page): host.adminNetworks, or, with none declared, the guest's own subnet (PVE likewise admits
+ * its own local network when no admin network is declared).
+ */
+export function adminSourceRange(config: RoutingConfig, guest: Guest, what: string): string[] {
+  if (config.host.adminNetworks.length > 0) return [...config.host.adminNetworks];
+  const cidr = parseCidr(guest.network.ip);
+  if (!cidr) throw new Error(`guest ${guest.vmid} (${guest.name}) uses DHCP; declare host.adminNetworks for ${what}'s allow-list`);
+  return [subnetOf(cidr)];
 }
 
 /** A guest whose role is of one type. */
@@ -115,6 +128,20 @@ export function modelRoutes(config: RoutingConfig): ModelRoute[] {
     const service = config.services.find((s) => s.guest === guest.vmid && s.port === port);
     return service ? modelsOf(guest).map((m) => ({ id: m.id, service: service.name, host: serviceHost(config, service) })) : [];
   });
+}
+
+/**
+ * The services in front of a vLLM server that requires phoenix:modelApiKey (`requireApiKey`): behind a
+ * gateway that checks its own API keys, the gateway sends that key to them in place of the client's.
+ */
+export function keyedModelServices(config: RoutingConfig): Set<string> {
+  const keyed = new Set<string>();
+  for (const guest of config.guests) {
+    if (guest.role?.type !== "model-server" || guest.role.server.engine !== "vllm" || !guest.role.server.requireApiKey) continue;
+    const port = guest.role.server.port;
+    for (const s of config.services) if (s.guest === guest.vmid && s.port === port) keyed.add(s.name);
+  }
+  return keyed;
 }
 
 /** Who answers the CA's ACME validation for a name, and how (the challenge its client uses). */

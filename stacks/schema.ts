@@ -597,6 +597,37 @@ const observabilitySchema = z.strictObject({
     .default(OBS_ALERT_DEFAULTS),
 });
 
+/** A gateway API client's name: it names its secret (phoenix:gatewayApiKey-<name>) and is the rate-limit key nginx logs. */
+export const API_CLIENT_NAME = /^[a-z][a-z0-9-]{0,31}$/;
+
+const gatewayApiKeysSchema = z
+  .strictObject({
+    enabled: z.boolean().default(true),
+    clients: z
+      .array(
+        z.strictObject({
+          name: z.string().regex(API_CLIENT_NAME, "must be 1–32 characters: a lower-case letter, then lower-case letters, digits or '-'"),
+          /** nginx limit_req_zone rate: requests per second (r/s) or per minute (r/m). */
+          rate: z.string().regex(/^[1-9][0-9]{0,5}r\/[sm]$/, "must be a request rate such as 10r/s or 600r/m").default("10r/s"),
+          /** Requests above the rate let through at once before nginx answers 429 (limit_req burst=, nodelay). */
+          burst: z.number().int().min(0).max(100000).default(20),
+        }),
+      )
+      .default([]),
+  })
+  .superRefine((keys, ctx) => {
+    if (keys.enabled && keys.clients.length === 0) {
+      ctx.addIssue({ code: "custom", path: ["clients"], message: "API keys are on and no client is declared, so every /v1 request would be refused: declare a client (e.g. { name: webapp }) and set its key with `pulumi config set --secret phoenix:gatewayApiKey-webapp \"$(openssl rand -hex 32)\"`, or set apiKeys.enabled: false to serve /v1 without keys" });
+    }
+    const seen = new Set<string>();
+    keys.clients.forEach((c, i) => {
+      if (seen.has(c.name)) ctx.addIssue({ code: "custom", path: ["clients", i, "name"], message: `client ${c.name} is declared twice: client names must be unique` });
+      seen.add(c.name);
+    });
+  })
+  // prefault, not default: zod 4 returns a default as it is, without the check above (zod v4 "default" vs "prefault").
+  .prefault({});
+
 export const roleSchema = z.discriminatedUnion("type", [
   z.strictObject({
     type: z.literal("step-ca"),
@@ -622,6 +653,8 @@ export const roleSchema = z.discriminatedUnion("type", [
     type: z.literal("nginx-gateway"),
     maxBodyMiB: z.number().int().min(1).default(64),
     readTimeoutSeconds: z.number().int().min(1).default(600),
+    /** API keys on the OpenAI routes (byModel, and the gateway host's /v1 paths): on unless a stack turns them off. */
+    apiKeys: gatewayApiKeysSchema,
   }),
   z.strictObject({ type: z.literal("model-server"), server: z.discriminatedUnion("engine", [vllmSchema, ollamaSchema, llamacppSchema]) }),
   z.strictObject({
@@ -670,8 +703,9 @@ const dockerStackSchema = z.strictObject({
 });
 
 /**
- * Tailscale tags as the guest advertises them, without the `tag:` prefix. unverified: Tailscale's
- * exact tag-name grammar was not read; this is deliberately narrower (lower case, digits, '-').
+ * Tailscale tags as the guest advertises them, without the `tag:` prefix. tailscale v1.88.3
+ * tailcfg/tailcfg.go CheckTag takes ASCII letters, digits and '-', starting with a letter; this is
+ * narrower (lower case, at most 63 characters).
  */
 export const tailscaleTag = z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, "must be a tag name without 'tag:': lower case letters, digits and '-', starting with a letter");
 
@@ -863,6 +897,15 @@ const pbsStorageSchema = z.strictObject({
   fingerprint: z.string().regex(/^([A-Fa-f0-9]{2}:){31}[A-Fa-f0-9]{2}$/, "must be the certificate's SHA-256 fingerprint: 32 hex pairs separated by ':'"),
   /** The phoenix:<key> holding the password (or token secret): set with `pulumi config set --secret`. */
   passwordSecretKey: z.string().regex(/^[A-Za-z][A-Za-z0-9_-]*$/, "must be a config key name such as pbsPassword"),
+  /**
+   * The phoenix:<key> holding the client-side encryption key, so the PBS server only ever stores
+   * ciphertext: the JSON key file `proxmox-backup-client key create --kdf none <file>` writes, set
+   * with `pulumi config set --secret phoenix:<key> < <file>` (pve-storage@9.1.7
+   * src/PVE/Storage/PBSPlugin.pm `encryption-key`: on_add_hook refuses a value that is not JSON
+   * with `data` and keeps it in /etc/pve/priv/storage/<id>.enc). Keep a copy off the box:
+   * restoring needs it. Required under firewall.hardening.
+   */
+  encryptionKeySecretKey: z.string().regex(/^[A-Za-z][A-Za-z0-9_-]*$/, "must be a config key name such as pbsEncryptionKey").optional(),
   /** A PBS namespace inside the datastore. */
   namespace: z.string().regex(/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+){0,7}$/, "must be a PBS namespace such as phoenix or site/phoenix").optional(),
 });

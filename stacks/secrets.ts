@@ -31,8 +31,16 @@ export type WellKnownSecret = keyof typeof WELL_KNOWN_SECRETS;
  * (the program reads those by WellKnownSecret name only) nor its settings.
  */
 export function isDockerSecretKey(key: string): boolean {
-  return !Object.hasOwn(WELL_KNOWN_SECRETS, key) && !(MACHINE_KEYS as string[]).includes(key);
+  return !Object.hasOwn(WELL_KNOWN_SECRETS, key) && !(MACHINE_KEYS as string[]).includes(key) && !key.startsWith(GATEWAY_API_KEY_PREFIX);
 }
+
+/** Each gateway API client's key is its own secret, phoenix:gatewayApiKey-<client>, so one is set, rotated or removed alone. */
+export const GATEWAY_API_KEY_PREFIX = "gatewayApiKey-";
+export type GatewayApiKeySecret = `${typeof GATEWAY_API_KEY_PREFIX}${string}`;
+export const gatewayApiKeySecret = (client: string): GatewayApiKeySecret => `${GATEWAY_API_KEY_PREFIX}${client}`;
+/** What a gateway API key must be (checked where it is hashed, never echoed): long and random enough that its SHA-256 alone may sit on the gateway. */
+export const GATEWAY_API_KEY_RE = /^[A-Za-z0-9._~+/=-]{32,256}$/;
+export const GATEWAY_API_KEY_RULE = "32 to 256 characters of letters, digits and . _ ~ + / = -, e.g. `openssl rand -hex 32`";
 
 /** secretEnv entries that name one of Phoenix's own secrets or settings. */
 export function dockerSecretIssues(config: StackConfig): ConfigIssue[] {
@@ -44,11 +52,11 @@ export function dockerSecretIssues(config: StackConfig): ConfigIssue[] {
     }));
 }
 
-/** A PBS storage's password names a key of its own (read like a Docker stack's secret), never one of Phoenix's secrets or settings. */
+/** A PBS storage's password and encryption key name keys of their own (read like a Docker stack's secret), never one of Phoenix's secrets or settings. */
 export function backupSecretIssues(config: StackConfig): ConfigIssue[] {
   return backupSecretNeeds(config)
     .filter((n) => !isDockerSecretKey(n.key))
-    .map((n) => ({ path: n.path, message: `phoenix:${n.key} is one of Phoenix's own secrets or settings: name a key of the PBS password's own (e.g. pbsPassword), set with \`${setSecretCommand("<key>")}\`` }));
+    .map((n) => ({ path: n.path, message: `phoenix:${n.key} is one of Phoenix's own secrets or settings: name a key of its own (e.g. ${n.path.endsWith("encryptionKeySecretKey") ? "pbsEncryptionKey" : "pbsPassword"}), set with \`${setSecretCommand("<key>")}\`` }));
 }
 
 function dockerSecretUses(config: StackConfig): Array<{ key: string; variable: string; stack: string; path: string }> {
@@ -91,6 +99,9 @@ export function requiredSecrets(config: StackConfig): SecretNeed[] {
     const role = guest.role;
     if (guest.tailscale) needs.push({ key: "tailscaleAuthKey", path: `guests[${i}].tailscale`, why: WELL_KNOWN_SECRETS.tailscaleAuthKey });
     if (role?.type === "step-ca") needs.push({ key: "stepCaPassword", path: `guests[${i}].role`, why: WELL_KNOWN_SECRETS.stepCaPassword });
+    if (role?.type === "nginx-gateway" && role.apiKeys.enabled) {
+      role.apiKeys.clients.forEach((c, k) => needs.push({ key: gatewayApiKeySecret(c.name), path: `guests[${i}].role.apiKeys.clients[${k}]`, why: `the API key of gateway client ${c.name}: ${GATEWAY_API_KEY_RULE}` }));
+    }
     if (role?.type === "traefik" && role.dashboard) needs.push({ key: "traefikDashboardPassword", path: `guests[${i}].role.dashboard`, why: WELL_KNOWN_SECRETS.traefikDashboardPassword });
     if (role?.type === "portainer-server") {
       needs.push({ key: "portainerAdminPassword", path: `guests[${i}].role`, why: WELL_KNOWN_SECRETS.portainerAdminPassword });

@@ -111,6 +111,10 @@ export interface NginxGatewayArgs extends TierArgs<"nginx-gateway"> {
   traefik: { address: string; port: number };
   /** Traefik's installation: the gateway only proxies to a configured router. */
   traefikInstall: pulumi.Resource;
+  /** Each API client's key (phoenix:gatewayApiKey-<client>) while the role's apiKeys are on; only their SHA-256 reaches the gateway, inside the secret install. */
+  apiKeys?: pulumi.Input<Record<string, pulumi.Input<string>>>;
+  /** phoenix:modelApiKey, when the gateway checks API keys and a vLLM server behind it requires its own (keyedModelServices). */
+  modelApiKey?: pulumi.Input<string>;
 }
 
 /** The TLS entry point every user touches. */
@@ -122,7 +126,10 @@ export class NginxGateway extends pulumi.ComponentResource {
     super("phoenix:core:NginxGateway", name, {}, opts);
     const { guest } = args;
     const cert = { caUrl: args.caUrl, stepCli: stepCliRelease(args.routing) };
-    const inputs = pulumi.output(args.caRootPem).apply((caRootPem) => ({ traefik: args.traefik, caRootPem }));
+    // With the keys in, inputs is a secret Output: so are the script and the files made from it.
+    const inputs = pulumi
+      .all([args.caRootPem, args.apiKeys, args.modelApiKey])
+      .apply(([caRootPem, apiKeys, modelApiKey]) => ({ traefik: args.traefik, caRootPem, ...(apiKeys === undefined ? {} : { apiKeys }), ...(modelApiKey === undefined ? {} : { modelApiKey }) }));
     this.install = new GuestInstall(
       `${name}-install`,
       {

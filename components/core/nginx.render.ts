@@ -2,15 +2,21 @@
  * The Nginx gateway's files (LXC 101): the TLS entry point in front of Traefik.
  * Pure: typed config plus explicit inputs in, file list out.
  */
+import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { assertModelApiKey } from "../../stacks/placeholder";
 import { CONTROL_CHARS } from "../../stacks/patterns";
+import { GATEWAY_API_KEY_RE, GATEWAY_API_KEY_RULE, gatewayApiKeySecret } from "../../stacks/secrets";
+import { SECRET_PLACEHOLDER } from "../../stacks/placeholder";
 import type { Route, Service } from "../../stacks/schema";
 import { renderHostsBlock } from "../render/hosts";
 import { renderCertRenewal, RENEW_AT_PERCENT_USED } from "../render/cert-timer";
 import { fileList, indent, type RenderedFile } from "../render/files";
 import { renderAptEnsure, renderInstallScript, renderReleaseInstalls, type PinnedRelease } from "../render/install-script";
-import { gatewayHost, guestOfRole, internalHosts, modelRoutes, serviceHost, type ModelRoute, type RoutingConfig } from "../../stacks/routing";
+import { adminSourceRange, gatewayHost, guestOfRole, internalHosts, keyedModelServices, modelRoutes, serviceHost, type ModelRoute, type RoutingConfig } from "../../stacks/routing";
+import { TRAEFIK_INTERNAL_PORT } from "../../stacks/scrape";
+import { TRAEFIK_SERVICES_API } from "./traefik.render";
 
 /** Where the gateway's files live. Production uses GATEWAY_LAYOUT; tests move it into a temp dir and high ports. */
 export interface GatewayLayout {
@@ -49,16 +55,42 @@ export const GATEWAY_LAYOUT: GatewayLayout = {
 };
 
 export interface GatewayInputs {
-  /** Traefik's HTTPS entry point, which the gateway proxies every request to. */
-  traefik: { address: string; port: number };
+  /**
+   * Traefik's HTTPS entry point, which the gateway proxies every request to, and the port of its
+   * internal entry point, where the status page reads Traefik's API (TRAEFIK_INTERNAL_PORT unless given).
+   */
+  traefik: { address: string; port: number; apiPort?: number };
   /** The Step-CA root certificate (PEM). */
   caRootPem: string;
+  /** Each API client's key (phoenix:gatewayApiKey-<client>), while the role's apiKeys are on: only their SHA-256 is rendered. */
+  apiKeys?: Record<string, string>;
+  /**
+   * phoenix:modelApiKey, while the apiKeys are on and a proxied vLLM server requires it
+   * (keyedModelServices): the gateway sends it to those servers in place of the client's key.
+   */
+  modelApiKey?: string;
   layout?: GatewayLayout;
 }
 
 export const NJS_MODULE = "/usr/lib/nginx/modules/ngx_http_js_module.so";
 
 const ROUTER_SOURCE = path.join(__dirname, "nginx", "openai-router.js");
+const STATUS_SOURCE = path.join(__dirname, "nginx", "status.js");
+
+/** The admin-only status page (components/core/nginx/status.js). */
+export const STATUS_PATH = "/_phoenix/status";
+/** The status page's own probes: a short connect and answer budget, so one dead backend cannot hold the page. */
+const STATUS_PROBE = { connectSeconds: 2, readSeconds: 3 };
+/**
+ * The gateway's connect budget to Traefik, the passive failure limit it has: nginx's max_fails and
+ * fail_timeout do nothing with one server in the group (nginx release-1.24.0
+ * src/http/ngx_http_upstream_round_robin.c: ngx_http_upstream_get_round_robin_peer takes a `single`
+ * peer without looking at its fails, and ngx_http_upstream_free_round_robin_peer returns before
+ * counting them, setting pc->tries = 0), and every upstream here holds exactly one, Traefik. The same
+ * timer bounds the TLS handshake (ngx_http_upstream_ssl_init_connection).
+ */
+export const CONNECT_TIMEOUT_SECONDS = 3;
+const API_KEYS_SOURCE = path.join(__dirname, "nginx", "api-keys.js");
 
 function gatewayRole(config: RoutingConfig) {
   return guestOfRole(config, "nginx-gateway").role;
@@ -94,10 +126,13 @@ function serviceByName(config: RoutingConfig, name: string): Service {
 }
 
 /** Lines every location that proxies to Traefik carries: the target service's host, on the wire and in SNI. */
-function proxyTo(config: RoutingConfig, layout: GatewayLayout, service: Service, opts: { websocket: boolean; uri?: string }): string {
+function proxyTo(config: RoutingConfig, layout: GatewayLayout, service: Service, opts: { websocket: boolean; uri?: string; api?: boolean }): string {
   const host = serviceHost(config, service);
   return [
     `include ${layout.confDir}/phoenix/proxy-headers.conf;`,
+    // On /v1, the client's gateway key is the gateway's business: the backends never see it (an empty value is not sent).
+    // A vLLM server that requires its own key gets that one instead, from a file only root reads (modelKeyFile).
+    ...(opts.api && apiKeysOn(config) ? [keyedModelServices(config).has(service.name) ? `include ${layout.confDir}/${MODEL_KEY_INCLUDE};` : 'proxy_set_header Authorization "";'] : []),
     `proxy_set_header Host ${host};`,
     `proxy_ssl_name ${host};`,
     ...(opts.websocket ? ["proxy_set_header Upgrade $http_upgrade;", "proxy_set_header Connection $connection_upgrade;"] : ['proxy_set_header Connection "";']),
@@ -107,30 +142,34 @@ function proxyTo(config: RoutingConfig, layout: GatewayLayout, service: Service,
 
 function routeLocation(config: RoutingConfig, layout: GatewayLayout, route: Route & { service: string }): string {
   const service = serviceByName(config, route.service);
+  const api = isApiRoute(config, route) && apiKeysOn(config);
   const websocket = route.websocket;
+  const auth = api ? `    include ${layout.confDir}/${API_AUTH_INCLUDE};\n` : "";
   const path = nginxWord(route.path);
   if (!route.stripPrefix || route.path === "/") {
-    return `location ${path} {\n${indent(proxyTo(config, layout, service, { websocket }), "    ")}\n}`;
+    return `location ${path} {\n${auth}${indent(proxyTo(config, layout, service, { websocket, api }), "    ")}\n}`;
   }
   if (route.path.endsWith("/")) {
     // proxy_pass with a URI replaces the matched prefix, keeping the client's encoding.
-    return `location ${path} {\n${indent(proxyTo(config, layout, service, { websocket, uri: "/" }), "    ")}\n}`;
+    return `location ${path} {\n${auth}${indent(proxyTo(config, layout, service, { websocket, uri: "/", api }), "    ")}\n}`;
   }
   const escaped = route.path.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-  return `location ${path} {\n    rewrite ${nginxWord(`^${escaped}/?(.*)$`)} /$1 break;\n${indent(proxyTo(config, layout, service, { websocket }), "    ")}\n}`;
+  return `location ${path} {\n${auth}    rewrite ${nginxWord(`^${escaped}/?(.*)$`)} /$1 break;\n${indent(proxyTo(config, layout, service, { websocket, api }), "    ")}\n}`;
 }
 
 function modelLocations(config: RoutingConfig, layout: GatewayLayout, maxBodyMiB: number, routes: Route[], models: ModelRoute[]): string {
   const services = [...new Set(models.map((m) => m.service))].map((n) => serviceByName(config, n));
+  const api = apiKeysOn(config);
+  const auth = api ? `    include ${layout.confDir}/${API_AUTH_INCLUDE};\n` : "";
   const blocks: string[] = [];
   for (const route of routes) {
     const listing = /\/models\/?$/.test(route.path);
     const base = route.path.replace(/\/$/, "");
     blocks.push(
       listing
-        ? `location = ${nginxWord(base)} {\n    js_content openai.models;\n}\n\nlocation ${nginxWord(`${base}/`)} {\n    js_content openai.models;\n}`
+        ? `location = ${nginxWord(base)} {\n${auth}    js_content openai.models;\n}\n\nlocation ${nginxWord(`${base}/`)} {\n${auth}    js_content openai.models;\n}`
         : `location ${nginxWord(route.path)} {
-    # njs reads the whole body to find "model": keep it in one memory buffer.
+${auth}    # njs reads the whole body to find "model": keep it in one memory buffer.
     client_body_buffer_size ${maxBodyMiB}m;
     client_body_in_single_buffer on;
     js_content openai.route;
@@ -138,7 +177,12 @@ function modelLocations(config: RoutingConfig, layout: GatewayLayout, maxBodyMiB
     );
   }
   for (const s of services) {
-    blocks.push(`location @model_${s.name} {\n${indent(proxyTo(config, layout, s, { websocket: false }), "    ")}\n}`);
+    blocks.push(`location @model_${s.name} {
+    # 502/503/504 from Traefik or nginx itself answer in OpenAI's shape (@openai_unavailable).
+    proxy_intercept_errors on;
+    error_page 502 503 504 @openai_unavailable;
+${indent(proxyTo(config, layout, s, { websocket: false, api }), "    ")}
+}`);
     blocks.push(`location = /_phoenix/models/${s.name} {
     internal;
     # njs reads the list from memory: a subrequest's answer must be buffered whole.
@@ -147,9 +191,18 @@ function modelLocations(config: RoutingConfig, layout: GatewayLayout, maxBodyMiB
     proxy_method GET;
     proxy_pass_request_body off;
     proxy_set_header Content-Length "";
-${indent(proxyTo(config, layout, s, { websocket: false, uri: "/v1/models" }), "    ")}
+${indent(proxyTo(config, layout, s, { websocket: false, uri: "/v1/models", api }), "    ")}
 }`);
   }
+  blocks.push(`# Traefik's 502/503/504 (503: every server of the service DOWN) and nginx's own (Traefik unreachable: 502;
+# silent past proxy_connect_timeout: 504) as an OpenAI-shaped error. Only those codes: the backend's own
+# errors pass unchanged, and a 200 stream is never touched (nginx release-1.24.0 src/http/ngx_http_upstream.c
+# ngx_http_upstream_process_header: intercepted only for status >= 300 with an error_page for it). Without
+# "=" the error page keeps the original status, which $status reads (ngx_http_special_response.c err_status).
+location @openai_unavailable {
+    default_type application/json;
+    return 200 '{"error":{"message":"The model server did not answer through the gateway (HTTP $status); try again shortly.","type":"server_error","param":null,"code":"upstream_unavailable"}}\\n';
+}`);
   return blocks.join("\n\n");
 }
 
@@ -167,6 +220,185 @@ ${indent(locations, "    ")}
 function renderModelTable(models: ModelRoute[]): string {
   const table = { models: Object.fromEntries(models.map((m) => [m.id, m.service])), services: [...new Set(models.map((m) => m.service))] };
   return `// Generated by Phoenix from the stack's model servers.\nexport default ${JSON.stringify(table, null, 4)};\n`;
+}
+
+/** One row of the status page: a route (or the model routes together), the service behind it, the path that says it is healthy. */
+interface StatusRow {
+  route: string | null;
+  service: string;
+  /** Whether the gateway proxies to it, so can probe it through its own upstream. */
+  proxied: boolean;
+}
+
+/**
+ * The status page's table: every route with its service, the model routes once per model server,
+ * and every other service Traefik routes (gateway: not proxied). Generated as an njs module.
+ */
+function statusRows(config: RoutingConfig, models: ModelRoute[]): StatusRow[] {
+  const domainHost = gatewayHost(config);
+  const rows: StatusRow[] = config.routes.flatMap((r) => (r.service === undefined ? [] : [{ route: `${r.host ?? domainHost}${r.path}`, service: r.service, proxied: true }]));
+  const modelPaths = config.routes.filter((r) => r.byModel).map((r) => `${r.host ?? domainHost}${r.path}`);
+  for (const service of new Set(models.map((m) => m.service))) rows.push({ route: `${modelPaths.join(" ")} (model: ${models.filter((m) => m.service === service).map((m) => m.id).join(", ")})`, service, proxied: true });
+  for (const s of config.services) if (!rows.some((r) => r.service === s.name)) rows.push({ route: null, service: s.name, proxied: false });
+  return rows;
+}
+
+/**
+ * The status page's locations, in the gateway's own server: the page (admin networks only, like
+ * Traefik's dashboard: host.adminNetworks, else the gateway's subnet), Traefik's service list from its
+ * API, and each proxied service's health path through the gateway's own upstream, each with a short budget.
+ */
+function statusLocations(config: RoutingConfig, layout: GatewayLayout, traefik: GatewayInputs["traefik"], services: Service[]): string {
+  const allow = adminSourceRange(config, guestOfRole(config, "nginx-gateway"), "the gateway's status page");
+  const probe = [
+    "internal;",
+    "# njs reads the answer from memory: buffered whole, a GET without the page request's body.",
+    "proxy_buffering on;",
+    "subrequest_output_buffer_size 1m;",
+    `proxy_connect_timeout ${STATUS_PROBE.connectSeconds}s;`,
+    `proxy_read_timeout ${STATUS_PROBE.readSeconds}s;`,
+    "proxy_method GET;",
+    "proxy_pass_request_body off;",
+    'proxy_set_header Content-Length "";',
+  ];
+  const blocks = [
+    `location = ${STATUS_PATH} {
+${indent([...allow.map((a) => `allow ${a};`), "deny all;", "js_content status.page;"].join("\n"), "    ")}
+}`,
+    `location = ${STATUS_PATH}/traefik {
+${indent([...probe, 'proxy_set_header Connection "";', `proxy_pass http://${traefik.address}:${traefik.apiPort ?? TRAEFIK_INTERNAL_PORT}${TRAEFIK_SERVICES_API};`].join("\n"), "    ")}
+}`,
+    ...services.map((s) => `location = ${STATUS_PATH}/health/${s.name} {
+${indent([...probe, proxyTo(config, layout, s, { websocket: false, uri: s.healthPath })].join("\n"), "    ")}
+}`),
+  ];
+  return `# The status page (${STATUS_PATH}): every route and backend with its health as Traefik and the gateway see it.\n${blocks.join("\n\n")}\n`;
+}
+
+/**
+ * OpenAI's error body. The shape and codes are what api.openai.com answers, as its clients
+ * quote it (unverified against an OpenAI document, none being stored here):
+ * 401 {"error":{"message":"Incorrect API key provided: …","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}
+ * (vivekuppal/transcribe#179, Taiko3615/RenPyChatGPTExample#2);
+ * 429 {"error":{"message":"Rate limit reached for … on requests per min (RPM) …","type":"requests","param":null,"code":"rate_limit_exceeded"}}
+ * (Huanshere/VideoLingo#34).
+ */
+function openAiError(message: string, type: string, code: string): string {
+  return JSON.stringify({ error: { message, type, param: null, code } });
+}
+
+/** Routes the API keys guard: the OpenAI routes (byModel) and the gateway host's other /v1 paths. */
+function isApiRoute(config: RoutingConfig, route: Route): boolean {
+  return route.byModel || ((route.host === undefined || route.host === gatewayHost(config)) && /^\/v1(\/|$)/.test(route.path));
+}
+
+/** Whether this gateway checks API keys: they are on and it serves /v1. */
+function apiKeysOn(config: RoutingConfig): boolean {
+  return gatewayRole(config).apiKeys.enabled && config.routes.some((r) => isApiRoute(config, r));
+}
+
+/**
+ * SHA-256 (hex) of each client's key → client. The keys are checked here, where they are
+ * hashed, and never echoed; two clients may not share a key (the digest would name one).
+ * Offline synth passes SECRET_PLACEHOLDER for each, which is shown as its digest.
+ */
+export function apiKeyDigests(config: RoutingConfig, keys: Record<string, string> | undefined): Record<string, string> {
+  const table: Record<string, string> = {};
+  for (const { name } of gatewayRole(config).apiKeys.clients) {
+    const key = keys && Object.hasOwn(keys, name) ? keys[name] : undefined;
+    const secret = `phoenix:${gatewayApiKeySecret(name)}`;
+    if (key === undefined) throw new Error(`the gateway's API client ${name} has no key: pass ${secret} to the renderer`);
+    if (key !== SECRET_PLACEHOLDER && !GATEWAY_API_KEY_RE.test(key)) throw new Error(`${secret} must be ${GATEWAY_API_KEY_RULE}: set a new one with pulumi config set --secret ${secret} <value>`);
+    const digest = createHash("sha256").update(key, "utf8").digest("hex");
+    if (Object.hasOwn(table, digest) && key !== SECRET_PLACEHOLDER) throw new Error(`${secret} holds the same key as phoenix:${gatewayApiKeySecret(table[digest]!)}: give each client its own key`);
+    table[digest] = name;
+  }
+  return table;
+}
+
+const API_AUTH_INCLUDE = "phoenix/api-auth.conf";
+const MODEL_KEY_INCLUDE = "phoenix/model-api-key.conf";
+
+/**
+ * The header that carries phoenix:modelApiKey to the vLLM servers that require it (vLLM checks
+ * `Authorization: Bearer <key>` on /v1: components/models/vllm.render.ts). Its characters are
+ * checked as vLLM's renderer checks them; nginxWord quotes it.
+ */
+function modelKeyFile(config: RoutingConfig, layout: GatewayLayout, key: string | undefined): RenderedFile[] {
+  if (!apiKeysOn(config) || keyedModelServices(config).size === 0) return [];
+  if (key === undefined) throw new Error("the gateway proxies to a vLLM server with requireApiKey: pass phoenix:modelApiKey to the renderer");
+  assertModelApiKey(key);
+  return [{ path: `${layout.confDir}/${MODEL_KEY_INCLUDE}`, content: `# Generated by Phoenix: the key the vLLM servers behind this gateway require.\nproxy_set_header Authorization ${nginxWord(`Bearer ${key}`)};\n`, mode: "0600", owner: "root:root" }];
+}
+
+/**
+ * The API keys' files: the key digests for njs, the client variable and the rate-limit zones
+ * (http level), the lines every /v1 location includes, and the 401/429 answers.
+ *
+ * limit_req (nginx release-1.24.0 src/http/modules/ngx_http_limit_req_module.c): the rate
+ * belongs to the zone (limit_req_zone rate=, ctx->rate) and burst to each limit_req, so there
+ * is a zone and a limit_req per distinct rate and burst, keyed by a variable that holds the
+ * client's name only for that zone's clients: "if (key.len == 0) continue" leaves every
+ * other request uncounted there. The handler returns at once when r->main->limit_req_status
+ * is set, so a request is counted once: the /v1/models subrequests and the internal
+ * redirect to a model's location are not counted again. A burst of 0 is nginx's default and
+ * is left out ("burst=0" is refused: burst <= 0 is an invalid burst value).
+ */
+function renderApiKeyFiles(config: RoutingConfig, layout: GatewayLayout, keys: Record<string, string> | undefined): RenderedFile[] {
+  const c = layout.confDir;
+  const digests = apiKeyDigests(config, keys);
+  const groups = new Map<string, { rate: string; burst: number; clients: string[] }>();
+  for (const client of gatewayRole(config).apiKeys.clients) {
+    const id = `${client.rate} ${client.burst}`;
+    groups.set(id, { rate: client.rate, burst: client.burst, clients: [...(groups.get(id)?.clients ?? []), client.name] });
+  }
+  const zones = [...groups.values()];
+  const http = `# API keys on /v1: $phoenix_api_client is the client whose key the request carries, or "" (njs/api-keys.js).
+js_import apikeys from api-keys.js;
+js_set $phoenix_api_client apikeys.client;
+
+# One zone per rate and burst, each counting its own clients only (an empty key is not counted).
+${zones
+  .map(
+    (z, i) => `map $phoenix_api_client $phoenix_api_limit_${i} {
+    default "";
+${z.clients.map((n) => `    ${n} ${n};`).join("\n")}
+}
+limit_req_zone $phoenix_api_limit_${i} zone=phoenix_api_${i}:1m rate=${z.rate};`,
+  )
+  .join("\n\n")}
+`;
+  const include = `# Included by every /v1 location: a request needs a client's key, then stays within the client's rate.
+# The if only returns (nginx's "if is evil" note: return and rewrite ... last are safe inside it).
+if ($phoenix_api_client = "") {
+    return 401;
+}
+error_page 401 = @phoenix_api_unauthorized;
+limit_req_status 429;
+error_page 429 = @phoenix_api_rate_limited;
+${zones.map((z, i) => `limit_req zone=phoenix_api_${i}${z.burst > 0 ? ` burst=${z.burst}` : ""} nodelay;`).join("\n")}
+`;
+  // A location with add_header of its own inherits none from the server: the security headers come along.
+  const errors = `# The answers to a missing or unknown API key and to a client over its rate, in OpenAI's shape.
+location @phoenix_api_unauthorized {
+    default_type application/json;
+    include ${c}/phoenix/security-headers.conf;
+    add_header WWW-Authenticate 'Bearer realm="${gatewayHost(config)}"' always;
+    return 401 '${openAiError("Missing or unknown API key: send Authorization: Bearer <key> with a key this gateway issued.", "invalid_request_error", "invalid_api_key")}\n';
+}
+
+location @phoenix_api_rate_limited {
+    default_type application/json;
+    return 429 '${openAiError("Rate limit reached for this API key: retry after a short wait.", "requests", "rate_limit_exceeded")}\n';
+}
+`;
+  return [
+    { path: `${c}/conf.d/_api-keys.conf`, content: http },
+    { path: `${c}/${API_AUTH_INCLUDE}`, content: include },
+    { path: `${c}/routes.d/_api-errors.conf`, content: errors },
+    { path: `${c}/njs/api-keys.js`, content: fs.readFileSync(API_KEYS_SOURCE, "utf8") },
+    { path: `${c}/njs/phoenix-api-keys.js`, content: `// Generated by Phoenix: SHA-256 of each API client's key → the client. No key is stored here.\nexport default ${JSON.stringify(digests, null, 4)};\n`, mode: "0600", owner: "root:root" },
+  ];
 }
 
 export function renderGatewayConfig(config: RoutingConfig, inputs: GatewayInputs): RenderedFile[] {
@@ -210,7 +442,11 @@ http {
     proxy_read_timeout ${role.readTimeoutSeconds}s;
     proxy_send_timeout ${role.readTimeoutSeconds}s;
     send_timeout ${role.readTimeoutSeconds}s;
-    proxy_connect_timeout 10s;
+    # Passive failure limits with one upstream server (Traefik): a bounded connect, no retries (nginx
+    # would retry the same Traefik: tries is 0 for a single peer), and health failover left to Traefik's
+    # health checks, which take a DOWN backend out and answer 503 (components/core/traefik.render.ts).
+    proxy_connect_timeout ${CONNECT_TIMEOUT_SECONDS}s;
+    proxy_next_upstream off;
     proxy_http_version 1.1;
     # Streamed completions (SSE) and WebSocket frames go out as they arrive.
     proxy_buffering off;
@@ -243,10 +479,10 @@ http {
         "" "";
     }
 
-${byModel.length > 0 ? `    js_path ${c}/njs;
-    js_import openai from openai-router.js;
+    js_path ${c}/njs;
+${byModel.length > 0 ? "    js_import openai from openai-router.js;\n" : ""}    js_import status from status.js;
 
-` : ""}    include ${c}/conf.d/*.conf;
+    include ${c}/conf.d/*.conf;
 }
 `;
 
@@ -291,6 +527,7 @@ ${serverBlock(
     return 200 '{"status":"ok"}\\n';
 }
 
+include ${c}/phoenix/status.conf;
 include ${c}/routes.d/*.conf;`,
   true,
 )}
@@ -323,6 +560,9 @@ server {
     { path: `${c}/phoenix/proxy-headers.conf`, content: proxyHeaders },
     { path: `${c}/phoenix/security-headers.conf`, content: securityHeaders },
     { path: `${c}/conf.d/gateway.conf`, content: gatewayConf },
+    { path: `${c}/phoenix/status.conf`, content: statusLocations(config, layout, inputs.traefik, proxiedServices(config, models)) },
+    { path: `${c}/njs/status.js`, content: fs.readFileSync(STATUS_SOURCE, "utf8") },
+    { path: `${c}/njs/phoenix-status.js`, content: `// Generated by Phoenix from the stack's routes and services.\nexport default ${JSON.stringify({ rows: statusRows(config, models) }, null, 4)};\n` },
     { path: layout.caRootFile, content: inputs.caRootPem.endsWith("\n") ? inputs.caRootPem : `${inputs.caRootPem}\n` },
   ];
 
@@ -331,6 +571,7 @@ server {
     files.push({ path: `${c}/njs/openai-router.js`, content: fs.readFileSync(ROUTER_SOURCE, "utf8") });
     files.push({ path: `${c}/njs/phoenix-models.js`, content: renderModelTable(models) });
   }
+  if (apiKeysOn(config)) files.push(...renderApiKeyFiles(config, layout, inputs.apiKeys), ...modelKeyFile(config, layout, inputs.modelApiKey));
 
   // Routes on other hosts get their own server, in the file of the host's first service.
   const hostRoutes = new Map<string, (Route & { service: string })[]>();

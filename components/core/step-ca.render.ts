@@ -45,7 +45,8 @@ export interface StepCaEndpoints {
    * The CA by its address, which its certificate carries (step ca init --dns <ip>): for guests
    * that have no /etc/hosts entry for its name (the Docker VMs, whose /etc/hosts cloud-init's
    * manage_etc_hosts rewrites at boot) and cannot count on LAN DNS. ACME links follow the
-   * request's Host (smallstep/certificates v0.28.4 acme/linker.go, baseURLFromRequest), so
+   * request's Host (smallstep/certificates v0.28.4 acme/linker.go: newBaseURLContext takes
+   * https://<r.Host>, and GetLink uses it before the CA's own name), so
    * the whole ACME exchange stays on the address.
    */
   caUrlByAddress: string;

@@ -8,10 +8,9 @@ import { encodeBase64, hashSync, truncates } from "bcryptjs";
 import { stringify } from "yaml";
 import { renderHostsBlock } from "../render/hosts";
 import { sandboxLines } from "../render/systemd-sandbox";
-import { parseCidr, subnetOf } from "../../stacks/net";
 import { fileList, type RenderedFile } from "../render/files";
 import { renderAptEnsure, renderInstallScript, renderReleaseInstalls, type PinnedRelease } from "../render/install-script";
-import { backends, dashboardHost, guestIp, guestOfRole, internalHosts, type RoutingConfig } from "../../stacks/routing";
+import { adminSourceRange, backends, dashboardHost, guestIp, guestOfRole, internalHosts, type RoutingConfig } from "../../stacks/routing";
 import { TRAEFIK_INTERNAL_PORT } from "../../stacks/scrape";
 
 export const TRAEFIK_PATHS = {
@@ -24,6 +23,9 @@ export const TRAEFIK_PATHS = {
   unit: "/etc/systemd/system/traefik.service",
   binary: "/usr/local/bin/traefik",
 } as const;
+
+/** Traefik's API path listing services with their servers' health, which the gateway's status page reads. */
+export const TRAEFIK_SERVICES_API = "/api/http/services";
 
 /** Where the gateway reaches Traefik. */
 export const TRAEFIK_HTTPS_PORT = 443;
@@ -67,8 +69,15 @@ export function dashboardUsersLine(config: RoutingConfig, password: string): str
   if (truncates(password)) throw new Error("phoenix:traefikDashboardPassword is longer than bcrypt's 72 bytes: choose a shorter one");
   const saltBytes = createHmac("sha256", password).update(`phoenix traefik dashboard ${config.host.domain}`).digest().subarray(0, 16);
   const salt = `$2b$${String(BCRYPT_COST).padStart(2, "0")}$${encodeBase64([...saltBytes], 16)}`;
-  return `${DASHBOARD_USER}:${hashSync(password, salt)}`;
+  // The hash is a function of (password, salt) alone and costs tens of milliseconds at cost 10;
+  // an evaluation asks for it more than once (the users file and the install script carrying it).
+  // The salt's alphabet has no ':', so the key is unambiguous. Kept in this process only.
+  const key = `${salt}:${password}`;
+  let hash = bcryptMemo.get(key);
+  if (hash === undefined) bcryptMemo.set(key, (hash = hashSync(password, salt)));
+  return `${DASHBOARD_USER}:${hash}`;
 }
+const bcryptMemo = new Map<string, string>();
 
 /**
  * Who may open the dashboard: host.adminNetworks, or, with none declared, Traefik's own
@@ -79,10 +88,7 @@ export function dashboardUsersLine(config: RoutingConfig, password: string): str
  * through the gateway, so the remote address is theirs.
  */
 export function dashboardSourceRange(config: RoutingConfig): string[] {
-  if (config.host.adminNetworks.length > 0) return [...config.host.adminNetworks];
-  const cidr = parseCidr(guestOfRole(config, "traefik").network.ip);
-  if (!cidr) throw new Error("Traefik's guest uses DHCP; declare host.adminNetworks for the dashboard's allow-list");
-  return [subnetOf(cidr)];
+  return adminSourceRange(config, guestOfRole(config, "traefik"), "the dashboard");
 }
 
 function traefikRole(config: RoutingConfig) {
@@ -149,6 +155,11 @@ export function renderTraefikDynamic(config: RoutingConfig): RenderedFile {
       loadBalancer: {
         servers: [{ url: b.url }],
         passHostHeader: true,
+        // Every service is health-checked: a GET of its healthPath every 10 s, healthy on 2xx/3xx, DOWN servers
+        // taken out of the pool and Traefik answering 503 "no available server" while none is left (traefik v3.5.3
+        // pkg/config/dynamic/http_config.go ServerHealthCheck: path, interval, timeout; pkg/healthcheck/healthcheck.go;
+        // pkg/server/service/loadbalancer/wrr/wrr.go ServeHTTP), through the service's own serversTransport
+        // (pkg/server/service/service.go:402-407). The paths are each product's own (test/core/health-checks.test.ts).
         healthCheck: { path: b.service.healthPath, interval: "10s", timeout: "3s" },
         ...(transport ? { serversTransport: transport } : {}),
       },
@@ -169,6 +180,13 @@ export function renderTraefikDynamic(config: RoutingConfig): RenderedFile {
       tls: { certResolver: RESOLVER },
     };
   }
+  // The gateway's status page reads every service's server states from Traefik's API (GET /api/http/services:
+  // traefik v3.5.3 pkg/api/handler_http.go getServices, serverStatus {url: "UP"|"DOWN"} from
+  // pkg/config/runtime/runtime.go). It gets that one read-only path on the internal entry point, in plain HTTP
+  // and from the gateway's address alone: no password to hand the gateway, nothing but health and backend URLs
+  // exposed. api@internal exists whenever the static `api` section does (pkg/server/service/managerfactory.go).
+  middlewares["gateway-status-allow"] = { ipAllowList: { sourceRange: [guestIp(guestOfRole(config, "nginx-gateway"))] } };
+  routers["gateway-status"] = { rule: `Path(\`${TRAEFIK_SERVICES_API}\`)`, entryPoints: ["traefik"], service: "api@internal", middlewares: ["gateway-status-allow"] };
   const doc = {
     http: { routers, ...(Object.keys(middlewares).length > 0 ? { middlewares } : {}), services, ...(Object.keys(transports).length > 0 ? { serversTransports: transports } : {}) },
     tls: { options: { default: { minVersion: "VersionTLS12", sniStrict: true } } },

@@ -10,6 +10,7 @@
  */
 import type { RenderedFile } from "../render/files";
 import { stringify } from "yaml";
+import { aptMarkHold } from "../../providers/ssh/apt";
 import type { StackConfig, VmGuest } from "../../stacks/schema";
 
 /** Docker's release signing key (https://download.docker.com/linux/ubuntu/gpg). */
@@ -112,7 +113,9 @@ export function renderDockerHostUserData(d: DockerHostUserData): string {
     ],
     ...(d.nfs ? { mounts: [[`${d.nfs.server}:${d.nfs.export}`, d.nfs.mountPoint, "nfs", "defaults,_netdev,noatime,nofail,x-systemd.automount", "0", "0"]] } : {}),
     runcmd: [
-      ["apt-mark", "hold", ...DOCKER_PACKAGES],
+      // A string entry is written into runcmd's #!/bin/sh script as it is (cloud-init 26.2 cloudinit/util.py
+      // shellify). The hold waits for dpkg's locks, which unattended-upgrades may hold on first boot (aptMarkHold).
+      aptMarkHold(DOCKER_PACKAGES),
       ["systemctl", "enable", "--now", "qemu-guest-agent", "docker"],
       ...(d.run ?? []),
     ],

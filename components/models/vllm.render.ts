@@ -5,7 +5,7 @@
  * holds it (the key never appears on a command line, where `ps` shows it).
  */
 import { VLLM_VENV } from "../../providers/template/layers";
-import { SECRET_PLACEHOLDER } from "../../stacks/placeholder";
+import { assertModelApiKey } from "../../stacks/placeholder";
 import { fileList, type RenderedFile } from "../render/files";
 import { assertListed, flagsOf, settingsToArgs } from "./args";
 import { optionListFor } from "../../stacks/options/option-list";
@@ -24,8 +24,6 @@ export const VLLM_API_KEY_VAR = "VLLM_API_KEY";
 
 // Settings that are not `vllm serve` options of the same name: the renderer places them itself.
 const NOT_OPTIONS = new Set(["engine", "version", "model", "task", "requireApiKey"]);
-// Printable, header-safe, and free of what systemd's EnvironmentFile parser treats specially.
-const API_KEY_RE = /^[A-Za-z0-9._~+/=-]{16,512}$/;
 
 export function vllmArgv(spec: VllmSpec): string[] {
   const s = spec.server;
@@ -65,11 +63,7 @@ export function vllmEnvironment(spec: VllmSpec): Record<string, string> {
 export function renderVllmFiles(spec: VllmSpec, apiKey?: string): RenderedFile[] {
   const s = spec.server;
   if (s.requireApiKey && apiKey === undefined) throw new Error(`guest ${spec.vmid} (${spec.guestName}) requires an API key: pass phoenix:modelApiKey to the renderer`);
-  // Offline synth hands every renderer SECRET_PLACEHOLDER for a secret (stacks/engine.ts): it is shown as it is, and
-  // is no key (its brackets fail API_KEY_RE), so nothing else passes for one.
-  if (apiKey !== undefined && apiKey !== SECRET_PLACEHOLDER && !API_KEY_RE.test(apiKey)) {
-    throw new Error(`phoenix:modelApiKey must be 16–512 characters of letters, digits and . _ ~ + / = -: set a new one with pulumi config set --secret phoenix:modelApiKey`);
-  }
+  if (apiKey !== undefined) assertModelApiKey(apiKey);
   const withKey = s.requireApiKey && apiKey !== undefined;
   const unit: RenderedFile = {
     path: spec.unitFile,

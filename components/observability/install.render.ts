@@ -49,7 +49,7 @@ function renderUnit(config: StackConfig, spec: UnitSpec): string {
 
 /** A sandboxed service unit for a binary Phoenix installed, on any guest or on the host (which gets the full sandbox). */
 export function renderGuestUnit(guest: Guest | "host", spec: UnitSpec): string {
-  const sandbox = guest === "host" ? ["ProtectSystem=strict", "ProtectHome=true", "PrivateTmp=true", ...(spec.writes.length > 0 ? [`ReadWritePaths=${spec.writes.join(" ")}`] : [])] : sandboxLines(guest, { readWritePaths: spec.writes });
+  const sandbox = sandboxLines(guest, { readWritePaths: spec.writes });
   return `[Unit]
 Description=${spec.description}
 After=network-online.target

@@ -36,9 +36,9 @@ export const MOUNT_NAMESPACE_OPTIONS = [
   "TemporaryFileSystem",
 ] as const;
 
-/** Whether systemd inside the guest can give a service its own mount namespace. */
-export function canSandboxMounts(guest: Guest): boolean {
-  return guest.kind === "vm" || guest.features.nesting;
+/** Whether systemd inside the guest (or on the Proxmox host itself) can give a service its own mount namespace. */
+export function canSandboxMounts(guest: Guest | "host"): boolean {
+  return guest === "host" || guest.kind === "vm" || guest.features.nesting;
 }
 
 export interface Sandbox {
@@ -51,7 +51,7 @@ export interface Sandbox {
  * none on a guest that cannot honour them. NoNewPrivileges and capability
  * bounding need no namespace and are the unit's own business.
  */
-export function sandboxLines(guest: Guest, sandbox: Sandbox): string[] {
+export function sandboxLines(guest: Guest | "host", sandbox: Sandbox): string[] {
   if (!canSandboxMounts(guest)) return [];
   return ["ProtectSystem=strict", "ProtectHome=true", "PrivateTmp=true", ...(sandbox.readWritePaths.length > 0 ? [`ReadWritePaths=${sandbox.readWritePaths.join(" ")}`] : [])];
 }

@@ -24,9 +24,10 @@ import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { Checker, diffResult, isUnknown, same, changedKeys } from "../common";
 import { dynamicProvider, type Implementation } from "../dynamic";
+import { DynamicResource } from "../dynamic-resource";
 import { runScriptChecked, type SshConnection } from "../ssh";
 import { shellQuote } from "../ssh/script";
-import { parseGuestExec, renderGuestExec, renderWaitForGuestAgent } from "../portainer/guest-exec";
+import { guestExecError, parseGuestExec, renderGuestExec, renderWaitForGuestAgent } from "../portainer/guest-exec";
 
 /** One install script and the systemd units it leaves running. */
 export interface VmScript {
@@ -62,7 +63,7 @@ export interface VmInstallArgs {
 
 export const vmInstallProvider = dynamicProvider<VmInstallInputs, VmInstallOutputs>("guest/vm-install");
 
-export class VmInstall extends pulumi.dynamic.Resource {
+export class VmInstall extends DynamicResource {
   declare readonly inSync: pulumi.Output<boolean>;
 
   constructor(name: string, args: VmInstallArgs, opts?: pulumi.CustomResourceOptions) {
@@ -159,10 +160,7 @@ async function install(i: VmInstallInputs, only?: ReadonlySet<string>): Promise<
     const what = `run ${s.name}'s install script in VM ${i.vmid}`;
     const out = await runScriptChecked(i.connection, what, renderRunScript(i.vmid, s), { timeoutMs: (AGENT_WAIT_SECONDS + EXEC_TIMEOUT_SECONDS + 60) * 1000 });
     const r = parseGuestExec(out.stdout);
-    if (r.exitcode !== 0) {
-      const tail = r.stderr.trim().split("\n").slice(-15).join("\n");
-      throw new Error(`${what}: ${r.exitcode === undefined ? `did not finish within ${EXEC_TIMEOUT_SECONDS} s` : `exit ${r.exitcode}`}${tail ? `:\n${tail}` : ""}`);
-    }
+    if (r.exitcode !== 0) throw guestExecError(what, r, EXEC_TIMEOUT_SECONDS);
   }
   return { ...i, inSync: true };
 }

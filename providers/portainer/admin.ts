@@ -8,11 +8,12 @@
 import * as pulumi from "@pulumi/pulumi";
 import { Checker, diffResult, isUnknown, same } from "../common";
 import { dynamicProvider, type Implementation } from "../dynamic";
+import { DynamicResource } from "../dynamic-resource";
 import { runScriptChecked, type SshConnection } from "../ssh";
 import { renderScript } from "../ssh/script";
 import { isAdminInitTimeout, PortainerApiError, PortainerClient, type PortainerAccess } from "./client";
 import { checkAccess, portainerReplaces } from "./common";
-import { parseGuestExec, renderGuestExec } from "./guest-exec";
+import { guestExecEnd, parseGuestExec, renderGuestExec } from "./guest-exec";
 
 export interface PortainerAdminInputs {
   access: PortainerAccess;
@@ -56,7 +57,7 @@ export interface PortainerAdminArgs {
 
 export const portainerAdminProvider = dynamicProvider<PortainerAdminInputs, PortainerAdminOutputs>("portainer/admin");
 
-export class PortainerAdmin extends pulumi.dynamic.Resource {
+export class PortainerAdmin extends DynamicResource {
   declare readonly apiToken: pulumi.Output<string>;
   declare readonly userId: pulumi.Output<number>;
   declare readonly tokenId: pulumi.Output<number>;
@@ -101,10 +102,13 @@ async function mintToken(c: PortainerClient, i: PortainerAdminInputs, jwt: strin
   return { tokenId: key.id, apiToken: raw };
 }
 
+/** Seconds qm waits for `docker restart` in the Portainer VM. */
+const RESTART_TIMEOUT_SECONDS = 120;
+
 /** The node-side script that restarts Portainer inside its VM, through the VM's guest agent (guest-exec.ts). */
 export function renderPortainerRestart(r: PortainerRestart): string {
   if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(r.container)) throw new Error(`container name ${JSON.stringify(r.container)} is not a Docker container name`);
-  return renderScript(renderGuestExec(Math.trunc(r.vmid), ["docker", "restart", r.container], { timeoutSeconds: 120 }));
+  return renderScript(renderGuestExec(Math.trunc(r.vmid), ["docker", "restart", r.container], { timeoutSeconds: RESTART_TIMEOUT_SECONDS }));
 }
 
 async function restartPortainer(c: PortainerClient, i: PortainerAdminInputs): Promise<void> {
@@ -115,8 +119,8 @@ async function restartPortainer(c: PortainerClient, i: PortainerAdminInputs): Pr
     throw new Error(`${why}: on the Portainer VM run \`docker restart portainer\`, then run pulumi up within 5 minutes`);
   }
   const out = await runScriptChecked(i.restart.connection, `restart Portainer in VM ${i.restart.vmid}`, renderPortainerRestart(i.restart), { timeoutMs: 180_000 });
-  const { exitcode } = parseGuestExec(out.stdout);
-  if (exitcode !== 0) throw new Error(`${why}, and \`docker restart ${i.restart.container}\` in VM ${i.restart.vmid} did not succeed (exit code ${String(exitcode)}): restart it by hand, then run pulumi up`);
+  const r = parseGuestExec(out.stdout);
+  if (r.exitcode !== 0) throw new Error(`${why}, and \`docker restart ${i.restart.container}\` in VM ${i.restart.vmid} did not succeed (${guestExecEnd(r, RESTART_TIMEOUT_SECONDS)}): restart it by hand, then run pulumi up`);
   // Portainer answers again within seconds of its restart; until then connections fail.
   const deadline = Date.now() + 120_000;
   for (;;) {

@@ -22,9 +22,10 @@ import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { Checker, diffResult, isUnknown, nodeReplaces, reachOnly, same, changedKeys } from "../common";
 import { dynamicProvider, type Implementation } from "../dynamic";
+import { DynamicResource } from "../dynamic-resource";
 import { runScriptChecked, type SshConnection } from "../ssh";
 import { renderScript, shellQuote } from "../ssh/script";
-import { parseGuestExec, renderGuestExec, renderWaitForGuestAgent } from "./guest-exec";
+import { guestExecError, parseGuestExec, renderGuestExec, renderWaitForGuestAgent } from "./guest-exec";
 
 /** The env file both compose files name (components/docker/portainer.ts env_file). */
 export const PORTAINER_ENV_FILE = "/etc/phoenix/portainer.env";
@@ -68,7 +69,7 @@ export interface PortainerAgentSecretArgs {
 
 export const portainerAgentSecretProvider = dynamicProvider<PortainerAgentSecretInputs, PortainerAgentSecretOutputs>("portainer/agent-secret");
 
-export class PortainerAgentSecret extends pulumi.dynamic.Resource {
+export class PortainerAgentSecret extends DynamicResource {
   declare readonly inSync: pulumi.Output<boolean>;
 
   constructor(name: string, args: PortainerAgentSecretArgs, opts?: pulumi.CustomResourceOptions) {
@@ -125,10 +126,7 @@ async function deliver(i: PortainerAgentSecretInputs): Promise<PortainerAgentSec
   const what = `put the Portainer agent secret into VM ${i.vmid} and recreate its containers (${i.composeFile})`;
   const out = await runScriptChecked(i.connection, what, renderDeliveryScript(i), { timeoutMs: (AGENT_WAIT_SECONDS + EXEC_TIMEOUT_SECONDS + 60) * 1000 });
   const r = parseGuestExec(out.stdout);
-  if (r.exitcode !== 0) {
-    const tail = r.stderr.trim().split("\n").slice(-15).join("\n");
-    throw new Error(`${what}: ${r.exitcode === undefined ? `did not finish within ${EXEC_TIMEOUT_SECONDS} s` : `exit ${r.exitcode}`}${tail ? `:\n${tail}` : ""}`);
-  }
+  if (r.exitcode !== 0) throw guestExecError(what, r, EXEC_TIMEOUT_SECONDS);
   return { ...i, inSync: true };
 }
 

@@ -51,12 +51,20 @@ export function renderWaitForGuestAgent(vmid: number, waitSeconds: number): stri
 }
 
 export interface GuestExecResult {
+  /** Set when the command ended normally: its exit status. */
   exitcode?: number;
+  /** Set when a signal ended the command: its number. */
+  signal?: number;
   stdout: string;
   stderr: string;
 }
 
-/** Reads what qm printed; an unfinished command (qm's timeout) has no exitcode. */
+/**
+ * Reads what qm printed. qm prints the agent's exec-status as it is (qm.pm `exec`, Agent.pm
+ * qemu_exec_status): QEMU's qga/qapi-schema.json GuestExecStatus has `exitcode` only when the
+ * process "was normally terminated" and `signal` when it "was abnormally terminated"
+ * (qga/commands-posix.c: WIFEXITED / WIFSIGNALED). An unfinished command (qm's timeout) has neither.
+ */
 export function parseGuestExec(stdout: string): GuestExecResult {
   let r: Record<string, unknown>;
   try {
@@ -64,9 +72,24 @@ export function parseGuestExec(stdout: string): GuestExecResult {
   } catch {
     return { stdout: "", stderr: "" };
   }
+  const ended = r.exited === 1;
   return {
-    ...(r.exited === 1 && typeof r.exitcode === "number" ? { exitcode: r.exitcode } : {}),
+    ...(ended && typeof r.exitcode === "number" ? { exitcode: r.exitcode } : {}),
+    ...(ended && typeof r.signal === "number" ? { signal: r.signal } : {}),
     stdout: typeof r["out-data"] === "string" ? r["out-data"] : "",
     stderr: typeof r["err-data"] === "string" ? r["err-data"] : "",
   };
+}
+
+/** How a command that did not exit 0 ended: its exit status, the signal that killed it, or qm's timeout. */
+export function guestExecEnd(r: GuestExecResult, timeoutSeconds: number): string {
+  if (r.exitcode !== undefined) return `exit ${r.exitcode}`;
+  if (r.signal !== undefined) return `killed by signal ${r.signal}`;
+  return `did not finish within ${Math.trunc(timeoutSeconds)} s`;
+}
+
+/** The error for a command that did not exit 0: what it was for, how it ended and the tail of its stderr. */
+export function guestExecError(what: string, r: GuestExecResult, timeoutSeconds: number): Error {
+  const tail = r.stderr.trim().split("\n").slice(-15).join("\n");
+  return new Error(`${what}: ${guestExecEnd(r, timeoutSeconds)}${tail ? `:\n${tail}` : ""}`);
 }

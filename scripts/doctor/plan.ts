@@ -105,6 +105,8 @@ export interface ServiceContext {
 export interface DoctorPlan {
   checks: PlannedCheck[];
   contexts: Map<string, ServiceContext>;
+  /** Where the gateway's status page is read (scripts/doctor/status-page.ts): its address and host name. */
+  statusPage: { gateway: Address; host: string };
 }
 
 function ref(config: StackConfig, outputs: OutputsJson, g: Guest): GuestRef {
@@ -174,5 +176,6 @@ export function planDoctor(config: StackConfig, outputs: OutputsJson): DoctorPla
     add({ layer: "traefik", from: gateway, traefik: { host: traefik.ip, port: TRAEFIK_PORT }, host: serviceHost(config, service), path: service.healthPath });
     if (request) add({ layer: "gateway", gateway: gatewayAddress, ...request });
   }
-  return { checks, contexts };
+  const statusHost = outputs.gatewayUrl ? new URL(outputs.gatewayUrl).hostname : gatewayHost(config);
+  return { checks, contexts, statusPage: { gateway: gatewayAddress, host: statusHost } };
 }

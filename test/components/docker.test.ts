@@ -22,6 +22,9 @@ describe("the Docker tier of the prod stack", () => {
     expect(String(p.byName("vm-1002-user-data").inputs.content)).toContain("portainer/agent:2.33.2");
     // its certificate names the VM itself, so the CA validates it there while portainer.<domain> stays Traefik's
     expect(content).toContain("vm-1001.internal.thinkheads.ai");
+    // and it reaches the CA by address: nothing resolves ca.<domain> on the VM (cloud-init manages its /etc/hosts)
+    expect(content).toContain("ca=(--ca-url https://10.0.0.10:9000 --root /etc/phoenix/step-ca-root.pem)");
+    expect(content).not.toContain("https://ca.internal.thinkheads.ai");
   });
 
   it("drives Portainer only once it answers: admin, then the agent's environment, then its stacks", () => {
@@ -50,6 +53,8 @@ describe("NFS for the Docker host's data", () => {
     expect(p.dependenciesOf("vm-1002")).toContain("host-nfs-exports");
     expect(String(p.byName("vm-1002-user-data").inputs.content)).toContain("10.0.0.13:/fastData/docker-data");
     expect(String(p.byName("vm-1001-user-data").inputs.content)).not.toContain("/fastData/docker-data");
+    // the stacks' bind folders exist, owned for their containers, before Portainer deploys a stack there (root_squash)
+    for (const stack of ["qdrant", "webapp", "n8n"]) expect(p.dependenciesOf(`portainer-stack-1002-${stack}`)).toContain("vm-1002-data-dirs");
   });
 });
 

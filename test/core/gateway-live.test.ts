@@ -16,7 +16,9 @@ import { GATEWAY_LAYOUT, renderGatewayConfig, type GatewayLayout } from "../../c
 import { backends, modelRoutes } from "../../stacks/routing";
 import { freePort, prodConfig, startNginx, tempDir, testPki, writeFiles } from "./helpers";
 
+// API keys are off here: this file is about routing; test/core/gateway-auth-live.test.ts covers the keys.
 const config = prodConfig();
+(config.guests.find((g) => g.role?.type === "nginx-gateway")!.role as { apiKeys: { enabled: boolean } }).apiKeys.enabled = false;
 const DOMAIN = config.host.domain;
 const PORTAINER = `portainer.${DOMAIN}`;
 /** Traefik's zone: service hosts live there, apart from the names the gateway answers on. */

@@ -14,7 +14,8 @@ import { backends, modelRoutes } from "../../stacks/routing";
 import { parseStepCaOutput, renderStepCaFiles, renderStepCaInitScript, stepCaEndpoints, stepCliRelease } from "../../components/core/step-ca.render";
 import { renderTraefikDynamic, renderTraefikInstallScript, renderTraefikStatic, TRAEFIK_HTTPS_PORT, TRAEFIK_PATHS } from "../../components/core/traefik.render";
 import type { StackConfig } from "../../stacks/schema";
-import { shellcheck } from "../support";
+import { readStackFile, validateStack } from "../../stacks/load";
+import { ROOT, shellcheck } from "../support";
 import { expectGolden, loadStack, nginxTest, prodConfig, REFERENCE_DIR, tempDir, testPki, writeFiles } from "./helpers";
 
 // Goldens must not depend on a freshly generated key: a fixed stand-in for the CA root.
@@ -22,7 +23,7 @@ const ROOT_PEM = "-----BEGIN CERTIFICATE-----\nUGhvZW5peCBnb2xkZW4gZmlsZSBzdGFuZ
 const config = prodConfig();
 const ep = stepCaEndpoints(config);
 const traefikIp = "10.0.0.12";
-const gatewayInputs = { traefik: { address: traefikIp, port: TRAEFIK_HTTPS_PORT }, caRootPem: ROOT_PEM };
+const gatewayInputs = { traefik: { address: traefikIp, port: TRAEFIK_HTTPS_PORT }, caRootPem: ROOT_PEM, apiKeys: { webapp: "test-key-of-webapp-0123456789abcdef", n8n: "test-key-of-n8n-0123456789abcdef", dev: "test-key-of-dev-0123456789abcdef" } };
 const traefikInputs = { caRootPem: ROOT_PEM, acmeDirectoryUrl: ep.acmeDirectoryUrl, dashboardPassword: "golden-dashboard-password" };
 const certInputs = { caUrl: ep.caUrl, stepCli: stepCliRelease(config) };
 
@@ -44,6 +45,17 @@ describe("step-ca renderer", () => {
       dnsNames: ["ca.internal.thinkheads.ai", "10.0.0.10"],
       address: "10.0.0.10",
     });
+  });
+
+  it("refuses an admin provisioner named acme, which step ca init --acme would answer by renaming the ACME one to acme-1 (pki/pki.go)", () => {
+    const raw = readStackFile(path.join(ROOT, "Pulumi.prod.yaml"));
+    const guests = raw.values.guests as Array<{ role?: { type: string; provisioner?: string } }>;
+    const ca = guests.findIndex((g) => g.role?.type === "step-ca");
+    guests[ca]!.role!.provisioner = "acme";
+    const result = validateStack(raw, { requireSecrets: false });
+    expect(result.ok === false ? result.issues.filter((i) => i.path === `guests[${ca}].role.provisioner`).map((i) => i.message) : []).toEqual([expect.stringMatching(/rename to acme-1/)]);
+    guests[ca]!.role!.provisioner = "admin";
+    expect(validateStack(raw, { requireSecrets: false }).ok).toBe(true);
   });
 
   it("matches the golden unit and init script", () => {
@@ -161,7 +173,7 @@ describe("Nginx gateway renderer", () => {
     }
     for (const f of renderGatewayCertFiles(config, certInputs)) expectGolden(`nginx/cert/${path.basename(f.path)}`, f.content);
     expect(files.map((f) => path.relative(confDir, f.path)).filter((p) => p.startsWith("conf.d/")).sort()).toEqual(
-      ["gateway", "grafana", "llamacpp", "n8n", "ollama", "portainer", "qdrant", "vllm-chat", "vllm-embed", "webapp"].map((n) => `conf.d/${n}.conf`),
+      ["_api-keys", "gateway", "grafana", "llamacpp", "n8n", "ollama", "portainer", "qdrant", "vllm-chat", "vllm-embed", "webapp"].map((n) => `conf.d/${n}.conf`),
     );
   });
 
@@ -234,7 +246,9 @@ describe("Nginx gateway renderer", () => {
     const [cert, key] = pki.issue("gw", gatewayHostNames(plain));
     const layout: GatewayLayout = { ...GATEWAY_LAYOUT, confDir: path.join(dir, "etc/nginx"), certFile: cert, keyFile: key, caRootFile: path.join(dir, "root.pem"), logDir: dir, varDir: dir, user: "root" };
     const rendered = renderGatewayConfig(plain, { ...gatewayInputs, caRootPem: pki.caPem, layout });
-    expect(rendered.some((f) => f.path.includes("/njs/"))).toBe(false);
+    // The model router is left out; the status page's njs stays.
+    expect(rendered.some((f) => /\/njs\/(openai-router|phoenix-models)\.js$/.test(f.path))).toBe(false);
+    expect(rendered.some((f) => f.path.endsWith("/njs/status.js"))).toBe(true);
     expect(rendered.some((f) => f.path.endsWith("/conf.d/vllm-chat.conf"))).toBe(false);
     writeFiles("/", rendered);
     const result = nginxTest(dir);

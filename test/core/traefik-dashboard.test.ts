@@ -39,7 +39,8 @@ describe("Traefik dashboard access", () => {
     expect(config.host.adminNetworks.length).toBeGreaterThan(0);
     expect(doc.http.middlewares?.["dashboard-auth"]?.basicAuth?.usersFile).toBe(TRAEFIK_PATHS.dashboardUsers);
     // No other router gets the dashboard's middlewares.
-    for (const [name, r] of Object.entries(doc.http.routers)) if (name !== "dashboard") expect(r.middlewares).toBeUndefined();
+    for (const [name, r] of Object.entries(doc.http.routers)) if (name !== "dashboard") expect(r.middlewares ?? [], name).not.toContain("dashboard-auth");
+    for (const [name, r] of Object.entries(doc.http.routers)) if (name !== "dashboard") expect(r.middlewares ?? [], name).not.toContain("dashboard-allow");
   });
 
   it("falls back to Traefik's own subnet when no admin networks are declared (ipAllowList refuses an empty sourceRange)", () => {
@@ -73,6 +74,21 @@ describe("Traefik dashboard access", () => {
     expect(dashboardUsersLine(other, PASSWORD)).not.toBe(dashboardUsersLine(config, PASSWORD));
   });
 
+  it("hashes a password once per process: a second line comes from memory, and it is bcrypt's hash", () => {
+    const password = "memo probe password";
+    const timed = () => {
+      const started = performance.now();
+      const line = dashboardUsersLine(config, password);
+      return { line, ms: performance.now() - started };
+    };
+    const first = timed();
+    const second = timed();
+    expect(second.line).toBe(first.line);
+    expect(second.ms).toBeLessThan(first.ms / 5);
+    const hash = first.line.slice(`${DASHBOARD_USER}:`.length);
+    expect(hashSync(password, hash.slice(0, 29))).toBe(hash);
+  });
+
   it("hashes the way bcrypt's reference implementations do (crypt_blowfish wrapper.c vector)", () => {
     // Openwall crypt_blowfish wrapper.c test vector, also in OpenBSD's and py-bcrypt's tests.
     expect(hashSync("U*U", "$2a$05$CCCCCCCCCCCCCCCCCCCCC.")).toBe("$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW");
@@ -101,7 +117,8 @@ describe("Traefik dashboard access", () => {
     });
     expect(requiredSecrets(off).map((n) => n.key)).not.toContain("traefikDashboardPassword");
     expect(dynamicOf(off).http.routers.dashboard).toBeUndefined();
-    expect(dynamicOf(off).http.middlewares).toBeUndefined();
+    // Only the gateway status page's allow-list is left (the API path the gateway reads, from its address alone).
+    expect(Object.keys(dynamicOf(off).http.middlewares ?? {})).toEqual(["gateway-status-allow"]);
     expect(usersFile(off)).toBeUndefined();
     expect(renderTraefikInstallScript(off, { ...inputs, dashboardPassword: undefined })).not.toContain(TRAEFIK_PATHS.dashboardUsers);
   });

@@ -8,6 +8,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { DOCKER_DATA_MOUNT, renderDockerHostUserData, renderVmUserData, STEP_CA_ROOT_PATH, type DockerHostUserData } from "../../components/docker/cloud-init";
 import { nfsMountOf, portainerVmParts } from "../../components/docker/docker-tier";
 import { composeHostParts } from "../../components/compose-host/user-data";
+import { aptMarkHold } from "../../providers/ssh/apt";
 import { loadStack } from "../support";
 import { trustsInternalCa } from "../../stacks/plan";
 import type { StackConfig, VmGuest } from "../../stacks/schema";
@@ -61,7 +62,10 @@ describe("Docker host user-data", () => {
     ]);
     expect(text).toContain("https://download.docker.com/linux/ubuntu noble stable");
     expect(text).toContain("keyid: 9DC858229FC7DD38854AE2D88D81803C0EBFCD88");
-    expect(doc.runcmd[0]).toEqual(["apt-mark", "hold", "docker-ce", "docker-ce-cli", "containerd.io", "docker-compose-plugin"]);
+    // held through the wait for dpkg's locks (providers/ssh/apt.ts aptMarkHold), in runcmd's #!/bin/sh script
+    expect(doc.runcmd[0]).toBe(aptMarkHold(["docker-ce", "docker-ce-cli", "containerd.io", "docker-compose-plugin"]));
+    const sh = spawnSync("shellcheck", ["--shell=sh", "--severity=style", "-"], { input: `#!/bin/sh\n${String(doc.runcmd[0])}\n`, encoding: "utf8" });
+    expect(sh.status, sh.stdout).toBe(0);
     expect(() => renderDockerHostUserData({ ...host, docker: { ...host.docker, compose: "latest" } })).toThrow("must be an exact apt version");
   });
 

@@ -132,6 +132,8 @@ describe("doctor", () => {
     expect(report.notes).toEqual([
       "no stack outputs for prod: addresses come from the stack file",
       "no CA root (caRootPem output or --ca): certificate chains are shown, not verified",
+      // The stand-in gateway routes every path to its services: no status page, so every layer is probed.
+      "status page https://internal.thinkheads.ai/_phoenix/status not read (not a status page: the answer is not JSON): every layer of every service probed",
       "node nvidia-dkms: DKMS has no nvidia 580.95.05 module yet; pulumi up installs the driver",
     ]);
     expect(report.findings.find((f) => f.service === "qdrant" && f.check === "certificate")).toMatchObject({ status: "skip", detail: expect.stringContaining("issued by Phoenix Doctor Test Root") });

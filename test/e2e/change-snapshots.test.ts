@@ -56,7 +56,7 @@ describe("a snapshot before an install re-runs, rollback, and the restore drill"
     failInstall = true;
     const changedStack = edited(w.raw, (v) => {
       const gw = v.guests.find((g) => g.vmid === GATEWAY)!;
-      gw.role = { type: "nginx-gateway", maxBodyMiB: 128 };
+      gw.role = { ...(gw.role as object), type: "nginx-gateway", maxBodyMiB: 128 };
     });
     const r = await w.apply(changedStack);
     expect(failuresOf(r)).toEqual([expect.stringMatching(/the gateway's install failed/)]);
@@ -173,5 +173,15 @@ describe("a snapshot before an install re-runs, rollback, and the restore drill"
     const second = await w.apply(withPbs);
     expect(failuresOf(second)).toEqual([]);
     expect(changed(second)).toEqual([]);
+    // Rotating the password replaces the storage (bpg: RequiresReplace). PVE refuses a second storage
+    // of the same ID, so the old definition goes first; the job keeps naming it and is not touched.
+    const rotated = "pbs-e2e-password-rotated-77c1";
+    w.sim.log.clear();
+    const rotation = await w.apply({ ...withPbs, values: { ...withPbs.values, pbsPassword: rotated } });
+    expect(failuresOf(rotation)).toEqual([]);
+    expect(changed(rotation).filter((c) => /pbs|dev-offsite/.test(c))).toEqual([expect.stringMatching(/^replace .*pbs-offsite/)]);
+    expect(w.sim.log.mutating().filter((m) => m.path.includes("/storage")).map((m) => `${m.method} ${m.path.replace(/^\/api2\/json/, "")}`)).toEqual(["DELETE /storage/pbs-offsite", "POST /storage"]);
+    expect(storageSecrets(w.sim.state, "pbs-offsite")).toEqual({ password: rotated });
+    expect(await w.api.client.get<Record<string, unknown>>("/cluster/backup/dev-offsite")).toMatchObject({ storage: "pbs-offsite" });
   }, 120_000);
 });

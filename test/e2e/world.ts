@@ -65,7 +65,7 @@ function poolDisks(config: StackConfig): string[] {
 }
 
 /** Secrets whose value has a required shape (providers/portainer/agent-secret.ts AGENT_SECRET_RE). */
-const E2E_SECRET_VALUES: Record<string, string> = { portainerAgentSecret: "e2e-portainerAgentSecret-0123456789abcdef" };
+const E2E_SECRET_VALUES: Record<string, string> = { portainerAgentSecret: "e2e-portainerAgentSecret-0123456789abcdef", "gatewayApiKey-dev": "e2e-gatewayApiKey-dev-0123456789abcdef" };
 
 type FileNodes = Array<{ name: string; ssh?: Record<string, unknown> }>;
 

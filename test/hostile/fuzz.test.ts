@@ -114,7 +114,7 @@ const FIELDS: Field[] = [
   { at: ["routes", serviceRoute, "path"], plausible: [routes[serviceRoute]!.path], syntax: "word", render: "nginx" },
 ];
 
-const GATEWAY_INPUTS = { traefik: { address: "10.0.0.12", port: 443 }, caRootPem: "-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n" };
+const GATEWAY_INPUTS = { traefik: { address: "10.0.0.12", port: 443 }, caRootPem: "-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n", apiKeys: { webapp: "fuzz-key-of-webapp-0123456789abcdef", n8n: "fuzz-key-of-n8n-0123456789abcdef" } };
 
 /** The sections and setting names of every model server unit, in order: a value must never add one. */
 function unitShapes(config: StackConfig): string[] {

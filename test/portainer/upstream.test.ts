@@ -8,6 +8,12 @@ import { implementation as admin, renderPortainerRestart, type PortainerAdminOut
 import { PortainerApiError, PortainerClient } from "../../providers/portainer/client";
 import { implementation as stack, type PortainerStackInputs } from "../../providers/portainer/stack";
 import { ADMIN_INIT_TIMEOUT_MS, startPortainerSim, type PortainerSim } from "../portainer-sim/server";
+import { PORTAINER_CONTAINER, PORTAINER_DIR, renderPortainerServerCompose } from "../../components/docker/portainer";
+import { PORTAINER_ENV_FILE } from "../../providers/portainer/agent-secret";
+import { renderGuestExec } from "../../providers/portainer/guest-exec";
+import { runScriptChecked } from "../../providers/ssh/exec";
+import { renderScript } from "../../providers/ssh/script";
+import { startSshd } from "../rig/sshd";
 import { shellcheck } from "../support";
 import { adminInputs, AGENT_URL, bootstrap, PASSWORD, registerAgent } from "./helpers";
 
@@ -57,6 +63,40 @@ describe("Portainer's admin-initialisation timeout (api/adminmonitor)", () => {
     sim.restart();
     const { outs } = await admin.create(adminInputs(sim));
     expect((outs as PortainerAdminOutputs).initializedByPhoenix).toBe(true);
+  });
+
+  it("PortainerAdmin restarts a Portainer that timed out through the VM's guest agent, then initialises it (sshd rig, qm stand-in)", async () => {
+    let now = 0;
+    sim = await startPortainerSim({ clock: () => now });
+    const rig = await startSshd();
+    const compose = `${PORTAINER_DIR}/compose.yaml`;
+    let seen = 0;
+    const watch = setInterval(() => {
+      // Portainer starts over when its container restarts in the VM.
+      const restarts = rig.sandbox.state().vms?.["1001"]?.restarts?.[PORTAINER_CONTAINER] ?? 0;
+      if (restarts > seen) {
+        seen = restarts;
+        sim!.restart();
+      }
+    }, 50);
+    try {
+      rig.sandbox.write("run/qm/1001.status", "running\n");
+      rig.sandbox.write(`vm/1001${compose}`, renderPortainerServerCompose({ version: "2.33.2", port: 9443, dnsNames: ["vm-1001.internal.example"], address: "10.0.0.101", caUrl: "https://10.0.0.10:9000" }));
+      rig.sandbox.write(`vm/1001${PORTAINER_ENV_FILE}`, "AGENT_SECRET=x\n");
+      await runScriptChecked(rig.connection, "start Portainer", renderScript(renderGuestExec(1001, ["docker", "compose", "-f", compose, "up", "-d"], { timeoutSeconds: 30 })));
+      now += ADMIN_INIT_TIMEOUT_MS + 1;
+      const restart = { connection: rig.connection, vmid: 1001, container: PORTAINER_CONTAINER };
+      const { outs } = await admin.create(adminInputs(sim, { restart }));
+      expect((outs as PortainerAdminOutputs).initializedByPhoenix).toBe(true);
+      expect(rig.sandbox.state().vms?.["1001"]?.restarts).toEqual({ [PORTAINER_CONTAINER]: 1 });
+      // A container Docker does not know: the error says the restart failed and how it ended.
+      now += ADMIN_INIT_TIMEOUT_MS + 1;
+      sim.state.users.length = 0;
+      await expect(admin.create(adminInputs(sim, { restart: { ...restart, container: "nope" } }))).rejects.toThrow(/`docker restart nope` in VM 1001 did not succeed \(exit 1\)/);
+    } finally {
+      clearInterval(watch);
+      await rig.stop();
+    }
   });
 
   it("the restart runs through the VM's guest agent, as one checked shell line", () => {

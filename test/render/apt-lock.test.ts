@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { APT_GET, aptGetUpdate } from "../../providers/ssh/apt";
+import { APT_GET, aptGetUpdate, aptMarkHold } from "../../providers/ssh/apt";
 import { renderNvidiaInstall } from "../../providers/host/nvidia.scripts";
 import { renderLayer, renderSeal } from "../../providers/template/layers";
 import { renderNvidiaInstall as renderComposeHostNvidia, type GpuStack } from "../../components/compose-host/user-data";
@@ -116,6 +116,45 @@ describe("aptGetUpdate", () => {
       expect(r.stderr).toBe("");
       expect(r.status).toBe(0);
       expect(fs.readFileSync(path.join(root, "slept"), "utf8")).toBe("sleep\n");
+    } finally {
+      holder.kill();
+    }
+  });
+});
+
+describe("aptMarkHold", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "phoenix-apt-mark-"));
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it("refuses what is not a package name", () => {
+    expect(() => aptMarkHold(["docker-ce", "x; reboot"])).toThrow(/not package names: "x; reboot"/);
+    expect(() => aptMarkHold([])).toThrow(/no packages/);
+  });
+
+  const realApt = spawnSync("apt-mark", ["--version"]).status === 0 && spawnSync("dpkg", ["--version"]).status === 0 && spawnSync("python3", ["--version"]).status === 0;
+  it.skipIf(!realApt)("waits while another process holds dpkg's frontend lock, where apt-mark alone fails at once", async () => {
+    // apt and dpkg in a scratch root: apt's cache from a dpkg status with one installed package, dpkg pointed at it.
+    const root = fs.mkdtempSync(path.join(dir, "root-"));
+    for (const d of ["dpkg/updates", "dpkg/info", "lists/partial", "cache/archives/partial", "etc/sources.list.d", "etc/preferences.d", "bin"]) fs.mkdirSync(path.join(root, d), { recursive: true });
+    for (const f of ["dpkg/available", "etc/sources.list"]) fs.writeFileSync(path.join(root, f), "");
+    fs.writeFileSync(path.join(root, "dpkg/status"), "Package: hello\nStatus: install ok installed\nPriority: optional\nSection: misc\nMaintainer: X <x@example.org>\nArchitecture: amd64\nVersion: 1.0\nDescription: test\n\n");
+    const conf = path.join(root, "apt.conf");
+    fs.writeFileSync(conf, [`Dir::State::Lists "${root}/lists/";`, `Dir::State::status "${root}/dpkg/status";`, `Dir::Cache "${root}/cache/";`, `Dir::Etc::sourcelist "${root}/etc/sources.list";`, `Dir::Etc::sourceparts "${root}/etc/sources.list.d/";`, `Dir::Etc::preferencesparts "${root}/etc/preferences.d/";`, `DPkg::Options { "--admindir=${root}/dpkg"; };`, ""].join("\n"));
+    fs.writeFileSync(path.join(root, "bin/sleep"), `#!/bin/sh\necho sleep >>${root}/slept\ntouch ${root}/release\n/bin/sleep 0.5\n`, { mode: 0o755 });
+    // The lock held with fcntl as apt and dpkg hold it, released when the retry first sleeps.
+    const holder = spawn("python3", ["-c", `import fcntl, os, time\nf = open(${JSON.stringify(`${root}/dpkg/lock-frontend`)}, "w")\nfcntl.lockf(f, fcntl.LOCK_EX)\nopen(${JSON.stringify(`${root}/held`)}, "w").close()\nwhile not os.path.exists(${JSON.stringify(`${root}/release`)}): time.sleep(0.05)\n`]);
+    try {
+      while (!fs.existsSync(path.join(root, "held"))) await new Promise((r) => setTimeout(r, 50));
+      const env = { ...process.env, APT_CONFIG: conf, PATH: `${root}/bin:${process.env.PATH}` };
+      const bare = spawnSync("apt-mark", ["hold", "hello"], { env: { ...env, LC_ALL: "C" }, encoding: "utf8" });
+      expect(bare.status).toBe(100);
+      expect(bare.stderr).toContain("dpkg frontend lock was locked by another process");
+      const r = spawnSync("sh", ["-c", `set -e\n${aptMarkHold(["hello"])}\n`], { env, encoding: "utf8" });
+      expect(r.stderr).toBe("");
+      expect(r.status).toBe(0);
+      expect(r.stdout).toBe("hello set on hold.\n");
+      expect(fs.readFileSync(path.join(root, "slept"), "utf8")).toBe("sleep\n");
+      expect(spawnSync("dpkg", [`--admindir=${root}/dpkg`, "--get-selections", "hello"], { encoding: "utf8" }).stdout).toMatch(/^hello\s+hold$/m);
     } finally {
       holder.kill();
     }

@@ -7,6 +7,7 @@
 import { spawnSync } from "child_process";
 import { createHash } from "crypto";
 import * as fs from "fs";
+import { constants as osConstants } from "os";
 import * as path from "path";
 import * as zlib from "zlib";
 
@@ -66,6 +67,8 @@ export interface VmState extends Partial<PackageScope> {
    * and the environment they got from the project's env_file then (a container keeps it until recreated).
    */
   compose: Record<string, { starts: number; env: Record<string, string> }>;
+  /** How often `docker restart NAME` restarted each container. */
+  restarts?: Record<string, number>;
 }
 
 /** The part of a machine's state that package and service tools touch: the host's, or one container's. */
@@ -678,8 +681,8 @@ const qmStatus = (vmid: string) => path.join(root, "run/qm", `${vmid}.status`);
  * qm's guest-agent commands as qemu-server@9.2.6 src/PVE/CLI/qm.pm has them: `qm guest cmd <vmid>
  * ping` prints nothing (an empty result), `qm guest exec <vmid> [--timeout N] [--pass-stdin 1]
  * -- <command>` runs the command in the VM, with qm's stdin (read to EOF, at most 1 MiB) as its
- * stdin when --pass-stdin is set, and prints the exec-status as JSON (exited, exitcode, out-data,
- * err-data; Agent.pm qemu_exec_status); qm itself exits 0 whatever the command's status.
+ * stdin when --pass-stdin is set, and prints the exec-status as JSON (exited, exitcode or signal,
+ * out-data, err-data; Agent.pm qemu_exec_status); qm itself exits 0 whatever the command's status.
  * Agent.pm assert_agent_available: the VM must run and its agent answer; the agent comes with
  * cloud-init's first boot, modelled by the VM's root directory existing.
  */
@@ -710,7 +713,8 @@ function qm(args: string[]): void {
   // The command's own stand-ins take the lock: hand it over.
   unlock();
   const res = spawnSync(argv[0]!, argv.slice(1), { input: input ?? "", encoding: "utf8", env: { ...process.env, PHOENIX_ROOT: vmRoot, PHOENIX_VM: vmid } });
-  const status: Record<string, unknown> = { exitcode: res.status ?? 255, exited: 1 };
+  // qga/qapi-schema.json GuestExecStatus: `exitcode` for a normal end, `signal` for a process a signal ended.
+  const status: Record<string, unknown> = res.signal ? { exited: 1, signal: osConstants.signals[res.signal] } : { exitcode: res.status ?? 255, exited: 1 };
   if (res.stdout) status["out-data"] = res.stdout;
   if (res.stderr) status["err-data"] = res.stderr;
   process.stdout.write(JSON.stringify(status, null, 3) + "\n");
@@ -726,6 +730,15 @@ function qm(args: string[]): void {
  */
 function docker(s: SandboxState, args: string[]): void {
   if (!vm) fail("docker stand-in: only inside a VM (qm guest exec)", 127);
+  if (args[0] === "restart" && args.length === 2) {
+    // A container a started compose project named (container_name:); Docker prints the name it restarted.
+    const name = args[1]!;
+    const state = vmState(s);
+    const known = Object.entries(state.compose).some(([file, p]) => p.starts > 0 && new RegExp(`^\\s*container_name:\\s*${name.replace(/[.]/g, "\\.")}\\s*$`, "m").test(fs.readFileSync(path.join(machineRoot, file), "utf8")));
+    if (!known) fail(`Error response from daemon: No such container: ${name}`, 1);
+    (state.restarts ??= {})[name] = (state.restarts[name] ?? 0) + 1;
+    return out([name]);
+  }
   const [sub, flag, file, up, ...rest] = args;
   if (sub !== "compose" || flag !== "-f" || !file || up !== "up" || !rest.includes("-d")) fail(`docker stand-in: unsupported docker ${args.join(" ")}`, 2);
   const composePath = path.join(machineRoot, file);

@@ -175,8 +175,8 @@ describe("the program for the cluster stack", () => {
     const values = structuredClone(r.values) as Values;
     values.proxmox.tls = { caPem: TEST_PVE_CA };
     for (const n of values.proxmox.nodes) n.ssh = { host: n.ssh.host, user: "root", hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyForTests0000000000000000000000000 test" };
-    const keys = ["proxmoxTokenSecret", "sshPrivateKey", "stepCaPassword", "traefikDashboardPassword"];
-    for (const k of keys) values[k] = `value-of-${k}`;
+    const keys = ["proxmoxTokenSecret", "sshPrivateKey", "stepCaPassword", "traefikDashboardPassword", "gatewayApiKey-dev"];
+    for (const k of keys) values[k] = `value-of-${k}-0123456789abcdef0123`;
     return { values, secretKeys: new Set([...r.secretKeys, ...keys]) };
   };
 

@@ -8,7 +8,7 @@ export const PROD_FILE = path.join(ROOT, "Pulumi.prod.yaml");
 export const DEV_FILE = path.join(ROOT, "Pulumi.dev.yaml");
 
 /** Every secret the prod stack needs, present as secrets. */
-export const PROD_SECRETS = ["proxmoxTokenSecret", "sshPrivateKey", "stepCaPassword", "portainerAdminPassword", "portainerAgentSecret", "traefikDashboardPassword", "qdrantApiKey", "webappSessionSecret"];
+export const PROD_SECRETS = ["proxmoxTokenSecret", "sshPrivateKey", "stepCaPassword", "portainerAdminPassword", "portainerAgentSecret", "traefikDashboardPassword", "qdrantApiKey", "webappSessionSecret", "gatewayApiKey-webapp", "gatewayApiKey-n8n"];
 
 /** A syntactically valid PEM standing in for the node's pve-root-ca.pem. */
 export const TEST_PVE_CA = "-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n";
@@ -19,7 +19,8 @@ export function prodWithSecrets(): RawStack {
   const values = structuredClone(raw.values) as Record<string, unknown>;
   // The user copies pve-root-ca.pem into the project; tests give it inline instead of writing files.
   (values.proxmox as { tls: unknown }).tls = { caPem: TEST_PVE_CA };
-  for (const key of PROD_SECRETS) values[key] = `value-of-${key}`;
+  // A gateway API key must be 32+ characters (stacks/secrets.ts GATEWAY_API_KEY_RE).
+  for (const key of PROD_SECRETS) values[key] = key.startsWith("gatewayApiKey-") ? `value-of-${key}-0123456789abcdef` : `value-of-${key}`;
   return { values, secretKeys: new Set([...raw.secretKeys, ...PROD_SECRETS]) };
 }
 

@@ -29,7 +29,7 @@ describe("the committed stack files", () => {
     expect(raw.secretKeys.size).toBe(0);
     const result = validate(raw, false);
     if (result.ok !== true) throw new Error(formatIssues(issuesOf(result)));
-    expect(new Set(result.missingSecrets.map((s) => s.key))).toEqual(new Set(["proxmoxTokenSecret", "sshPrivateKey", "stepCaPassword", "portainerAdminPassword", "portainerAgentSecret", "traefikDashboardPassword", "qdrantApiKey", "webappSessionSecret"]));
+    expect(new Set(result.missingSecrets.map((s) => s.key))).toEqual(new Set(["proxmoxTokenSecret", "sshPrivateKey", "stepCaPassword", "portainerAdminPassword", "portainerAgentSecret", "traefikDashboardPassword", "qdrantApiKey", "webappSessionSecret", "gatewayApiKey-webapp", "gatewayApiKey-n8n"]));
   });
 
   it("dev validates offline and points at the local simulator", () => {
