@@ -9,7 +9,7 @@ import type { z } from "zod";
 import { engineConfigOverflow, engineConfigOverflowMessage } from "./engine-env";
 import { parseFailure, PlacedError } from "./errors";
 import { projectFileIssues, type ProjectFileUse } from "./project-files";
-import { backupSecretIssues, dockerSecretIssues, findPlainTextSecrets, knownSecretKeys, MACHINE_KEYS, requiredSecrets, setSecretCommand, WELL_KNOWN_SECRETS, type SecretNeed } from "./secrets";
+import { backupSecretIssues, dockerSecretIssues, findPlainTextSecrets, knownSecretKeys, MACHINE_KEYS, requiredSecrets, secretShapeProblem, setSecretCommand, WELL_KNOWN_SECRETS, type SecretNeed } from "./secrets";
 import { roleSchema, stackSchema, UNKNOWN, type StackConfig } from "./schema";
 import { crossValidate, type ConfigIssue, type Unchecked } from "./validate";
 import { expandTemplateCopies } from "./cluster";
@@ -92,6 +92,8 @@ export function validateStack(raw: RawStack, options: LoadOptions): LoadResult {
       issues.push({ path: key, message: `phoenix:${key} is stored in plain text: run \`pulumi config rm phoenix:${key}\` then \`${setSecretCommand(key)}\`` });
     } else if (value !== undefined && value !== "") {
       secretsSet.add(key);
+      const shape = typeof value === "string" ? secretShapeProblem(key, value) : undefined;
+      if (shape) issues.push({ path: key, message: shape });
     }
   }
 

@@ -7,6 +7,7 @@
 import { stackSchema, type StackConfig } from "./schema";
 import { guestLabel, rootOnlySettings, templateNesting, type ConfigIssue } from "./validate";
 import { backupSecretNeeds } from "./backup";
+import { assertModelApiKey, SECRET_PLACEHOLDER } from "./placeholder";
 
 /** The stack file's machine-description keys (phoenix:proxmox, phoenix:guests, ...). */
 export const MACHINE_KEYS = Object.keys(stackSchema.shape) as (keyof StackConfig)[];
@@ -72,6 +73,27 @@ export interface SecretNeed {
   /** Config path of the setting that needs it. */
   path: string;
   why: string;
+}
+
+/**
+ * What is wrong with a secret's value when its key has a required shape, without the value:
+ * each gateway client's key and the Portainer agent secret (GATEWAY_API_KEY_RULE; the agent's is
+ * providers/portainer/agent-secret.ts AGENT_SECRET_RE, the same rule), and phoenix:modelApiKey
+ * (stacks/placeholder.ts assertModelApiKey). Checked when the stack loads, so a bad value stops
+ * the run before any resource rather than failing one resource's rendering. The offline
+ * placeholder passes.
+ */
+export function secretShapeProblem(key: string, value: string): string | undefined {
+  if (value === SECRET_PLACEHOLDER) return undefined;
+  if ((key === "portainerAgentSecret" || key.startsWith(GATEWAY_API_KEY_PREFIX)) && !GATEWAY_API_KEY_RE.test(value)) return `phoenix:${key} must be ${GATEWAY_API_KEY_RULE}: set a new one with \`${setSecretCommand(key)}\``;
+  if (key === "modelApiKey") {
+    try {
+      assertModelApiKey(value);
+    } catch (e) {
+      return (e as Error).message;
+    }
+  }
+  return undefined;
 }
 
 export function setSecretCommand(key: string): string {

@@ -11,6 +11,7 @@ import { STEP_CA_OUTPUT_BEGIN } from "../../components/core/step-ca.render";
 import { runCommand } from "../../providers/ssh";
 import { readStackFile, validateStack, type RawStack } from "../../stacks/load";
 import type { StackConfig } from "../../stacks/schema";
+import { GATEWAY_API_KEY_PREFIX } from "../../stacks/secrets";
 import { createPveClient, type PveApi } from "../../providers/pve";
 import { startSimulator, type Simulator } from "../pve-sim";
 import { startSshd, type SshRig } from "../rig/sshd";
@@ -64,8 +65,14 @@ function poolDisks(config: StackConfig): string[] {
   return config.host.zfs.pools.flatMap((p) => p.disks);
 }
 
-/** Secrets whose value has a required shape (providers/portainer/agent-secret.ts AGENT_SECRET_RE). */
-const E2E_SECRET_VALUES: Record<string, string> = { portainerAgentSecret: "e2e-portainerAgentSecret-0123456789abcdef", "gatewayApiKey-dev": "e2e-gatewayApiKey-dev-0123456789abcdef" };
+/**
+ * Secrets whose value has a required shape: the Portainer agent secret (providers/portainer/agent-secret.ts
+ * AGENT_SECRET_RE) and every gateway client's key (32 characters or more: stacks/secrets.ts GATEWAY_API_KEY_RULE).
+ */
+function e2eSecretValue(key: string): string {
+  if (key === "portainerAgentSecret" || key.startsWith(GATEWAY_API_KEY_PREFIX)) return `e2e-${key}-0123456789abcdef0123456789abcdef`;
+  return `e2e-${key}`;
+}
 
 type FileNodes = Array<{ name: string; ssh?: Record<string, unknown> }>;
 
@@ -93,7 +100,7 @@ export function pointAt(raw: RawStack, sim: Simulator, rig: SshRig, nodes: reado
   const loaded = validateStack(pointed, { requireSecrets: false });
   if (loaded.ok !== true) throw new Error(`the stack does not validate once pointed at the simulator: ${JSON.stringify(loaded)}`);
   for (const need of loaded.missingSecrets) {
-    values[need.key] = E2E_SECRET_VALUES[need.key] ?? `e2e-${need.key}`;
+    values[need.key] = e2eSecretValue(need.key);
     pointed.secretKeys.add(need.key);
   }
   return { raw: pointed, config: loaded.config };

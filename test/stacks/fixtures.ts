@@ -19,8 +19,8 @@ export function prodWithSecrets(): RawStack {
   const values = structuredClone(raw.values) as Record<string, unknown>;
   // The user copies pve-root-ca.pem into the project; tests give it inline instead of writing files.
   (values.proxmox as { tls: unknown }).tls = { caPem: TEST_PVE_CA };
-  // A gateway API key must be 32+ characters (stacks/secrets.ts GATEWAY_API_KEY_RE).
-  for (const key of PROD_SECRETS) values[key] = key.startsWith("gatewayApiKey-") ? `value-of-${key}-0123456789abcdef` : `value-of-${key}`;
+  // A gateway API key and the Portainer agent secret must be 32+ characters (stacks/secrets.ts secretShapeProblem).
+  for (const key of PROD_SECRETS) values[key] = key.startsWith("gatewayApiKey-") || key === "portainerAgentSecret" ? `value-of-${key}-0123456789abcdef` : `value-of-${key}`;
   return { values, secretKeys: new Set([...raw.secretKeys, ...PROD_SECRETS]) };
 }
 

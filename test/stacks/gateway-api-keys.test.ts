@@ -81,4 +81,15 @@ describe("apiKeyDigests", () => {
     expect(() => apiKeyDigests(config, { webapp: "w".repeat(40) })).toThrow(/client n8n has no key: pass phoenix:gatewayApiKey-n8n/);
     expect(() => apiKeyDigests(config, { webapp: "s".repeat(40), n8n: "s".repeat(40) })).toThrow(/gatewayApiKey-n8n holds the same key as phoenix:gatewayApiKey-webapp/);
   });
+
+  it("refuses a badly shaped key when the stack loads, before any resource, without echoing it", () => {
+    const raw = prodWithSecrets();
+    const short = "short-key-123";
+    raw.values["gatewayApiKey-n8n"] = short;
+    raw.values.portainerAgentSecret = "tiny secret";
+    const found = issuesOf(validate(raw));
+    expect(found.map((i) => i.path).sort()).toEqual(["gatewayApiKey-n8n", "portainerAgentSecret"]);
+    expect(found.find((i) => i.path === "gatewayApiKey-n8n")!.message).toMatch(/^phoenix:gatewayApiKey-n8n must be 32 to 256 characters.*pulumi config set --secret phoenix:gatewayApiKey-n8n/);
+    for (const i of found) expect(i.message).not.toMatch(/short-key-123|tiny secret/);
+  });
 });

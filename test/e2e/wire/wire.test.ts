@@ -38,7 +38,10 @@ describe("dev stack through cmd/run and cmd/dynamic-provider over gRPC", () => {
   // The ups' program bundle, and the provider texts kept beside it (providers/dynamic-resource.ts),
   // in a folder of their own: the fresh up serializes every provider, the ups after it send the
   // kept texts.
-  const bundleDir = fs.mkdtempSync(path.join(ROOT, "node_modules", ".cache", "phoenix-wire-"));
+  // A fresh clone has no node_modules/.cache until the first bundle is built.
+  const cacheRoot = path.join(ROOT, "node_modules", ".cache");
+  fs.mkdirSync(cacheRoot, { recursive: true });
+  const bundleDir = fs.mkdtempSync(path.join(cacheRoot, "phoenix-wire-"));
   const keptFile = () => fs.readdirSync(bundleDir).filter((f) => /^providers-[0-9a-f]+\.json$/.test(f)).map((f) => path.join(bundleDir, f));
   let serialized: ReturnType<typeof providerTexts> = {};
   const up = (raw = w.raw) => wireApply({ raw, state, translations: w.translations, dryRun: false, providerEnv: w.lab.childEnv, programEnv: { PHOENIX_PROGRAM_CACHE: bundleDir } });
