@@ -6,15 +6,13 @@
  * when a stack turns the keys off.
  */
 import * as fs from "node:fs";
-import * as http from "node:http";
 import * as https from "node:https";
-import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { GATEWAY_LAYOUT, renderGatewayConfig, type GatewayLayout } from "../../components/core/nginx.render";
+import { renderGatewayConfig, type GatewayLayout } from "../../components/core/nginx.render";
 import { backends, keyedModelServices, modelRoutes } from "../../stacks/routing";
 import type { StackConfig } from "../../stacks/schema";
-import { freePort, nginxTest, prodConfig, startNginx, tempDir, testPki, writeFiles } from "./helpers";
+import { httpsReply, testGatewayLayout, type Reply, nginxTest, prodConfig, startNginx, tempDir, testPki, writeFiles } from "./helpers";
 
 const KEY_WEBAPP = "a".repeat(8) + "0123456789abcdef0123456789abcdef-webapp";
 const KEY_N8N = "b".repeat(8) + "0123456789abcdef0123456789abcdef-n8n";
@@ -62,20 +60,7 @@ async function startGateway(name: string, config: StackConfig, apiKeys?: Record<
     });
   });
   await new Promise<void>((resolve) => traefik.listen(0, "127.0.0.1", resolve));
-  const layout: GatewayLayout = {
-    ...GATEWAY_LAYOUT,
-    confDir: path.join(dir, "etc/nginx"),
-    certFile: gwCert,
-    keyFile: gwKey,
-    caRootFile: path.join(dir, "etc/nginx/tls/step-ca-root.pem"),
-    acmeRoot: path.join(dir, "acme"),
-    logDir: dir,
-    varDir: dir,
-    user: os.userInfo().username,
-    httpPort: await freePort(),
-    httpsPort: await freePort(),
-    stubStatusPort: await freePort(),
-  };
+  const layout = await testGatewayLayout(dir, { certFile: gwCert, keyFile: gwKey }, true);
   const files = renderGatewayConfig(config, { traefik: { address: "127.0.0.1", port: (traefik.address() as { port: number }).port }, caRootPem: pki.caPem, layout, ...(apiKeys ? { apiKeys } : {}), ...(modelApiKey ? { modelApiKey } : {}) });
   writeFiles("/", files);
   const checked = nginxTest(dir);
@@ -96,36 +81,21 @@ async function startGateway(name: string, config: StackConfig, apiKeys?: Record<
   };
 }
 
-interface Reply {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-}
-
 function request(gw: Gateway, opts: { method?: string; path: string; key?: string; authorization?: string; body?: unknown }): Promise<Reply> {
   const host = prodConfig().host.domain;
   const auth = opts.authorization ?? (opts.key === undefined ? undefined : `Bearer ${opts.key}`);
-  return new Promise((resolve, reject) => {
-    const req = https.request(
-      {
-        host: "127.0.0.1",
-        port: gw.layout.httpsPort,
-        servername: host,
-        ca: gw.caPem,
-        method: opts.method ?? "GET",
-        path: opts.path,
-        headers: { host, ...(auth ? { authorization: auth } : {}), ...(opts.body === undefined ? {} : { "content-type": "application/json" }) },
-      },
-      (res) => {
-        let body = "";
-        res.setEncoding("utf8");
-        res.on("data", (d: string) => (body += d));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-      },
-    );
-    req.on("error", reject);
-    req.end(opts.body === undefined ? undefined : JSON.stringify(opts.body));
-  });
+  return httpsReply(
+    {
+      host: "127.0.0.1",
+      port: gw.layout.httpsPort,
+      servername: host,
+      ca: gw.caPem,
+      method: opts.method ?? "GET",
+      path: opts.path,
+      headers: { host, ...(auth ? { authorization: auth } : {}), ...(opts.body === undefined ? {} : { "content-type": "application/json" }) },
+    },
+    opts.body === undefined ? undefined : JSON.stringify(opts.body),
+  );
 }
 
 const chat = (gw: Gateway, key?: string) => request(gw, { method: "POST", path: "/v1/chat/completions", ...(key === undefined ? {} : { key }), body: { model: "Qwen3-4B-FP8", messages: [] } });

@@ -8,13 +8,12 @@ import * as fs from "node:fs";
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as https from "node:https";
-import * as os from "node:os";
 import * as path from "node:path";
 import type { Duplex } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { GATEWAY_LAYOUT, renderGatewayConfig, type GatewayLayout } from "../../components/core/nginx.render";
+import { renderGatewayConfig, type GatewayLayout } from "../../components/core/nginx.render";
 import { backends, modelRoutes } from "../../stacks/routing";
-import { freePort, prodConfig, startNginx, tempDir, testPki, writeFiles } from "./helpers";
+import { httpsReply, testGatewayLayout, type Reply, prodConfig, startNginx, tempDir, testPki, writeFiles } from "./helpers";
 
 // API keys are off here: this file is about routing; test/core/gateway-auth-live.test.ts covers the keys.
 const config = prodConfig();
@@ -95,27 +94,9 @@ function standInTraefik(cert: string, key: string): https.Server {
   return server;
 }
 
-interface Reply {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-}
-
 function request(opts: { host?: string; method?: string; path: string; body?: string | Buffer; headers?: Record<string, string> }): Promise<Reply> {
   const host = opts.host ?? DOMAIN;
-  return new Promise((resolve, reject) => {
-    const req = https.request(
-      { host: "127.0.0.1", port: layout.httpsPort, servername: host, ca: caPem, method: opts.method ?? "GET", path: opts.path, headers: { host, ...(opts.body ? { "content-type": "application/json" } : {}), ...opts.headers } },
-      (res) => {
-        let body = "";
-        res.setEncoding("utf8");
-        res.on("data", (d: string) => (body += d));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-      },
-    );
-    req.on("error", reject);
-    req.end(opts.body);
-  });
+  return httpsReply({ host: "127.0.0.1", port: layout.httpsPort, servername: host, ca: caPem, method: opts.method ?? "GET", path: opts.path, headers: { host, ...(opts.body ? { "content-type": "application/json" } : {}), ...opts.headers } }, opts.body);
 }
 
 const post = (p: string, value: unknown) => request({ method: "POST", path: p, body: JSON.stringify(value) });
@@ -131,19 +112,7 @@ beforeAll(async () => {
   await new Promise<void>((resolve) => traefik.listen(0, "127.0.0.1", resolve));
   const traefikPort = (traefik.address() as { port: number }).port;
 
-  layout = {
-    ...GATEWAY_LAYOUT,
-    confDir: path.join(dir, "etc/nginx"),
-    certFile: gwCert,
-    keyFile: gwKey,
-    caRootFile: path.join(dir, "etc/nginx/tls/step-ca-root.pem"),
-    acmeRoot: path.join(dir, "acme"),
-    logDir: dir,
-    varDir: dir,
-    user: os.userInfo().username,
-    httpPort: await freePort(),
-    httpsPort: await freePort(),
-  };
+  layout = await testGatewayLayout(dir, { certFile: gwCert, keyFile: gwKey });
   writeFiles("/", renderGatewayConfig(config, { traefik: { address: "127.0.0.1", port: traefikPort }, caRootPem: pki.caPem, layout }));
   fs.mkdirSync(path.join(layout.acmeRoot, ".well-known/acme-challenge"), { recursive: true });
   fs.writeFileSync(path.join(layout.acmeRoot, ".well-known/acme-challenge/token-123"), "token-123.thumbprint");
@@ -234,7 +203,7 @@ describe("the rendered gateway in a real nginx", () => {
   });
 
   it("routes a chunked request body (no Content-Length) by its model", async () => {
-    const reply = await new Promise<Reply>((resolve, reject) => {
+    const reply = await new Promise<Omit<Reply, "ms">>((resolve, reject) => {
       const req = https.request(
         { host: "127.0.0.1", port: layout.httpsPort, servername: DOMAIN, ca: caPem, method: "POST", path: "/v1/embeddings", headers: { host: DOMAIN, "content-type": "application/json", "transfer-encoding": "chunked" } },
         (res) => {
@@ -347,7 +316,7 @@ describe("the rendered gateway in a real nginx", () => {
 
   it("redirects port 80 to HTTPS except the ACME challenge path", async () => {
     const get = (p: string) =>
-      new Promise<Reply>((resolve, reject) => {
+      new Promise<Omit<Reply, "ms">>((resolve, reject) => {
         http
           .get({ host: "127.0.0.1", port: layout.httpPort, path: p, headers: { host: DOMAIN } }, (res) => {
             let body = "";

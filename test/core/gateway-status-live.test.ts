@@ -9,15 +9,14 @@ import * as fs from "node:fs";
 import * as http from "node:http";
 import * as https from "node:https";
 import * as net from "node:net";
-import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CONNECT_TIMEOUT_SECONDS, GATEWAY_LAYOUT, renderGatewayConfig, STATUS_PATH, type GatewayLayout } from "../../components/core/nginx.render";
+import { CONNECT_TIMEOUT_SECONDS, renderGatewayConfig, STATUS_PATH, type GatewayLayout } from "../../components/core/nginx.render";
 import { TRAEFIK_SERVICES_API } from "../../components/core/traefik.render";
 import { readStackFile, validateStack } from "../../stacks/load";
 import { backends } from "../../stacks/routing";
 import type { StackConfig } from "../../stacks/schema";
-import { freePort, ROOT, startNginx, tempDir, testPki, writeFiles } from "./helpers";
+import { httpsReply, testGatewayLayout, type Reply, ROOT, startNginx, tempDir, testPki, writeFiles } from "./helpers";
 
 /** The prod stack with the admin networks given; API keys off, which item 19's own tests cover. */
 function prodWith(adminNetworks: string[]): StackConfig {
@@ -98,46 +97,16 @@ function dropConnections(): void {
 
 async function gateway(name: string, cfg: StackConfig, gwCert: string, gwKey: string, apiPort: number) {
   const prefix = path.join(dir, name);
-  const layout: GatewayLayout = {
-    ...GATEWAY_LAYOUT,
-    confDir: path.join(prefix, "etc/nginx"),
-    certFile: gwCert,
-    keyFile: gwKey,
-    caRootFile: path.join(prefix, "etc/nginx/tls/step-ca-root.pem"),
-    acmeRoot: path.join(prefix, "acme"),
-    logDir: prefix,
-    varDir: prefix,
-    user: os.userInfo().username,
-    httpPort: await freePort(),
-    httpsPort: await freePort(),
-    stubStatusPort: undefined,
-  };
+  const layout = await testGatewayLayout(prefix, { certFile: gwCert, keyFile: gwKey });
   writeFiles("/", renderGatewayConfig(cfg, { traefik: { address: "127.0.0.1", port: traefikPort, apiPort }, caRootPem: caPem, layout }));
   return { layout, nginx: await startNginx(prefix, layout.httpsPort) };
 }
 
-interface Reply {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-  ms: number;
-}
-
 function request(layout: GatewayLayout, opts: { method?: string; path: string; body?: string; accept?: string }): Promise<Reply> {
-  const start = Date.now();
-  return new Promise((resolve, reject) => {
-    const req = https.request(
-      { host: "127.0.0.1", port: layout.httpsPort, servername: DOMAIN, ca: caPem, method: opts.method ?? "GET", path: opts.path, agent: false, headers: { host: DOMAIN, ...(opts.body ? { "content-type": "application/json" } : {}), ...(opts.accept ? { accept: opts.accept } : {}) } },
-      (res) => {
-        let body = "";
-        res.setEncoding("utf8");
-        res.on("data", (d: string) => (body += d));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body, ms: Date.now() - start }));
-      },
-    );
-    req.on("error", reject);
-    req.end(opts.body);
-  });
+  return httpsReply(
+    { host: "127.0.0.1", port: layout.httpsPort, servername: DOMAIN, ca: caPem, method: opts.method ?? "GET", path: opts.path, agent: false, headers: { host: DOMAIN, ...(opts.body ? { "content-type": "application/json" } : {}), ...(opts.accept ? { accept: opts.accept } : {}) } },
+    opts.body,
+  );
 }
 
 const chat = (layout: GatewayLayout) => request(layout, { method: "POST", path: "/v1/chat/completions", body: JSON.stringify({ model: "Qwen3-4B-FP8", messages: [] }) });

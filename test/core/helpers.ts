@@ -3,11 +3,16 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_pr
 import * as fs from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
+import type * as http from "node:http";
+import * as https from "node:https";
+import * as os from "node:os";
 import type { RenderedFile } from "../../components/render/files";
+import { GATEWAY_LAYOUT, type GatewayLayout } from "../../components/core/nginx.render";
 import { goldenChecker, loadStack } from "../support";
 import type { StackConfig } from "../../stacks/schema";
 
 export { freePort, loadStack, REFERENCE_DIR, ROOT, tempDir } from "../support";
+import { freePort } from "../support";
 
 /** Compares with test/core/golden/<name>; UPDATE_GOLDEN=1 rewrites the file instead. */
 export const expectGolden = goldenChecker(path.join(__dirname, "golden"));
@@ -95,5 +100,49 @@ export function runBash(script: string, env: Record<string, string>): Promise<{ 
     proc.on("error", reject);
     proc.on("close", (status) => resolve({ status, out }));
     proc.stdin.end(script);
+  });
+}
+
+/**
+ * The gateway's layout moved under `prefix` for a live test: its config, logs and temp dirs there,
+ * its worker running as this user, free high ports; `stubStatus` also gives stub_status a port.
+ */
+export async function testGatewayLayout(prefix: string, cert: { certFile: string; keyFile: string }, stubStatus = false): Promise<GatewayLayout> {
+  return {
+    ...GATEWAY_LAYOUT,
+    confDir: path.join(prefix, "etc/nginx"),
+    certFile: cert.certFile,
+    keyFile: cert.keyFile,
+    caRootFile: path.join(prefix, "etc/nginx/tls/step-ca-root.pem"),
+    acmeRoot: path.join(prefix, "acme"),
+    logDir: prefix,
+    varDir: prefix,
+    user: os.userInfo().username,
+    httpPort: await freePort(),
+    httpsPort: await freePort(),
+    stubStatusPort: stubStatus ? await freePort() : undefined,
+  };
+}
+
+/** An HTTPS answer read whole, with how long it took. */
+export interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+  ms: number;
+}
+
+/** One HTTPS request to a live gateway (`options`: host, port, servername, ca, headers...), its answer read whole. */
+export function httpsReply(options: https.RequestOptions, body?: string | Buffer): Promise<Reply> {
+  const start = Date.now();
+  return new Promise((resolve, reject) => {
+    const req = https.request(options, (res) => {
+      let text = "";
+      res.setEncoding("utf8");
+      res.on("data", (d: string) => (text += d));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text, ms: Date.now() - start }));
+    });
+    req.on("error", reject);
+    req.end(body);
   });
 }
