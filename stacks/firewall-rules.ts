@@ -392,7 +392,8 @@ export function lokiPushRules(config: StackConfig, on: Guest | "host"): ListEntr
 /**
  * The OUT ACCEPT a guest that ships its journal (stacks/scrape.ts logShippers) needs when its own
  * chain would keep the push from leaving: a security group that drops everything to the box's
- * network (vrooli's isolated projects), an OUT rule or policy that drops it. Phoenix installs
+ * network, an OUT rule or policy that drops it. (An isolated group's members ship nothing: Loki's
+ * port also serves its query and delete API, stacks/scrape.ts shipsJournal.) Phoenix installs
  * Alloy there all the same, so without it the journal never reaches Loki and Alloy retries for
  * ever. Narrow: tcp, Loki's port, from the guest's own address to the ops guest's alone, so it
  * opens no path to any other guest (the isolation proof, stacks/isolation.ts, walks the chain with

@@ -9,7 +9,7 @@ import type { z } from "zod";
 import { engineConfigOverflow, engineConfigOverflowMessage } from "./engine-env";
 import { parseFailure, PlacedError } from "./errors";
 import { projectFileIssues, type ProjectFileUse } from "./project-files";
-import { backupSecretIssues, dockerSecretIssues, findPlainTextSecrets, knownSecretKeys, MACHINE_KEYS, requiredSecrets, secretShapeProblem, setSecretCommand, WELL_KNOWN_SECRETS, type SecretNeed } from "./secrets";
+import { backupSecretIssues, dockerSecretIssues, pbsKeyIssues, findPlainTextSecrets, knownSecretKeys, MACHINE_KEYS, requiredSecrets, secretShapeProblem, setSecretCommand, WELL_KNOWN_SECRETS, type SecretNeed } from "./secrets";
 import { roleSchema, stackSchema, UNKNOWN, type StackConfig } from "./schema";
 import { crossValidate, type ConfigIssue, type Unchecked } from "./validate";
 import { expandTemplateCopies } from "./cluster";
@@ -97,7 +97,7 @@ export function validateStack(raw: RawStack, options: LoadOptions): LoadResult {
     }
   }
 
-  issues.push(...crossValidate(config), ...dockerSecretIssues(config), ...backupSecretIssues(config));
+  issues.push(...crossValidate(config), ...dockerSecretIssues(config), ...backupSecretIssues(config), ...pbsKeyIssues(config, raw.values));
   const files = options.projectRoot === undefined ? { issues: [], missing: [] } : projectFileIssues(config, options.projectRoot, options.requireSecrets);
   issues.push(...files.issues);
 

@@ -5,7 +5,7 @@
  */
 import { parseCidr, subnetOf } from "./net";
 import { guestAddress, modelsOf } from "./plan";
-import type { Guest, Role, Service, StackConfig } from "./schema";
+import type { Guest, Role, Route, Service, StackConfig } from "./schema";
 
 /**
  * The part of the configuration routing reads: the guests, their services, the
@@ -142,6 +142,16 @@ export function keyedModelServices(config: RoutingConfig): Set<string> {
     for (const s of config.services) if (s.guest === guest.vmid && s.port === port) keyed.add(s.name);
   }
   return keyed;
+}
+
+/** Routes the gateway's API keys guard: the OpenAI routes (byModel) and the gateway host's other /v1 paths. */
+export function isApiRoute(config: RoutingConfig, route: Route): boolean {
+  return route.byModel || ((route.host === undefined || route.host === gatewayHost(config)) && /^\/v1(\/|$)/.test(route.path));
+}
+
+/** Whether the gateway serves any route its API keys guard. */
+export function servesApi(config: RoutingConfig): boolean {
+  return config.routes.some((r) => isApiRoute(config, r));
 }
 
 /** Who answers the CA's ACME validation for a name, and how (the challenge its client uses). */

@@ -616,9 +616,6 @@ const gatewayApiKeysSchema = z
       .default([]),
   })
   .superRefine((keys, ctx) => {
-    if (keys.enabled && keys.clients.length === 0) {
-      ctx.addIssue({ code: "custom", path: ["clients"], message: "API keys are on and no client is declared, so every /v1 request would be refused: declare a client (e.g. { name: webapp }) and set its key with `pulumi config set --secret phoenix:gatewayApiKey-webapp \"$(openssl rand -hex 32)\"`, or set apiKeys.enabled: false to serve /v1 without keys" });
-    }
     const seen = new Set<string>();
     keys.clients.forEach((c, i) => {
       if (seen.has(c.name)) ctx.addIssue({ code: "custom", path: ["clients", i, "name"], message: `client ${c.name} is declared twice: client names must be unique` });

@@ -54,6 +54,19 @@ export function runsNodeAgents(g: Guest): boolean {
 }
 
 /**
+ * Whether Alloy ships this guest's journal to Loki: a guest Phoenix installs its agents in
+ * (runsNodeAgents) that is no member of an `isolated` security group. Loki takes pushes on the
+ * same unauthenticated HTTP port that serves its query and delete API (components/observability/
+ * loki.render.ts auth_enabled: false; grafana/loki v3.6.1 pkg/loki/modules.go serves
+ * /loki/api/v1/delete there when retention is on): opening it to an isolated member would let it
+ * read and delete every other machine's journal, which its isolation exists to prevent. Its
+ * metrics are still scraped (inbound, from the ops guest).
+ */
+export function shipsJournal(config: Pick<StackConfig, "firewall">, g: Guest): boolean {
+  return runsNodeAgents(g) && !config.firewall.groups.some((grp) => grp.isolated && g.firewall.groups.includes(grp.name));
+}
+
+/**
  * The machines whose journal Alloy ships to the ops guest's Loki, each with the address it pushes
  * from: the host node (host.address; components/observability/alloy.ts LogShipping) and every guest
  * Phoenix installs its agents in (runsNodeAgents). The ops guest pushes to its own address, which
@@ -61,10 +74,10 @@ export function runsNodeAgents(g: Guest): boolean {
  * could name: both are left out. The ops guest's firewall ACCEPTs these (stacks/firewall-rules.ts
  * lokiPushRules).
  */
-export function logShippers(config: Pick<StackConfig, "host" | "guests">): Array<{ on: Guest | "host"; address: string }> {
+export function logShippers(config: Pick<StackConfig, "host" | "guests" | "firewall">): Array<{ on: Guest | "host"; address: string }> {
   const ops = opsGuest(config);
   const hostIp = config.host.address.split("/")[0]!;
-  const guests = config.guests.filter((g) => g !== ops && runsNodeAgents(g)).flatMap((g) => {
+  const guests = config.guests.filter((g) => g !== ops && shipsJournal(config, g)).flatMap((g) => {
     const address = guestAddress(g);
     return address === undefined ? [] : [{ on: g, address }];
   });

@@ -60,6 +60,29 @@ export function backupSecretIssues(config: StackConfig): ConfigIssue[] {
     .map((n) => ({ path: n.path, message: `phoenix:${n.key} is one of Phoenix's own secrets or settings: name a key of its own (e.g. ${n.path.endsWith("encryptionKeySecretKey") ? "pbsEncryptionKey" : "pbsPassword"}), set with \`${setSecretCommand("<key>")}\`` }));
 }
 
+/**
+ * A PBS encryption key must be the key file itself (`proxmox-backup-client key create --kdf none`:
+ * JSON with `data`, as pve-storage@9.1.7 PBSPlugin.pm on_add_hook checks). PVE's `autogen` is
+ * refused: PVE would make a key Phoenix never sees, and a replaced storage (every bpg input is
+ * RequiresReplace) deletes the node's copy (on_delete_hook) and makes a new one, so every earlier
+ * backup could no longer be restored. The value is never echoed.
+ */
+export function pbsKeyIssues(config: StackConfig, values: Record<string, unknown>): ConfigIssue[] {
+  return (config.backup?.pbs ?? []).flatMap((p, i) => {
+    const key = p.encryptionKeySecretKey;
+    const value = key === undefined ? undefined : values[key];
+    if (key === undefined || typeof value !== "string" || value === "" || value === SECRET_PLACEHOLDER) return [];
+    let data: unknown;
+    try {
+      data = (JSON.parse(value) as { data?: unknown }).data;
+    } catch {
+      data = undefined;
+    }
+    if (typeof data === "string" && data !== "") return [];
+    return [{ path: `backup.pbs[${i}].encryptionKeySecretKey`, message: `phoenix:${key} must be the key file \`proxmox-backup-client key create --kdf none <file>\` writes (JSON with "data"), not PVE's autogen or anything else: keep a copy off the box and set it with \`pulumi config set --secret phoenix:${key} < <file>\`` }];
+  });
+}
+
 function dockerSecretUses(config: StackConfig): Array<{ key: string; variable: string; stack: string; path: string }> {
   return config.guests.flatMap((guest, i) =>
     guest.kind !== "vm"

@@ -10,7 +10,7 @@ import { LLAMACPP_OPTION_LISTS } from "./options/llamacpp";
 import { OLLAMA_ENV_LISTS } from "./options/ollama";
 import { VLLM_OPTION_LISTS } from "./options/vllm";
 import { snippetStorage } from "./plan";
-import { acmeNames, routeHostConflict, type AcmeName } from "./routing";
+import { acmeNames, routeHostConflict, servesApi, type AcmeName } from "./routing";
 import { bridgeNetwork, gpuAllocation, guestAddress, orderingEdges, templateVersion, type OrderEdge } from "./plan";
 import { poolTopologies, UNKNOWN, type Guest, type Host, type StackConfig, type Template, type FirewallRule } from "./schema";
 import { hardeningIssues, isolationIssues } from "./isolation";
@@ -701,6 +701,7 @@ function checkFirewall(ctx: Context, report: Report): void {
   checkAdminLockout(ctx, report);
   checkNfsFirewall(ctx, report);
   checkAcmeFirewall(ctx, report);
+  checkGatewayApiClients(ctx, report);
 }
 
 /**
@@ -709,6 +710,17 @@ function checkFirewall(ctx: Context, report: Report): void {
  * http01Validate, tlsalpn01Validate). The answering guest's inbound rules and the CA's outbound ones
  * must let that through, or the order fails on the real host and the guest never gets its certificate.
  */
+/**
+ * A gateway that checks API keys and serves /v1 (servesApi) needs a client, or every /v1 request
+ * is refused. A gateway without /v1 routes checks nothing, so it needs none.
+ */
+function checkGatewayApiClients(ctx: Context, report: Report): void {
+  ctx.config.guests.forEach((g, i) => {
+    if (g.role?.type !== "nginx-gateway" || !g.role.apiKeys.enabled || g.role.apiKeys.clients.length > 0 || !servesApi(ctx.config)) return;
+    report(`guests[${i}].role.apiKeys.clients`, "API keys are on and no client is declared, so every /v1 request would be refused: declare a client (e.g. { name: webapp }) and set its key with `pulumi config set --secret phoenix:gatewayApiKey-webapp \"$(openssl rand -hex 32)\"`, or set apiKeys.enabled: false to serve /v1 without keys");
+  });
+}
+
 function checkAcmeFirewall(ctx: Context, report: Report): void {
   const caEntry = [...ctx.guests.values()].find((e) => e.g.role?.type === "step-ca");
   const caIp = caEntry && guestAddress(caEntry.g);

@@ -14,7 +14,7 @@ import { renderHostsBlock } from "../render/hosts";
 import { renderCertRenewal, RENEW_AT_PERCENT_USED } from "../render/cert-timer";
 import { fileList, indent, type RenderedFile } from "../render/files";
 import { renderAptEnsure, renderInstallScript, renderReleaseInstalls, type PinnedRelease } from "../render/install-script";
-import { adminSourceRange, gatewayHost, guestOfRole, internalHosts, keyedModelServices, modelRoutes, serviceHost, type ModelRoute, type RoutingConfig } from "../../stacks/routing";
+import { adminSourceRange, gatewayHost, guestOfRole, internalHosts, isApiRoute, keyedModelServices, servesApi, modelRoutes, serviceHost, type ModelRoute, type RoutingConfig } from "../../stacks/routing";
 import { TRAEFIK_INTERNAL_PORT } from "../../stacks/scrape";
 import { TRAEFIK_SERVICES_API } from "./traefik.render";
 
@@ -260,6 +260,9 @@ function statusLocations(config: RoutingConfig, layout: GatewayLayout, traefik: 
     "proxy_method GET;",
     "proxy_pass_request_body off;",
     'proxy_set_header Content-Length "";',
+    // The admin's own credentials stay with the page: a health probe sends none (an empty value is not sent).
+    'proxy_set_header Authorization "";',
+    'proxy_set_header Cookie "";',
   ];
   const blocks = [
     `location = ${STATUS_PATH} {
@@ -287,14 +290,9 @@ function openAiError(message: string, type: string, code: string): string {
   return JSON.stringify({ error: { message, type, param: null, code } });
 }
 
-/** Routes the API keys guard: the OpenAI routes (byModel) and the gateway host's other /v1 paths. */
-function isApiRoute(config: RoutingConfig, route: Route): boolean {
-  return route.byModel || ((route.host === undefined || route.host === gatewayHost(config)) && /^\/v1(\/|$)/.test(route.path));
-}
-
 /** Whether this gateway checks API keys: they are on and it serves /v1. */
 function apiKeysOn(config: RoutingConfig): boolean {
-  return gatewayRole(config).apiKeys.enabled && config.routes.some((r) => isApiRoute(config, r));
+  return gatewayRole(config).apiKeys.enabled && servesApi(config);
 }
 
 /**
@@ -315,6 +313,15 @@ export function apiKeyDigests(config: RoutingConfig, keys: Record<string, string
   }
   return table;
 }
+
+/**
+ * Words a `map` block reads as its own parameters (nginx release-1.24.0 ngx_http_map_module.c
+ * ngx_http_map: "default", "hostnames", "include", "volatile"); a source value that is one of them
+ * is written with a leading backslash, which ngx_http_map drops. Only these: in a bare word
+ * ngx_conf_read_token turns \n, \t and \r into control characters, so escaping every name would
+ * break a client named n8n.
+ */
+const MAP_PARAMETERS = new Set(["default", "hostnames", "include", "volatile"]);
 
 const API_AUTH_INCLUDE = "phoenix/api-auth.conf";
 const MODEL_KEY_INCLUDE = "phoenix/model-api-key.conf";
@@ -358,11 +365,12 @@ js_import apikeys from api-keys.js;
 js_set $phoenix_api_client apikeys.client;
 
 # One zone per rate and burst, each counting its own clients only (an empty key is not counted).
+# A client named like a map parameter is escaped (MAP_PARAMETERS).
 ${zones
   .map(
     (z, i) => `map $phoenix_api_client $phoenix_api_limit_${i} {
     default "";
-${z.clients.map((n) => `    ${n} ${n};`).join("\n")}
+${z.clients.map((n) => `    ${MAP_PARAMETERS.has(n) ? "\\" : ""}${n} ${n};`).join("\n")}
 }
 limit_req_zone $phoenix_api_limit_${i} zone=phoenix_api_${i}:1m rate=${z.rate};`,
   )

@@ -8,6 +8,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { SshConnection } from "../../providers/ssh";
 import type { Guest, StackConfig } from "../../stacks/schema";
+import { shipsJournal } from "../../stacks/scrape";
 import { GuestInstall } from "../guest/install";
 import { renderAlloyFiles, renderAlloyInstallScript } from "./alloy.render";
 import { onNode, type NodeTarget } from "./exporters";
@@ -23,11 +24,12 @@ export interface LogShippingArgs {
 }
 
 /**
- * The guests Alloy is installed on through `pct exec` (components/guest/install.ts): every container.
+ * The guests Alloy is installed on through `pct exec` (components/guest/install.ts): every container
+ * that ships its journal (stacks/scrape.ts shipsJournal: not an isolated group's member).
  * VMs have no `pct exec`: the same install reaches them through their guest agent (vm-agents.ts).
  */
 export function logShippingGuests(config: StackConfig): Guest[] {
-  return config.guests.filter((g) => g.kind === "lxc");
+  return config.guests.filter((g) => g.kind === "lxc" && shipsJournal(config, g));
 }
 
 export class LogShipping extends pulumi.ComponentResource {

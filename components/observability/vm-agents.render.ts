@@ -9,7 +9,7 @@
  * config in, scripts out.
  */
 import type { VmScript } from "../../providers/guest/vm-install";
-import { opsGuest, runsNodeAgents } from "../../stacks/scrape";
+import { opsGuest, runsNodeAgents, shipsJournal } from "../../stacks/scrape";
 import type { StackConfig, VmGuest } from "../../stacks/schema";
 import { ALLOY_PATHS, renderAlloyInstallScript } from "./alloy.render";
 import { guestExporters, renderGuestExportersScript } from "./exporters.render";
@@ -25,6 +25,6 @@ export function vmAgentScripts(config: StackConfig, guest: VmGuest): VmScript[] 
   if (opsGuest(config)?.role?.type !== "observability" || !runsNodeAgents(guest)) return [];
   return [
     { name: "exporters", script: renderGuestExportersScript(config, guest), units: guestExporters(config, guest).services.map((s) => s.unit) },
-    { name: "alloy", script: renderAlloyInstallScript(config, guest), units: [ALLOY_PATHS.unit] },
+    ...(shipsJournal(config, guest) ? [{ name: "alloy", script: renderAlloyInstallScript(config, guest), units: [ALLOY_PATHS.unit] }] : []),
   ];
 }

@@ -249,3 +249,21 @@ describe("API keys in front of a vLLM server that requires its own key", () => {
     expect(() => renderGatewayConfig(config, { traefik: { address: "127.0.0.1", port: 1 }, caRootPem: "pem", apiKeys: { webapp: KEY_WEBAPP }, modelApiKey: 'short"; evil' })).toThrow(/16–512 characters/);
   });
 });
+
+describe("API clients whose names are nginx map parameters", () => {
+  it("loads and routes with clients named default and include", async () => {
+    const KEY_DEFAULT = "d".repeat(8) + "0123456789abcdef0123456789abcdef-default";
+    const KEY_INCLUDE = "i".repeat(8) + "0123456789abcdef0123456789abcdef-include";
+    const gw = await startGateway("gateway-mapnames-live", withApiKeys({ enabled: true, clients: [{ name: "default", rate: "10r/s", burst: 5 }, { name: "include", rate: "1r/m", burst: 0 }] }), { default: KEY_DEFAULT, include: KEY_INCLUDE });
+    try {
+      expect((await chat(gw, KEY_DEFAULT)).status).toBe(200);
+      expect((await chat(gw, KEY_INCLUDE)).status).toBe(200);
+      // include's own zone: one a minute, so the second is refused, and default's is not.
+      expect((await chat(gw, KEY_INCLUDE)).status).toBe(429);
+      expect((await chat(gw, KEY_DEFAULT)).status).toBe(200);
+      expect((await chat(gw)).status).toBe(401);
+    } finally {
+      await gw.stop();
+    }
+  });
+});

@@ -73,11 +73,9 @@ describe("vrooli stack, applied against the simulator and the sshd rig", () => {
       const g = w.sim.state.guests.get(vmid)!;
       expect(g.config.unprivileged, `CT ${vmid}`).toBe("1");
       expect(g.config.ostype, `CT ${vmid}`).toBe("debian");
-      // Each member's rule list: its journal out to Loki on ops-tools ahead of the group (whose DROP would take it:
-      // stacks/firewall-rules.ts lokiEgressRules), the group, then the ops guest's scrape of its node_exporter.
-      const ip = `10.20.0.${vmid}`;
+      // Each member's rule list: the group, then the ops guest's scrape of its node_exporter. No way out to Loki: its
+      // port also serves the query and delete API, so an isolated member ships no journal (stacks/scrape.ts shipsJournal).
       expect(w.sim.state.guestFirewall.get(vmid)?.rules.map((r) => `${r.type} ${r.action} ${r.proto ?? "-"} ${r.dport ?? "-"} ${r.source ?? "-"} ${r.dest ?? "-"}`), `CT ${vmid}`).toEqual([
-        `out ACCEPT tcp 3100 ${ip} 10.20.0.14`,
         "group projects - - - -",
         "in ACCEPT tcp 9100 10.20.0.14 -",
       ]);
