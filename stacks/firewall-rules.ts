@@ -433,6 +433,46 @@ export function lokiEgressRules(config: StackConfig, on: Guest | "host", after: 
  */
 export function acmeRules(config: StackConfig, on: Guest | "host", before: readonly ListEntry[] = []): ListEntry[] {
   if (on === "host" || !on.firewall.enabled) return [];
+  const at = `guests[${config.guests.indexOf(on)}]`;
+  const drops = (extra: readonly ListEntry[], probe: Probe, policy: "ACCEPT" | "DROP" | "REJECT") => {
+    const o = firstMatch(flatten(config, guestRuleList(on, at, [...before, ...extra])), probe);
+    return !(o.by === "rule" ? o.entry.rule.action === "ACCEPT" : policy === "ACCEPT");
+  };
+  const out: ListEntry[] = [];
+  for (const c of acmeConnections(config)) {
+    if (on.vmid === c.guest.vmid && drops(out, c.probe("in"), on.firewall.policyIn)) {
+      out.push({ rule: accept(String(c.port), c.caIp, `phoenix: Step-CA validates this guest's names (${c.challenge})`), path: `${at} (derived: Step-CA's ${c.challenge} validation from guests[${config.guests.indexOf(c.ca)}])` });
+    }
+    if (on.vmid === c.ca.vmid && drops(out, c.probe("out"), on.firewall.policyOut)) {
+      const rule: FirewallRule = { type: "out", action: "ACCEPT", proto: "tcp", dport: String(c.port), source: c.caIp, dest: c.ip, comment: `phoenix: ${c.challenge} validation of guest ${c.guest.vmid}'s names`, enabled: true };
+      out.push({ rule, path: `${at} (derived: Step-CA validates the names of guests[${config.guests.indexOf(c.guest)}])` });
+    }
+  }
+  return out;
+}
+
+/** One connection Step-CA makes to validate a challenge: from the CA to the guest that answers it. */
+export interface AcmeConnection {
+  /** The first name validated over this connection (others of the same guest and port share it). */
+  name: string;
+  challenge: AcmeName["challenge"];
+  port: number;
+  ca: Guest;
+  caIp: string;
+  guest: Guest;
+  ip: string;
+  /** The connection as the CA's OUT chain or the guest's IN chain sees it. */
+  probe(direction: "in" | "out"): Probe;
+}
+
+/**
+ * The connections Step-CA's ACME validation makes (stacks/routing.ts acmeNames), one per guest and
+ * port: http-01 on 80, tls-alpn-01 on 443. None to the CA itself (it reaches its own names on its
+ * loopback, which no PVE chain sees), none without a CA with a static address, and none while a
+ * core guest has no static address (validation reports that). The one list acmeRules derives
+ * rules from and validation (checkAcmeFirewall) checks the chains against.
+ */
+export function acmeConnections(config: StackConfig): AcmeConnection[] {
   const ca = config.guests.find((g) => g.role?.type === "step-ca");
   const caIp = ca && guestAddress(ca);
   if (!ca || !caIp) return [];
@@ -440,35 +480,16 @@ export function acmeRules(config: StackConfig, on: Guest | "host", before: reado
   try {
     names = acmeNames(config);
   } catch {
-    return []; // a core guest without a static address, which validation reports
+    return [];
   }
-  const at = `guests[${config.guests.indexOf(on)}]`;
-  const chain = (extra: readonly ListEntry[]) => flatten(config, guestRuleList(on, at, [...before, ...extra]));
-  const drops = (extra: readonly ListEntry[], probe: Parameters<typeof firstMatch>[1], policy: "ACCEPT" | "DROP" | "REJECT") => {
-    const o = firstMatch(chain(extra), probe);
-    return !(o.by === "rule" ? o.entry.rule.action === "ACCEPT" : policy === "ACCEPT");
-  };
-  const out: ListEntry[] = [];
   const seen = new Set<string>();
-  for (const n of names) {
-    if (n.guest === ca.vmid) continue; // the CA's own names: it reaches itself on its loopback
+  return names.flatMap((n) => {
     const port = n.challenge === "http-01" ? 80 : 443;
-    if (on.vmid === n.guest && !seen.has(`in/${port}`)) {
-      seen.add(`in/${port}`);
-      if (drops(out, { direction: "in", port, source: caIp, dest: n.ip, iface: "net0" }, on.firewall.policyIn)) {
-        out.push({ rule: accept(String(port), caIp, `phoenix: Step-CA validates this guest's names (${n.challenge})`), path: `${at} (derived: Step-CA's ${n.challenge} validation from guests[${config.guests.indexOf(ca)}])` });
-      }
-    }
-    if (on.vmid === ca.vmid && !seen.has(`out/${n.ip}/${port}`)) {
-      seen.add(`out/${n.ip}/${port}`);
-      if (drops(out, { direction: "out", port, source: caIp, dest: n.ip, iface: "net0" }, on.firewall.policyOut)) {
-        const target = config.guests.find((g) => g.vmid === n.guest);
-        const rule: FirewallRule = { type: "out", action: "ACCEPT", proto: "tcp", dport: String(port), source: caIp, dest: n.ip, comment: `phoenix: ${n.challenge} validation of guest ${n.guest}'s names`, enabled: true };
-        out.push({ rule, path: `${at} (derived: Step-CA validates the names of guests[${target ? config.guests.indexOf(target) : "?"}])` });
-      }
-    }
-  }
-  return out;
+    const guest = config.guests.find((g) => g.vmid === n.guest);
+    if (!guest || guest === ca || seen.has(`${n.guest}/${port}`)) return [];
+    seen.add(`${n.guest}/${port}`);
+    return [{ name: n.name, challenge: n.challenge, port, ca, caIp, guest, ip: n.ip, probe: (direction: "in" | "out"): Probe => ({ direction, port, source: caIp, dest: n.ip, iface: "net0" }) }];
+  });
 }
 
 /**

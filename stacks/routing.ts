@@ -124,10 +124,15 @@ export interface ModelRoute {
 /** Every model the stack serves, with the service that reaches the server serving it (validation guarantees one). */
 export function modelRoutes(config: RoutingConfig): ModelRoute[] {
   return config.guests.flatMap((guest) => {
-    const port = guest.role?.type === "model-server" ? guest.role.server.port : undefined;
-    const service = config.services.find((s) => s.guest === guest.vmid && s.port === port);
+    const service = modelServerService(config, guest);
     return service ? modelsOf(guest).map((m) => ({ id: m.id, service: service.name, host: serviceHost(config, service) })) : [];
   });
+}
+
+/** The service that reaches a model server: the one on its guest and its server's port. */
+function modelServerService(config: RoutingConfig, guest: Guest): Service | undefined {
+  const port = guest.role?.type === "model-server" ? guest.role.server.port : undefined;
+  return port === undefined ? undefined : config.services.find((s) => s.guest === guest.vmid && s.port === port);
 }
 
 /**
@@ -135,13 +140,8 @@ export function modelRoutes(config: RoutingConfig): ModelRoute[] {
  * gateway that checks its own API keys, the gateway sends that key to them in place of the client's.
  */
 export function keyedModelServices(config: RoutingConfig): Set<string> {
-  const keyed = new Set<string>();
-  for (const guest of config.guests) {
-    if (guest.role?.type !== "model-server" || guest.role.server.engine !== "vllm" || !guest.role.server.requireApiKey) continue;
-    const port = guest.role.server.port;
-    for (const s of config.services) if (s.guest === guest.vmid && s.port === port) keyed.add(s.name);
-  }
-  return keyed;
+  const keyed = config.guests.filter((g) => g.role?.type === "model-server" && g.role.server.engine === "vllm" && g.role.server.requireApiKey);
+  return new Set(keyed.flatMap((g) => modelServerService(config, g)?.name ?? []));
 }
 
 /** Routes the gateway's API keys guard: the OpenAI routes (byModel) and the gateway host's other /v1 paths. */

@@ -39,7 +39,12 @@ export function isDockerSecretKey(key: string): boolean {
 export const GATEWAY_API_KEY_PREFIX = "gatewayApiKey-";
 export type GatewayApiKeySecret = `${typeof GATEWAY_API_KEY_PREFIX}${string}`;
 export const gatewayApiKeySecret = (client: string): GatewayApiKeySecret => `${GATEWAY_API_KEY_PREFIX}${client}`;
-/** What a gateway API key must be (checked where it is hashed, never echoed): long and random enough that its SHA-256 alone may sit on the gateway. */
+/**
+ * What a long shared secret must be, never echoed: a gateway API key (long and random enough that
+ * its SHA-256 alone may sit on the gateway) and the Portainer agent secret
+ * (providers/portainer/agent-secret.ts AGENT_SECRET_RE: the base64/hex alphabet reads the same in a
+ * Compose env file and an HTTP header).
+ */
 export const GATEWAY_API_KEY_RE = /^[A-Za-z0-9._~+/=-]{32,256}$/;
 export const GATEWAY_API_KEY_RULE = "32 to 256 characters of letters, digits and . _ ~ + / = -, e.g. `openssl rand -hex 32`";
 
@@ -100,8 +105,7 @@ export interface SecretNeed {
 
 /**
  * What is wrong with a secret's value when its key has a required shape, without the value:
- * each gateway client's key and the Portainer agent secret (GATEWAY_API_KEY_RULE; the agent's is
- * providers/portainer/agent-secret.ts AGENT_SECRET_RE, the same rule), and phoenix:modelApiKey
+ * each gateway client's key and the Portainer agent secret (GATEWAY_API_KEY_RE), and phoenix:modelApiKey
  * (stacks/placeholder.ts assertModelApiKey). Checked when the stack loads, so a bad value stops
  * the run before any resource rather than failing one resource's rendering. The offline
  * placeholder passes.

@@ -10,14 +10,14 @@ import { LLAMACPP_OPTION_LISTS } from "./options/llamacpp";
 import { OLLAMA_ENV_LISTS } from "./options/ollama";
 import { VLLM_OPTION_LISTS } from "./options/vllm";
 import { snippetStorage } from "./plan";
-import { acmeNames, routeHostConflict, servesApi, type AcmeName } from "./routing";
+import { routeHostConflict, servesApi } from "./routing";
 import { bridgeNetwork, gpuAllocation, guestAddress, orderingEdges, templateVersion, type OrderEdge } from "./plan";
 import { poolTopologies, UNKNOWN, type Guest, type Host, type StackConfig, type Template, type FirewallRule } from "./schema";
 import { hardeningIssues, isolationIssues } from "./isolation";
 import { tailscaleIssues } from "./tailscale";
 import { backupIssues } from "./backup";
 import { clusterIssues, nodeHost, poolNodeOf } from "./cluster";
-import { ADMIN_GROUP, canonicalMacro, firstMatch, guestChain, hostNodeChain, ifaceProblem, NODE_GROUP, type Outcome, type RuleScope } from "./firewall-rules";
+import { acmeConnections, ADMIN_GROUP, canonicalMacro, firstMatch, guestChain, hostNodeChain, ifaceProblem, NODE_GROUP, type Outcome, type RuleScope } from "./firewall-rules";
 
 export interface ConfigIssue {
   /** Path inside the phoenix namespace, e.g. guests[3].network.ip. */
@@ -722,31 +722,17 @@ function checkGatewayApiClients(ctx: Context, report: Report): void {
 }
 
 function checkAcmeFirewall(ctx: Context, report: Report): void {
-  const caEntry = [...ctx.guests.values()].find((e) => e.g.role?.type === "step-ca");
-  const caIp = caEntry && guestAddress(caEntry.g);
-  if (!ctx.config.firewall.enabled || !caEntry || !caIp) return;
+  if (!ctx.config.firewall.enabled) return;
   // Guests are looked up by vmid: with a vmid given twice (reported on its own) the lookup could pick the wrong one.
   if (ctx.guests.size !== ctx.config.guests.length) return;
-  let names: AcmeName[];
-  try {
-    names = acmeNames(ctx.config);
-  } catch {
-    return; // a core guest without a static address, which the routes' checks report
-  }
-  const done = new Set<string>();
-  for (const n of names) {
-    const entry = ctx.guests.get(n.guest);
-    const port = n.challenge === "http-01" ? 80 : 443;
-    if (!entry || done.has(`${n.guest}/${port}`)) continue;
-    done.add(`${n.guest}/${port}`);
-    const g = entry.g;
-    const fix = (dir: string, peer: string) => `{ type: ${dir}, action: ACCEPT, proto: tcp, dport: ${port}, ${dir === "in" ? "source" : "dest"}: ${peer} }`;
-    const why = `Step-CA validates ${n.name} (${n.challenge}) by connecting from ${caIp} to ${guestLabel(g)} at ${n.ip}:${port}`;
-    const inDrop = g.firewall.enabled ? dropsAt(firstMatch(guestChain(ctx.config, g), { direction: "in", port, source: caIp, dest: n.ip, iface: "net0" }), g.firewall.policyIn, `guests[${entry.i}].firewall.policyIn`) : undefined;
-    if (inDrop) report(inDrop.path, `${why}, but ${inDrop.what} drops it there: add ${fix("in", caIp)} ahead of it`);
-    const ca = caEntry.g;
-    const outDrop = ca.firewall.enabled ? dropsAt(firstMatch(guestChain(ctx.config, ca), { direction: "out", port, source: caIp, dest: n.ip, iface: "net0" }), ca.firewall.policyOut, `guests[${caEntry.i}].firewall.policyOut`) : undefined;
-    if (outDrop) report(outDrop.path, `${why}, but ${outDrop.what} keeps it from leaving the CA: add ${fix("out", n.ip)} ahead of it`);
+  for (const c of acmeConnections(ctx.config)) {
+    const at = (g: Guest) => `guests[${ctx.config.guests.indexOf(g)}]`;
+    const fix = (dir: string, peer: string) => `{ type: ${dir}, action: ACCEPT, proto: tcp, dport: ${c.port}, ${dir === "in" ? "source" : "dest"}: ${peer} }`;
+    const why = `Step-CA validates ${c.name} (${c.challenge}) by connecting from ${c.caIp} to ${guestLabel(c.guest)} at ${c.ip}:${c.port}`;
+    const inDrop = c.guest.firewall.enabled ? dropsAt(firstMatch(guestChain(ctx.config, c.guest), c.probe("in")), c.guest.firewall.policyIn, `${at(c.guest)}.firewall.policyIn`) : undefined;
+    if (inDrop) report(inDrop.path, `${why}, but ${inDrop.what} drops it there: add ${fix("in", c.caIp)} ahead of it`);
+    const outDrop = c.ca.firewall.enabled ? dropsAt(firstMatch(guestChain(ctx.config, c.ca), c.probe("out")), c.ca.firewall.policyOut, `${at(c.ca)}.firewall.policyOut`) : undefined;
+    if (outDrop) report(outDrop.path, `${why}, but ${outDrop.what} keeps it from leaving the CA: add ${fix("out", c.ip)} ahead of it`);
   }
 }
 

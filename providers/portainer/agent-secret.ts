@@ -25,6 +25,7 @@ import { dynamicProvider, type Implementation } from "../dynamic";
 import { DynamicResource } from "../dynamic-resource";
 import { runScriptChecked, type SshConnection } from "../ssh";
 import { renderScript, shellQuote } from "../ssh/script";
+import { GATEWAY_API_KEY_RE } from "../../stacks/secrets";
 import { guestExecError, parseGuestExec, renderGuestExec, renderWaitForGuestAgent } from "./guest-exec";
 
 /** The env file both compose files name (components/docker/portainer.ts env_file). */
@@ -36,7 +37,7 @@ export const AGENT_SECRET_VARIABLE = "AGENT_SECRET";
  * file is read by Compose's dotenv parser, which expands `$`, ends a value at ` #` and strips
  * quotes; a value without those characters means the same thing everywhere.
  */
-export const AGENT_SECRET_RE = /^[A-Za-z0-9._~+/=-]{32,256}$/;
+export const AGENT_SECRET_RE = GATEWAY_API_KEY_RE;
 
 /** How long to wait for the guest agent (installed by cloud-init on first boot) and for cloud-init and Compose. */
 const AGENT_WAIT_SECONDS = 900;

@@ -11,7 +11,7 @@ import { STEP_CA_OUTPUT_BEGIN } from "../../components/core/step-ca.render";
 import { runCommand } from "../../providers/ssh";
 import { readStackFile, validateStack, type RawStack } from "../../stacks/load";
 import type { StackConfig } from "../../stacks/schema";
-import { GATEWAY_API_KEY_PREFIX } from "../../stacks/secrets";
+import { secretShapeProblem } from "../../stacks/secrets";
 import { createPveClient, type PveApi } from "../../providers/pve";
 import { startSimulator, type Simulator } from "../pve-sim";
 import { startSshd, type SshRig } from "../rig/sshd";
@@ -65,13 +65,10 @@ function poolDisks(config: StackConfig): string[] {
   return config.host.zfs.pools.flatMap((p) => p.disks);
 }
 
-/**
- * Secrets whose value has a required shape: the Portainer agent secret (providers/portainer/agent-secret.ts
- * AGENT_SECRET_RE) and every gateway client's key (32 characters or more: stacks/secrets.ts GATEWAY_API_KEY_RULE).
- */
+/** A value for each secret the stack needs: `e2e-<key>`, made long enough where the key has a required shape (stacks/secrets.ts secretShapeProblem). */
 function e2eSecretValue(key: string): string {
-  if (key === "portainerAgentSecret" || key.startsWith(GATEWAY_API_KEY_PREFIX)) return `e2e-${key}-0123456789abcdef0123456789abcdef`;
-  return `e2e-${key}`;
+  const value = `e2e-${key}`;
+  return secretShapeProblem(key, value) === undefined ? value : `${value}-0123456789abcdef0123456789abcdef`;
 }
 
 type FileNodes = Array<{ name: string; ssh?: Record<string, unknown> }>;

@@ -1,6 +1,7 @@
 /** Shared fixtures for the stack configuration tests: the committed stack files, freshly read. */
 import * as path from "node:path";
 import { readStackFile, validateStack, type LoadResult, type RawStack } from "../../stacks/load";
+import { secretShapeProblem } from "../../stacks/secrets";
 import type { ConfigIssue } from "../../stacks/validate";
 
 export const ROOT = path.resolve(__dirname, "..", "..");
@@ -19,8 +20,8 @@ export function prodWithSecrets(): RawStack {
   const values = structuredClone(raw.values) as Record<string, unknown>;
   // The user copies pve-root-ca.pem into the project; tests give it inline instead of writing files.
   (values.proxmox as { tls: unknown }).tls = { caPem: TEST_PVE_CA };
-  // A gateway API key and the Portainer agent secret must be 32+ characters (stacks/secrets.ts secretShapeProblem).
-  for (const key of PROD_SECRETS) values[key] = key.startsWith("gatewayApiKey-") || key === "portainerAgentSecret" ? `value-of-${key}-0123456789abcdef` : `value-of-${key}`;
+  // Long enough where the key has a required shape (stacks/secrets.ts secretShapeProblem).
+  for (const key of PROD_SECRETS) values[key] = secretShapeProblem(key, `value-of-${key}`) === undefined ? `value-of-${key}` : `value-of-${key}-0123456789abcdef`;
   return { values, secretKeys: new Set([...raw.secretKeys, ...PROD_SECRETS]) };
 }
 
